@@ -1,0 +1,45 @@
+# Quick start: `make gmi` builds the debian-12 GMI on the local QEMU backend;
+# `make test` runs the whole test suite. Both install what they need first.
+DISTRO ?= debian-12
+BACKEND ?= qemu
+ARGS ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools \
+	fdisk util-linux python3-venv
+STAMP := $(VENV)/.installed
+
+.PHONY: gmi test setup host-packages venv lint clean
+
+gmi: setup
+	$(PY) -m pytest checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m pytest tests checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
+
+setup: host-packages venv
+
+host-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+clean:
+	rm -rf $(VENV) reports/runs

@@ -1,0 +1,139 @@
+"""The build context: what the build has made so far (kept apart from the frozen
+settings and distro it was asked for), plus timed, logged steps and credentials."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import string
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .distro import Distro
+from .errors import mask, register_secret
+from .hypervisor import VM, Backend
+from .ssh import Guest, KeyPair
+
+
+class MaskingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
+
+
+def generate_password(length: int = 24) -> str:
+    """A strong random password (letters and digits: safe in any shell or file)."""
+    alphabet = string.ascii_letters + string.digits
+    while True:
+        pw = "".join(secrets.choice(alphabet) for _ in range(length))
+        if any(c.islower() for c in pw) and any(c.isupper() for c in pw) and any(
+            c.isdigit() for c in pw
+        ):
+            return pw
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Build-time secrets: the root and admin passwords and the per-build SSH key."""
+
+    admin_user: str
+    root_password: str
+    admin_password: str
+    key: KeyPair
+
+    @classmethod
+    def generate(cls, admin_user: str, comment: str) -> Credentials:
+        creds = cls(admin_user, generate_password(), generate_password(),
+                    KeyPair.generate(comment))
+        for secret in (creds.root_password, creds.admin_password, creds.key.private_openssh):
+            register_secret(secret)
+        return creds
+
+    def record(self, directory: Path, title: str) -> Path:
+        """Write the passwords to a user-private file (0600 in a 0700 folder), the only
+        place they are ever written. Returns its path."""
+        directory = directory.expanduser()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+        path = directory / f"{title.replace(' ', '-')}.txt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(
+                f"{title} (created {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ})\n"
+                f"  root:  {self.root_password}\n"
+                f"  {self.admin_user}: {self.admin_password}\n"
+                "These are build-time only; derived cloud-init VMs never use them, and the\n"
+                "sealed image has both accounts locked.\n"
+            )
+        return path
+
+
+@dataclass
+class Build:
+    """One distro's build: inputs, and everything made along the way."""
+
+    distro: Distro
+    settings: Settings
+    backend: Backend
+    run_id: str
+    workdir: Path
+    logdir: Path
+    creds: Credentials | None = None
+    vm: VM | None = None
+    guest: Guest | None = None
+    vhdx: Path | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
+    progress: Callable[[str], None] = field(
+        default=lambda line: print(line, file=sys.stderr, flush=True))
+
+    @property
+    def title(self) -> str:
+        return f"{self.distro.vmgenie.vm_name} {self.run_id}"
+
+    def attach_logfile(self) -> None:
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self.log = logging.getLogger(f"gmi.build.{self.distro.name}.{self.run_id}")
+        self.log.setLevel(logging.INFO)
+        self.log.propagate = False
+        handler = logging.FileHandler(self.logdir / "build.log")
+        handler.setFormatter(MaskingFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        self.log.addHandler(handler)
+
+    def detach_logfile(self) -> None:
+        for h in list(self.log.handlers):
+            h.close()
+            self.log.removeHandler(h)
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """Run a named step: one live line on the terminal with its duration, the same
+        in build.log, and the duration kept in :attr:`timings`."""
+        label = f"[{self.distro.name}] {name}"
+        start = time.monotonic()
+        self.progress(f"{label} ...")
+        self.log.info("== %s", name)
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            took = time.monotonic() - start
+            self.timings[name] = round(took, 1)
+            status = "done" if ok else "FAILED"
+            self.progress(f"{label} {status} in {took:.0f} s")
+            self.log.info("== %s %s in %.1f s", name, status, took)
+
+    def sh(self, script: str, **kw: Any) -> str:
+        """Run a script as root in the build VM; returns its output."""
+        assert self.guest is not None, "no SSH session to the build VM"
+        kw.setdefault("timeout", self.settings.command_timeout)
+        return self.guest.run(script, **kw).output

@@ -1,0 +1,191 @@
+"""Settings: each declared once; that declaration drives the pytest option, the
+config-file key, the environment variable and the help text.
+
+Precedence, highest first: command line, environment (``GMI_<NAME>``), config file
+(``--harness-config PATH``, ``$GMI_CONFIG`` or ``gmi-harness.toml`` in the rootdir),
+built-in default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+KEEP_CHOICES = ("never", "always", "on-failure")
+BACKENDS = ("qemu", "hyperv")
+ACCELS = ("auto", "kvm", "tcg")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, type, default and help, declared once."""
+
+    name: str
+    help: str
+    default: Any
+    parse: Callable[[Any], Any] = str
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+    cli: bool = True
+    multiple: bool = False
+    flag: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "GMI_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("distro", "distro to build (repeatable, or 'all'); names are the files in distros/",
+            (), _as_list, multiple=True),
+    Setting("backend", "hypervisor backend", "qemu", str, BACKENDS),
+    Setting("keep", "what happens to build and clone VMs when the run ends",
+            "never", str, KEEP_CHOICES),
+    Setting("out", "where archives and reports go", "reports", str),
+    Setting("force", "allow replacing an existing archive", False, _as_bool, flag=True),
+    Setting("scratch", "scratch folder for disks and build trees (outside the repo)",
+            "/var/tmp/gmi-harness", str),
+    Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
+            "auto", str, ACCELS),
+    Setting("vm_cpus", "vCPUs of build and clone VMs", 2, int),
+    Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, int),
+    Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, int),
+    Setting("command_timeout", "seconds one guest command may take", 1800, int),
+    Setting("mirror", "Debian-family archive mirror used by the local install",
+            "http://deb.debian.org/debian", str),
+    Setting("maintainer", "manifest maintainer", "gmi-harness", str),
+    Setting("maintainer_email", "manifest maintainer_email", "gmi-harness@localhost", str),
+    Setting("source_url", "manifest source_url",
+            "https://github.com/jesse-greathouse/vmgenie", str),
+    Setting("credentials_dir", "user-private folder for build-time credentials",
+            "~/.local/state/gmi-harness/credentials", str),
+    Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", str),
+    Setting("hyperv_password", "password for the Hyper-V host", "", str, secret=True,
+            cli=False),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user asked for, frozen. ``sources`` says where each value came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.values["out"]).expanduser().resolve()
+
+    @property
+    def scratch_dir(self) -> Path:
+        return Path(self.values["scratch"]).expanduser().resolve()
+
+    def describe(self) -> list[str]:
+        """Lines ``name = value  (source)`` with secrets masked."""
+        lines = []
+        for s in SETTINGS:
+            value = self.values[s.name]
+            shown = ("***" if value else "(unset)") if s.secret else value
+            if isinstance(shown, tuple):
+                shown = ",".join(shown) or "(none)"
+            lines.append(f"{s.name} = {shown}  ({self.sources.get(s.name, 'default')})")
+        return lines
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, values={**self.values, **changes})
+
+
+def _parse(setting: Setting, raw: Any, where: str) -> Any:
+    try:
+        value = setting.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {setting.name}: {exc}") from None
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(
+            f"{where}: {setting.name} must be one of {', '.join(setting.choices)}, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config file of ``name = value`` pairs (top level or [gmi-harness])."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = data.get("gmi-harness", data)
+    unknown = sorted(set(data) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(BY_NAME)}"
+        )
+    return data
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the sources (CLI > env > file > default) into frozen :class:`Settings`.
+
+    ``cli`` holds only the values the user actually gave on the command line.
+    """
+    env = os.environ if env is None else env
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        file_values = read_config_file(config_file)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        if s.name in cli:
+            values[s.name], sources[s.name] = _parse(s, cli[s.name], s.option), "command line"
+        elif s.env in env:
+            values[s.name], sources[s.name] = _parse(s, env[s.env], s.env), "environment"
+        elif s.name in file_values:
+            values[s.name] = _parse(s, file_values[s.name], str(config_file))
+            sources[s.name] = f"config file {config_file}"
+        else:
+            values[s.name], sources[s.name] = s.default, "default"
+    if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
+        raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
+    return Settings(values, sources)

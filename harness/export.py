@@ -1,0 +1,63 @@
+"""Step 7: export and document, gated on the checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import packaging
+from .build import Build
+from .errors import ExportError
+
+
+def gate(checklist: list[str], outcomes: Mapping[str, str]) -> list[str]:
+    """The checklist items that did not pass: failed, errored, or never ran.
+    Skipped items (each with its reason) do not block the export."""
+    return [node for node in checklist if outcomes.get(node) not in ("passed", "skipped")]
+
+
+def public_record(b: Build, results: Mapping[str, str]) -> dict[str, Any]:
+    """The build record that goes into the archive (no internal handles, no secrets)."""
+    record = {k: v for k, v in b.record.items()
+              if not k.startswith("_") and k != "credentials_file"}
+    record["check_results"] = dict(results)
+    record["stage_durations"] = dict(b.timings)
+    return record
+
+
+def export(b: Build, checklist: list[str], outcomes: Mapping[str, str]) -> Path:
+    """Write the vmgenie archive for ``b`` when every checklist item passed."""
+    not_passed = gate(checklist, outcomes)
+    if not checklist:
+        raise ExportError("no checklist item ran for this distro; nothing vouches for "
+                          "the image, so it is not exported")
+    if not_passed:
+        names = ", ".join(n.split("::")[-1] for n in not_passed)
+        raise ExportError(f"export refused: these checks did not pass: {names}")
+    if b.vhdx is None or not b.vhdx.exists():
+        raise ExportError("the sealed VHDX is missing; the seal stage did not finish")
+    names = packaging.Names.of(b.distro)
+    checksum = packaging.sha256_file(b.vhdx)
+    results = {n.split("::")[-1]: outcomes[n] for n in checklist}
+    record = public_record(b, results)
+    record["built"] = packaging.utc_now()
+    disk_only = b.backend.name != "hyperv"
+    extra = {
+        "gmi_harness_version": b.record.get("harness"),
+        "build_backend": b.backend.name,
+        "disk_only": disk_only,
+        "kernel": record.get("versions", {}).get("kernel"),
+        "cloud_init_version": record.get("versions", {}).get("cloud-init"),
+        "integration_services": record.get("versions", {}).get("integration_services"),
+        "build_record": "gmi-build-record.yml",
+    }
+    s = b.settings
+    manifest = packaging.manifest(
+        names, checksum=checksum, description=b.distro.description,
+        maintainer=s.maintainer, maintainer_email=s.maintainer_email,
+        source_url=s.source_url, created=record["built"], extra=extra)
+    record["manifest"] = dict(manifest)
+    return packaging.write_archive(
+        s.out_dir, names, b.vhdx, manifest, packaging.readme(names, record, disk_only),
+        record, force=s.force)

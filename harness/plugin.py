@@ -1,0 +1,357 @@
+"""The pytest plugin (loaded by the root conftest): options, settings, the distro
+matrix, per-distro build and clone fixtures, result tracking for the export gate,
+and reports.
+
+Options come from :data:`harness.config.SETTINGS`, so ``pytest --help`` lists them
+all under "gmi-harness"; fixtures are documented for ``pytest --fixtures``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__, distro as distro_mod
+from .build import Build
+from .config import SETTINGS, Settings, resolve
+from .errors import GmiError, mask
+from .hypervisor import VM, get_backend
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+STATE_KEY = pytest.StashKey["RunState"]()
+
+
+class RunState:
+    """What the run knows across fixtures and hooks."""
+
+    def __init__(self, settings: Settings, run_id: str, run_dir: Path) -> None:
+        self.settings = settings
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.builds: dict[str, Build] = {}
+        # distro -> {nodeid: outcome}; and which checklist items were collected
+        self.outcomes: dict[str, dict[str, str]] = {}
+        self.checklist: dict[str, list[str]] = {}
+        self.failed: dict[str, bool] = {}
+        self.live_vms: list[tuple[VM, bool]] = []  # (vm, keep_on_exit)
+        self.scratch: list[Path] = []
+
+    def keep(self, distro: str) -> bool:
+        keep = self.settings.keep
+        return keep == "always" or (keep == "on-failure" and self.failed.get(distro, False))
+
+    def emergency_cleanup(self) -> None:
+        """Last resort at interpreter exit: no orphaned qemu, no scratch left behind."""
+        for vm, kept in self.live_vms:
+            if not kept:
+                vm.destroy()
+        for path in self.scratch:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gmi-harness", "GMI build and validation")
+    for s in SETTINGS:
+        if not s.cli:
+            continue
+        help_text = f"{s.help} (env {s.env}; default: {s.default!r})"
+        if s.choices:
+            help_text = f"{s.help}: {' | '.join(s.choices)} (env {s.env}; default: {s.default})"
+        if s.flag:
+            group.addoption(s.option, action="store_const", const=True, default=None,
+                            dest=f"gmi_{s.name}", help=help_text)
+        elif s.multiple:
+            group.addoption(s.option, action="append", default=None, dest=f"gmi_{s.name}",
+                            metavar="NAME", help=help_text)
+        else:
+            group.addoption(s.option, action="store", default=None, dest=f"gmi_{s.name}",
+                            metavar=s.name.upper(), help=help_text)
+    group.addoption("--harness-config", action="store", default=None, metavar="PATH",
+                    help="settings file (TOML); default: $GMI_CONFIG, else gmi-harness.toml "
+                         "in the rootdir when present. Precedence: command line > "
+                         "environment (GMI_*) > this file > defaults")
+
+
+def _settings_from(config: pytest.Config) -> Settings:
+    cli = {s.name: config.getoption(f"gmi_{s.name}") for s in SETTINGS if s.cli}
+    cli = {k: v for k, v in cli.items() if v is not None}
+    path = config.getoption("harness_config") or os.environ.get("GMI_CONFIG")
+    config_file = Path(path) if path else None
+    if config_file is None and (config.rootpath / "gmi-harness.toml").exists():
+        config_file = config.rootpath / "gmi-harness.toml"
+    settings = resolve(cli, config_file=config_file)
+    names = list(settings.distro)
+    known = distro_mod.known_distros()
+    if "all" in names:
+        names = known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise pytest.UsageError(
+            f"unknown distro {unknown[0]!r}; known distros: {', '.join(known)} (or 'all')")
+    return settings.replace(distro=tuple(dict.fromkeys(names)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        settings = _settings_from(config)
+    except GmiError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if settings.backend not in ("qemu", "hyperv"):  # pragma: no cover - choices checked
+        raise pytest.UsageError(f"unknown backend {settings.backend!r}")
+    worker = getattr(config, "workerinput", None)
+    run_id = os.environ.get("GMI_RUN_ID") if worker else None
+    if not run_id:
+        run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        os.environ["GMI_RUN_ID"] = run_id  # xdist workers inherit it
+    run_dir = settings.out_dir / "runs" / run_id
+    state = RunState(settings, run_id, run_dir)
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[STATE_KEY] = state
+    atexit.register(state.emergency_cleanup)
+    if worker is None and not config.option.collectonly and settings.distro:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        latest = settings.out_dir / "runs" / "latest"
+        if latest.is_symlink() or not latest.exists():
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(run_id)
+        # Reports land in the run folder unless the user chose otherwise.
+        if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+            config.option.htmlpath = str(run_dir / "report.html")
+            config.option.self_contained_html = True
+        if not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath = str(run_dir / "junit.xml")
+        (run_dir / "settings.txt").write_text("\n".join(settings.describe()) + "\n")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return []
+    state = config.stash[STATE_KEY]
+    lines = [f"gmi-harness {__version__}, run {state.run_id}: effective settings "
+             "(command line > environment > config file > default):"]
+    return lines + [f"  {line}" for line in settings.describe()]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "distro_name" in metafunc.fixturenames:
+        names = list(metafunc.config.stash[SETTINGS_KEY].distro)
+        metafunc.parametrize("distro_name", names, indirect=True, scope="session")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    state = config.stash[STATE_KEY]
+    needs_distro = [i for i in items if "distro_name" in getattr(i, "fixturenames", ())]
+    if needs_distro and not state.settings.distro:
+        known = ", ".join(distro_mod.known_distros())
+        raise pytest.UsageError(
+            f"the checks need --distro NAME (repeatable, or 'all'); known distros: {known}")
+    for item in needs_distro:
+        name = _distro_of(item)
+        if name is None:
+            continue
+        # Every test of one distro runs on one xdist worker (--dist loadgroup).
+        item.add_marker(pytest.mark.xdist_group(name))
+        if item.get_closest_marker("checklist"):
+            state.checklist.setdefault(name, []).append(item.nodeid)
+
+
+def _distro_of(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    value = callspec.params.get("distro_name")
+    return str(value) if value is not None else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    name = _distro_of(item)
+    if name is None:
+        return report
+    state = item.config.stash[STATE_KEY]
+    outcomes = state.outcomes.setdefault(name, {})
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        outcomes[item.nodeid] = report.outcome
+    if report.failed:
+        state.failed[name] = True
+        _attach_evidence(item, report, state.builds.get(name))
+    return report
+
+
+def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build | None) -> None:
+    """On failure: the serial console(s) and the guest's cloud-init log."""
+    if build is None:
+        return
+    try:
+        from pytest_html import extras  # type: ignore[import-untyped]
+    except ImportError:  # pragma: no cover
+        extras = None
+    sections: list[tuple[str, str]] = []
+    for log in sorted(build.logdir.glob("*.serial.log")):
+        text = log.read_bytes().decode("utf-8", "replace").replace("\r", "")
+        sections.append((f"serial console {log.name}", "\n".join(text.splitlines()[-80:])))
+    clone = build.record.get("_clone_guest")
+    if clone is not None and clone.client is not None:
+        try:
+            out = clone.run("sudo tail -n 80 /var/log/cloud-init.log; "
+                            "sudo cat /var/log/cloud-init-output.log | tail -n 40",
+                            check=False, quiet=True, what="collect cloud-init logs").output
+            sections.append(("guest cloud-init logs", out))
+        except GmiError:
+            pass
+    for title, text in sections:
+        report.sections.append((title, mask(text)))
+        if extras is not None:
+            report.extras = [*getattr(report, "extras", []), extras.text(mask(text), name=title)]
+
+
+def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
+                                session: pytest.Session) -> None:
+    """Stage durations and versions per distro at the top of the HTML report."""
+    state = session.config.stash.get(STATE_KEY, None)
+    if state is None:
+        return
+    import html
+
+    for name, build in state.builds.items():
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.0f} s</td></tr>"
+                       for k, v in build.timings.items())
+        versions = build.record.get("versions", {})
+        vrows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
+                        for k, v in versions.items())
+        sizes = build.record.get("sizes", {})
+        srows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:,} bytes</td></tr>"
+                        for k, v in sizes.items())
+        postfix.append(
+            f"<h3>{html.escape(build.distro.vmgenie.vm_name)} ({html.escape(name)}, "
+            f"backend {html.escape(build.backend.name)}, accel "
+            f"{html.escape(str(build.record.get('accel', '?')))})</h3>"
+            f"<table><tr><th>stage</th><th>duration</th></tr>{rows}</table>"
+            f"<table><tr><th>component</th><th>version</th></tr>{vrows}</table>"
+            f"<table><tr><th>size</th><th></th></tr>{srows}</table>")
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def gmi_settings(request: pytest.FixtureRequest) -> Settings:
+    """The run's effective settings (frozen): command line > GMI_* environment >
+    config file > defaults."""
+    return request.config.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def distro_name(request: pytest.FixtureRequest) -> str:
+    """The distro under test; tests using it are parametrized by ``--distro``."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def distro(distro_name: str) -> distro_mod.Distro:
+    """The distro's catalogue entry (``distros/<name>.yml``), typed and frozen."""
+    return distro_mod.load(distro_name)
+
+
+def fail_cleanly(exc: GmiError) -> None:
+    """Report a harness error as one line, without a traceback."""
+    pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
+          gmi_settings: Settings) -> Iterator[Build]:
+    """The distro's build context: scratch folder, logs, backend, and what the
+    stages make. Its VMs and scratch are removed at the end unless ``--keep`` says
+    otherwise."""
+    state: RunState = request.config.stash[STATE_KEY]
+    try:
+        backend = get_backend(gmi_settings.backend)
+    except GmiError as exc:
+        fail_cleanly(exc)
+    workdir = gmi_settings.scratch_dir / f"{state.run_id}-{distro.name}"
+    b = Build(distro, gmi_settings, backend, state.run_id, workdir,
+              state.run_dir / "logs" / distro.name)
+    b.progress = _progress_writer(request.config)
+    b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    b.attach_logfile()
+    state.builds[distro.name] = b
+    state.scratch.append(workdir)
+    try:
+        backend.check_host(b)
+    except GmiError as exc:
+        fail_cleanly(exc)
+    try:
+        yield b
+    finally:
+        _finish(b, state)
+
+
+def _progress_writer(config: pytest.Config) -> Any:
+    """Live progress lines on the terminal, past pytest's output capture."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+
+    def emit(line: str) -> None:
+        if capman is None or reporter is None:  # xdist workers have no terminal
+            print(line, file=sys.stderr, flush=True)
+            return
+        with capman.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return emit
+
+
+def _finish(b: Build, state: RunState) -> None:
+    keep = state.keep(b.distro.name)
+    if b.guest is not None:
+        b.guest.close()
+    vms = [vm for vm, _ in state.live_vms if vm is b.vm] or ([b.vm] if b.vm else [])
+    for vm in vms:
+        if keep and vm.is_running():
+            print(f"\n[{b.distro.name}] {vm.describe()}", file=sys.stderr)
+        else:
+            vm.destroy()
+    state.live_vms = [(vm, k) for vm, k in state.live_vms if vm not in vms]
+    if keep:
+        print(f"[{b.distro.name}] scratch kept: {b.workdir}", file=sys.stderr)
+        state.scratch.remove(b.workdir)
+    else:
+        shutil.rmtree(b.workdir, ignore_errors=True)
+        state.scratch.remove(b.workdir)
+    b.detach_logfile()
+
+
+def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
+    """Run one stage function; a harness error fails every test that needs it with
+    the same one-line message (pytest caches session fixtures' errors)."""
+    state: RunState = request.config.stash[STATE_KEY]
+    name = stage.__name__
+    try:
+        with b.step(name):
+            stage(b)
+    except GmiError as exc:
+        state.failed[b.distro.name] = True
+        fail_cleanly(type(exc)(f"stage {name}: {exc}"))
+    finally:
+        if b.vm is not None and all(vm is not b.vm for vm, _ in state.live_vms):
+            state.live_vms.append((b.vm, state.settings.keep != "never"))
+        b.record["stage_durations"] = dict(b.timings)
+        b.record["scratch_peak_bytes"] = max(
+            b.record.get("scratch_peak_bytes", 0),
+            sum(p.stat().st_blocks * 512 for p in b.workdir.glob("*") if p.is_file()))
+    return b

@@ -1,0 +1,223 @@
+"""SSH to guests with paramiko: bounded waits, scripts on stdin, pinned host keys.
+
+Commands run as ``bash -s`` with the script on standard input, so nothing a script
+contains (paths with spaces, generated values) is pasted into a command line, and
+the guest's process list never shows it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from .errors import GuestCommandError, GuestTimeoutError, mask
+
+log = logging.getLogger("gmi.ssh")
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """An Ed25519 key pair; ``private_openssh`` is the key file's text."""
+
+    private_openssh: str
+    public_openssh: str
+
+    @classmethod
+    def generate(cls, comment: str) -> KeyPair:
+        key = Ed25519PrivateKey.generate()
+        private = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        ).decode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        ).decode()
+        return cls(private, f"{public} {comment}")
+
+    def pkey(self) -> paramiko.PKey:
+        return paramiko.Ed25519Key.from_private_key(io.StringIO(self.private_openssh))
+
+    def write_private(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text(self.private_openssh)
+        return path
+
+
+@dataclass(frozen=True)
+class Result:
+    """Exit code and the combined output (stdout and stderr, in order)."""
+
+    rc: int
+    output: str
+
+
+class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+    """Accept only the host key we expect (read from the image at build time)."""
+
+    def __init__(self, expected: list[str]) -> None:
+        self.expected = expected
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        offered = f"{key.get_name()} {key.get_base64()}"
+        if not any(offered.split()[:2] == e.split()[:2] for e in self.expected):
+            raise paramiko.SSHException(
+                f"host key of {hostname} is not the one written into the image "
+                f"({key.get_name()} {key.fingerprint}); refusing to talk to it"
+            )
+
+
+class _RecordHostKey(paramiko.MissingHostKeyPolicy):
+    """Trust on first use, and remember what was offered."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        self.seen.append(f"{key.get_name()} {key.get_base64()}")
+
+
+class Guest:
+    """An SSH session to a guest. ``alive`` tells whether the VM still runs, and
+    ``console`` gives the serial tail for error messages."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        key: KeyPair,
+        *,
+        host_keys: list[str] | None = None,
+        alive: Callable[[], bool] = lambda: True,
+        console: Callable[[], str] = lambda: "",
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.host, self.port, self.user, self.key = host, port, user, key
+        self.host_keys = host_keys
+        self.alive, self.console = alive, console
+        self.log = logger or log
+        self.client: paramiko.SSHClient | None = None
+        self.server_key: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}"
+
+    def _connect_once(self, timeout: float) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        policy: paramiko.MissingHostKeyPolicy
+        policy = _PinnedHostKey(self.host_keys) if self.host_keys else _RecordHostKey()
+        client.set_missing_host_key_policy(policy)
+        client.connect(
+            self.host, self.port, self.user, pkey=self.key.pkey(), timeout=timeout,
+            banner_timeout=timeout, auth_timeout=timeout, look_for_keys=False,
+            allow_agent=False,
+        )
+        transport = client.get_transport()
+        assert transport is not None
+        server = transport.get_remote_server_key()
+        self.server_key = f"{server.get_name()} {server.get_base64()}"
+        return client
+
+    def wait(self, timeout: float, what: str = "SSH") -> None:
+        """Connect, retrying until ``timeout``; raise with the serial tail when it runs out."""
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while True:
+            if not self.alive():
+                raise GuestTimeoutError(
+                    f"the VM stopped before {what} answered on {self.where}; "
+                    f"serial console tail:\n{self.console()}"
+                )
+            try:
+                self.client = self._connect_once(min(20.0, max(1.0, deadline - time.monotonic())))
+                return
+            except paramiko.AuthenticationException as exc:
+                # sshd answers but refuses our key: cloud-init may not have written it yet
+                last = f"authentication refused ({exc})"
+            except (OSError, EOFError, socket.timeout, paramiko.SSHException) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                if "not the one written into the image" in str(exc):
+                    raise GuestCommandError(str(exc)) from None
+            if time.monotonic() >= deadline:
+                raise GuestTimeoutError(
+                    f"{what} on {self.where} did not answer within {timeout:.0f} s "
+                    f"(last: {last}); serial console tail:\n{self.console()}"
+                )
+            time.sleep(3)
+
+    def run(
+        self,
+        script: str,
+        *,
+        check: bool = True,
+        timeout: float = 1800,
+        what: str = "",
+        quiet: bool = False,
+    ) -> Result:
+        """Run ``script`` with ``bash -s`` (``set -euo pipefail``); raise on failure
+        when ``check``. Output is logged line by line, secrets masked."""
+        if self.client is None:
+            raise GuestCommandError(f"not connected to {self.where}")
+        label = what or script.strip().splitlines()[0][:80]
+        self.log.info("$ %s", mask(label))
+        lines: list[str] = []
+        try:
+            transport = self.client.get_transport()
+            assert transport is not None
+            chan = transport.open_session(timeout=30)
+            chan.settimeout(timeout)
+            chan.set_combine_stderr(True)  # one stream: no stall on a full stderr window
+            chan.exec_command("bash -s")
+            chan.sendall(("set -euo pipefail\n" + script + "\n").encode())
+            chan.shutdown_write()
+            for raw in chan.makefile("rb"):
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                lines.append(line)
+                if not quiet:
+                    self.log.info("  %s", mask(line))
+            rc = chan.recv_exit_status()
+        except (OSError, EOFError, socket.timeout, paramiko.SSHException) as exc:
+            raise GuestCommandError(
+                f"SSH to {self.where} broke during '{mask(label)}': {type(exc).__name__}: "
+                f"{exc or 'connection lost'}"
+            ) from None
+        out = "\n".join(lines)
+        if check and rc != 0:
+            tail = mask(next((ln for ln in reversed(lines) if ln.strip()), ""))
+            raise GuestCommandError(
+                f"'{mask(label)}' failed in the guest {self.where} with exit code {rc}: {tail}"
+            )
+        return Result(rc, out)
+
+    def put(self, path: str, content: str, mode: int = 0o644) -> None:
+        """Write ``content`` to ``path`` in the guest (parents created)."""
+        self.run(
+            f"mkdir -p \"$(dirname {_sh(path)})\"\n"
+            f"cat > {_sh(path)} <<'__GMI_EOF__'\n{content.rstrip(chr(10))}\n__GMI_EOF__\n"
+            f"chmod {mode:o} {_sh(path)}",
+            what=f"write {path}",
+        )
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+def _sh(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)

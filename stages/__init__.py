@@ -1,0 +1,24 @@
+"""The build stages, in the procedure's order. Each is a plain function
+``stage(build)`` that can run outside pytest; ``stages.fixtures`` wraps each in a thin
+session-scoped fixture.
+
+1. provision        Step 1: a new VM with a fresh install (backend's job)
+2. update           Step 2: update, upgrade, autoremove, clean; sudo for the admin
+3. cloud_init       Step 3: cloud-init installed, restricted to NoCloud and None
+4. hyperv           Step 4: Hyper-V daemons, hv modules in the initramfs, eth0, EFI fallback
+5. cleanup          Step 5: journal, GRUB timeout, caches and artifacts, free space
+6. seal             Step 6: cloud-init clean, lock and scrub, power off, compact to VHDX
+"""
+
+from __future__ import annotations
+
+from .s1_provision import provision
+from .s2_update import update
+from .s3_cloud_init import cloud_init
+from .s4_hyperv import hyperv
+from .s5_cleanup import cleanup
+from .s6_seal import seal
+
+ORDER = (provision, update, cloud_init, hyperv, cleanup, seal)
+
+__all__ = ["ORDER", "cleanup", "cloud_init", "hyperv", "provision", "seal", "update"]

@@ -1,0 +1,48 @@
+"""Step 3: Install & prepare cloud-init, restricted to the NoCloud seed (or nothing)."""
+
+from __future__ import annotations
+
+import shlex
+
+from harness.build import Build
+from harness.pkgmgr import family
+
+
+def datasource_config(datasources: tuple[str, ...]) -> str:
+    return ("# Written by gmi-harness: GMIs take their configuration from a NoCloud seed\n"
+            "# ISO (volume label cidata), or none at all.\n"
+            f"datasource_list: [ {', '.join(datasources)} ]\n")
+
+
+def cloud_init(b: Build) -> None:
+    """Install cloud-init (and what its locale/keyboard modules need), drop the
+    installer's leftovers that disable it, restrict it to NoCloud and reset it."""
+    pm, spec = family(b.distro.family), b.distro.cloud_init
+    was = b.guest.run(pm.version_of("cloud-init"), check=False,  # type: ignore[union-attr]
+                      what="is cloud-init installed?")
+    b.record["cloud_init_preinstalled"] = was.rc == 0
+    b.sh(pm.install(spec.packages), what="install cloud-init")
+    b.sh("command -v cloud-init", what="which cloud-init")
+    b.sh("rm -fv " + " ".join(shlex.quote(f) for f in spec.remove_files),
+         what="remove installer leftovers that disable cloud-init")
+    b.guest.put(spec.datasource_file, datasource_config(spec.datasource_list))  # type: ignore[union-attr]
+    # Ours must be the last file cloud-init reads, so that it wins.
+    name = spec.datasource_file.rsplit("/", 1)[-1]
+    folder = spec.datasource_file.rsplit("/", 1)[0]
+    b.sh(f"test \"$(ls {shlex.quote(folder)}/*.cfg | LC_ALL=C sort | tail -n1)\" = "
+         f"{shlex.quote(folder + '/' + name)}", what="our datasource file sorts last")
+    for loc in spec.locales:
+        # Uncomment (or add) the locale, then generate: Debian's locale-gen ignores
+        # arguments, so cloud-init cannot generate it at first boot.
+        b.sh(f"f={shlex.quote(spec.locale_gen_file)}; l={shlex.quote(loc)}; "
+             "charset=${l#*.}; "
+             "if grep -q \"^# *$l \" \"$f\"; then sed -i \"s/^# *\\($l \\)/\\1/\" \"$f\"; "
+             "elif ! grep -q \"^$l \" \"$f\"; then echo \"$l $charset\" >> \"$f\"; fi",
+             what=f"enable locale {loc}")
+    b.sh(spec.locale_gen_command, what="generate locales")
+    b.record["locales"] = ", ".join(spec.locales)
+    units = " ".join(shlex.quote(u) for u in spec.units)
+    b.sh(f"systemctl enable {units}", what="enable cloud-init's units")
+    b.sh("cloud-init clean --logs", what="reset cloud-init state")
+    b.record.setdefault("versions", {})["cloud-init"] = b.sh(
+        pm.version_of("cloud-init"), what="cloud-init version").strip()

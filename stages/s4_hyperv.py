@@ -1,0 +1,49 @@
+"""Step 4: Hyper-V integration: daemons, drivers in the initramfs, the NIC named
+eth0 (vmgenie's network-config matches it), and the removable-media boot path."""
+
+from __future__ import annotations
+
+import shlex
+
+from harness.build import Build
+from harness.pkgmgr import family
+
+
+def hyperv(b: Build) -> None:
+    d = b.distro
+    pm, spec, boot = family(d.family), d.hyperv_integration, d.boot
+    b.sh(pm.install(spec.packages), what="install the Hyper-V daemons")
+    # The procedure: enable both daemons so they always run on clones.
+    units = " ".join(shlex.quote(u) for u in spec.services)
+    b.sh(f"systemctl enable {units} || true; systemctl list-unit-files {units}",
+         what="enable the Hyper-V daemons")
+    # hv drivers in the initramfs: a clone must find its disk (storvsc) and NIC.
+    mods = "\n".join(spec.initramfs_modules)
+    b.sh(f"f={shlex.quote(spec.initramfs_modules_file)}\n"
+         f"for m in {' '.join(spec.initramfs_modules)}; do "
+         "grep -qx \"$m\" \"$f\" || echo \"$m\" >> \"$f\"; done", what="hv modules")
+    b.sh(spec.initramfs_update, what="rebuild the initramfs")
+    b.sh("for i in /boot/initrd.img-*; do for m in " + " ".join(spec.initramfs_modules) +
+         f"; do {spec.initramfs_list} \"$i\" | grep -q \"/$m.ko\" || "
+         "{ echo \"$m missing from $i\"; exit 1; }; done; done",
+         what="hv modules are in every initramfs")
+    b.record["initramfs_modules"] = mods.replace("\n", ", ")
+    # eth0 on any hypervisor: kernel names, and ifupdown no longer bound to the
+    # install-time name (cloud-init writes the clone's network config).
+    b.guest.put(f"{boot.grub_dropin_dir}/50-gmi-eth0.cfg",  # type: ignore[union-attr]
+                'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ' + " ".join(spec.kernel_cmdline) + '"\n')
+    b.guest.put(spec.interfaces_file, spec.interfaces)  # type: ignore[union-attr]
+    # The Debian note: shim and GRUB on the removable-media path, and kept there by
+    # every later GRUB upgrade.
+    esp = boot.esp_mount
+    copies = "\n".join(
+        f"install -D -m 0644 {shlex.quote(f'{esp}/{boot.efi_vendor_dir}/{src}')} "
+        f"{shlex.quote(f'{esp}/{dst}')}" for dst, src in boot.efi_fallback.items())
+    b.sh(f"mountpoint -q {shlex.quote(esp)}\n{copies}", what="EFI fallback boot path")
+    if boot.debconf:
+        b.sh(pm.set_debconf(boot.debconf), what="keep the fallback path on GRUB upgrades")
+    b.sh(boot.grub_update, what="update-grub")
+    b.sh(f"grep -q 'net.ifnames=0' {shlex.quote(boot.grub_cfg)}",
+         what="grub.cfg names the NIC eth0")
+    b.record.setdefault("versions", {})["integration_services"] = ", ".join(
+        f"{p} {b.sh(pm.version_of(p), what=f'{p} version').strip()}" for p in spec.packages)

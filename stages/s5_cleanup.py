@@ -1,0 +1,47 @@
+"""Step 5: Clean-up: journal, GRUB timeout, caches and artifacts, free space."""
+
+from __future__ import annotations
+
+import shlex
+
+from harness.build import Build
+from harness.pkgmgr import family
+
+
+def grub_settings_script(path: str, settings: dict[str, str], cmdline: tuple[str, ...]) -> str:
+    """Set ``KEY=value`` lines in /etc/default/grub (replace or append), and add the
+    kernel parameters to GRUB_CMDLINE_LINUX."""
+    lines = [f"f={shlex.quote(path)}"]
+    for key, value in settings.items():
+        lines.append(f"if grep -q '^#\\?{key}=' \"$f\"; then "
+                     f"sed -i 's|^#\\?{key}=.*|{key}={value}|' \"$f\"; "
+                     f"else echo '{key}={value}' >> \"$f\"; fi")
+    for param in cmdline:
+        lines.append(f"grep -q '^GRUB_CMDLINE_LINUX=.*{param}' \"$f\" || "
+                     f"sed -i 's|^GRUB_CMDLINE_LINUX=\"\\(.*\\)\"|GRUB_CMDLINE_LINUX=\"\\1 {param}\"|' \"$f\"")
+    return "\n".join(lines)
+
+
+def cleanup(b: Build) -> None:
+    d = b.distro
+    pm, spec, boot = family(d.family), d.cleanup, d.boot
+    b.sh(f"journalctl --vacuum-time={shlex.quote(spec.journal_vacuum)}", what="vacuum the journal")
+    b.sh(grub_settings_script(boot.grub_defaults_file, dict(boot.grub_settings),
+                              boot.kernel_cmdline), what="GRUB: no menu, serial console")
+    b.sh(boot.grub_update, what="update-grub")
+    b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}", what="grub.cfg timeout 0")
+    b.sh(pm.autoremove(), what="autoremove")
+    b.sh(pm.clean(), what="clean package cache")
+    b.sh("shopt -s nullglob\nrm -rf -- " + " ".join(spec.remove_paths),
+         what="remove caches, histories, leases, temp files")
+    b.sh("find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete\n"
+         "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
+         what="truncate logs")
+    before = b.vm.disk_allocated() if b.vm else None
+    out = b.sh("sync; fstrim -av", what="fstrim (free space back to the host)")
+    after = b.vm.disk_allocated() if b.vm else None
+    b.record["fstrim"] = out.strip()
+    if before is not None and after is not None:
+        b.record["disk_allocated_before_trim"] = before
+        b.record["disk_allocated_after_trim"] = after
+        b.log.info("fstrim: disk allocation %d -> %d bytes", before, after)

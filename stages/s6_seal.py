@@ -1,0 +1,83 @@
+"""Step 6 (and Step 7's facts): record what was built, reset cloud-init, lock and
+scrub the build-time accounts and artifacts, power off cleanly, and compact the disk
+into a dynamic VHDX on the host."""
+
+from __future__ import annotations
+
+import shlex
+
+from harness.build import Build
+from harness.errors import HypervisorError
+from harness.pkgmgr import family
+
+SEAL_DONE = "gmi-seal: done"
+SEAL_FAILED = "gmi-seal: failed"
+
+
+def seal_script(b: Build) -> str:
+    """The last thing that runs in the build VM, detached from the SSH session (which
+    it ends by removing the host keys and powering off)."""
+    d = b.distro
+    users = ("root", d.admin_user)
+    homes = ("/root", f"/home/{d.admin_user}")
+    return "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"trap 'echo \"<2>{SEAL_FAILED} at line $LINENO\" > /dev/kmsg' ERR",
+        "sleep 2  # let the SSH session that started us close",
+        "cloud-init clean --logs",
+        # Build-time passwords are never used by derived VMs: no hash stays behind.
+        *(f"usermod -p '!' {shlex.quote(u)}" for u in users),
+        *(f"rm -rf {shlex.quote(h)}/.ssh {shlex.quote(h)}/.bash_history "
+          f"{shlex.quote(h)}/.lesshst {shlex.quote(h)}/.viminfo {shlex.quote(h)}/.wget-hsts"
+          for h in homes),
+        f"echo {shlex.quote(d.cleanup.hostname)} > /etc/hostname",
+        f"cat > /etc/hosts <<'__GMI_EOF__'\n{d.cleanup.hosts.rstrip()}\n__GMI_EOF__",
+        "truncate -s 0 /etc/machine-id",
+        "rm -f /var/lib/dbus/machine-id",
+        "pkill -x dhclient || true",
+        "rm -f /var/lib/dhcp/*.lease* /etc/ssh/ssh_host_*",
+        "journalctl --rotate >/dev/null 2>&1 || true",
+        "rm -rf /var/log/journal/*",
+        "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
+        "rm -rf /tmp/* /var/tmp/*",
+        "sync",
+        "fstrim -a",
+        f"echo '<2>{SEAL_DONE}' > /dev/kmsg",
+        "systemctl poweroff",
+    ]) + "\n"
+
+
+def record_facts(b: Build) -> None:
+    """Step 7's metadata: OS, kernel, cloud-init, integration services, packages."""
+    pm = family(b.distro.family)
+    v = b.record.setdefault("versions", {})
+    v["os"] = b.sh(". /etc/os-release; echo \"$PRETTY_NAME\"", what="OS name").strip()
+    v["kernel"] = b.sh("ls /boot/vmlinuz-* | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1",
+                       what="newest kernel").strip()
+    b.record["packages"] = sorted(b.sh(pm.list_installed(), what="package list",
+                                       quiet=True).splitlines())
+    b.record["fs_used_bytes"] = int(b.sh("df -B1 --output=used / | tail -n1",
+                                         what="used bytes").strip())
+
+
+def seal(b: Build) -> None:
+    assert b.vm is not None and b.guest is not None
+    record_facts(b)
+    b.guest.put("/run/gmi-seal.sh", seal_script(b), mode=0o700)
+    b.sh("systemd-run --unit=gmi-seal --no-block /run/gmi-seal.sh", what="seal and power off")
+    b.guest.close()
+    b.guest = None
+    if not b.vm.wait_stopped(300):
+        raise HypervisorError(
+            f"the build VM did not power itself off within 300 s after sealing; "
+            f"serial console tail:\n{b.vm.serial_tail()}")
+    console = b.vm.serial_tail(200)
+    if b.vm.serial_log is not None and SEAL_DONE not in console:
+        failed = [ln for ln in console.splitlines() if SEAL_FAILED in ln]
+        raise HypervisorError(
+            f"sealing did not finish: {failed[-1].strip() if failed else 'no done marker'}; "
+            f"see {b.vm.serial_log}")
+    b.vhdx = b.workdir / f"{b.distro.vmgenie.vm_name}.vhdx"
+    with b.step("seal: compact into a dynamic VHDX"):
+        b.record["sizes"] = b.backend.export_disk(b, b.vhdx)

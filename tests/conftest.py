@@ -1,0 +1,1 @@
+"""The harness's own tests. Fast ones need no VM; those marked ``vm`` boot QEMU."""

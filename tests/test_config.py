@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from harness.config import SETTINGS, resolve
+from harness.errors import ConfigError
+
+
+def test_defaults_when_nothing_given():
+    s = resolve({}, env={})
+    assert s.backend == "qemu" and s.keep == "never" and s.force is False
+    assert s.sources["backend"] == "default"
+
+
+def test_precedence_cli_over_env_over_file_over_default(tmp_path: Path):
+    cfg = tmp_path / "gmi-harness.toml"
+    cfg.write_text('keep = "always"\nvm_cpus = 1\nmaintainer = "file"\n')
+    env = {"GMI_KEEP": "on-failure", "GMI_VM_CPUS": "3"}
+    s = resolve({"keep": "never"}, env=env, config_file=cfg)
+    assert s.keep == "never" and s.sources["keep"] == "command line"
+    assert s.vm_cpus == 3 and s.sources["vm_cpus"] == "environment"
+    assert s.maintainer == "file" and s.sources["maintainer"].startswith("config file")
+    assert s.backend == "qemu" and s.sources["backend"] == "default"
+
+
+def test_bad_choice_names_the_known_values():
+    with pytest.raises(ConfigError, match=r"keep must be one of never, always, on-failure"):
+        resolve({"keep": "sometimes"}, env={})
+
+
+def test_bad_env_value_names_the_variable():
+    with pytest.raises(ConfigError, match="GMI_VM_CPUS"):
+        resolve({}, env={"GMI_VM_CPUS": "many"})
+
+
+def test_unknown_key_in_config_file(tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("kepe = 'always'\n")
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) kepe"):
+        resolve({}, env={}, config_file=cfg)
+
+
+def test_config_file_not_toml(tmp_path: Path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("keep = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        resolve({}, env={}, config_file=cfg)
+
+
+def test_describe_masks_secrets():
+    s = resolve({}, env={"GMI_HYPERV_PASSWORD": "hunter2-secret"})
+    text = "\n".join(s.describe())
+    assert "hunter2-secret" not in text
+    assert "hyperv_password = ***  (environment)" in text
+
+
+def test_every_setting_has_help_and_a_unique_option():
+    options = [s.option for s in SETTINGS]
+    assert len(options) == len(set(options))
+    assert all(s.help for s in SETTINGS)

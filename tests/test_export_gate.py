@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from harness import config, distro
+from harness.build import Build
+from harness.errors import ExportError
+from harness.export import export, gate, public_record
+
+ITEMS = ["checks/t.py::test_a[debian-12]", "checks/t.py::test_b[debian-12]",
+         "checks/t.py::test_c[debian-12]"]
+
+
+def test_gate_passes_when_all_passed_or_skipped():
+    assert gate(ITEMS, dict.fromkeys(ITEMS[:2], "passed") | {ITEMS[2]: "skipped"}) == []
+
+
+def test_gate_names_failed_and_missing():
+    outcomes = {ITEMS[0]: "passed", ITEMS[1]: "failed"}
+    assert gate(ITEMS, outcomes) == ITEMS[1:]
+
+
+class NoBackend:
+    name = "qemu"
+
+
+def make_build(tmp_path: Path) -> Build:
+    s = config.resolve({"out": str(tmp_path / "out")}, env={})
+    return Build(distro.load("debian-12"), s, NoBackend(), "run", tmp_path, tmp_path / "logs")  # type: ignore[arg-type]
+
+
+def test_export_refuses_naming_failed_checks_and_writes_nothing(tmp_path: Path):
+    b = make_build(tmp_path)
+    b.vhdx = tmp_path / "d.vhdx"
+    b.vhdx.write_bytes(b"x")
+    with pytest.raises(ExportError, match=r"these checks did not pass: test_b\[debian-12\], "
+                                          r"test_c\[debian-12\]"):
+        export(b, ITEMS, {ITEMS[0]: "passed", ITEMS[1]: "failed"})
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_refuses_when_no_check_ran(tmp_path: Path):
+    with pytest.raises(ExportError, match="no checklist item ran"):
+        export(make_build(tmp_path), [], {})
+
+
+def test_public_record_drops_internals(tmp_path: Path):
+    b = make_build(tmp_path)
+    b.record.update(_clone_guest=object(), credentials_file="/secret/path", versions={})
+    rec = public_record(b, {"t": "passed"})
+    assert "_clone_guest" not in rec and "credentials_file" not in rec
+    assert rec["check_results"] == {"t": "passed"}

@@ -1,0 +1,94 @@
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import packaging
+from harness.errors import ExportError
+
+NAMES = packaging.Names("Debian", "12")
+
+
+def make_vhdx(tmp_path: Path, data: bytes = b"vhdxfile" + b"\0" * 4096) -> Path:
+    p = tmp_path / "disk.vhdx"
+    p.write_bytes(data)
+    return p
+
+
+def manifest(checksum: str) -> dict:
+    return packaging.manifest(NAMES, checksum=checksum, description="d", maintainer="m",
+                              maintainer_email="m@x", source_url="u",
+                              extra={"disk_only": True})
+
+
+def test_names_follow_vmgenie():
+    assert NAMES.archive == "GMI-Debian-12.zip"
+    assert NAMES.vm_name == "GMI Debian 12"
+    assert NAMES.vhdx_entry == "Virtual Hard Disks/GMI Debian 12.vhdx"
+
+
+def test_manifest_has_vmgenie_keys_first_and_exactly():
+    m = manifest("ab" * 32)
+    assert tuple(m)[: len(packaging.MANIFEST_KEYS)] == packaging.MANIFEST_KEYS
+    assert m["gmi_version"] == "1.0" and m["version"] == "12" and m["hyperv_generation"] == 2
+    assert m["vm_name"] == "GMI Debian 12"
+    assert m["created"].endswith("Z") and len(m["created"]) == 20
+
+
+def test_extra_keys_may_not_shadow_vmgenies():
+    with pytest.raises(ValueError, match="clash"):
+        packaging.manifest(NAMES, checksum="x", description="d", maintainer="m",
+                           maintainer_email="e", source_url="u", extra={"os": "x"})
+
+
+def test_archive_layout_and_checksums(tmp_path: Path):
+    vhdx = make_vhdx(tmp_path)
+    digest = packaging.sha256_file(vhdx)
+    out = tmp_path / "out"
+    archive = packaging.write_archive(out, NAMES, vhdx, manifest(digest), "# readme\n",
+                                      {"k": "v"}, force=False)
+    assert archive == out / "GMI-Debian-12.zip"
+    with zipfile.ZipFile(archive) as zf:
+        names = set(zf.namelist())
+        assert names == {"GMI-Debian-12.yml", "GMI-Debian-12.md", "gmi-build-record.yml",
+                         "Virtual Machines/", "Snapshots/",
+                         "Virtual Hard Disks/GMI Debian 12.vhdx"}
+        m = yaml.safe_load(zf.read("GMI-Debian-12.yml"))
+        assert m["checksum_sha256"] == hashlib.sha256(
+            zf.read("Virtual Hard Disks/GMI Debian 12.vhdx")).hexdigest()
+    side = (out / "GMI-Debian-12.zip.sha256").read_text().split()
+    assert side == [hashlib.sha256(archive.read_bytes()).hexdigest(), "GMI-Debian-12.zip"]
+    assert not list(out.glob(".*part"))
+
+
+def test_existing_archive_kept_without_force(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = out / "GMI-Debian-12.zip"
+    existing.write_bytes(b"the good archive")
+    vhdx = make_vhdx(tmp_path)
+    with pytest.raises(ExportError, match="already exists; pass --force"):
+        packaging.write_archive(out, NAMES, vhdx, manifest("x"), "", {}, force=False)
+    assert existing.read_bytes() == b"the good archive"
+    packaging.write_archive(out, NAMES, vhdx, manifest("x"), "", {}, force=True)
+    assert zipfile.is_zipfile(existing)
+
+
+def test_failed_write_leaves_no_partial_and_keeps_old(tmp_path: Path):
+    out = tmp_path / "out"
+    out.mkdir()
+    existing = out / "GMI-Debian-12.zip"
+    existing.write_bytes(b"the good archive")
+    with pytest.raises(FileNotFoundError):
+        packaging.write_archive(out, NAMES, tmp_path / "missing.vhdx", manifest("x"), "", {},
+                                force=True)
+    assert existing.read_bytes() == b"the good archive"
+    assert sorted(p.name for p in out.iterdir()) == ["GMI-Debian-12.zip"]
+
+
+def test_readme_says_disk_only(tmp_path: Path):
+    text = packaging.readme(NAMES, {"versions": {"kernel": "6.1.0-x"}}, disk_only=True)
+    assert "Disk-only archive" in text and "6.1.0-x" in text
+    assert "Disk-only" not in packaging.readme(NAMES, {}, disk_only=False)

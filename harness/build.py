@@ -132,6 +132,24 @@ class Build:
             self.progress(f"{label} {status} in {took:.0f} s")
             self.log.info("== %s %s in %.1f s", name, status, took)
 
+    def connect(self) -> Guest:
+        """An SSH session as root to the build VM (host keys pinned when known)."""
+        assert self.vm is not None and self.creds is not None
+        vm = self.vm
+        self.guest = Guest(vm.ssh_host, vm.ssh_port, "root", self.creds.key,
+                           host_keys=self.record.get("build_host_keys") or None,
+                           alive=vm.is_running, console=vm.serial_tail, logger=self.log)
+        self.guest.wait(self.settings.boot_timeout, "the build VM's SSH")
+        return self.guest
+
+    def restart(self) -> None:
+        """Power-cycle the build VM and log in again."""
+        assert self.vm is not None
+        if self.guest is not None:
+            self.guest.close()
+        self.vm.restart(timeout=180)
+        self.connect()
+
     def sh(self, script: str, **kw: Any) -> str:
         """Run a script as root in the build VM; returns its output."""
         assert self.guest is not None, "no SSH session to the build VM"

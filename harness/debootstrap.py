@@ -257,10 +257,10 @@ def _populate_esp(build: Build, root: Path, esp: Path, root_uuid: str) -> None:
     for directory in dirs:
         run(["mmd", "-D", "s", "-i", str(esp), f"::/{directory}"], build, env=env,
             what=f"creating {directory} on the ESP")
-    for target, source in files.items():
-        if not source.exists():
-            raise GmiError(f"{source.relative_to(root)} is missing in the new system: "
+    for target, src in files.items():
+        if not src.exists():
+            raise GmiError(f"{src.relative_to(root)} is missing in the new system: "
                            "check install.boot_packages")
-        run(["mcopy", "-o", "-i", str(esp), str(source), f"::/{target}"], build, env=env,
+        run(["mcopy", "-o", "-i", str(esp), str(src), f"::/{target}"], build, env=env,
             what=f"copying {target} to the ESP")
     stub.unlink()

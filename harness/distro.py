@@ -70,6 +70,9 @@ class UpdateSpec:
     remove_packages: tuple[str, ...]
     sudo_package: str
     sudo_group: str
+    initramfs_conf: str = ""
+    initramfs_settings_file: str = ""
+    initramfs_settings: str = ""
 
 
 @dataclass(frozen=True)

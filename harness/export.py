@@ -33,8 +33,8 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str]) -> Path:
         raise ExportError("no checklist item ran for this distro; nothing vouches for "
                           "the image, so it is not exported")
     if not_passed:
-        names = ", ".join(n.split("::")[-1] for n in not_passed)
-        raise ExportError(f"export refused: these checks did not pass: {names}")
+        failed = ", ".join(n.split("::")[-1] for n in not_passed)
+        raise ExportError(f"export refused: these checks did not pass: {failed}")
     if b.vhdx is None or not b.vhdx.exists():
         raise ExportError("the sealed VHDX is missing; the seal stage did not finish")
     names = packaging.Names.of(b.distro)

@@ -45,6 +45,11 @@ class VM(ABC):
         """Wait for the guest to power itself off; True when it did."""
 
     @abstractmethod
+    def restart(self, timeout: float) -> None:
+        """Power off (gracefully, bounded) and start again on the same disk and UEFI
+        variables. A warm reboot can hang under TCG with Secure Boot; this cannot."""
+
+    @abstractmethod
     def destroy(self) -> None:
         """Stop the VM hard and remove everything it created (disks of clones too)."""
 

@@ -12,15 +12,15 @@ import atexit
 import os
 import shutil
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
-from . import __version__, distro as distro_mod
+from . import __version__
+from . import distro as distro_mod
 from .build import Build
 from .config import SETTINGS, Settings, resolve
 from .errors import GmiError, mask
@@ -118,7 +118,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATE_KEY] = state
     atexit.register(state.emergency_cleanup)
-    if worker is None and not config.option.collectonly and settings.distro:
+    inspecting = config.option.collectonly or getattr(config.option, "showfixtures", False)
+    if worker is None and not inspecting and settings.distro:
         run_dir.mkdir(parents=True, exist_ok=True)
         latest = settings.out_dir / "runs" / "latest"
         if latest.is_symlink() or not latest.exists():
@@ -196,7 +197,7 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
     if build is None:
         return
     try:
-        from pytest_html import extras  # type: ignore[import-untyped]
+        from pytest_html import extras
     except ImportError:  # pragma: no cover
         extras = None
     sections: list[tuple[str, str]] = []
@@ -215,7 +216,8 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
     for title, text in sections:
         report.sections.append((title, mask(text)))
         if extras is not None:
-            report.extras = [*getattr(report, "extras", []), extras.text(mask(text), name=title)]
+            current = getattr(report, "extras", [])
+            setattr(report, "extras", [*current, extras.text(mask(text), name=title)])  # noqa: B010
 
 
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
@@ -266,9 +268,12 @@ def distro(distro_name: str) -> distro_mod.Distro:
     return distro_mod.load(distro_name)
 
 
-def fail_cleanly(exc: GmiError) -> None:
-    """Report a harness error as one line, without a traceback."""
-    pytest.fail(str(exc), pytrace=False)
+def fail_cleanly(exc: GmiError) -> NoReturn:
+    """Report a harness error as one line, without a traceback (and without the
+    chained exception: the error is re-raised outside its ``except`` block)."""
+    message = str(exc)
+    exc.__traceback__ = None
+    raise pytest.fail.Exception(message, pytrace=False) from None
 
 
 @pytest.fixture(scope="session")
@@ -287,14 +292,14 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
               state.run_dir / "logs" / distro.name)
     b.progress = _progress_writer(request.config)
     b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
-    workdir.mkdir(parents=True, exist_ok=True)
-    b.attach_logfile()
-    state.builds[distro.name] = b
-    state.scratch.append(workdir)
     try:
         backend.check_host(b)
     except GmiError as exc:
         fail_cleanly(exc)
+    workdir.mkdir(parents=True, exist_ok=True)
+    b.attach_logfile()
+    state.builds[distro.name] = b
+    state.scratch.append(workdir)
     try:
         yield b
     finally:

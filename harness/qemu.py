@@ -18,7 +18,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,9 +141,9 @@ class QemuVM(VM):
     serial_log: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
 
-    @property
-    def qmp_path(self) -> Path:
-        return self.workdir / f"{self.name}.qmp"
+    qmp_path: Path = field(default_factory=lambda: Path(
+        tempfile.gettempdir()) / f"gmi-{os.getpid()}-{uuid.uuid4().hex[:8]}.qmp")
+    """Unix sockets have a 108-byte path limit: keep this one short, outside workdir."""
 
     def command(self) -> list[str]:
         code = hostenv.ovmf("code_secboot" if self.secure_boot else "code")
@@ -210,6 +212,10 @@ class QemuVM(VM):
         if not self.wait_stopped(timeout):
             self.kill()
 
+    def restart(self, timeout: float = 180) -> None:
+        self.shutdown(timeout)
+        self.start()
+
     def kill(self) -> None:
         if self.is_running():
             assert self.proc is not None
@@ -231,8 +237,10 @@ class QemuVM(VM):
 
     def describe(self) -> str:
         pid = self.proc.pid if self.proc else "?"
-        return (f"VM {self.name!r} kept running (qemu pid {pid}); SSH on "
-                f"{self.ssh_host}:{self.ssh_port}; disk {self.disk}")
+        key = self.workdir / f"{self.name}.key"
+        login = (f"ssh -i {key} -p {self.ssh_port} root@{self.ssh_host}" if key.exists()
+                 else f"SSH on {self.ssh_host}:{self.ssh_port}")
+        return f"VM {self.name!r} kept running (qemu pid {pid}); {login}; disk {self.disk}"
 
 
 class QemuBackend(Backend):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import logging
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from .errors import GuestCommandError, GuestTimeoutError, mask
 
 log = logging.getLogger("gmi.ssh")
+# paramiko logs every refused banner while a guest boots at ERROR level; the wait
+# loop reports what matters itself.
+logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ class Guest:
             if not self.alive():
                 raise GuestTimeoutError(
                     f"the VM stopped before {what} answered on {self.where}; "
-                    f"serial console tail:\n{self.console()}"
+                    f"last console lines: {_tail(self.console())}"
                 )
             try:
                 self.client = self._connect_once(min(20.0, max(1.0, deadline - time.monotonic())))
@@ -147,14 +149,14 @@ class Guest:
             except paramiko.AuthenticationException as exc:
                 # sshd answers but refuses our key: cloud-init may not have written it yet
                 last = f"authentication refused ({exc})"
-            except (OSError, EOFError, socket.timeout, paramiko.SSHException) as exc:
+            except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 if "not the one written into the image" in str(exc):
                     raise GuestCommandError(str(exc)) from None
             if time.monotonic() >= deadline:
                 raise GuestTimeoutError(
                     f"{what} on {self.where} did not answer within {timeout:.0f} s "
-                    f"(last: {last}); serial console tail:\n{self.console()}"
+                    f"(last: {last}); last console lines: {_tail(self.console())}"
                 )
             time.sleep(3)
 
@@ -189,7 +191,9 @@ class Guest:
                 if not quiet:
                     self.log.info("  %s", mask(line))
             rc = chan.recv_exit_status()
-        except (OSError, EOFError, socket.timeout, paramiko.SSHException) as exc:
+            if rc == -1:  # the channel closed without an exit status: the link broke
+                raise EOFError("the connection closed before the command finished")
+        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
             raise GuestCommandError(
                 f"SSH to {self.where} broke during '{mask(label)}': {type(exc).__name__}: "
                 f"{exc or 'connection lost'}"
@@ -215,6 +219,11 @@ class Guest:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+def _tail(console: str, lines: int = 4) -> str:
+    kept = [ln.strip() for ln in console.splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept) if kept else "(nothing on the serial console)"
 
 
 def _sh(text: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.build import Build, Credentials
-from harness.ssh import Guest
 
 
 def provision(b: Build) -> None:
@@ -17,13 +16,11 @@ def provision(b: Build) -> None:
     b.record["credentials_file"] = str(
         b.creds.record(Path(b.settings.credentials_dir), b.title))
     b.record["admin_user"] = d.admin_user
+    # In scratch (deleted with it unless --keep), so a kept VM can be reached.
+    b.creds.key.write_private(b.workdir / "build.key")
     b.vm = b.backend.provision(b)
-    vm = b.vm
-    b.guest = Guest(vm.ssh_host, vm.ssh_port, "root", b.creds.key,
-                    host_keys=b.record.get("build_host_keys") or None,
-                    alive=vm.is_running, console=vm.serial_tail, logger=b.log)
     with b.step("provision: boot to SSH"):
-        b.guest.wait(b.settings.boot_timeout, "the build VM's SSH")
+        b.connect()
     facts = b.sh(
         "cat /etc/machine-id; ip -o link show | awk -F': ' '$2!=\"lo\"{print $2; exit}'; "
         "uname -r", what="read machine-id, NIC and kernel").split()

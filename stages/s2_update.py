@@ -7,14 +7,34 @@ import shlex
 from harness.build import Build
 from harness.pkgmgr import family
 
+NEWEST_KERNEL = "ls /boot/vmlinuz-* | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1"
+
+
+def set_initramfs_updates(conf: str, value: str) -> str:
+    return (f"sed -i 's/^update_initramfs=.*/update_initramfs={value}/' {shlex.quote(conf)}\n"
+            f"grep -qx 'update_initramfs={value}' {shlex.quote(conf)}")
+
 
 def update(b: Build) -> None:
     """Fully update the OS, drop what is not needed, and give the admin sudo."""
     pm, spec, user = family(b.distro.family), b.distro.update, b.distro.admin_user
+    if spec.initramfs_conf:
+        b.sh(set_initramfs_updates(spec.initramfs_conf, "no"),
+             what="defer initramfs updates to the Hyper-V stage")
+    if spec.initramfs_settings_file:
+        b.guest.put(spec.initramfs_settings_file, spec.initramfs_settings + "\n")  # type: ignore[union-attr]
     b.sh(pm.refresh(), what="refresh package lists")
     b.sh(pm.upgrade(), what="upgrade")
     if spec.remove_packages:
         b.sh(pm.remove(spec.remove_packages), what="remove unneeded packages")
+    running = b.sh("uname -r", what="running kernel").strip()
+    newest = b.sh(NEWEST_KERNEL, what="newest installed kernel").strip()
+    if newest != running:
+        # Boot the new kernel (as a person would after an upgrade), so that the old one
+        # can go and the initramfs is rebuilt only for the kernel the image keeps.
+        with b.step("update: restart into the new kernel"):
+            b.restart()
+        b.sh(f"test \"$(uname -r)\" = {shlex.quote(newest)}", what="running the new kernel")
     b.sh(pm.autoremove(), what="autoremove")
     b.sh(pm.install([spec.sudo_package]), what="install sudo")
     b.sh(f"usermod -aG {shlex.quote(spec.sudo_group)} {shlex.quote(user)}",

@@ -8,6 +8,8 @@ import shlex
 from harness.build import Build
 from harness.pkgmgr import family
 
+from .s2_update import set_initramfs_updates
+
 
 def hyperv(b: Build) -> None:
     d = b.distro
@@ -22,6 +24,9 @@ def hyperv(b: Build) -> None:
     b.sh(f"f={shlex.quote(spec.initramfs_modules_file)}\n"
          f"for m in {' '.join(spec.initramfs_modules)}; do "
          "grep -qx \"$m\" \"$f\" || echo \"$m\" >> \"$f\"; done", what="hv modules")
+    if d.update.initramfs_conf:
+        b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
+             what="initramfs updates back on")
     b.sh(spec.initramfs_update, what="rebuild the initramfs")
     b.sh("for i in /boot/initrd.img-*; do for m in " + " ".join(spec.initramfs_modules) +
          f"; do {spec.initramfs_list} \"$i\" | grep -q \"/$m.ko\" || "

@@ -17,8 +17,8 @@ def grub_settings_script(path: str, settings: dict[str, str], cmdline: tuple[str
                      f"sed -i 's|^#\\?{key}=.*|{key}={value}|' \"$f\"; "
                      f"else echo '{key}={value}' >> \"$f\"; fi")
     for param in cmdline:
-        lines.append(f"grep -q '^GRUB_CMDLINE_LINUX=.*{param}' \"$f\" || "
-                     f"sed -i 's|^GRUB_CMDLINE_LINUX=\"\\(.*\\)\"|GRUB_CMDLINE_LINUX=\"\\1 {param}\"|' \"$f\"")
+        sed = f"s|^GRUB_CMDLINE_LINUX=\"\\(.*\\)\"|GRUB_CMDLINE_LINUX=\"\\1 {param}\"|"
+        lines.append(f"grep -q '^GRUB_CMDLINE_LINUX=.*{param}' \"$f\" || sed -i '{sed}' \"$f\"")
     return "\n".join(lines)
 
 

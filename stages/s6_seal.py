@@ -10,6 +10,8 @@ from harness.build import Build
 from harness.errors import HypervisorError
 from harness.pkgmgr import family
 
+from .s2_update import NEWEST_KERNEL
+
 SEAL_DONE = "gmi-seal: done"
 SEAL_FAILED = "gmi-seal: failed"
 
@@ -53,8 +55,7 @@ def record_facts(b: Build) -> None:
     pm = family(b.distro.family)
     v = b.record.setdefault("versions", {})
     v["os"] = b.sh(". /etc/os-release; echo \"$PRETTY_NAME\"", what="OS name").strip()
-    v["kernel"] = b.sh("ls /boot/vmlinuz-* | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1",
-                       what="newest kernel").strip()
+    v["kernel"] = b.sh(NEWEST_KERNEL, what="newest kernel").strip()
     b.record["packages"] = sorted(b.sh(pm.list_installed(), what="package list",
                                        quiet=True).splitlines())
     b.record["fs_used_bytes"] = int(b.sh("df -B1 --output=used / | tail -n1",
@@ -71,7 +72,7 @@ def seal(b: Build) -> None:
     if not b.vm.wait_stopped(300):
         raise HypervisorError(
             f"the build VM did not power itself off within 300 s after sealing; "
-            f"serial console tail:\n{b.vm.serial_tail()}")
+            f"see {b.vm.serial_log}")
     console = b.vm.serial_tail(200)
     if b.vm.serial_log is not None and SEAL_DONE not in console:
         failed = [ln for ln in console.splitlines() if SEAL_FAILED in ln]

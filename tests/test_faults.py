@@ -1,0 +1,187 @@
+"""Faults: a guest that never comes up, SSH breaking mid-command, Ctrl-C mid-build.
+These boot real QEMU (OVMF with an empty disk): seconds, not minutes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from harness import config, distro, hostenv
+from harness.build import Build
+from harness.errors import GuestCommandError, GuestTimeoutError
+from harness.qemu import QemuBackend
+from harness.ssh import Guest, KeyPair
+
+REPO = Path(__file__).resolve().parent.parent
+needs_qemu = pytest.mark.skipif(
+    not Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd").exists()
+    or subprocess.run(["which", "qemu-system-x86_64"], capture_output=True).returncode,
+    reason="QEMU/OVMF not installed (make setup installs them)")
+
+
+def qemu_pids(marker: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"qemu-system-x86_64.*{marker}"],
+                         capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def blank_build(tmp_path: Path) -> Build:
+    s = config.resolve({"scratch": str(tmp_path), "out": str(tmp_path / "out"),
+                        "accel": "tcg", "vm_cpus": 1, "vm_memory_mb": 512}, env={})
+    b = Build(distro.load("debian-12"), s, QemuBackend(), "fault", tmp_path / "work",
+              tmp_path / "logs")
+    b.workdir.mkdir(parents=True)
+    b.logdir.mkdir(parents=True)
+    return b
+
+
+@pytest.mark.vm
+@needs_qemu
+def test_guest_that_never_comes_up_times_out_with_console_tail(tmp_path: Path):
+    b = blank_build(tmp_path)
+    disk = b.workdir / "blank.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 64 * 2**20)
+    vm = b.backend.new_vm(b, "never", disk, "raw", owned=[disk])  # type: ignore[attr-defined]
+    try:
+        guest = Guest(vm.ssh_host, vm.ssh_port, "root", KeyPair.generate("t"),
+                      alive=vm.is_running, console=vm.serial_tail)
+        start = time.monotonic()
+        with pytest.raises(GuestTimeoutError) as exc:
+            guest.wait(25, "the test VM's SSH")
+        took = time.monotonic() - start
+    finally:
+        vm.destroy()
+    message = str(exc.value)
+    assert "\n" not in message
+    assert "did not answer within 25 s" in message
+    assert "last console lines:" in message and "nothing on the serial" not in message
+    assert took < 60
+    assert not qemu_pids(str(b.workdir)), "qemu left running"
+    assert not disk.exists()
+
+
+class _DroppingServer(paramiko.ServerInterface):
+    def check_auth_publickey(self, username, key):
+        return paramiko.AUTH_SUCCESSFUL
+
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED
+
+    def check_channel_exec_request(self, channel, command):
+        self.dropped = True
+        return True
+
+
+def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
+    """A fake at the SSH seam: a paramiko server that accepts the command, then drops
+    the connection before answering (as a guest does when it crashes)."""
+    import socket
+
+    host_key = paramiko.Ed25519Key.from_private_key(
+        __import__("io").StringIO(KeyPair.generate("h").private_openssh))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def serve():
+        conn, _ = listener.accept()
+        t = paramiko.Transport(conn)
+        t.add_server_key(host_key)
+        t.start_server(server=_DroppingServer())
+        chan = t.accept(10)
+        time.sleep(0.5)
+        if chan is not None:
+            t.close()
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    guest = Guest("127.0.0.1", port, "root", KeyPair.generate("c"))
+    guest.wait(10)
+    with pytest.raises(GuestCommandError) as exc:
+        guest.run("apt-get -y upgrade", what="upgrade", timeout=10)
+    assert str(exc.value).startswith(f"SSH to root@127.0.0.1:{port} broke during 'upgrade'")
+    assert "\n" not in str(exc.value)
+    listener.close()
+
+
+INTERRUPT_TEST = """
+import time
+from harness.qemu import QemuBackend
+
+def test_long_build(build):
+    disk = build.workdir / "blank.raw"
+    disk.write_bytes(b"")
+    import os
+    os.truncate(disk, 64 * 2**20)
+    vm = build.backend.new_vm(build, "interrupted", disk, "raw")
+    build.vm = vm
+    print("VM-STARTED", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.vm
+@needs_qemu
+def test_ctrl_c_mid_build_leaves_no_qemu_and_no_scratch(tmp_path: Path):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n')
+    (proj / "test_interrupt.py").write_text(INTERRUPT_TEST)
+    scratch = tmp_path / "scratch"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--distro=debian-12",
+         f"--scratch={scratch}", f"--out={tmp_path / 'out'}", "--vm-memory-mb=512",
+         "test_interrupt.py"], cwd=proj, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "VM-STARTED" in line:
+            break
+    assert qemu_pids(str(scratch)), "the test VM did not start:\n" + "".join(seen)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0]
+    time.sleep(1)
+    assert "KeyboardInterrupt" in out or "Interrupted" in out or proc.returncode == 2, out
+    assert not qemu_pids(str(scratch)), "qemu survived Ctrl-C"
+    assert not list(scratch.glob("*")), f"scratch left behind: {list(scratch.glob('*'))}"
+
+
+def test_no_free_space_is_one_line(tmp_path: Path):
+    from harness.errors import DiskSpaceError
+
+    with pytest.raises(DiskSpaceError, match=r"not enough free space for the build in .*"
+                                             r"GiB free, .* GiB needed; free some space"):
+        hostenv.require_space(tmp_path / "deeper" / "dir", 2**60, "the build")
+
+
+def test_missing_tool_names_the_package(monkeypatch):
+    from harness.errors import MissingToolError
+
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(MissingToolError, match=r"debootstrap not found on this host: install "
+                                               r"it with 'apt-get install -y debootstrap'"):
+        hostenv.require_tools(["debootstrap"])
+
+
+def test_missing_ovmf_names_the_package(tmp_path: Path):
+    from harness.errors import MissingToolError
+
+    with pytest.raises(MissingToolError, match="apt-get install -y ovmf"):
+        hostenv.ovmf("code_secboot", tmp_path)

@@ -1,0 +1,114 @@
+"""The pytest plugin, end to end with pytester (no VM)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+CONFTEST = 'pytest_plugins = ["harness.plugin"]\n'
+CHECK = """
+import pytest
+
+@pytest.mark.checklist("demo")
+def test_item(distro_name, request):
+    marks = [m.args for m in request.node.iter_markers("xdist_group")]
+    assert marks == [(distro_name,)]
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_checks=CHECK)
+    return pytester
+
+
+def test_unknown_distro_is_a_usage_error(project: pytest.Pytester):
+    result = project.runpytest("--distro=debian-99", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown distro 'debian-99'; known distros: *debian-12*"])
+
+
+def test_unknown_backend_is_a_usage_error(project: pytest.Pytester):
+    result = project.runpytest("--distro=debian-12", "--backend=vmware")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*backend must be one of qemu, hyperv, got 'vmware'*"])
+
+
+def test_checks_without_distro_is_a_usage_error(project: pytest.Pytester):
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*the checks need --distro NAME*known distros: *debian-12*"])
+
+
+def test_distro_param_and_xdist_group(project: pytest.Pytester, tmp_path):
+    result = project.runpytest("--distro=debian-12", f"--out={tmp_path}", "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*test_item?debian-12? PASSED*"])
+    run = next((tmp_path / "runs").glob("2*"))
+    assert (run / "junit.xml").exists() and (run / "report.html").exists()
+    assert "keep = never  (default)" in (run / "settings.txt").read_text()
+
+
+def test_all_means_every_catalogued_distro(project: pytest.Pytester, tmp_path):
+    from harness.distro import known_distros
+
+    result = project.runpytest("--distro=all", f"--out={tmp_path}")
+    result.assert_outcomes(passed=len(known_distros()))
+
+
+def test_effective_settings_in_header_with_sources(project: pytest.Pytester, tmp_path,
+                                                   monkeypatch):
+    monkeypatch.setenv("GMI_VM_CPUS", "1")
+    monkeypatch.setenv("GMI_HYPERV_PASSWORD", "s3cret-value")
+    (project.path / "gmi-harness.toml").write_text('maintainer = "QA team"\n')
+    result = project.runpytest("--distro=debian-12", "--keep=always", f"--out={tmp_path}")
+    result.stdout.fnmatch_lines([
+        "*effective settings*",
+        "*keep = always  (command line)*",
+        "*vm_cpus = 1  (environment)*",
+        "*maintainer = QA team  (config file*",
+        "*hyperv_password = ***  (environment)*",
+    ])
+    assert "s3cret-value" not in result.stdout.str()
+
+
+def test_options_are_documented(pytester: pytest.Pytester):
+    pytester.makeconftest(CONFTEST)
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(["*GMI build and validation*", "*--distro=NAME*", "*--backend=BACKEND*",
+                                 "*--keep=KEEP*", "*--out=OUT*", "*--force*"])
+
+
+def test_fixtures_are_documented(pytester: pytest.Pytester):
+    pytester.makeconftest('pytest_plugins = ["harness.plugin", "stages.fixtures", '
+                          '"harness.clone"]\n')
+    result = pytester.runpytest("--fixtures")
+    out = result.stdout.str()
+    for name in ("build", "provisioned", "updated", "cloud_init_prepared",
+                 "hyperv_integrated", "cleaned", "sealed", "clone", "gmi_settings"):
+        assert f"{name} [session scope]" in out, name
+    assert "Step 1: the build VM exists" in out
+    assert "fresh clone of the sealed image" in out
+
+
+def test_hyperv_backend_fails_with_one_line(project: pytest.Pytester, tmp_path):
+    project.makepyfile(test_build="def test_b(build):\n    pass\n")
+    result = project.runpytest("--distro=debian-12", "--backend=hyperv", f"--out={tmp_path}",
+                               "test_build.py")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*the hyperv backend is not available in this version yet*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_missing_host_tool_names_the_package(project: pytest.Pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    project.makepyfile(test_build="def test_b(build):\n    pass\n")
+    result = project.runpytest("--distro=debian-12", f"--out={tmp_path}",
+                               f"--scratch={tmp_path / 'scratch'}", "test_build.py")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*qemu-system-x86_64 not found on this host: install it with "
+         "'apt-get install -y qemu-system-x86'*"])
+    assert not list((tmp_path / "scratch").glob("*")), "scratch left behind"

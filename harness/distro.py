@@ -32,6 +32,14 @@ class VmgenieNames:
     def stem(self) -> str:
         return f"GMI-{self.os}-{self.version}"
 
+    @property
+    def archive(self) -> str:
+        return f"{self.stem}.zip"
+
+    @property
+    def vhdx_entry(self) -> str:
+        return f"Virtual Hard Disks/{self.vm_name}.vhdx"
+
 
 @dataclass(frozen=True)
 class OsRelease:

@@ -37,7 +37,7 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str]) -> Path:
         raise ExportError(f"export refused: these checks did not pass: {failed}")
     if b.vhdx is None or not b.vhdx.exists():
         raise ExportError("the sealed VHDX is missing; the seal stage did not finish")
-    names = packaging.Names.of(b.distro)
+    names = b.distro.vmgenie
     checksum = packaging.sha256_file(b.vhdx)
     results = {n.split("::")[-1]: outcomes[n] for n in checklist}
     record = public_record(b, results)

@@ -12,14 +12,13 @@ import hashlib
 import os
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .distro import Distro
+from .distro import VmgenieNames
 from .errors import ExportError
 
 # vmgenie's manifest keys, exactly and in its order.
@@ -27,7 +26,6 @@ MANIFEST_KEYS = (
     "gmi_version", "os", "version", "created", "updated", "vm_name", "hyperv_generation",
     "maintainer", "maintainer_email", "source_url", "description", "checksum_sha256",
 )
-VHD_DIR = "Virtual Hard Disks"
 VM_DIR = "Virtual Machines"
 SNAP_DIR = "Snapshots"
 
@@ -44,32 +42,8 @@ def sha256_file(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
     return h.hexdigest()
 
 
-@dataclass(frozen=True)
-class Names:
-    """vmgenie's names for one distro."""
-
-    os: str
-    version: str
-
-    @classmethod
-    def of(cls, distro: Distro) -> Names:
-        return cls(distro.vmgenie.os, distro.vmgenie.version)
-
-    @property
-    def stem(self) -> str:
-        return f"GMI-{self.os}-{self.version}"
-
-    @property
-    def vm_name(self) -> str:
-        return f"GMI {self.os} {self.version}"
-
-    @property
-    def archive(self) -> str:
-        return f"{self.stem}.zip"
-
-    @property
-    def vhdx_entry(self) -> str:
-        return f"{VHD_DIR}/{self.vm_name}.vhdx"
+# vmgenie's names for one distro (vm_name, stem, archive, vhdx_entry).
+Names = VmgenieNames
 
 
 def manifest(names: Names, *, checksum: str, description: str, maintainer: str,

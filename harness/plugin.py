@@ -81,6 +81,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "environment (GMI_*) > this file > defaults")
 
 
+def _default_to_loadgroup(config: pytest.Config) -> None:
+    """With ``-n N`` and no ``--dist``, distribute by distro (``--dist loadgroup``):
+    every test of one distro on one worker, so its build happens once."""
+    args = config.invocation_params.args
+    chosen = any(str(a) in ("--dist", "--distload", "-d") or str(a).startswith("--dist=")
+                 for a in args)
+    if chosen:
+        return
+    if hasattr(config, "workerinput"):
+        # xdist workers tag each test with its group only when told loadgroup
+        config.option.loadgroup = True
+    elif getattr(config.option, "numprocesses", None):
+        config.option.dist = "loadgroup"
+
+
 def _settings_from(config: pytest.Config) -> Settings:
     cli = {s.name: config.getoption(f"gmi_{s.name}") for s in SETTINGS if s.cli}
     cli = {k: v for k, v in cli.items() if v is not None}
@@ -102,6 +117,7 @@ def _settings_from(config: pytest.Config) -> Settings:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    _default_to_loadgroup(config)
     try:
         settings = _settings_from(config)
     except GmiError as exc:

@@ -41,5 +41,6 @@ def update(b: Build) -> None:
          what="admin user into the sudo group")
     # The procedure checks `sudo whoami` as the admin; without a terminal for its
     # password, ask sudo what the admin may run instead.
-    b.sh(f"sudo -l -U {shlex.quote(user)} | grep -q '(ALL.*) ALL'", what="admin may sudo")
+    # (grep without -q: with pipefail, an early exit would fail the pipeline)
+    b.sh(f"sudo -l -U {shlex.quote(user)} | grep '(ALL.*) ALL' >/dev/null", what="admin may sudo")
     b.sh(pm.clean(), what="clean package cache")

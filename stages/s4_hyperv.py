@@ -28,8 +28,8 @@ def hyperv(b: Build) -> None:
         b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
              what="initramfs updates back on")
     b.sh(spec.initramfs_update, what="rebuild the initramfs")
-    b.sh("for i in /boot/initrd.img-*; do for m in " + " ".join(spec.initramfs_modules) +
-         f"; do {spec.initramfs_list} \"$i\" | grep -q \"/$m.ko\" || "
+    b.sh(f"for i in /boot/initrd.img-*; do l=$({spec.initramfs_list} \"$i\"); for m in "
+         + " ".join(spec.initramfs_modules) + "; do grep -q \"/$m.ko\" <<<\"$l\" || "
          "{ echo \"$m missing from $i\"; exit 1; }; done; done",
          what="hv modules are in every initramfs")
     b.record["initramfs_modules"] = mods.replace("\n", ", ")
@@ -41,9 +41,11 @@ def hyperv(b: Build) -> None:
     # The Debian note: shim and GRUB on the removable-media path, and kept there by
     # every later GRUB upgrade.
     esp = boot.esp_mount
+    # (cp, not install: the ESP is vfat, where chmod fails)
     copies = "\n".join(
-        f"install -D -m 0644 {shlex.quote(f'{esp}/{boot.efi_vendor_dir}/{src}')} "
-        f"{shlex.quote(f'{esp}/{dst}')}" for dst, src in boot.efi_fallback.items())
+        f"mkdir -p {shlex.quote(f'{esp}/{dst}'.rsplit('/', 1)[0])}\n"
+        f"cp {shlex.quote(f'{esp}/{boot.efi_vendor_dir}/{src}')} {shlex.quote(f'{esp}/{dst}')}"
+        for dst, src in boot.efi_fallback.items())
     b.sh(f"mountpoint -q {shlex.quote(esp)}\n{copies}", what="EFI fallback boot path")
     if boot.debconf:
         b.sh(pm.set_debconf(boot.debconf), what="keep the fallback path on GRUB upgrades")

@@ -112,3 +112,22 @@ def test_missing_host_tool_names_the_package(project: pytest.Pytester, tmp_path,
         ["*qemu-system-x86_64 not found on this host: install it with "
          "'apt-get install -y qemu-system-x86'*"])
     assert not list((tmp_path / "scratch").glob("*")), "scratch left behind"
+
+
+def test_xdist_runs_each_distro_on_one_worker(pytester: pytest.Pytester, tmp_path, monkeypatch):
+    """Two test modules for one distro under -n 2: --dist loadgroup is chosen for the
+    user, and every test of the distro lands on the same worker."""
+    pytester.makeconftest(CONFTEST)
+    body = ("import os\n"
+            "def test_{n}(distro_name):\n"
+            "    with open(os.environ['OUT'], 'a') as f:\n"
+            "        f.write(os.environ.get('PYTEST_XDIST_WORKER', '-') + '\\n')\n")
+    pytester.makepyfile(**{f"test_m{i}": "".join(body.format(n=f"{i}_{j}") for j in range(3))
+                           for i in range(2)})
+    out = tmp_path / "workers.txt"
+    monkeypatch.setenv("OUT", str(out))
+    result = pytester.runpytest_subprocess("-n", "2", "--distro=debian-12", f"--out={tmp_path}",
+                                           "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    workers = out.read_text().split()
+    assert len(workers) == 6 and len(set(workers)) == 1, workers

@@ -87,6 +87,7 @@ class Build:
     logdir: Path
     creds: Credentials | None = None
     vm: VM | None = None
+    vms: list[VM] = field(default_factory=list)  # every VM made for this build
     guest: Guest | None = None
     vhdx: Path | None = None
     record: dict[str, Any] = field(default_factory=dict)
@@ -143,11 +144,14 @@ class Build:
         return self.guest
 
     def restart(self) -> None:
-        """Power-cycle the build VM and log in again."""
-        assert self.vm is not None
-        if self.guest is not None:
-            self.guest.close()
-        self.vm.restart(timeout=180)
+        """Power the build VM off from inside (ACPI as the fallback), start it again
+        and log in. Not a warm reboot: that can hang under TCG with Secure Boot."""
+        assert self.vm is not None and self.guest is not None
+        self.sh("systemd-run --no-block --on-active=2 systemctl poweroff", what="power off")
+        self.guest.close()
+        if not self.vm.wait_stopped(180):
+            self.vm.shutdown(60)
+        self.vm.start()
         self.connect()
 
     def sh(self, script: str, **kw: Any) -> str:

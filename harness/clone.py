@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -67,7 +66,6 @@ def boot_clone(b: Build, name: str = "clone") -> Clone:
     iso = seed.write_iso(files, b.workdir / f"{name}-seed.iso")
     start = time.monotonic()
     vm = b.backend.clone(b, b.vhdx, iso, name)
-    b.record.setdefault("_vms", []).append(vm)
     guest = Guest(vm.ssh_host, vm.ssh_port, CHECK_USER, key, alive=vm.is_running,
                   console=vm.serial_tail, logger=b.log)
     with b.step(f"{name}: boot to SSH"):
@@ -103,16 +101,11 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
 
     state = request.config.stash[STATE_KEY]
     b = sealed
-    c: Clone | None = None
     try:
         c = boot_clone(b)
     except GmiError as exc:
         state.failed[b.distro.name] = True
         fail_cleanly(type(exc)(f"clone: {exc}"))
-    finally:
-        for vm in b.record.pop("_vms", []):
-            state.live_vms.append((vm, state.settings.keep != "never"))
-    assert c is not None
     b.record["_clone_guest"] = c.guest
     b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
     try:
@@ -124,8 +117,7 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
         with contextlib.suppress(Exception):
             c.host.backend.client.close()
         if state.keep(b.distro.name):
-            print(f"\n[{b.distro.name}] {c.vm.describe()}; ssh -i {c.key_path} -p "
-                  f"{c.vm.ssh_port} {CHECK_USER}@{c.vm.ssh_host}", file=sys.stderr)
+            b.progress(f"[{b.distro.name}] clone: ssh -i {c.key_path} -p {c.vm.ssh_port} "
+                       f"{CHECK_USER}@{c.vm.ssh_host}")
         else:
             c.vm.destroy()
-        state.live_vms = [(vm, k) for vm, k in state.live_vms if vm is not c.vm]

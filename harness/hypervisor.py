@@ -45,9 +45,8 @@ class VM(ABC):
         """Wait for the guest to power itself off; True when it did."""
 
     @abstractmethod
-    def restart(self, timeout: float) -> None:
-        """Power off (gracefully, bounded) and start again on the same disk and UEFI
-        variables. A warm reboot can hang under TCG with Secure Boot; this cannot."""
+    def start(self) -> None:
+        """Power on (again) with the same disk and UEFI variables."""
 
     @abstractmethod
     def destroy(self) -> None:

@@ -24,7 +24,7 @@ from . import distro as distro_mod
 from .build import Build
 from .config import SETTINGS, Settings, resolve
 from .errors import GmiError, mask
-from .hypervisor import VM, get_backend
+from .hypervisor import get_backend
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -42,7 +42,6 @@ class RunState:
         self.outcomes: dict[str, dict[str, str]] = {}
         self.checklist: dict[str, list[str]] = {}
         self.failed: dict[str, bool] = {}
-        self.live_vms: list[tuple[VM, bool]] = []  # (vm, keep_on_exit)
         self.scratch: list[Path] = []
 
     def keep(self, distro: str) -> bool:
@@ -51,9 +50,10 @@ class RunState:
 
     def emergency_cleanup(self) -> None:
         """Last resort at interpreter exit: no orphaned qemu, no scratch left behind."""
-        for vm, kept in self.live_vms:
-            if not kept:
-                vm.destroy()
+        for name, build in self.builds.items():
+            if not self.keep(name):
+                for vm in build.vms:
+                    vm.destroy()
         for path in self.scratch:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -341,15 +341,13 @@ def _finish(b: Build, state: RunState) -> None:
     keep = state.keep(b.distro.name)
     if b.guest is not None:
         b.guest.close()
-    vms = [vm for vm, _ in state.live_vms if vm is b.vm] or ([b.vm] if b.vm else [])
-    for vm in vms:
-        if keep and vm.is_running():
-            print(f"\n[{b.distro.name}] {vm.describe()}", file=sys.stderr)
-        else:
+    for vm in b.vms:
+        if not keep:
             vm.destroy()
-    state.live_vms = [(vm, k) for vm, k in state.live_vms if vm not in vms]
+        elif vm.is_running():
+            b.progress(f"[{b.distro.name}] {vm.describe()}")
     if keep:
-        print(f"[{b.distro.name}] scratch kept: {b.workdir}", file=sys.stderr)
+        b.progress(f"[{b.distro.name}] scratch kept: {b.workdir}")
         state.scratch.remove(b.workdir)
     else:
         shutil.rmtree(b.workdir, ignore_errors=True)
@@ -369,8 +367,6 @@ def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
         state.failed[b.distro.name] = True
         fail_cleanly(type(exc)(f"stage {name}: {exc}"))
     finally:
-        if b.vm is not None and all(vm is not b.vm for vm, _ in state.live_vms):
-            state.live_vms.append((b.vm, state.settings.keep != "never"))
         b.record["stage_durations"] = dict(b.timings)
         b.record["scratch_peak_bytes"] = max(
             b.record.get("scratch_peak_bytes", 0),

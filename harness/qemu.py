@@ -212,10 +212,6 @@ class QemuVM(VM):
         if not self.wait_stopped(timeout):
             self.kill()
 
-    def restart(self, timeout: float = 180) -> None:
-        self.shutdown(timeout)
-        self.start()
-
     def kill(self) -> None:
         if self.is_running():
             assert self.proc is not None
@@ -267,6 +263,7 @@ class QemuBackend(Backend):
             serial_log=build.logdir / f"{name}.serial.log",
         )
         build.record["accel"] = vm.accel
+        build.vms.append(vm)  # before start: whatever happens, teardown knows it
         vm.start()
         return vm
 

@@ -185,3 +185,44 @@ def test_missing_ovmf_names_the_package(tmp_path: Path):
 
     with pytest.raises(MissingToolError, match="apt-get install -y ovmf"):
         hostenv.ovmf("code_secboot", tmp_path)
+
+
+FAILING_TEST = """
+import os
+
+def test_fails_with_a_vm(build):
+    disk = build.workdir / "blank.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 64 * 2**20)
+    build.vm = build.backend.new_vm(build, "failing", disk, "raw", owned=[disk])
+    assert False, "a check failed"
+"""
+
+
+@pytest.mark.vm
+@needs_qemu
+@pytest.mark.parametrize("keep, kept", [("never", False), ("on-failure", True), ("always", True)])
+def test_keep_policy_on_failure(tmp_path: Path, keep: str, kept: bool):
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n')
+    (proj / "test_failing.py").write_text(FAILING_TEST)
+    scratch = tmp_path / "scratch"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--distro=debian-12",
+         f"--scratch={scratch}", f"--out={tmp_path / 'out'}", "--vm-memory-mb=512",
+         f"--keep={keep}"], cwd=proj, env=env, capture_output=True, text=True, timeout=120)
+    pids = qemu_pids(str(scratch))
+    try:
+        assert proc.returncode == 1, proc.stdout
+        if kept:
+            assert pids, "the VM should have been kept running"
+            assert "kept running" in proc.stdout + proc.stderr
+            assert list(scratch.glob("*")), "scratch should be kept"
+        else:
+            assert not pids, "qemu left running"
+            assert not list(scratch.glob("*")), "scratch left behind"
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)

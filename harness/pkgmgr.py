@@ -40,6 +40,16 @@ class Apt:
     def remove(self, packages: Iterable[str]) -> str:
         return f"{self.env} apt-get {self.opts} purge {_q(packages)}"
 
+    def remove_other_kernels(self) -> str:
+        """Purge every kernel image but the running one (apt's autoremove keeps the
+        previous kernel on purpose; a GMI has no use for it)."""
+        return (
+            "running=$(uname -r); old=$(dpkg-query -W -f='${db:Status-Status} ${Package}\\n' "
+            "'linux-image-[0-9]*' | awk -v r=\"linux-image-$running\" "
+            "'$1==\"installed\" && $2!=r {print $2}' || true); "
+            f"if [ -n \"$old\" ]; then {self.env} apt-get {self.opts} purge $old; fi"
+        )
+
     def version_of(self, package: str) -> str:
         """Prints the installed version, or nothing (exit 1) when not installed."""
         return (

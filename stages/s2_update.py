@@ -35,6 +35,7 @@ def update(b: Build) -> None:
         with b.step("update: restart into the new kernel"):
             b.restart()
         b.sh(f"test \"$(uname -r)\" = {shlex.quote(newest)}", what="running the new kernel")
+        b.sh(pm.remove_other_kernels(), what="remove the old kernel")
     b.sh(pm.autoremove(), what="autoremove")
     b.sh(pm.install([spec.sudo_package]), what="install sudo")
     b.sh(f"usermod -aG {shlex.quote(spec.sudo_group)} {shlex.quote(user)}",

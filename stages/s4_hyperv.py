@@ -28,8 +28,9 @@ def hyperv(b: Build) -> None:
         b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
              what="initramfs updates back on")
     b.sh(spec.initramfs_update, what="rebuild the initramfs")
+    # (a module's file may spell its underscores as dashes: hid_hyperv is hid-hyperv.ko)
     b.sh(f"for i in /boot/initrd.img-*; do l=$({spec.initramfs_list} \"$i\"); for m in "
-         + " ".join(spec.initramfs_modules) + "; do grep -q \"/$m.ko\" <<<\"$l\" || "
+         + " ".join(spec.initramfs_modules) + "; do grep -q \"/${m//_/[-_]}\\.ko\" <<<\"$l\" || "
          "{ echo \"$m missing from $i\"; exit 1; }; done; done",
          what="hv modules are in every initramfs")
     b.record["initramfs_modules"] = mods.replace("\n", ", ")

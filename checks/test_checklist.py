@@ -244,7 +244,7 @@ def test_integration_services_running(build: Build, host, distro: Distro) -> Non
 
 
 @checklist("integration services running (Hyper-V)")
-def test_kvp_reports_guest_ip(build: Build) -> None:
+def test_kvp_reports_guest_ip(build: Build, clone: Clone) -> None:
     hyperv_only(build, "KVP reporting the guest's IP to the host")
     pytest.fail("the Hyper-V backend must report the KVP address here (issue #3)")
 

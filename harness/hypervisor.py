@@ -10,6 +10,7 @@ every backend.
 from __future__ import annotations
 
 import importlib
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +19,14 @@ from .errors import ConfigError
 
 if TYPE_CHECKING:
     from .build import Build
+
+_ANSI = re.compile(r"\x1b\[[0-9;?=]*[A-Za-z]|\x1b[()][A-Z0-9]|\r")
+
+
+def clean_console(raw: bytes) -> str:
+    """Serial console bytes as readable text: no terminal escapes, no carriage returns."""
+    return _ANSI.sub("", raw.decode("utf-8", "replace"))
+
 
 BACKENDS = {
     "qemu": "harness.qemu:QemuBackend",
@@ -63,8 +72,7 @@ class VM(ABC):
     def serial_tail(self, lines: int = 30) -> str:
         if self.serial_log is None or not self.serial_log.exists():
             return "(no serial console captured)"
-        text = self.serial_log.read_bytes().decode("utf-8", "replace")
-        return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+        return "\n".join(clean_console(self.serial_log.read_bytes()).splitlines()[-lines:])
 
 
 class Backend(ABC):

@@ -24,7 +24,7 @@ from . import distro as distro_mod
 from .build import Build
 from .config import SETTINGS, Settings, resolve
 from .errors import GmiError, mask
-from .hypervisor import get_backend
+from .hypervisor import clean_console, get_backend
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -218,7 +218,7 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
         extras = None
     sections: list[tuple[str, str]] = []
     for log in sorted(build.logdir.glob("*.serial.log")):
-        text = log.read_bytes().decode("utf-8", "replace").replace("\r", "")
+        text = clean_console(log.read_bytes())
         sections.append((f"serial console {log.name}", "\n".join(text.splitlines()[-80:])))
     clone = build.record.get("_clone_guest")
     if clone is not None and clone.client is not None:

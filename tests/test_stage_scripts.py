@@ -1,0 +1,70 @@
+"""The shell the stages send to guests, checked without a guest: run through bash on
+this machine where that is safe, or read for what matters."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from harness import config, distro
+from harness.build import Build, Credentials
+from harness.errors import mask
+from harness.pkgmgr import Apt
+from stages.s3_cloud_init import datasource_config
+from stages.s5_cleanup import grub_settings_script
+from stages.s6_seal import SEAL_DONE, seal_script
+
+D = distro.load("debian-12")
+
+
+def test_grub_settings_rewrites_and_appends(tmp_path: Path):
+    f = tmp_path / "grub"
+    f.write_text(D.install.grub_defaults)
+    script = grub_settings_script(str(f), dict(D.boot.grub_settings), D.boot.kernel_cmdline)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True)  # idempotent
+    text = f.read_text()
+    assert "GRUB_TIMEOUT=0\n" in text and "GRUB_TIMEOUT=5" not in text
+    assert "GRUB_HIDDEN_TIMEOUT_QUIET=true" in text and "GRUB_TIMEOUT_STYLE=hidden" in text
+    assert 'GRUB_CMDLINE_LINUX=" console=tty0 console=ttyS0,115200n8"' in text
+    assert text.count("GRUB_TIMEOUT=") == 1
+
+
+def test_datasource_file_restricts_to_nocloud():
+    assert yaml.safe_load(datasource_config(D.cloud_init.datasource_list)) == {
+        "datasource_list": ["NoCloud", "None"]}
+
+
+def test_datasource_file_sorts_after_installer_leftovers():
+    name = D.cloud_init.datasource_file.rsplit("/", 1)[-1]
+    others = ["05_logging.cfg", "90_dpkg.cfg", "99-installer.cfg", "99_gmi.cfg", "99-zz.cfg"]
+    assert sorted([*others, name])[-1] == name
+
+
+def test_seal_script_scrubs_and_powers_off_without_secrets(tmp_path: Path):
+    s = config.resolve({}, env={})
+    b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b.creds = Credentials.generate(D.admin_user, "c")
+    script = seal_script(b)
+    for needle in ("cloud-init clean --logs", "usermod -p '!' root",
+                   f"usermod -p '!' {D.admin_user}", "truncate -s 0 /etc/machine-id",
+                   "rm -f /var/lib/dhcp/*.lease* /etc/ssh/ssh_host_*", "fstrim -a"):
+        assert needle in script
+    assert script.rstrip().endswith("systemctl poweroff")
+    assert script.index(SEAL_DONE) < script.index("systemctl poweroff")
+    for secret in (b.creds.root_password, b.creds.admin_password):
+        assert secret not in script
+        assert mask(f"x {secret} y") == "x *** y"
+    subprocess.run(["bash", "-n", "-c", script], check=True)
+
+
+def test_remove_other_kernels_keeps_running_one():
+    script = Apt().remove_other_kernels()
+    fake = ("dpkg-query() { printf 'installed linux-image-6.1.0-50-amd64\\n"
+            "installed linux-image-6.1.0-56-amd64\\nconfig-files linux-image-6.1.0-9-amd64\\n'; }\n"
+            "uname() { echo 6.1.0-56-amd64; }\napt-get() { echo PURGE \"$@\"; }\n")
+    out = subprocess.run(["bash", "-euo", "pipefail", "-c", fake + script], check=True,
+                         capture_output=True, text=True).stdout
+    assert out.strip().endswith("purge linux-image-6.1.0-50-amd64")

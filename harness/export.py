@@ -43,15 +43,11 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str]) -> Path:
     record = public_record(b, results)
     record["built"] = packaging.utc_now()
     disk_only = b.backend.name != "hyperv"
-    extra = {
-        "gmi_harness_version": b.record.get("harness"),
-        "build_backend": b.backend.name,
-        "disk_only": disk_only,
-        "kernel": record.get("versions", {}).get("kernel"),
-        "cloud_init_version": record.get("versions", {}).get("cloud-init"),
-        "integration_services": record.get("versions", {}).get("integration_services"),
-        "build_record": "gmi-build-record.yml",
-    }
+    # vmgenie reads the manifest with YamlDotNet, which refuses keys it does not know:
+    # the manifest holds its keys exactly; our facts go into the build record. The one
+    # exception is `disk_only` on archives vmgenie cannot import anyway (no .vmcx).
+    extra = {"disk_only": True} if disk_only else {}
+    record["disk_only"] = disk_only
     s = b.settings
     manifest = packaging.manifest(
         names, checksum=checksum, description=b.distro.description,

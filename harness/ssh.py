@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,9 +209,10 @@ class Guest:
 
     def put(self, path: str, content: str, mode: int = 0o644) -> None:
         """Write ``content`` to ``path`` in the guest (parents created)."""
+        eof = f"__GMI_EOF_{uuid.uuid4().hex}__"  # never a line of the content
         self.run(
             f"mkdir -p \"$(dirname {_sh(path)})\"\n"
-            f"cat > {_sh(path)} <<'__GMI_EOF__'\n{content.rstrip(chr(10))}\n__GMI_EOF__\n"
+            f"cat > {_sh(path)} <<'{eof}'\n{content.rstrip(chr(10))}\n{eof}\n"
             f"chmod {mode:o} {_sh(path)}",
             what=f"write {path}",
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.build import Build
@@ -24,3 +26,27 @@ def test_export_gmi_archive(request: pytest.FixtureRequest, sealed: Build, distr
     sealed.record["archive"] = str(archive)
     print(f"\n[{distro_name}] wrote {archive}")
     assert archive.exists()
+
+
+@pytest.mark.vm
+@pytest.mark.index
+def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name: str) -> None:
+    """With --index FILE: add or update the archive's entry in vmgenie's repository
+    index, only when every check of that archive passed."""
+    from harness.export import gate
+    from harness.repo_index import update_index
+
+    state = request.config.stash[STATE_KEY]
+    checklist = state.checklist.get(distro_name, [])
+    failed = gate(checklist, state.outcomes.get(distro_name, {}))
+    if failed or not checklist:
+        fail_cleanly(GmiError("no index entry: these checks did not pass: "
+                              + (", ".join(n.split("::")[-1] for n in failed) or "(none ran)")))
+    s = sealed.settings
+    assert sealed.archive is not None
+    url = (s.index_url.format(archive=sealed.archive.name) if s.index_url
+           else sealed.archive.resolve().as_uri())
+    try:
+        update_index(Path(s.index).expanduser(), sealed.archive, sealed.record["manifest"], url)
+    except GmiError as exc:
+        fail_cleanly(exc)

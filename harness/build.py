@@ -90,11 +90,17 @@ class Build:
     vms: list[VM] = field(default_factory=list)  # every VM made for this build
     guest: Guest | None = None
     vhdx: Path | None = None
+    archive: Path | None = None  # validating an existing GMI instead of building one
+    subject: str = ""  # what the run's results are keyed by: the --distro or gmi:<path>
     record: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
     progress: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True))
+
+    @property
+    def label(self) -> str:
+        return self.archive.name if self.archive else self.distro.name
 
     @property
     def title(self) -> str:
@@ -118,7 +124,7 @@ class Build:
     def step(self, name: str) -> Iterator[None]:
         """Run a named step: one live line on the terminal with its duration, the same
         in build.log, and the duration kept in :attr:`timings`."""
-        label = f"[{self.distro.name}] {name}"
+        label = f"[{self.label}] {name}"
         start = time.monotonic()
         self.progress(f"{label} ...")
         self.log.info("== %s", name)

@@ -44,7 +44,7 @@ def seed_for(b: Build, key: KeyPair) -> seed.SeedSpec:
     exp = b.distro.checks.seed
     return seed.SeedSpec(
         instance_id=f"i-{uuid.uuid4().hex[:12]}",
-        hostname=re.sub(r"[^a-z0-9-]", "-", f"gmi-check-{b.distro.name}"),
+        hostname=re.sub(r"[^a-z0-9-]", "-", f"gmi-check-{b.distro.name}".lower())[:63],
         username=CHECK_USER,
         ssh_public_key=key.public_openssh,
         timezone=exp.timezone,
@@ -104,7 +104,7 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
     try:
         c = boot_clone(b)
     except GmiError as exc:
-        state.failed[b.distro.name] = True
+        state.failed[b.subject] = True
         fail_cleanly(type(exc)(f"clone: {exc}"))
     b.record["_clone_guest"] = c.guest
     b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
@@ -116,8 +116,8 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
         c.guest.close()
         with contextlib.suppress(Exception):
             c.host.backend.client.close()
-        if state.keep(b.distro.name):
-            b.progress(f"[{b.distro.name}] clone: ssh -i {c.key_path} -p {c.vm.ssh_port} "
+        if state.keep(b.subject):
+            b.progress(f"[{b.label}] clone: ssh -i {c.key_path} -p {c.vm.ssh_port} "
                        f"{CHECK_USER}@{c.vm.ssh_host}")
         else:
             c.vm.destroy()

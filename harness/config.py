@@ -66,6 +66,12 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("distro", "distro to build (repeatable, or 'all'); names are the files in distros/",
             (), _as_list, multiple=True),
+    Setting("gmi", "validate an existing GMI archive instead of building (repeatable)",
+            (), _as_list, multiple=True),
+    Setting("index", "write or update this vmgenie repository index (gmi-repository.dist.yml) "
+            "for each archive that passed", "", str),
+    Setting("index_url", "the url of an index entry; {archive} is the archive's file name "
+            "(default: the archive's file:// URI)", "", str),
     Setting("backend", "hypervisor backend", "qemu", str, BACKENDS),
     Setting("keep", "what happens to build and clone VMs when the run ends",
             "never", str, KEEP_CHOICES),

@@ -164,6 +164,7 @@ class Distro:
     boot: BootSpec
     cleanup: CleanupSpec
     checks: ChecksSpec
+    generic: bool = False  # expectations borrowed for a GMI not in the catalogue
     source: Path = field(default=Path(), compare=False)
 
 
@@ -213,7 +214,7 @@ def _convert(tp: Any, value: Any, where: str, fname: str) -> Any:
 
 def _build(cls: Any, data: dict[str, Any], prefix: str, fname: str) -> Any:
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source", "generic")}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]

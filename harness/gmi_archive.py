@@ -260,7 +260,8 @@ def _wrapping_folder(entries: list[str]) -> str | None:
     return None
 
 
-def _read_text(zf: zipfile.ZipFile, entry: str, limit: int) -> str:
+def read_text(zf: zipfile.ZipFile, entry: str, limit: int) -> str:
+    """An entry's UTF-8 text, refusing anything larger than ``limit`` bytes."""
     info = zf.getinfo(entry)
     if info.file_size > limit:
         raise ArchiveError(f"{entry} is {info.file_size} bytes (limit {limit}); refuse the archive")
@@ -355,7 +356,7 @@ def read_manifest(zf: zipfile.ZipFile, names: VmgenieNames, *, limits: Limits | 
         hint = (f"; the zip wraps everything in the folder '{folder}/': zip the folder's contents"
                 if folder else "; vmgenie needs it next to 'Virtual Hard Disks/'")
         raise ArchiveError(f"manifest {entry} is missing at the archive's root{hint}")
-    data = _load_yaml(_read_text(zf, entry, limits.max_text_size), entry)
+    data = _load_yaml(read_text(zf, entry, limits.max_text_size), entry)
     check_manifest(data, names, entry, strict_keys=strict_keys)
     return data
 

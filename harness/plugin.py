@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from . import __version__
+from . import __version__, validate
 from . import distro as distro_mod
 from .build import Build
 from .config import SETTINGS, Settings, resolve
@@ -71,7 +71,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                             dest=f"gmi_{s.name}", help=help_text)
         elif s.multiple:
             group.addoption(s.option, action="append", default=None, dest=f"gmi_{s.name}",
-                            metavar="NAME", help=help_text)
+                            metavar=s.name.upper() if s.name != "distro" else "NAME", help=help_text)
         else:
             group.addoption(s.option, action="store", default=None, dest=f"gmi_{s.name}",
                             metavar=s.name.upper(), help=help_text)
@@ -112,7 +112,18 @@ def _settings_from(config: pytest.Config) -> Settings:
     if unknown:
         raise pytest.UsageError(
             f"unknown distro {unknown[0]!r}; known distros: {', '.join(known)} (or 'all')")
-    return settings.replace(distro=tuple(dict.fromkeys(names)))
+    archives = []
+    for raw in settings.gmi:
+        path = Path(raw).expanduser().resolve()
+        if not path.is_file():
+            raise pytest.UsageError(f"--gmi {raw}: no such archive file")
+        archives.append(str(path))
+    return settings.replace(distro=tuple(dict.fromkeys(names)), gmi=tuple(dict.fromkeys(archives)))
+
+
+def subjects(settings: Settings) -> list[str]:
+    """What the run validates: each --distro (built), then each --gmi (read)."""
+    return [*settings.distro, *(validate.PREFIX + p for p in settings.gmi)]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -135,7 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE_KEY] = state
     atexit.register(state.emergency_cleanup)
     inspecting = config.option.collectonly or getattr(config.option, "showfixtures", False)
-    if worker is None and not inspecting and settings.distro:
+    if worker is None and not inspecting and subjects(settings):
         run_dir.mkdir(parents=True, exist_ok=True)
         latest = settings.out_dir / "runs" / "latest"
         if latest.is_symlink() or not latest.exists():
@@ -162,19 +173,31 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "distro_name" in metafunc.fixturenames:
-        names = list(metafunc.config.stash[SETTINGS_KEY].distro)
-        metafunc.parametrize("distro_name", names, indirect=True, scope="session")
+        names = subjects(metafunc.config.stash[SETTINGS_KEY])
+        metafunc.parametrize("distro_name", names, indirect=True, scope="session",
+                             ids=[validate.subject_id(n) for n in names])
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE_KEY]
     needs_distro = [i for i in items if "distro_name" in getattr(i, "fixturenames", ())]
-    if needs_distro and not state.settings.distro:
+    if needs_distro and not subjects(state.settings):
         known = ", ".join(distro_mod.known_distros())
         raise pytest.UsageError(
-            f"the checks need --distro NAME (repeatable, or 'all'); known distros: {known}")
-    for item in needs_distro:
+            f"the checks need --distro NAME (repeatable, or 'all') or --gmi ARCHIVE; "
+            f"known distros: {known}")
+    keep, dropped = [], []
+    for item in items:
+        name = _distro_of(item)
+        if name is not None and not _applies(item, name, state.settings):
+            dropped.append(item)
+        else:
+            keep.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+    for item in items:
         name = _distro_of(item)
         if name is None:
             continue
@@ -182,6 +205,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.xdist_group(name))
         if item.get_closest_marker("checklist"):
             state.checklist.setdefault(name, []).append(item.nodeid)
+
+
+def _applies(item: pytest.Item, subject: str, settings: Settings) -> bool:
+    """Static archive checks and the index entry are for archives; the export is for
+    builds; the index entry only when --index names a file."""
+    archive = validate.is_archive(subject)
+    if item.get_closest_marker("archive") or item.get_closest_marker("index"):
+        return archive and (not item.get_closest_marker("index") or bool(settings.index))
+    if item.get_closest_marker("export"):
+        return not archive
+    return True
 
 
 def _distro_of(item: pytest.Item) -> str | None:
@@ -274,14 +308,21 @@ def gmi_settings(request: pytest.FixtureRequest) -> Settings:
 
 @pytest.fixture(scope="session")
 def distro_name(request: pytest.FixtureRequest) -> str:
-    """The distro under test; tests using it are parametrized by ``--distro``."""
+    """The subject under test: a distro name (``--distro``, built) or ``gmi:<path>``
+    (``--gmi``, an existing archive); tests using it are parametrized by both."""
     return str(request.param)
 
 
 @pytest.fixture(scope="session")
 def distro(distro_name: str) -> distro_mod.Distro:
-    """The distro's catalogue entry (``distros/<name>.yml``), typed and frozen."""
-    return distro_mod.load(distro_name)
+    """The distro's catalogue entry (``distros/<name>.yml``), typed and frozen; for an
+    archive, the entry matching its name, or generic expectations (``distro.generic``)."""
+    try:
+        if validate.is_archive(distro_name):
+            return validate.distro_for(validate.archive_path(distro_name))
+        return distro_mod.load(distro_name)
+    except GmiError as exc:
+        fail_cleanly(exc)
 
 
 def fail_cleanly(exc: GmiError) -> NoReturn:
@@ -303,9 +344,13 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         backend = get_backend(gmi_settings.backend)
     except GmiError as exc:
         fail_cleanly(exc)
-    workdir = gmi_settings.scratch_dir / f"{state.run_id}-{distro.name}"
+    subject: str = request.getfixturevalue("distro_name")
+    short = validate.subject_id(subject)
+    workdir = gmi_settings.scratch_dir / f"{state.run_id}-{short}"
     b = Build(distro, gmi_settings, backend, state.run_id, workdir,
-              state.run_dir / "logs" / distro.name)
+              state.run_dir / "logs" / short, subject=subject)
+    if validate.is_archive(subject):
+        b.archive = validate.archive_path(subject)
     b.progress = _progress_writer(request.config)
     b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
     try:
@@ -314,7 +359,7 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         fail_cleanly(exc)
     workdir.mkdir(parents=True, exist_ok=True)
     b.attach_logfile()
-    state.builds[distro.name] = b
+    state.builds[subject] = b
     state.scratch.append(workdir)
     try:
         yield b
@@ -338,16 +383,16 @@ def _progress_writer(config: pytest.Config) -> Any:
 
 
 def _finish(b: Build, state: RunState) -> None:
-    keep = state.keep(b.distro.name)
+    keep = state.keep(b.subject)
     if b.guest is not None:
         b.guest.close()
     for vm in b.vms:
         if not keep:
             vm.destroy()
         elif vm.is_running():
-            b.progress(f"[{b.distro.name}] {vm.describe()}")
+            b.progress(f"[{b.label}] {vm.describe()}")
     if keep:
-        b.progress(f"[{b.distro.name}] scratch kept: {b.workdir}")
+        b.progress(f"[{b.label}] scratch kept: {b.workdir}")
         state.scratch.remove(b.workdir)
     else:
         shutil.rmtree(b.workdir, ignore_errors=True)
@@ -364,7 +409,7 @@ def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
         with b.step(name):
             stage(b)
     except GmiError as exc:
-        state.failed[b.distro.name] = True
+        state.failed[b.subject] = True
         fail_cleanly(type(exc)(f"stage {name}: {exc}"))
     finally:
         b.record["stage_durations"] = dict(b.timings)

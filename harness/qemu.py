@@ -292,7 +292,7 @@ class QemuBackend(Backend):
 
 
 def installer_tools(build: Build) -> list[str]:
-    if build.distro.install.method == "debootstrap":
+    if build.archive is None and build.distro.install.method == "debootstrap":
         return ["debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "sfdisk", "unshare",
                 "chroot"]
     return []

@@ -8,6 +8,7 @@ import pytest
 
 from harness.build import Build
 from harness.plugin import run_stage
+from harness.validate import import_archive
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
 
@@ -43,7 +44,10 @@ def cleaned(request: pytest.FixtureRequest, hyperv_integrated: Build) -> Build:
 
 
 @pytest.fixture(scope="session")
-def sealed(request: pytest.FixtureRequest, cleaned: Build) -> Build:
+def sealed(request: pytest.FixtureRequest, build: Build) -> Build:
     """Step 6: cloud-init reset, accounts locked, scrubbed, powered off, compacted
-    into a dynamic VHDX (``build.vhdx``)."""
-    return run_stage(request, cleaned, seal)
+    into a dynamic VHDX (``build.vhdx``). With ``--gmi``: the archive's disk instead,
+    extracted and verified (checksum, VHDX format); no stage runs."""
+    if build.archive is not None:
+        return run_stage(request, build, import_archive)
+    return run_stage(request, request.getfixturevalue("cleaned"), seal)

@@ -16,6 +16,7 @@ def provision(b: Build) -> None:
     b.record["credentials_file"] = str(
         b.creds.record(Path(b.settings.credentials_dir), b.title))
     b.record["admin_user"] = d.admin_user
+    b.record["build_public_key"] = b.creds.key.public_openssh  # public: the checks look for it
     # In scratch (deleted with it unless --keep), so a kept VM can be reached.
     b.creds.key.write_private(b.workdir / "build.key")
     b.vm = b.backend.provision(b)

@@ -1,0 +1,71 @@
+"""Static checks of an existing GMI archive (``pytest --gmi PATH``): what vmgenie's
+import looks at, each its own test. The archive is only ever read."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import gmi_archive
+from harness.build import Build
+from harness.distro import Distro
+from harness.packaging import MANIFEST_KEYS
+
+pytestmark = [pytest.mark.archive]
+
+
+def archive_item(item: str) -> pytest.MarkDecorator:
+    return pytest.mark.checklist(f"archive: {item}")
+
+
+@archive_item("name")
+def test_archive_name_follows_vmgenie(build: Build, distro: Distro) -> None:
+    assert build.archive is not None
+    names = gmi_archive.parse_name(build.archive)
+    assert build.archive.name == names.archive
+    assert (names.os, names.version) == (distro.vmgenie.os, distro.vmgenie.version)
+
+
+@archive_item("zip entries")
+def test_zip_entries_are_safe(build: Build) -> None:
+    """No absolute paths, no '..', no links, no bomb: unpacking stays in its folder."""
+    assert build.archive is not None
+    with gmi_archive.open_archive(build.archive):
+        pass
+
+
+@archive_item("manifest")
+def test_manifest_has_vmgenies_keys(build: Build) -> None:
+    assert build.archive is not None
+    names = gmi_archive.parse_name(build.archive)
+    with gmi_archive.open_archive(build.archive) as zf:
+        manifest = gmi_archive.read_manifest(zf, names)
+    extra = sorted(set(manifest) - set(MANIFEST_KEYS) - {"disk_only"})
+    assert not extra, f"vmgenie's manifest loader refuses unknown keys: {extra}"
+    assert manifest["vm_name"] == names.vm_name
+
+
+@archive_item("layout")
+def test_one_vmcx_or_disk_only(build: Build) -> None:
+    assert build.archive is not None
+    names = gmi_archive.parse_name(build.archive)
+    with gmi_archive.open_archive(build.archive) as zf:
+        layout = gmi_archive.layout(zf, names, gmi_archive.read_manifest(zf, names))
+    assert layout.vhdx_entry == names.vhdx_entry
+    assert (layout.vmcx_entry is None) == layout.disk_only
+
+
+@archive_item("disk")
+def test_vhdx_matches_checksum_and_is_dynamic(sealed: Build) -> None:
+    """The disk was extracted, hashed against checksum_sha256 and parsed as a VHDX."""
+    info = sealed.record["vhdx_info"]
+    assert sealed.vhdx is not None and sealed.vhdx.exists()
+    assert not info["fixed"] and not info["differencing"]
+    assert info["virtual_size"] >= 1 << 30
+    assert sealed.record["vhdx_sha256_verified"] == sealed.record["manifest"]["checksum_sha256"]
+
+
+def test_expectations_are_named(build: Build, distro: Distro) -> None:
+    """The report says whether the checks used the catalogue's or generic expectations."""
+    kind = "generic" if distro.generic else f"catalogue ({distro.name})"
+    print(f"expectations: {kind}")
+    assert distro.generic or distro.vmgenie == gmi_archive.parse_name(build.archive)  # type: ignore[arg-type]

@@ -14,10 +14,16 @@ STAMP := $(VENV)/.installed
 gmi: setup
 	$(PY) -m pytest checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
 
+# The whole suite: lint, the harness's own tests and a real build with its checks and
+# export; then the validator on the archive that build wrote (one more clone boot).
+TEST_OUT := reports/make-test
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m mypy
-	$(PY) -m pytest tests checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
+	rm -f $(TEST_OUT)/GMI-*.zip $(TEST_OUT)/GMI-*.zip.sha256 $(TEST_OUT)/gmi-repository.dist.yml
+	$(PY) -m pytest tests checks --distro=$(DISTRO) --backend=$(BACKEND) --out=$(TEST_OUT) $(ARGS)
+	$(PY) -m pytest checks --gmi="$$(ls $(TEST_OUT)/GMI-*.zip)" --backend=$(BACKEND) \
+		--out=$(TEST_OUT) --index=$(TEST_OUT)/gmi-repository.dist.yml $(ARGS)
 
 setup: host-packages venv
 

@@ -328,7 +328,7 @@ def test_no_account_has_a_usable_password(host) -> None:
     with host.sudo():
         shadow = host.check_output("cat /etc/shadow")
     usable = [f.split(":")[0] for f in shadow.splitlines()
-              if (pw := f.split(":")[1]) and pw[0] not in "!*"]
+              if not (pw := f.split(":")[1]) or pw[0] not in "!*"]
     hashes = [f.split(":")[0] for f in shadow.splitlines() if "$" in f.split(":")[1]]
     assert not usable, f"accounts with a usable password: {usable}"
     assert not hashes, f"accounts still carrying a password hash: {hashes}"
@@ -347,7 +347,7 @@ def test_build_passwords_not_in_image(host, build: Build, clone: Clone) -> None:
     sftp.close()
     try:
         with host.sudo():
-            hits = host.run(f"grep -rlIF -f {path} /etc /root /home /var/log /var/lib/cloud "
+            hits = host.run(f"grep -rlaF -f {path} /etc /root /home /var/log /var/lib/cloud "
                             f"/var/tmp 2>/dev/null | grep -vx {path} || true").stdout
     finally:
         host.run(f"rm -f {path}")

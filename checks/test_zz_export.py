@@ -20,7 +20,7 @@ def test_export_gmi_archive(request: pytest.FixtureRequest, sealed: Build, distr
     try:
         with sealed.step("export"):
             archive = export(sealed, state.checklist.get(distro_name, []),
-                             state.outcomes.get(distro_name, {}))
+                             state.outcomes.get(distro_name, {}), state.labels.get(distro_name, {}))
     except GmiError as exc:
         fail_cleanly(exc)
     sealed.record["archive"] = str(archive)
@@ -38,7 +38,7 @@ def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name:
 
     state = request.config.stash[STATE_KEY]
     checklist = state.checklist.get(distro_name, [])
-    failed = gate(checklist, state.outcomes.get(distro_name, {}))
+    failed = gate(checklist, state.outcomes.get(distro_name, {}), state.labels.get(distro_name, {}))
     if failed or not checklist:
         fail_cleanly(GmiError("no index entry: these checks did not pass: "
                               + (", ".join(n.split("::")[-1] for n in failed) or "(none ran)")))

@@ -44,9 +44,9 @@ class Credentials:
     """Build-time secrets: the root and admin passwords and the per-build SSH key."""
 
     admin_user: str
-    root_password: str
-    admin_password: str
-    key: KeyPair
+    root_password: str = field(repr=False)
+    admin_password: str = field(repr=False)
+    key: KeyPair = field(repr=False)
 
     @classmethod
     def generate(cls, admin_user: str, comment: str) -> Credentials:

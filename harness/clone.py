@@ -105,7 +105,7 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
         c = boot_clone(b)
     except GmiError as exc:
         state.failed[b.subject] = True
-        fail_cleanly(type(exc)(f"clone: {exc}"))
+        fail_cleanly(GmiError(f"clone: {exc}"))
     b.record["_clone_guest"] = c.guest
     b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
     try:

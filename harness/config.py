@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .errors import ConfigError, register_secret
 
 KEEP_CHOICES = ("never", "always", "on-failure")
 BACKENDS = ("qemu", "hyperv")
@@ -192,6 +192,9 @@ def resolve(
             sources[s.name] = f"config file {config_file}"
         else:
             values[s.name], sources[s.name] = s.default, "default"
+    for s in SETTINGS:
+        if s.secret and values[s.name]:
+            register_secret(str(values[s.name]))
     if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
         raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
     return Settings(values, sources)

@@ -10,11 +10,28 @@ from . import packaging
 from .build import Build
 from .errors import ExportError
 
+# The procedure's validation checklist (section 5): each must have run (not been left
+# out by selecting test files) before an image is exported.
+REQUIRED_ITEMS = (
+    "boots with no errors",
+    "DHCP assigns an IPv4 address on eth0",
+    "cloud-init ran on first boot",
+    "integration services installed and set to start",
+    "no leftover build artifacts",
+)
 
-def gate(checklist: list[str], outcomes: Mapping[str, str]) -> list[str]:
-    """The checklist items that did not pass: failed, errored, or never ran.
-    Skipped items (each with its reason) do not block the export."""
-    return [node for node in checklist if outcomes.get(node) not in ("passed", "skipped")]
+
+def gate(checklist: list[str], outcomes: Mapping[str, str],
+         labels: Mapping[str, str] | None = None) -> list[str]:
+    """What blocks the export: checklist tests that failed, errored or never ran, and
+    (given each test's checklist item in ``labels``) required items with no test that
+    passed. Skipped tests (each with its reason) do not block it."""
+    blocked = [node for node in checklist if outcomes.get(node) not in ("passed", "skipped")]
+    if labels is not None:
+        passed = {labels[n] for n in checklist if outcomes.get(n) == "passed" and n in labels}
+        blocked += [f"'{item}' (no test of it passed)" for item in REQUIRED_ITEMS
+                    if item not in passed]
+    return blocked
 
 
 def public_record(b: Build, results: Mapping[str, str]) -> dict[str, Any]:
@@ -26,9 +43,10 @@ def public_record(b: Build, results: Mapping[str, str]) -> dict[str, Any]:
     return record
 
 
-def export(b: Build, checklist: list[str], outcomes: Mapping[str, str]) -> Path:
+def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
+           labels: Mapping[str, str] | None = None) -> Path:
     """Write the vmgenie archive for ``b`` when every checklist item passed."""
-    not_passed = gate(checklist, outcomes)
+    not_passed = gate(checklist, outcomes, labels)
     if not checklist:
         raise ExportError("no checklist item ran for this distro; nothing vouches for "
                           "the image, so it is not exported")

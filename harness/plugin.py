@@ -9,8 +9,10 @@ all under "gmi-harness"; fixtures are documented for ``pytest --fixtures``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -41,6 +43,7 @@ class RunState:
         # distro -> {nodeid: outcome}; and which checklist items were collected
         self.outcomes: dict[str, dict[str, str]] = {}
         self.checklist: dict[str, list[str]] = {}
+        self.labels: dict[str, dict[str, str]] = {}  # distro -> {nodeid: checklist item}
         self.failed: dict[str, bool] = {}
         self.scratch: list[Path] = []
 
@@ -96,6 +99,25 @@ def _default_to_loadgroup(config: pytest.Config) -> None:
         config.option.dist = "loadgroup"
 
 
+def _check_dist_mode(config: pytest.Config) -> None:
+    """Any other distribution would split one distro's build across workers."""
+    dist = getattr(config.option, "dist", "no")
+    if getattr(config.option, "numprocesses", None) and dist not in ("no", "loadgroup"):
+        raise pytest.UsageError(
+            f"--dist {dist} would split one distro's tests (and its build) across workers; "
+            "use --dist loadgroup (the default with -n)")
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM/SIGHUP end the run like Ctrl-C: fixtures tear down, nothing is orphaned."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not in the main thread
+            signal.signal(sig, handler)
+
+
 def _settings_from(config: pytest.Config) -> Settings:
     cli = {s.name: config.getoption(f"gmi_{s.name}") for s in SETTINGS if s.cli}
     cli = {k: v for k, v in cli.items() if v is not None}
@@ -129,6 +151,8 @@ def subjects(settings: Settings) -> list[str]:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     _default_to_loadgroup(config)
+    _check_dist_mode(config)
+    _terminate_as_interrupt()
     try:
         settings = _settings_from(config)
     except GmiError as exc:
@@ -203,8 +227,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         # Every test of one distro runs on one xdist worker (--dist loadgroup).
         item.add_marker(pytest.mark.xdist_group(name))
-        if item.get_closest_marker("checklist"):
-            state.checklist.setdefault(name, []).append(item.nodeid)
+        mark = item.get_closest_marker("checklist")
+        if mark:
+            state.checklist.setdefault(name, []).append(node_key(item.nodeid))
+            state.labels.setdefault(name, {})[node_key(item.nodeid)] = str(mark.args[0])
 
 
 def _applies(item: pytest.Item, subject: str, settings: Settings) -> bool:
@@ -216,6 +242,11 @@ def _applies(item: pytest.Item, subject: str, settings: Settings) -> bool:
     if item.get_closest_marker("export"):
         return not archive
     return True
+
+
+def node_key(nodeid: str) -> str:
+    """A test's id without xdist's ``@group`` suffix (added after our collection hook)."""
+    return nodeid.split("@", 1)[0]
 
 
 def _distro_of(item: pytest.Item) -> str | None:
@@ -235,7 +266,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     state = item.config.stash[STATE_KEY]
     outcomes = state.outcomes.setdefault(name, {})
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        outcomes[item.nodeid] = report.outcome
+        outcomes[node_key(item.nodeid)] = report.outcome
     if report.failed:
         state.failed[name] = True
         _attach_evidence(item, report, state.builds.get(name))
@@ -346,7 +377,8 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         fail_cleanly(exc)
     subject: str = request.getfixturevalue("distro_name")
     short = validate.subject_id(subject)
-    workdir = gmi_settings.scratch_dir / f"{state.run_id}-{short}"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workdir = gmi_settings.scratch_dir / "-".join(filter(None, (state.run_id, worker, short)))
     b = Build(distro, gmi_settings, backend, state.run_id, workdir,
               state.run_dir / "logs" / short, subject=subject)
     if validate.is_archive(subject):
@@ -410,7 +442,7 @@ def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
             stage(b)
     except GmiError as exc:
         state.failed[b.subject] = True
-        fail_cleanly(type(exc)(f"stage {name}: {exc}"))
+        fail_cleanly(GmiError(f"stage {name}: {exc}"))
     finally:
         b.record["stage_durations"] = dict(b.timings)
         b.record["scratch_peak_bytes"] = max(

@@ -162,7 +162,8 @@ class QemuVM(VM):
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", f"virtio-net-pci,netdev=net0,addr={NIC_SLOT:#x}",
             "-device", "virtio-rng-pci",
-            "-chardev", f"file,id=ser0,path={self.serial_log}", "-serial", "chardev:ser0",
+            "-chardev", f"file,id=ser0,path={self.serial_log},append=on",
+            "-serial", "chardev:ser0",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
         ]
         if self.secure_boot:

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
@@ -31,7 +31,7 @@ logging.getLogger("paramiko.transport").setLevel(logging.CRITICAL)
 class KeyPair:
     """An Ed25519 key pair; ``private_openssh`` is the key file's text."""
 
-    private_openssh: str
+    private_openssh: str = field(repr=False)
     public_openssh: str
 
     @classmethod

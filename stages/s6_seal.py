@@ -5,6 +5,7 @@ into a dynamic VHDX on the host."""
 from __future__ import annotations
 
 import shlex
+import time
 
 from harness.build import Build
 from harness.errors import HypervisorError
@@ -25,11 +26,16 @@ def seal_script(b: Build) -> str:
     return "\n".join([
         "#!/bin/bash",
         "set -euo pipefail",
-        f"trap 'echo \"<2>{SEAL_FAILED} at line $LINENO\" > /dev/kmsg' ERR",
+        # On failure: say where on the console, and power off anyway (never hang).
+        f"trap 'echo \"<2>{SEAL_FAILED} at line $LINENO\" > /dev/kmsg; "
+        "systemctl poweroff --no-block' ERR",
         "sleep 2  # let the SSH session that started us close",
         "cloud-init clean --logs",
         # Build-time passwords are never used by derived VMs: no hash stays behind.
         *(f"usermod -p '!' {shlex.quote(u)}" for u in users),
+        # usermod keeps the previous files as *-: they still hold the build's hashes.
+        "rm -f /etc/shadow- /etc/gshadow- /etc/passwd- /etc/group- /var/backups/*.bak",
+        "if grep -q ':\\$' /etc/shadow; then false; fi  # no hash left (false: ERR trap)",
         *(f"rm -rf {shlex.quote(h)}/.ssh {shlex.quote(h)}/.bash_history "
           f"{shlex.quote(h)}/.lesshst {shlex.quote(h)}/.viminfo {shlex.quote(h)}/.wget-hsts"
           for h in homes),
@@ -39,7 +45,9 @@ def seal_script(b: Build) -> str:
         "rm -f /var/lib/dbus/machine-id",
         "pkill -x dhclient || true",
         "rm -f /var/lib/dhcp/*.lease* /etc/ssh/ssh_host_*",
-        "journalctl --rotate >/dev/null 2>&1 || true",
+        # journald moves to /run first: deleting files it still has open makes it
+        # recreate them, and the build's last logs would ship in the image.
+        "journalctl --relinquish-var",
         "rm -rf /var/log/journal/*",
         "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
         "rm -rf /tmp/* /var/tmp/*",
@@ -69,10 +77,11 @@ def seal(b: Build) -> None:
     b.sh("systemd-run --unit=gmi-seal --no-block /run/gmi-seal.sh", what="seal and power off")
     b.guest.close()
     b.guest = None
-    if not b.vm.wait_stopped(300):
-        raise HypervisorError(
-            f"the build VM did not power itself off within 300 s after sealing; "
-            f"see {b.vm.serial_log}")
+    deadline = time.monotonic() + 300
+    while not b.vm.wait_stopped(5):
+        if SEAL_FAILED in b.vm.serial_tail(50) or time.monotonic() > deadline:
+            b.vm.shutdown(60)
+            break
     console = b.vm.serial_tail(200)
     if b.vm.serial_log is not None and SEAL_DONE not in console:
         failed = [ln for ln in console.splitlines() if SEAL_FAILED in ln]

@@ -50,3 +50,19 @@ def test_public_record_drops_internals(tmp_path: Path):
     rec = public_record(b, {"t": "passed"})
     assert "_clone_guest" not in rec and "credentials_file" not in rec
     assert rec["check_results"] == {"t": "passed"}
+
+
+def test_gate_requires_every_checklist_item_to_have_passed_somewhere():
+    from harness.export import REQUIRED_ITEMS
+
+    nodes = [f"checks/t.py::test_{i}[d]" for i in range(len(REQUIRED_ITEMS))]
+    labels = dict(zip(nodes, REQUIRED_ITEMS, strict=True))
+    outcomes = dict.fromkeys(nodes, "passed")
+    assert gate(nodes, outcomes, labels) == []
+    # selecting one test file (or one test) leaves items out: refused, naming them
+    blocked = gate(nodes[:1], outcomes, labels)
+    assert len(blocked) == len(REQUIRED_ITEMS) - 1
+    assert all("no test of it passed" in b for b in blocked)
+    # an item whose only tests were skipped does not count as checked
+    assert gate(nodes, {**outcomes, nodes[1]: "skipped"}, labels) == [
+        f"'{REQUIRED_ITEMS[1]}' (no test of it passed)"]

@@ -53,11 +53,26 @@ def test_seal_script_scrubs_and_powers_off_without_secrets(tmp_path: Path):
                    "rm -f /var/lib/dhcp/*.lease* /etc/ssh/ssh_host_*", "fstrim -a"):
         assert needle in script
     assert script.rstrip().endswith("systemctl poweroff")
-    assert script.index(SEAL_DONE) < script.index("systemctl poweroff")
+    assert script.index(SEAL_DONE) < script.rindex("systemctl poweroff")
+    assert "rm -f /etc/shadow- /etc/gshadow-" in script
+    assert script.index("journalctl --relinquish-var") < script.index("rm -rf /var/log/journal/*")
     for secret in (b.creds.root_password, b.creds.admin_password):
         assert secret not in script
         assert mask(f"x {secret} y") == "x *** y"
     subprocess.run(["bash", "-n", "-c", script], check=True)
+
+
+def test_seal_refuses_a_password_hash(tmp_path: Path):
+    """The seal's own guard: a hash left in the shadow file fails the script."""
+    s = config.resolve({}, env={})
+    b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    guard = next(ln for ln in seal_script(b).splitlines() if "/etc/shadow;" in ln)
+    for content, rc in (("root:!:1::::::\n", 0), ("gmiadmin:$6$abc$def:1::::::\n", 1)):
+        shadow = tmp_path / "shadow"
+        shadow.write_text(content)
+        run = subprocess.run(["bash", "-euo", "pipefail", "-c",
+                              guard.replace("/etc/shadow", str(shadow))])
+        assert run.returncode == rc
 
 
 def test_remove_other_kernels_keeps_running_one():

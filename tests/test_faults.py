@@ -134,20 +134,27 @@ def test_long_build(build):
 """
 
 
-@pytest.mark.vm
-@needs_qemu
-def test_ctrl_c_mid_build_leaves_no_qemu_and_no_scratch(tmp_path: Path):
+def inner_run(tmp_path: Path, test_body: str, *args: str) -> tuple[list[str], dict, Path]:
+    """A throw-away project using the plugin, with one test file: returns the pytest
+    command line, its environment and its scratch folder."""
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n')
-    (proj / "test_interrupt.py").write_text(INTERRUPT_TEST)
+    (proj / "test_inner.py").write_text(test_body)
     scratch = tmp_path / "scratch"
     env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-s", "-p", "no:cacheprovider", "--distro=debian-12",
-         f"--scratch={scratch}", f"--out={tmp_path / 'out'}", "--vm-memory-mb=512",
-         "test_interrupt.py"], cwd=proj, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--distro=debian-12",
+           f"--scratch={scratch}", f"--out={tmp_path / 'out'}", "--vm-memory-mb=512",
+           f"--rootdir={proj}", str(proj / "test_inner.py"), *args]
+    return cmd, env, scratch
+
+
+@pytest.mark.vm
+@needs_qemu
+def test_ctrl_c_mid_build_leaves_no_qemu_and_no_scratch(tmp_path: Path):
+    cmd, env, scratch = inner_run(tmp_path, INTERRUPT_TEST, "-s")
+    proc = subprocess.Popen(cmd, cwd=tmp_path / "proj", env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
     seen = []
     for line in proc.stdout:
@@ -203,16 +210,9 @@ def test_fails_with_a_vm(build):
 @needs_qemu
 @pytest.mark.parametrize("keep, kept", [("never", False), ("on-failure", True), ("always", True)])
 def test_keep_policy_on_failure(tmp_path: Path, keep: str, kept: bool):
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    (proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n')
-    (proj / "test_failing.py").write_text(FAILING_TEST)
-    scratch = tmp_path / "scratch"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--distro=debian-12",
-         f"--scratch={scratch}", f"--out={tmp_path / 'out'}", "--vm-memory-mb=512",
-         f"--keep={keep}"], cwd=proj, env=env, capture_output=True, text=True, timeout=120)
+    cmd, env, scratch = inner_run(tmp_path, FAILING_TEST, f"--keep={keep}")
+    proc = subprocess.run(cmd, cwd=tmp_path / "proj", env=env, capture_output=True, text=True,
+                          timeout=120)
     pids = qemu_pids(str(scratch))
     try:
         assert proc.returncode == 1, proc.stdout

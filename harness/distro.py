@@ -93,6 +93,7 @@ class CloudInitSpec:
     locales: tuple[str, ...]
     locale_gen_file: str
     locale_gen_command: str
+    extra_config: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class HyperVIntegrationSpec:
     packages: tuple[str, ...]
     services: tuple[str, ...]
     optional_services: tuple[str, ...]
+    enable_services: bool
     udev_rule_glob: str
     initramfs_modules: tuple[str, ...]
     initramfs_modules_file: str

@@ -8,10 +8,10 @@ from harness.build import Build
 from harness.pkgmgr import family
 
 
-def datasource_config(datasources: tuple[str, ...]) -> str:
+def datasource_config(datasources: tuple[str, ...], extra: str = "") -> str:
     return ("# Written by gmi-harness: GMIs take their configuration from a NoCloud seed\n"
             "# ISO (volume label cidata), or none at all.\n"
-            f"datasource_list: [ {', '.join(datasources)} ]\n")
+            f"datasource_list: [ {', '.join(datasources)} ]\n" + extra)
 
 
 def cloud_init(b: Build) -> None:
@@ -25,7 +25,7 @@ def cloud_init(b: Build) -> None:
     b.sh("command -v cloud-init", what="which cloud-init")
     b.sh("rm -fv " + " ".join(shlex.quote(f) for f in spec.remove_files),
          what="remove installer leftovers that disable cloud-init")
-    b.guest.put(spec.datasource_file, datasource_config(spec.datasource_list))  # type: ignore[union-attr]
+    b.guest.put(spec.datasource_file, datasource_config(spec.datasource_list, spec.extra_config))  # type: ignore[union-attr]
     # Ours must be the last file cloud-init reads, so that it wins.
     name = spec.datasource_file.rsplit("/", 1)[-1]
     folder = spec.datasource_file.rsplit("/", 1)[0]

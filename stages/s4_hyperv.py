@@ -15,10 +15,15 @@ def hyperv(b: Build) -> None:
     d = b.distro
     pm, spec, boot = family(d.family), d.hyperv_integration, d.boot
     b.sh(pm.install(spec.packages), what="install the Hyper-V daemons")
-    # The procedure: enable both daemons so they always run on clones.
     units = " ".join(shlex.quote(u) for u in spec.services)
-    b.sh(f"systemctl enable {units} || true; systemctl list-unit-files {units}",
-         what="enable the Hyper-V daemons")
+    if spec.enable_services:
+        # The procedure: enable both daemons so they always run on clones.
+        b.sh(f"systemctl enable {units}", what="enable the Hyper-V daemons")
+    else:
+        # Started by the package's udev rule when Hyper-V's devices appear: check it.
+        b.sh(f"for u in {units}; do grep -l \"${{u%.service}}\" {spec.udev_rule_glob}; done",
+             what="a udev rule starts each Hyper-V daemon")
+    b.sh(f"systemctl list-unit-files {units}", what="the daemons' units")
     # hv drivers in the initramfs: a clone must find its disk (storvsc) and NIC.
     mods = "\n".join(spec.initramfs_modules)
     b.sh(f"f={shlex.quote(spec.initramfs_modules_file)}\n"

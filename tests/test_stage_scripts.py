@@ -33,8 +33,9 @@ def test_grub_settings_rewrites_and_appends(tmp_path: Path):
 
 
 def test_datasource_file_restricts_to_nocloud():
-    assert yaml.safe_load(datasource_config(D.cloud_init.datasource_list)) == {
-        "datasource_list": ["NoCloud", "None"]}
+    text = datasource_config(D.cloud_init.datasource_list, D.cloud_init.extra_config)
+    assert yaml.safe_load(text) == {"datasource_list": ["NoCloud", "None"],
+                                    "manage_etc_hosts": True}
 
 
 def test_datasource_file_sorts_after_installer_leftovers():

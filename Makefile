@@ -23,7 +23,8 @@ test: setup
 	rm -f $(TEST_OUT)/GMI-*.zip $(TEST_OUT)/GMI-*.zip.sha256 $(TEST_OUT)/gmi-repository.dist.yml
 	$(PY) -m pytest tests checks --distro=$(DISTRO) --backend=$(BACKEND) --out=$(TEST_OUT) $(ARGS)
 	$(PY) -m pytest checks --gmi="$$(ls $(TEST_OUT)/GMI-*.zip)" --backend=$(BACKEND) \
-		--out=$(TEST_OUT) --index=$(TEST_OUT)/gmi-repository.dist.yml $(ARGS)
+		--out=$(TEST_OUT) --index=$(TEST_OUT)/gmi-repository.dist.yml \
+		--index-url='https://gmi.example.org/{archive}' $(ARGS)
 
 setup: host-packages venv
 

@@ -29,7 +29,7 @@ def checklist(item: str) -> pytest.MarkDecorator:
 def hyperv_only(build: Build, what: str) -> None:
     if build.backend.name != "hyperv":
         pytest.skip(f"{what} needs Hyper-V's VMBus; the {build.backend.name} backend has "
-                    "none (the daemons' units are conditioned on Hyper-V)")
+                    "none (the daemons' units are bound to its devices)")
 
 
 # --- VM boots with no errors -------------------------------------------------------

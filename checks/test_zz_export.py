@@ -44,8 +44,7 @@ def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name:
                               + (", ".join(n.split("::")[-1] for n in failed) or "(none ran)")))
     s = sealed.settings
     assert sealed.archive is not None
-    url = (s.index_url.format(archive=sealed.archive.name) if s.index_url
-           else sealed.archive.resolve().as_uri())
+    url = s.index_url.replace("{archive}", sealed.archive.name)
     try:
         update_index(Path(s.index).expanduser(), sealed.archive, sealed.record["manifest"], url)
     except GmiError as exc:

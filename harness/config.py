@@ -70,8 +70,8 @@ SETTINGS: tuple[Setting, ...] = (
             (), _as_list, multiple=True),
     Setting("index", "write or update this vmgenie repository index (gmi-repository.dist.yml) "
             "for each archive that passed", "", str),
-    Setting("index_url", "the url of an index entry; {archive} is the archive's file name "
-            "(default: the archive's file:// URI)", "", str),
+    Setting("index_url", "the http(s) URL of an index entry; {archive} is replaced by the "
+            "archive's file name", "", str),
     Setting("backend", "hypervisor backend", "qemu", str, BACKENDS),
     Setting("keep", "what happens to build and clone VMs when the run ends",
             "never", str, KEEP_CHOICES),

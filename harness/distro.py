@@ -56,6 +56,7 @@ class HyperVSettings:
     memory_mb: int
     dynamic_memory: bool
     disk_gb: int
+    vhdx_block_size_mib: int = 32  # Hyper-V's default
 
 
 @dataclass(frozen=True)

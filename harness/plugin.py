@@ -140,6 +140,10 @@ def _settings_from(config: pytest.Config) -> Settings:
         if not path.is_file():
             raise pytest.UsageError(f"--gmi {raw}: no such archive file")
         archives.append(str(path))
+    if settings.index and not settings.index_url:
+        raise pytest.UsageError(
+            "--index needs --index-url: the http(s) URL vmgenie will download the archive "
+            "from ({archive} is replaced by the archive's file name)")
     return settings.replace(distro=tuple(dict.fromkeys(names)), gmi=tuple(dict.fromkeys(archives)))
 
 

@@ -279,8 +279,9 @@ class QemuBackend(Backend):
         src = build.vm.disk
         sizes = {"build_disk_allocated": hostenv.allocated_bytes(src)}
         tmp = vhdx.with_suffix(".vhdx.part")
+        block = build.distro.hyperv.vhdx_block_size_mib
         qemu_img("convert", "-f", build.vm.disk_format, "-O", "vhdx",
-                 "-o", "subformat=dynamic", str(src), str(tmp))
+                 "-o", f"subformat=dynamic,block_size={block}M", str(src), str(tmp))
         tmp.rename(vhdx)
         info = image_info(vhdx)
         sizes.update(vhdx_bytes=vhdx.stat().st_size, virtual_size=int(info["virtual-size"]))

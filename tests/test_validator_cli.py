@@ -100,3 +100,11 @@ def test_missing_archive_is_a_usage_error(tmp_path: Path):
     result = run_checks(tmp_path, tmp_path / "GMI-Debian-12.zip")
     assert result.returncode == 4
     assert "no such archive file" in result.stderr
+
+
+def test_index_needs_an_url(tmp_path: Path):
+    archive = tmp_path / "GMI-Debian-12.zip"
+    archive.write_bytes(b"x")
+    result = run_checks(tmp_path, archive, f"--index={tmp_path / 'i.yml'}")
+    assert result.returncode == 4
+    assert "--index needs --index-url" in result.stderr

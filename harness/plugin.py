@@ -326,6 +326,8 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
             f"<h3>{html.escape(build.distro.vmgenie.vm_name)} ({html.escape(name)}, "
             f"backend {html.escape(build.backend.name)}, accel "
             f"{html.escape(str(build.record.get('accel', '?')))})</h3>"
+            f"<p>expectations: {'generic (not in the catalogue)' if build.distro.generic else 'catalogue'}"
+            f"{html.escape(' - validated archive ' + str(build.archive)) if build.archive else ''}</p>"
             f"<table><tr><th>stage</th><th>duration</th></tr>{rows}</table>"
             f"<table><tr><th>component</th><th>version</th></tr>{vrows}</table>"
             f"<table><tr><th>size</th><th></th></tr>{srows}</table>")

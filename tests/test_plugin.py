@@ -131,3 +131,19 @@ def test_xdist_runs_each_distro_on_one_worker(pytester: pytest.Pytester, tmp_pat
     result.assert_outcomes(passed=6)
     workers = out.read_text().split()
     assert len(workers) == 6 and len(set(workers)) == 1, workers
+
+
+def test_html_summary_lists_each_build(pytester: pytest.Pytester, tmp_path):
+    """The report's summary names each subject's stages, versions and expectations."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_b="""
+def test_b(build):
+    build.timings["update"] = 12.0
+    build.record["versions"] = {"kernel": "6.1.0-x"}
+""")
+    result = pytester.runpytest("--distro=debian-12", f"--out={tmp_path}",
+                                f"--scratch={tmp_path / 's'}")
+    result.assert_outcomes(passed=1)
+    report = next((tmp_path / "runs").glob("*/report.html")).read_text()
+    assert "GMI Debian 12" in report and "6.1.0-x" in report
+    assert "expectations: catalogue" in report

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -44,6 +45,7 @@ class RunState:
         self.outcomes: dict[str, dict[str, str]] = {}
         self.checklist: dict[str, list[str]] = {}
         self.labels: dict[str, dict[str, str]] = {}  # distro -> {nodeid: checklist item}
+        self.summaries: list[dict[str, Any]] = []  # builds reported by xdist workers
         self.failed: dict[str, bool] = {}
         self.scratch: list[Path] = []
 
@@ -305,32 +307,58 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
             setattr(report, "extras", [*current, extras.text(mask(text), name=title)])  # noqa: B010
 
 
+def build_summary(build: Build) -> dict[str, Any]:
+    """What the report shows of one build or validated archive (JSON-able, so xdist
+    workers can send it to the controller, which writes the report)."""
+    return {
+        "title": build.distro.vmgenie.vm_name, "subject": build.label,
+        "backend": build.backend.name, "accel": str(build.record.get("accel", "?")),
+        "expectations": "generic (not in the catalogue)" if build.distro.generic else "catalogue",
+        "archive": str(build.archive or build.record.get("archive", "")),
+        "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),
+        "sizes": dict(build.record.get("sizes", {})),
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    state = session.config.stash.get(STATE_KEY, None)
+    if workeroutput is not None and state is not None:
+        workeroutput["gmi_summaries"] = json.dumps(
+            [build_summary(b) for b in state.builds.values()])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the xdist controller: collect what each worker built, for the report."""
+    data = getattr(node, "workeroutput", {}).get("gmi_summaries")
+    state = node.config.stash.get(STATE_KEY, None)
+    if data and state is not None:
+        state.summaries.extend(json.loads(data))
+
+
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
                                 session: pytest.Session) -> None:
-    """Stage durations and versions per distro at the top of the HTML report."""
+    """Stage durations, versions and sizes per distro at the top of the HTML report."""
     state = session.config.stash.get(STATE_KEY, None)
     if state is None:
         return
     import html
 
-    for name, build in state.builds.items():
-        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.0f} s</td></tr>"
-                       for k, v in build.timings.items())
-        versions = build.record.get("versions", {})
-        vrows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in versions.items())
-        sizes = build.record.get("sizes", {})
-        srows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:,} bytes</td></tr>"
-                        for k, v in sizes.items())
+    def table(head: str, rows: dict[str, Any], fmt: str) -> str:
+        body = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(fmt.format(v))}</td></tr>"
+                       for k, v in rows.items())
+        return f"<table><tr><th>{head}</th><th></th></tr>{body}</table>"
+
+    for item in [build_summary(b) for b in state.builds.values()] + state.summaries:
+        archive = f" - archive {item['archive']}" if item["archive"] else ""
         postfix.append(
-            f"<h3>{html.escape(build.distro.vmgenie.vm_name)} ({html.escape(name)}, "
-            f"backend {html.escape(build.backend.name)}, accel "
-            f"{html.escape(str(build.record.get('accel', '?')))})</h3>"
-            f"<p>expectations: {'generic (not in the catalogue)' if build.distro.generic else 'catalogue'}"
-            f"{html.escape(' - validated archive ' + str(build.archive)) if build.archive else ''}</p>"
-            f"<table><tr><th>stage</th><th>duration</th></tr>{rows}</table>"
-            f"<table><tr><th>component</th><th>version</th></tr>{vrows}</table>"
-            f"<table><tr><th>size</th><th></th></tr>{srows}</table>")
+            f"<h3>{html.escape(item['title'])} ({html.escape(item['subject'])}, backend "
+            f"{html.escape(item['backend'])}, accel {html.escape(item['accel'])})</h3>"
+            f"<p>expectations: {html.escape(item['expectations'] + archive)}</p>"
+            + table("stage", item["timings"], "{:.0f} s")
+            + table("component", item["versions"], "{}")
+            + table("size", item["sizes"], "{:,} bytes"))
 
 
 # ----------------------------------------------------------------------------- fixtures

@@ -224,5 +224,9 @@ def test_keep_policy_on_failure(tmp_path: Path, keep: str, kept: bool):
             assert not pids, "qemu left running"
             assert not list(scratch.glob("*")), "scratch left behind"
     finally:
-        for pid in pids:
+        for pid in pids:  # the kept VMs: stop them and remove their QMP sockets
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
             os.kill(pid, signal.SIGKILL)
+            for arg in args:
+                if arg.startswith(b"unix:") and b".qmp" in arg:
+                    Path(arg[5:].split(b",")[0].decode()).unlink(missing_ok=True)

@@ -133,32 +133,19 @@ def test_xdist_runs_each_distro_on_one_worker(pytester: pytest.Pytester, tmp_pat
     assert len(workers) == 6 and len(set(workers)) == 1, workers
 
 
-def test_html_summary_lists_each_build(pytester: pytest.Pytester, tmp_path):
-    """The report's summary names each subject's stages, versions and expectations."""
+@pytest.mark.parametrize("xdist", [(), ("-n", "2")], ids=["in-process", "xdist"])
+def test_html_summary_lists_each_build(pytester: pytest.Pytester, tmp_path, xdist):
+    """The report's summary names each subject's stages, versions and expectations; with
+    -n the controller writes it, so the workers' builds must reach it."""
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_b="""
 def test_b(build):
     build.timings["update"] = 12.0
     build.record["versions"] = {"kernel": "6.1.0-x"}
 """)
-    result = pytester.runpytest("--distro=debian-12", f"--out={tmp_path}",
-                                f"--scratch={tmp_path / 's'}")
+    result = pytester.runpytest_subprocess(*xdist, "--distro=debian-12", f"--out={tmp_path}",
+                                           f"--scratch={tmp_path / 's'}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     report = next((tmp_path / "runs").glob("*/report.html")).read_text()
     assert "GMI Debian 12" in report and "6.1.0-x" in report
     assert "expectations: catalogue" in report
-
-
-def test_html_summary_under_xdist(pytester: pytest.Pytester, tmp_path):
-    """With -n the report is written by the controller: the workers' builds reach it."""
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_b="""
-def test_b(build):
-    build.timings["update"] = 12.0
-    build.record["versions"] = {"kernel": "6.1.0-xdist"}
-""")
-    result = pytester.runpytest_subprocess("-n", "2", "--distro=debian-12", f"--out={tmp_path}",
-                                           f"--scratch={tmp_path / 's'}", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=1)
-    report = next((tmp_path / "runs").glob("*/report.html")).read_text()
-    assert "6.1.0-xdist" in report and "GMI Debian 12" in report

@@ -47,7 +47,7 @@ def seal_script(b: Build) -> str:
         "truncate -s 0 /etc/machine-id",
         "rm -f /var/lib/dbus/machine-id",
         "pkill -x dhclient || true",
-        "rm -f /var/lib/dhcp/*.lease* /etc/ssh/ssh_host_*",
+        "rm -f /var/lib/dhcp/*.lease* /var/lib/dhcpcd/*.lease* /etc/ssh/ssh_host_*",
         # journald moves to /run first: deleting files it still has open makes it
         # recreate them, and the build's last logs would ship in the image.
         "journalctl --relinquish-var",

@@ -130,7 +130,11 @@ def test_network_config_came_from_the_seed(host) -> None:
 
 @checklist("cloud-init ran on first boot")
 def test_cloud_init_status_done(clone: Clone, host) -> None:
-    assert re.search(r"^status: done$", clone.cloud_init_status, re.M), clone.cloud_init_status
+    # --wait prints a dot per poll before the status line; 'degraded done' (cloud-init
+    # 23.4+) means it finished with warnings (a schema error in the seed, say).
+    status = clone.cloud_init_status
+    assert re.search(r"^\.*status: done$", status, re.M), status
+    assert "degraded" not in status, status
     with host.sudo():
         result = json.loads(host.check_output("cat /run/cloud-init/result.json"))
     assert result["v1"]["errors"] == [], result["v1"]["errors"]

@@ -26,7 +26,11 @@ def recorded(name: str) -> Any:
     return json.loads((RECORDINGS / f"{name}.json").read_text())
 
 
-Reply = Any  # a value, an exception to raise, a callable(params), or a list of those
+class Seq(list):  # type: ignore[type-arg]
+    """Replies for successive runs of one script (the last one repeats)."""
+
+
+Reply = Any  # a value, an exception to raise, a callable(params), or a Seq of those
 
 
 class FakePowerShell(PowerShell):
@@ -52,7 +56,7 @@ class FakePowerShell(PowerShell):
         if name not in self.replies:
             raise AssertionError(f"the fake has no reply for {name}.ps1 {params}")
         reply = self.replies[name]
-        if isinstance(reply, list):
+        if isinstance(reply, Seq):
             reply = reply.pop(0) if len(reply) > 1 else reply[0]
         if isinstance(reply, BaseException):
             raise reply

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from hyperv_fake import FakeClock, FakePowerShell, make_build, recorded
+from hyperv_fake import FakeClock, FakePowerShell, Seq, make_build, recorded
 
 from harness.errors import ConfigError, GuestTimeoutError, HypervisorError
 from harness.hyperv import HyperVVM, pick_host, services_problems
@@ -29,7 +29,7 @@ def fresh_install_fake(**extra) -> FakePowerShell:
                       "Sha256": SHA.upper()},
         "new_vm": recorded("new_vm"),
         "finish_install": {"Name": "GMI Debian 12", "FirstBootDevice": "x"},
-        "vm_status": [recorded("vm_status_booting"), recorded("vm_status_kvp")],
+        "vm_status": Seq([recorded("vm_status_booting"), recorded("vm_status_kvp")]),
         **extra,
     })
 
@@ -258,9 +258,9 @@ def vm_with(ps: FakePowerShell, clock: FakeClock) -> HyperVVM:
 
 def test_kvp_link_local_addresses_are_skipped_and_the_neighbour_table_is_the_fallback():
     clock = FakeClock()
-    ps = FakePowerShell({"vm_status": [recorded("vm_status_booting"),
-                                       recorded("vm_status_linklocal"),
-                                       recorded("vm_status_neighbour")]})
+    ps = FakePowerShell({"vm_status": Seq([recorded("vm_status_booting"),
+                                           recorded("vm_status_linklocal"),
+                                           recorded("vm_status_neighbour")])})
     vm = vm_with(ps, clock)
     assert vm.wait_address(600) == "192.168.50.23"
     assert vm.address_source == "neighbour" and clock.now == 10

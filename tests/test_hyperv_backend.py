@@ -351,3 +351,16 @@ def test_a_service_not_ok_or_missing_is_reported():
                                       "Shutdown: not reported"]
     one = IntegrationService.parse_all(recorded("integration_services")[1])  # unwrapped list
     assert [s.name for s in one] == ["Heartbeat"]
+
+
+def test_a_restarted_vm_finds_its_address_again():
+    clock = FakeClock()
+    ps = FakePowerShell({"vm_status": Seq([recorded("vm_status_kvp"), recorded("vm_status_booting"),
+                                           {**recorded("vm_status_kvp"), "Adapters": [{
+                                               "MacAddress": "00-15-5D-01-02-03",
+                                               "IPAddresses": ["192.168.50.77"]}]}])})
+    vm = vm_with(ps, clock)
+    vm.wait_address(60)
+    vm.start()  # as Build.restart does after the guest powered off
+    assert vm.ssh_host == "192.168.50.77"
+    assert ps.names() == ["vm_status", "start_vm", "vm_status", "vm_status"]

@@ -11,6 +11,7 @@ created (tagged with the run in the VM's Notes and its folder's marker file).
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shlex
@@ -107,6 +108,7 @@ class HyperVVM(VM):
     ssh_port: int = 22
     serial_log: Path | None = None
     address_source: str = ""
+    address_timeout: float = 600
     warn: Callable[[str], None] = print
 
     def status(self) -> VmStatus:
@@ -116,7 +118,11 @@ class HyperVVM(VM):
         return self.status().state == "Running"
 
     def start(self) -> None:
+        """Power on; a VM that had an address gets it again (DHCP may hand out another)."""
         self.ps.run("start_vm", Name=self.name)
+        if self.ssh_host and self.address_source != "static":
+            self.ssh_host = ""
+            self.wait_address(self.address_timeout)
 
     def shutdown(self, timeout: float = 120) -> None:
         result = self.ps.run("stop_vm", Name=self.name, TimeoutSeconds=int(timeout))
@@ -185,6 +191,7 @@ class HyperVBackend(Backend):
             host = "localhost" if b.settings.hyperv_local else pick_host(b.settings, worker)
             if host not in self._transports:
                 self._transports[host] = self.transport(b.settings, host)
+                atexit.register(self._transports[host].close)  # release the runspace pool
             tag = f"{TAG} run={b.run_id} worker={worker or 'main'}"
             notes = (f"{tag} distro={b.distro.name} client={socket.gethostname()} "
                      f"pid={os.getpid()} started={datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}")
@@ -251,7 +258,8 @@ class HyperVBackend(Backend):
             b.log.warning("%s", message)
             b.progress(f"[{b.label}] WARNING: {message}")
 
-        vm = HyperVVM(name=name, ps=st.ps, tag=st.tag, clock=self.clock, warn=warn, **kw)
+        vm = HyperVVM(name=name, ps=st.ps, tag=st.tag, clock=self.clock, warn=warn,
+                      address_timeout=b.settings.boot_timeout, **kw)
         b.vms.append(vm)  # before anything exists on the host: teardown knows it
         return vm
 

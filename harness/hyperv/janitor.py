@@ -146,10 +146,10 @@ def pytest_cmdline_main(config: Any) -> int | None:
         return None
     from ..plugin import _settings_from
 
-    settings = _settings_from(config)
-    if settings.janitor == "off":
-        return None
     try:
+        settings = _settings_from(config)
+        if settings.janitor == "off":
+            return None
         return run(settings, settings.janitor)
     except GmiError as exc:
         print(f"janitor: {exc}", file=sys.stderr)

@@ -238,3 +238,17 @@ def test_an_unreachable_host_is_one_line():
                                              "ConnectionError") as err:
         ps.run("host_info")
     assert PASSWORD not in str(err.value)
+
+
+def test_parameters_arrive_as_a_hashtable_and_big_numbers_survive(serve, certs):
+    """pypsrp tags every int as I32: a 250 GB size must not travel as one."""
+    winrm = FakeWinRM(['{"Name":"GMI Debian 12"}'])
+    srv = serve([winrm])
+    cert_auth(certs, srv.port).run("new_vm", Name="GMI Debian 12", SizeBytes=250 * 1024**3,
+                                   MemoryMB=4096, DynamicMemory=True, Keys=[{"Kind": "key", "Value": 13}])
+    pipeline = winrm.pipelines[0].decode("utf-8", "replace")
+    assert "<DCT>" in pipeline  # splatted as a hashtable onto the script block
+    assert '<S N="Key">SizeBytes</S><S N="Value">268435456000</S>' in pipeline
+    assert "I32 N=\"Value\">268435456000" not in pipeline
+    assert '<S N="Key">MemoryMB</S><I32 N="Value">4096</I32>' in pipeline
+    assert '<S N="Key">DynamicMemory</S><B N="Value">true</B>' in pipeline

@@ -177,6 +177,24 @@ class RemoteOptions:
         return f"{self.host} ({scheme} port {port}, auth {self.auth})"
 
 
+INT32 = range(-(2**31), 2**31)
+
+
+def psrp_value(value: Any) -> Any:
+    """A parameter value pypsrp serializes faithfully. pypsrp 0.9.1 tags every Python int
+    as I32, so a larger one (a 250 GB disk size in bytes) would not deserialize on the
+    host: it travels as a string, which the script's typed ``[long]`` parameter converts."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value not in INT32:
+        return str(value)
+    if isinstance(value, dict):
+        return {k: psrp_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [psrp_value(v) for v in value]
+    return value
+
+
 class RemotePowerShell(PowerShell):
     """PowerShell Remoting over WSMan with pypsrp: one runspace pool per host, reused."""
 
@@ -223,7 +241,8 @@ class RemotePowerShell(PowerShell):
 
         pool = self._connect()
         ps = PsrpPowerShell(pool)
-        ps.add_script(RUNNER).add_parameter("ScriptText", text).add_parameter("Arguments", params)
+        ps.add_script(RUNNER).add_parameter("ScriptText", text)
+        ps.add_parameter("Arguments", psrp_value(params))
         try:
             output = ps.invoke()
         except Exception as exc:

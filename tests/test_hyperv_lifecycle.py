@@ -54,6 +54,8 @@ def fake_host(tmp_path: Path) -> FakePowerShell:
             f["Length"] = len(content)
             ps.files[params["Destination"] + "\\" + f["Path"]] = content
         tree["VhdxSha256"] = hashlib.sha256(disk).hexdigest()
+        tree["Root"] = params["Destination"]  # the recording's, moved where it was asked
+        tree["Vhdx"] = params["Destination"] + "\\Virtual Hard Disks\\GMI Debian 12.vhdx"
         return tree
 
     ps.replies.update({
@@ -213,3 +215,20 @@ def test_the_build_vm_handle_exists_before_the_vm_does(tmp_path):
     b.vms[0].destroy()
     assert ps.params("remove_items")["VmNames"] == ["GMI Debian 12"]
     assert ps.params("remove_items")["Paths"] == [FOLDER]
+
+
+@pytest.mark.parametrize(("values", "root", "replace"), [
+    ({}, FOLDER + "\\gmi", True),
+    ({"hyperv_export_dir": "E:\\GMI"}, "E:\\GMI\\GMI-Debian-12", False),
+    ({"hyperv_export_dir": "E:\\GMI", "force": True}, "E:\\GMI\\GMI-Debian-12", True),
+])
+def test_the_export_goes_to_the_runs_folder_or_a_subfolder_of_the_users(tmp_path, values, root,
+                                                                        replace):
+    ps = fake_host(tmp_path)
+    b = make_build(tmp_path, ps, **values)
+    b.backend.check_host(b)
+    b.vm = b.backend.provision(b)
+    b.backend.export_disk(b, b.workdir / "GMI Debian 12.vhdx")
+    p = ps.params("export_vm")
+    assert (p["Destination"], p["Replace"], p["Staging"]) == (root, replace, FOLDER + "\\export")
+    assert b.record["hyperv_export"]["kept_on_host"] is bool(values)

@@ -343,11 +343,14 @@ class HyperVBackend(Backend):
             vm.shutdown(120)
         with b.step("seal: merge checkpoints and Optimize-VHD -Mode Full"):
             compact = CompactResult.parse(st.ps.run("compact_disk", Name=vm.name))
-        export_root = b.settings.hyperv_export_dir or host_join(self.folder(b), "gmi")
+        kept = b.settings.hyperv_export_dir
+        # A folder of the user's gets its own subfolder, replaced only with --force.
+        export_root = (host_join(kept, b.distro.vmgenie.stem) if kept
+                       else host_join(self.folder(b), "gmi"))
         with b.step("seal: Export-VM and flatten for vmgenie"):
             exported = ExportResult.parse(st.ps.run(
                 "export_vm", Name=vm.name, Staging=host_join(self.folder(b), "export"),
-                Destination=export_root))
+                Destination=export_root, Replace=bool(b.settings.force or not kept)))
         st.sealed_vhdx, st.export_root = exported.vhdx, exported.root
         tree = b.workdir / "hyperv-export"
         with b.step("seal: fetch the export"):

@@ -6,13 +6,15 @@
     Virtual Hard Disks\<VM name>.vhdx
     Snapshots\ (present, empty)
   Reports every file (path relative to Destination, size) and the VHDX's SHA-256.
+  An existing Destination is replaced only with -Replace $true.
 .EXAMPLE
   .\export_vm.ps1 -Name 'GMI Debian 12' -Staging 'D:\VHD\gmi-harness-run1\export' -Destination 'D:\VHD\gmi-harness-run1\gmi'
 #>
 param(
     [Parameter(Mandatory)][string]$Name,
     [Parameter(Mandatory)][string]$Staging,
-    [Parameter(Mandatory)][string]$Destination
+    [Parameter(Mandatory)][string]$Destination,
+    [bool]$Replace = $false
 )
 $ErrorActionPreference = 'Stop'
 
@@ -20,6 +22,9 @@ $vm = Get-VM -Name $Name -ErrorAction SilentlyContinue
 if (-not $vm) { throw "no VM named '$Name' on this host" }
 if ($vm.State -ne 'Off') { throw "VM '$Name' is $($vm.State); export it Off" }
 if (@(Get-VMSnapshot -VM $vm).Count -gt 0) { throw "VM '$Name' has checkpoints; merge them first" }
+if ((Test-Path -LiteralPath $Destination) -and -not $Replace) {
+    throw "$Destination already exists; remove it (or pass --force to replace it)"
+}
 New-Item -ItemType Directory -Path $Staging -Force | Out-Null
 Export-VM -VM $vm -Path $Staging
 $exported = Join-Path $Staging $Name
@@ -32,7 +37,10 @@ if ($disks.Count -ne 1 -or $disks[0].Extension -ne '.vhdx') {
 if ($disks[0].Name -ne "$Name.vhdx") {
     throw "the exported disk is '$($disks[0].Name)', vmgenie needs '$Name.vhdx': rename the VM's disk and export again"
 }
-if (Test-Path -LiteralPath $Destination) { Remove-Item -LiteralPath $Destination -Recurse -Force }
+if (Test-Path -LiteralPath $Destination) {
+    if (-not $Replace) { throw "$Destination already exists; remove it (or pass --force to replace it)" }
+    Remove-Item -LiteralPath $Destination -Recurse -Force
+}
 New-Item -ItemType Directory -Path $Destination -Force | Out-Null
 foreach ($sub in 'Virtual Machines', 'Virtual Hard Disks') {
     Move-Item -LiteralPath (Join-Path $exported $sub) -Destination (Join-Path $Destination $sub)

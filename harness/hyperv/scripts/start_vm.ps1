@@ -30,13 +30,13 @@ if ($Keys.Count -gt 0) {
     foreach ($key in $Keys) {
         $kind = [string]$key.Kind
         switch ($kind) {
-            'wait' { Start-Sleep -Milliseconds ([int]$key.Value); continue }
+            'wait' { Start-Sleep -Milliseconds ([int]$key.Value); $call = $null }
             'text' { $call = @{ MethodName = 'TypeText'; Arguments = @{ asciiText = [string]$key.Value } } }
             'key' { $call = @{ MethodName = 'TypeKey'; Arguments = @{ keyCode = [uint32]$key.Value } } }
             'scancodes' { $call = @{ MethodName = 'TypeScancodes'; Arguments = @{ scancodes = [byte[]]$key.Value } } }
             default { throw "unknown key action '$kind' (text, key, scancodes or wait)" }
         }
-        if ($kind -ne 'wait') {
+        if ($call) {
             $result = Invoke-CimMethod -InputObject $keyboard @call
             if ($result.ReturnValue -ne 0) {
                 throw "Msvm_Keyboard.$($call.MethodName) returned $($result.ReturnValue) on VM '$Name'"

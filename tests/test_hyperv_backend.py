@@ -105,6 +105,8 @@ def test_step1_creates_the_vm_with_the_wizards_settings(tmp_path):
     assert p["DynamicMemory"] is True and p["SwitchName"] == "External"
     assert p["SecureBoot"] is True and p["SecureBootTemplate"] == "MicrosoftUEFICertificateAuthority"
     assert p["BlockSizeMiB"] == 1 and p["InstallIso"].endswith("netinst.iso")
+    assert b.record["installed_by"] == ("unattended install from debian-12.8.0-amd64-netinst.iso "
+                                        f"(sha256 {SHA}) on Hyper-V")
     assert "AnswerIso" not in p and "BaseVhdx" not in p  # None parameters are not sent
     assert p["Notes"].startswith("gmi-harness run=RUN worker=main distro=debian-12 client=")
     assert ps.params("stop_vm")["WaitOnly"] is True  # the installer powers off by itself

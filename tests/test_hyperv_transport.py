@@ -196,3 +196,13 @@ def test_settings_drive_the_transport(tmp_path):
     with pytest.raises(ConfigError, match="must be one of negotiate, kerberos, ntlm, credssp, "
                                           "certificate, got 'basic'"):
         hyperv_settings(tmp_path, hyperv_auth="basic")
+
+
+def test_the_hyperv_password_comes_only_from_env_or_file_and_is_masked(tmp_path):
+    from harness.config import BY_NAME, resolve
+
+    assert BY_NAME["hyperv_password"].cli is False and BY_NAME["hyperv_password"].secret
+    s = resolve({"backend": "hyperv"}, env={"GMI_HYPERV_PASSWORD": "Pa55-w0rd-HV"})
+    shown = "\n".join(s.describe())
+    assert "hyperv_password = ***  (environment)" in shown and "Pa55" not in shown
+    assert mask("login with Pa55-w0rd-HV failed") == "login with *** failed"

@@ -293,8 +293,11 @@ class HyperVBackend(Backend):
                 b.record["hyperv_vm"] = {k: reply.get(k) for k in (
                     "Id", "Generation", "SecureBoot", "SecureBootTemplate", "BootOrder")}
             if media is not None:
+                b.record["installed_by"] = (f"unattended install from {PureWindowsPath(iso).name} "
+                                            f"(sha256 {media.sha256.lower()}) on Hyper-V")
                 self._install(b, vm, media)
             else:
+                b.record["installed_by"] = f"a copy of {s.hyperv_base_vhdx} on Hyper-V"
                 vm.start()
         with b.step("provision: wait for the guest's address"):
             vm.wait_address(s.boot_timeout, s.hyperv_guest_address)
@@ -330,6 +333,7 @@ class HyperVBackend(Backend):
         with b.step("provision: adopt the existing VM"):
             reply = vm.ps.run("adopt_vm", Name=name)
         b.record["hyperv_vm"] = {"Id": reply.get("Id"), "adopted": True}
+        b.record["installed_by"] = f"by hand (adopted Hyper-V VM {name!r})"
         if reply.get("State") != "Running":
             vm.start()
         return vm

@@ -197,6 +197,8 @@ def test_an_install_that_never_powers_off_times_out_with_state_and_heartbeat(tmp
                        r"\(state Running, heartbeat No Contact\)"):
         b.backend.provision(b)
     assert "finish_install" not in ps.names()
+    waits = [p["TimeoutSeconds"] for n, p in ps.calls if n == "stop_vm"]
+    assert waits == [60] * 15  # 900 s in calls of a minute each
 
 
 def test_a_static_address_skips_discovery(tmp_path):

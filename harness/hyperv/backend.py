@@ -130,9 +130,17 @@ class HyperVVM(VM):
             self.warn(f"VM {self.name!r} did not shut down within {timeout:.0f} s: turned off")
 
     def wait_stopped(self, timeout: float) -> bool:
-        result = self.ps.run("stop_vm", Name=self.name, TimeoutSeconds=max(int(timeout), 1),
-                             WaitOnly=True)
-        return isinstance(result, dict) and result.get("Result") in ("stopped", "already-off")
+        """Wait on the host, a minute per call at most (a long install stays interruptible
+        and no single remote call outlives the WinRM timeouts)."""
+        waited = 0
+        while True:
+            chunk = max(1, min(60, int(timeout) - waited))
+            result = self.ps.run("stop_vm", Name=self.name, TimeoutSeconds=chunk, WaitOnly=True)
+            if isinstance(result, dict) and result.get("Result") in ("stopped", "already-off"):
+                return True
+            waited += chunk
+            if waited >= timeout:
+                return False
 
     def destroy(self) -> None:
         names = [] if self.adopted or not self.created else [self.name]

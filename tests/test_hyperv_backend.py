@@ -368,3 +368,12 @@ def test_a_restarted_vm_finds_its_address_again():
     vm.start()  # as Build.restart does after the guest powered off
     assert vm.ssh_host == "192.168.50.77"
     assert ps.names() == ["vm_status", "start_vm", "vm_status", "vm_status"]
+
+
+def test_the_export_leaves_the_run_tag_out_of_the_image():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("export_vm")
+    clear, export, restore = (text.index("Set-VM -Notes ''"), text.index("Export-VM -VM $vm"),
+                              text.index("Set-VM -Notes $notes"))
+    assert clear < export < restore and "finally" in text[export:restore]

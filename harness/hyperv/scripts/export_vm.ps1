@@ -6,6 +6,8 @@
     Virtual Hard Disks\<VM name>.vhdx
     Snapshots\ (present, empty)
   Reports every file (path relative to Destination, size) and the VHDX's SHA-256.
+  The exported configuration carries no Notes (the harness's run tag is restored on the
+  build VM afterwards).
   An existing Destination is replaced only with -Replace $true.
 .EXAMPLE
   .\export_vm.ps1 -Name 'GMI Debian 12' -Staging 'D:\VHD\gmi-harness-run1\export' -Destination 'D:\VHD\gmi-harness-run1\gmi'
@@ -26,7 +28,15 @@ if ((Test-Path -LiteralPath $Destination) -and -not $Replace) {
     throw "$Destination already exists; remove it (or pass --force to replace it)"
 }
 New-Item -ItemType Directory -Path $Staging -Force | Out-Null
-Export-VM -VM $vm -Path $Staging
+# The harness's run tag stays out of the image: a VM imported from the GMI must not
+# look like a leftover of a harness run (the janitor removes those).
+$notes = $vm.Notes
+try {
+    $vm | Set-VM -Notes ''
+    Export-VM -VM $vm -Path $Staging
+} finally {
+    $vm | Set-VM -Notes $notes
+}
 $exported = Join-Path $Staging $Name
 $vmcx = @(Get-ChildItem -LiteralPath (Join-Path $exported 'Virtual Machines') -Filter '*.vmcx' -Recurse)
 if ($vmcx.Count -ne 1) { throw "Export-VM wrote $($vmcx.Count) .vmcx files; vmgenie imports exactly one" }

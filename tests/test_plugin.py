@@ -93,12 +93,13 @@ def test_fixtures_are_documented(pytester: pytest.Pytester):
     assert "fresh clone of the sealed image" in out
 
 
-def test_hyperv_backend_fails_with_one_line(project: pytest.Pytester, tmp_path):
+def test_hyperv_backend_fails_with_one_line(project: pytest.Pytester, tmp_path, monkeypatch):
+    monkeypatch.delenv("GMI_HYPERV_HOST", raising=False)
     project.makepyfile(test_build="def test_b(build):\n    pass\n")
     result = project.runpytest("--distro=debian-12", "--backend=hyperv", f"--out={tmp_path}",
                                "test_build.py")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*the hyperv backend is not available in this version yet*"])
+    result.stdout.fnmatch_lines(["*--backend=hyperv needs a host: --hyperv-host NAME*"])
     assert "Traceback" not in result.stdout.str()
 
 

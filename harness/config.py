@@ -96,6 +96,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", str),
     Setting("hyperv_password", "password for the Hyper-V host", "", str, secret=True,
             cli=False),
+    # --- reports (issue 5) ---
+    Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
+            "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
+            (), _as_list, multiple=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -17,6 +17,13 @@ def test_item(distro_name, request):
 """
 
 
+@pytest.fixture(autouse=True)
+def no_kvm_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The once-per-run host check probes KVM with a short real QEMU boot on 'auto':
+    these tests boot nothing."""
+    monkeypatch.setenv("GMI_ACCEL", "tcg")
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(CONFTEST)

@@ -452,7 +452,7 @@ def run_facts(config: pytest.Config, state: RunState) -> dict[str, Any]:
         "started": state.started_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
         "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "wall_seconds": round(time.monotonic() - state.started, 1),
-        "harness_version": __version__, "git_revision": git_revision(config.rootpath),
+        "harness_version": __version__, "git_revision": git_revision(Path(__file__).resolve().parent),
         "command": mask("pytest " + shlex.join(str(a) for a in config.invocation_params.args)),
         "settings": state.settings.describe(),
     }

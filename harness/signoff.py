@@ -206,8 +206,30 @@ def stage_durations(build_log: Path) -> dict[str, float]:
     return timings
 
 
+CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
+
+
+def checklist_labels(checks: Path = CHECKS_DIR) -> dict[str, str]:
+    """test function -> checklist item, read from the ``@checklist("...")`` lines of
+    the checks' source (for junit.xml files written before it carried the item)."""
+    labels: dict[str, str] = {}
+    for path in sorted(checks.glob("test_*.py")):
+        item = None
+        for line in path.read_text().splitlines():
+            m = re.match(r"""^@checklist\(["'](.+)["']\)""", line)
+            if m:
+                item = m[1]
+            elif line.startswith("def ") and item is not None:
+                labels[line[4:].split("(")[0]] = item
+                item = None
+            elif not line.startswith("@"):
+                item = None
+    return labels
+
+
 def load_junit(folder: Path) -> list[Subject]:
     """The subjects of an older run folder, read from its junit.xml."""
+    labels = checklist_labels()
     run = Run(id=folder.name, folder=folder)
     settings = folder / "settings.txt"
     if settings.exists():
@@ -233,7 +255,8 @@ def load_junit(folder: Path) -> list[Subject]:
             if el is not None:
                 outcome, reason = word, next(iter((el.get("message") or "").splitlines()), "")
         s = subjects.setdefault(subject, Subject(subject, run=run, host=run.host))
-        s.tests.append(Test(subject, name, props.get("checklist", ""), outcome,
+        item = props.get("checklist") or labels.get(name.split("[")[0], "")
+        s.tests.append(Test(subject, name, item, outcome,
                             mask(reason.removeprefix("Skipped: "))[:300],
                             float(case.get("time", 0) or 0)))
     for s in subjects.values():

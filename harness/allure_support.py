@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from allure_commons import hookimpl as allure_hookimpl
 
 RESULTS_DIR = "allure-results"
 PARENT_SUITE = "GMI checklist"
@@ -132,3 +133,36 @@ def write_categories(results: Path) -> Path:
     path = results / "categories.json"
     path.write_text(json.dumps(CATEGORIES, indent=1) + "\n")
     return path
+
+
+class SecretMasker:
+    """Registered with allure-commons: masks every registered secret in results and
+    containers before the file logger writes them (Allure takes a failure's message
+    from the exception itself, not from the masked pytest report)."""
+
+    def _mask_details(self, executable: Any) -> None:
+        from .errors import mask
+
+        details = getattr(executable, "statusDetails", None)
+        if details is not None:
+            details.message = mask(details.message) if details.message else details.message
+            details.trace = mask(details.trace) if details.trace else details.trace
+        for child in [*getattr(executable, "steps", []), *getattr(executable, "befores", []),
+                      *getattr(executable, "afters", [])]:
+            self._mask_details(child)
+
+    @allure_hookimpl(tryfirst=True)
+    def report_result(self, result: Any) -> None:
+        self._mask_details(result)
+
+    @allure_hookimpl(tryfirst=True)
+    def report_container(self, container: Any) -> None:
+        self._mask_details(container)
+
+
+def register_masker() -> None:
+    """Once per process; runs before allure's own file logger (tryfirst)."""
+    from allure_commons import plugin_manager
+
+    if plugin_manager.get_plugin("gmi-secret-masker") is None:
+        plugin_manager.register(SecretMasker(), "gmi-secret-masker")

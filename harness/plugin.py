@@ -206,6 +206,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(ResultCollector(state), f"gmi-results-{id(config)}")
+    allure_support.register_masker()
     atexit.register(state.emergency_cleanup)
     inspecting = config.option.collectonly or getattr(config.option, "showfixtures", False)
     if worker is None and not inspecting and subjects(settings):
@@ -309,9 +310,10 @@ def _distro_of(item: pytest.Item) -> str | None:
     return str(value) if value is not None else None
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)  # innermost: masks before others read the report
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    _mask_report(report)
     name = _distro_of(item)
     if name is None:
         return report
@@ -325,6 +327,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _link_logs(report, state, name)
     return report
+
+
+def _mask_report(report: pytest.TestReport) -> None:
+    """No registered secret reaches a report (HTML, JUnit, Allure, sign-off): masked
+    where it is known, in the process that ran the test (xdist workers included)."""
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if mask(text) != text:
+            report.longrepr = mask(text)
+    report.sections = [(title, mask(content)) for title, content in report.sections]
 
 
 def _link_logs(report: pytest.TestReport, state: RunState, subject: str) -> None:
@@ -596,8 +608,12 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    """``--signoff-from DIR ...``: write one sign-off page from those runs' results
-    (run folders or CI artifacts) and stop; nothing is collected or built."""
+    """``--signoff-from=DIR ...``: write one sign-off page from those runs' results
+    (run folders or CI artifacts) and stop; nothing is collected or built.
+
+    Spell it ``--signoff-from=DIR`` (repeatable, or DIR,DIR) when the folders are outside
+    the repository: pytest reads bare words after an option it does not know yet as
+    test paths, and would then not find the repository's conftest (and this plugin)."""
     if not config.getoption("gmi_signoff_from", None) and not os.environ.get("GMI_SIGNOFF_FROM"):
         return None
     settings = _settings_from(config)
@@ -605,9 +621,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
         return None
     folder = settings.out_dir / "runs" / (datetime.now(UTC).strftime("signoff-%Y%m%d-%H%M%S")
                                           + f"-{os.getpid()}")
+    folders = [Path(p).expanduser() for raw in settings.signoff_from for p in raw.split(",") if p]
     try:
-        page = signoff.render(signoff.collect([Path(p).expanduser() for p in settings.signoff_from]),
-                              folder / signoff.PAGE_FILE)
+        page = signoff.render(signoff.collect(folders), folder / signoff.PAGE_FILE)
     except GmiError as exc:
         raise pytest.UsageError(str(exc)) from None
     print(f"sign-off page: {page}")

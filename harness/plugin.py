@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import getpass
 import json
 import os
@@ -34,6 +33,7 @@ from .build import Build
 from .config import SETTINGS, Settings, resolve
 from .errors import GmiError, mask
 from .hypervisor import clean_console, get_backend
+from .locking import file_lock
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -642,25 +642,21 @@ def once_per_run(config: pytest.Config, key: str, work: Callable[[Path], Any]) -
     folder = _once_folder(state)
     folder.mkdir(parents=True, exist_ok=True)
     done = folder / f"{key}.json"
-    with open(folder / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if done.exists():
-                data = json.loads(done.read_text())
-            else:
-                scratch = folder / key
-                scratch.mkdir(exist_ok=True)
-                try:
-                    data = {"value": work(scratch), "error": None}
-                except GmiError as exc:
-                    data = {"value": None, "error": str(exc)}
-                finally:
-                    shutil.rmtree(scratch, ignore_errors=True)
-                tmp = done.with_name(done.name + ".part")
-                tmp.write_text(json.dumps(data))
-                os.replace(tmp, done)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with file_lock(folder / f"{key}.lock"):
+        if done.exists():
+            data = json.loads(done.read_text())
+        else:
+            scratch = folder / key
+            scratch.mkdir(exist_ok=True)
+            try:
+                data = {"value": work(scratch), "error": None}
+            except GmiError as exc:
+                data = {"value": None, "error": str(exc)}
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            tmp = done.with_name(done.name + ".part")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, done)
     if data["error"]:
         raise GmiError(data["error"])
     return data["value"]

@@ -94,6 +94,11 @@ class Subject:
     def vhdx_bytes(self) -> int | None:
         return self.sizes.get("vhdx_bytes")
 
+    @property
+    def stage_seconds(self) -> float:
+        """The stages' total (their sub-steps, named ``stage: what``, are inside it)."""
+        return sum(v for k, v in self.timings.items() if ":" not in k)
+
     def cell(self, item: str) -> Cell:
         return Cell.of([t for t in self.tests if (t.item or OTHER) == item])
 

@@ -233,3 +233,24 @@ def test_once_per_run_is_keyed_on_the_run(tmp_path, monkeypatch):
     assert plugin.once_per_run(one, "host", work) == {"n": 1}  # type: ignore[arg-type]
     assert plugin.once_per_run(two, "host", work) == {"n": 2}  # type: ignore[arg-type]
     assert len(calls) == 2 and calls[0] != calls[1] and not calls[0].exists()
+
+
+def test_file_lock_is_exclusive_across_processes(tmp_path):
+    """Two processes wanting one cache: the second waits for the first."""
+    import subprocess
+    import sys
+    import time
+
+    from harness.locking import file_lock
+
+    lock = tmp_path / "bookworm.lock"
+    code = ("import sys, time; from pathlib import Path; from harness.locking import file_lock\n"
+            "with file_lock(Path(sys.argv[1])): print(time.monotonic(), flush=True)\n")
+    with file_lock(lock):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE,
+                                text=True, cwd=str(Path(__file__).resolve().parent.parent))
+        time.sleep(1.0)
+        assert proc.poll() is None, "the second process did not wait for the lock"
+        released = time.monotonic()
+    got = float(proc.communicate(timeout=30)[0])
+    assert got >= released

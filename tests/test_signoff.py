@@ -258,3 +258,25 @@ def test_signoff_page_in_headless_chromium(tmp_path):
     assert len(p.by_run) == 2 * len(signoff.checklist_rows(signoff.collect(RECORDED)))
     assert "NOT READY" in " ".join(p.text)
     os.utime(shot)  # the artifact stays for a person to look at
+
+
+def test_ci_example_builds_each_distro_and_merges():
+    """The GitHub Actions example: one job per catalogued distro and backend, each
+    uploading its results (also on failure), then one merge job for Allure and the page."""
+    import yaml
+
+    from harness.config import BACKENDS
+    from harness.distro import known_distros
+
+    flow = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions-matrix.yml").read_text())
+    build, merge = flow["jobs"]["build"], flow["jobs"]["merge"]
+    matrix = build["strategy"]["matrix"]
+    assert set(matrix["distro"]) <= set(known_distros()) and set(matrix["backend"]) == set(BACKENDS)
+    assert {tuple(i["runner"]) for i in matrix["include"]} == {
+        ("self-hosted", "linux", "kvm"), ("self-hosted", "linux", "hyperv")}
+    uploads = [s for s in build["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert any(s.get("if") == "always()" and "out/runs/*/" in s["with"]["path"] for s in uploads)
+    assert merge["needs"] == "build" and merge["if"] == "always()"
+    runs = " ".join(s.get("run", "") for s in merge["steps"])
+    assert "allure generate results/*/*/allure-results" in runs
+    assert "python -m harness.signoff results/*" in runs

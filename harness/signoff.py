@@ -99,6 +99,18 @@ class Subject:
         """The stages' total (their sub-steps, named ``stage: what``, are inside it)."""
         return sum(v for k, v in self.timings.items() if ":" not in k)
 
+    @property
+    def stage_rows(self) -> list[tuple[str, float, bool]]:
+        """(name, seconds, is a sub-step): each stage followed by its sub-steps (which
+        finish, and so were recorded, before it), then steps outside any stage."""
+        tops = [k for k in self.timings if ":" not in k]
+        rows = []
+        for top in tops:
+            rows.append((top, self.timings[top], False))
+            rows += [(k, v, True) for k, v in self.timings.items() if k.startswith(top + ":")]
+        rows += [(k, v, True) for k, v in self.timings.items() if ":" in k and k.split(":")[0] not in tops]
+        return rows
+
     def cell(self, item: str) -> Cell:
         return Cell.of([t for t in self.tests if (t.item or OTHER) == item])
 
@@ -156,6 +168,7 @@ class Run:
     harness_version: str = ""
     git_revision: str = ""
     command: str = ""
+    wall_seconds: float | None = None
     settings: list[str] = field(default_factory=list)
 
 
@@ -186,7 +199,7 @@ def load_data(path: Path) -> list[Subject]:
     r = doc["run"]
     run = Run(id=str(r.get("id", path.parent.name)), folder=path.parent,
               **{k: r[k] for k in ("user", "host", "started", "finished", "harness_version",
-                                    "git_revision", "command", "settings") if k in r})
+                                    "git_revision", "command", "wall_seconds", "settings") if k in r})
     subjects = {}
     for s in doc["subjects"]:
         known = {k: s[k] for k in Subject.__dataclass_fields__ if k in s and k not in ("run", "tests")}
@@ -239,6 +252,8 @@ def load_junit(folder: Path) -> list[Subject]:
     settings = folder / "settings.txt"
     if settings.exists():
         run.settings = mask(settings.read_text()).splitlines()
+    chosen = {line.split(" = ")[0]: line.split(" = ", 1)[1].rsplit("  (", 1)[0]
+              for line in run.settings if " = " in line}
     try:
         root = ET.parse(folder / "junit.xml").getroot()
     except (OSError, ET.ParseError) as exc:
@@ -259,7 +274,8 @@ def load_junit(folder: Path) -> list[Subject]:
             el = case.find(tag)
             if el is not None:
                 outcome, reason = word, next(iter((el.get("message") or "").splitlines()), "")
-        s = subjects.setdefault(subject, Subject(subject, run=run, host=run.host))
+        s = subjects.setdefault(subject, Subject(subject, run=run, host=run.host,
+                                                 backend=chosen.get("backend", "")))
         item = props.get("checklist") or labels.get(name.split("[")[0], "")
         s.tests.append(Test(subject, name, item, outcome,
                             mask(reason.removeprefix("Skipped: "))[:300],

@@ -71,6 +71,10 @@ def test_recorded_run_is_read_from_its_junit_xml():
     failed = sorted(t.name for t in s.tests if t.result == signoff.FAIL)
     assert failed == ["test_export_gmi_archive[debian-12]", "test_secure_boot_is_on[debian-12]"]
     assert s.timings["update"] == 286.3 and s.timings["clone: boot to SSH"] == 41.0
+    rows = [name for name, _, _ in s.stage_rows]
+    assert rows[:2] == ["provision", "provision: debootstrap"] and rows[-1] == "clone: cloud-init done"
+    assert s.stage_seconds == pytest.approx(99.7 + 286.3 + 155.6 + 73.8 + 14.4 + 7.9 + 0.0)
+    assert s.backend == "qemu"
     assert s.cell("boots with no errors").result == signoff.FAIL
     assert s.cell("DHCP assigns an IPv4 address on eth0").result == signoff.PASS
     skipped = s.cell("integration services running (Hyper-V)")
@@ -159,6 +163,7 @@ def test_run_leaves_signoff_data_and_page(matrix_run: Path):
     assert "the YAML turns Secure Boot off" not in text or "skipped" in text
     assert "cloud-init did not run (seen ***)" in text
     assert "GMI-Debian-13.zip" in text and "1.1 GiB" in text and "6.1.0-99-amd64" in text
+    assert "(wall time " in text and doc["run"]["wall_seconds"] > 0
 
 
 def test_no_secret_in_any_report(matrix_run: Path):

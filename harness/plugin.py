@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import getpass
 import json
 import os
@@ -400,15 +401,22 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
 
 
 def _archive_sha256(archive: Path) -> str:
-    """The archive's SHA-256: from the ``.sha256`` file the export writes beside it."""
+    """The archive's SHA-256: from the ``.sha256`` file the export writes beside it,
+    else hashed (once per archive and version of it: the reports ask several times)."""
     sidecar = archive.with_name(archive.name + ".sha256")
     if sidecar.is_file():
         return sidecar.read_text().split()[0]
     if archive.is_file():
-        from .packaging import sha256_file
-
-        return sha256_file(archive)
+        st = archive.stat()
+        return _hash_file(str(archive), st.st_size, st.st_mtime_ns)
     return ""
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    from .packaging import sha256_file
+
+    return sha256_file(Path(path))
 
 
 class ResultCollector:
@@ -450,7 +458,7 @@ def _reason(report: pytest.TestReport) -> str:
         lines = [ln for ln in str(longrepr).splitlines() if ln.strip()]
         errors = [ln for ln in lines if ln.startswith("E ")]
         text = (errors or lines or [""])[0].removeprefix("E").strip()
-    return mask(" ".join(text.split()))[:400]
+    return mask(" ".join(text.split()).removeprefix("Failed: "))[:400]
 
 
 def run_facts(config: pytest.Config, state: RunState) -> dict[str, Any]:

@@ -278,7 +278,7 @@ def load_junit(folder: Path) -> list[Subject]:
                                                  backend=chosen.get("backend", "")))
         item = props.get("checklist") or labels.get(name.split("[")[0], "")
         s.tests.append(Test(subject, name, item, outcome,
-                            mask(reason.removeprefix("Skipped: "))[:300],
+                            mask(reason.removeprefix("Skipped: ").removeprefix("Failed: "))[:300],
                             float(case.get("time", 0) or 0)))
     for s in subjects.values():
         logdir = folder / "logs" / s.subject

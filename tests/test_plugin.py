@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -208,7 +209,12 @@ def test_once_per_run_error_fails_every_build_once(pytester: pytest.Pytester, tm
     result = matrix_project.run(pytester, tmp_path)
     result.assert_outcomes(errors=14)
     assert result.stdout.str().count("the ISO cache is unreachable") >= 2
-    assert [ln for ln in log.read_text().splitlines() if ln.startswith("once")].__len__() == 1
+    assert len([ln for ln in log.read_text().splitlines() if ln.startswith("once")]) == 1
+    # the sign-off data says why every test of both distros errored
+    doc = json.loads(next((tmp_path / "runs").glob("2*/signoff.json")).read_text())
+    assert {(t["subject"], t["outcome"]) for t in doc["tests"]} == {("debian-12", "error"),
+                                                                    ("debian-13", "error")}
+    assert all(t["reason"] == "the ISO cache is unreachable" for t in doc["tests"]), doc["tests"][0]
 
 
 def test_once_per_run_is_keyed_on_the_run(tmp_path, monkeypatch):

@@ -60,6 +60,7 @@ class RunState:
         self.started_at = datetime.now(UTC)
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> one test's result
         self.signoff_page: Path | None = None
+        self.report_error = ""  # why the sign-off page could not be written
 
     def keep(self, distro: str) -> bool:
         keep = self.settings.keep
@@ -505,14 +506,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     _remove_once_folder(state)
     if not state.run_dir.is_dir():
         return  # nothing ran (--collect-only, --fixtures, no subject)
-    facts = run_facts(session.config, state)
-    doc = signoff.run_data(facts, _summaries(state), state.tests.values())
-    signoff.write_data(state.run_dir, doc)
-    state.signoff_page = signoff.render(signoff.load_data(state.run_dir / signoff.DATA_FILE),
-                                        state.run_dir / signoff.PAGE_FILE)
-    results = getattr(session.config.option, "allure_report_dir", None)
-    if results:
-        _allure_files(Path(results), facts, state)
+    try:
+        facts = run_facts(session.config, state)
+        doc = signoff.run_data(facts, _summaries(state), state.tests.values())
+        signoff.write_data(state.run_dir, doc)
+        state.signoff_page = signoff.render(signoff.load_data(state.run_dir / signoff.DATA_FILE),
+                                            state.run_dir / signoff.PAGE_FILE)
+        results = getattr(session.config.option, "allure_report_dir", None)
+        if results:
+            _allure_files(Path(results), facts, state)
+    except Exception as exc:  # a report must never cost a long run its other results
+        state.report_error = mask(f"{type(exc).__name__}: {exc}")
 
 
 def _allure_files(results: Path, facts: dict[str, Any], state: RunState) -> None:
@@ -565,6 +569,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.write_line(f"run {state.run_id}: wall time {wall}; reports in {state.run_dir}")
     if state.signoff_page is not None:
         tr.write_line(f"sign-off page: {state.signoff_page}")
+    if state.report_error:
+        tr.write_line(f"sign-off page NOT written: {state.report_error}", red=True)
 
 
 @pytest.hookimpl(optionalhook=True)

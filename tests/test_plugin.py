@@ -23,10 +23,15 @@ def test_item(distro_name, request):
 
 
 @pytest.fixture(autouse=True)
-def no_kvm_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+def subprocess_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The once-per-run host check probes KVM with a short real QEMU boot on 'auto':
-    these tests boot nothing."""
+    these tests boot nothing. And pytester's subprocess runs import this tree's harness
+    (not the one pip installed in editable mode, which may be another work tree)."""
+    import os
+
     monkeypatch.setenv("GMI_ACCEL", "tcg")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(matrix_project.ROOT),
+                                                                   os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture
@@ -90,7 +95,8 @@ def test_options_are_documented(pytester: pytest.Pytester):
     pytester.makeconftest(CONFTEST)
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*GMI build and validation*", "*--distro=NAME*", "*--backend=BACKEND*",
-                                 "*--keep=KEEP*", "*--out=OUT*", "*--force*"])
+                                 "*--keep=KEEP*", "*--out=OUT*", "*--force*",
+                                 "*--signoff-from=DIR*"])
 
 
 def test_fixtures_are_documented(pytester: pytest.Pytester):
@@ -260,3 +266,19 @@ def test_file_lock_is_exclusive_across_processes(tmp_path):
         released = time.monotonic()
     got = float(proc.communicate(timeout=30)[0])
     assert got >= released
+
+
+def test_a_broken_report_does_not_cost_the_run(pytester: pytest.Pytester, tmp_path, monkeypatch):
+    """The sign-off page failing to render is one red line at the end, not an
+    INTERNALERROR after a long build: the other reports are still written."""
+    log = matrix_project.make(pytester, monkeypatch, tmp_path)
+    pytester.makeconftest(matrix_project.CONFTEST + (
+        "\nimport harness.signoff\n"
+        "def _broken(*a, **k):\n    raise RuntimeError('template exploded')\n"
+        "harness.signoff.render = _broken\n"))
+    result = matrix_project.run(pytester, tmp_path, distros=("debian-12",), workers=0)
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(["*sign-off page NOT written: RuntimeError: template exploded*"])
+    run = next((tmp_path / "runs").glob("2*"))
+    assert (run / "signoff.json").is_file() and (run / "junit.xml").is_file() and log.is_file()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -6,7 +6,7 @@ A run leaves ``signoff.json`` (the facts, written on the xdist controller after 
 workers' data arrived) and ``signoff.html`` (the page) in ``reports/runs/<run>/``. The
 page can also be made from several runs' results without building anything::
 
-    pytest --signoff-from ci-artifacts/debian-12 ci-artifacts/debian-13
+    pytest --signoff-from=ci-artifacts/debian-12 --signoff-from=ci-artifacts/debian-13
     python -m harness.signoff ci-artifacts/* -o signoff.html
 
 Each folder is searched for ``signoff.json``; a run folder without one (an older run)
@@ -53,7 +53,7 @@ def result_of(outcome: str) -> str:
 
 
 @dataclass
-class Test:
+class CheckResult:
     """One test of one subject, as it ended."""
 
     subject: str
@@ -84,7 +84,7 @@ class Subject:
     timings: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # relative to the run folder
     run: Run | None = None
-    tests: list[Test] = field(default_factory=list)
+    tests: list[CheckResult] = field(default_factory=list)
 
     @property
     def archive_name(self) -> str:
@@ -128,10 +128,10 @@ class Cell:
     """A matrix cell: the tests of one checklist item for one subject."""
 
     result: str
-    tests: list[Test]
+    tests: list[CheckResult]
 
     @classmethod
-    def of(cls, tests: list[Test]) -> Cell:
+    def of(cls, tests: list[CheckResult]) -> Cell:
         results = {t.result for t in tests}
         if not tests:
             return cls(NOT_RUN, tests)
@@ -206,7 +206,7 @@ def load_data(path: Path) -> list[Subject]:
         subjects[s["subject"]] = Subject(**known, run=run)
     for t in doc["tests"]:
         subject = subjects.setdefault(t["subject"], Subject(t["subject"], run=run))
-        subject.tests.append(Test(**{k: t[k] for k in Test.__dataclass_fields__ if k in t}))
+        subject.tests.append(CheckResult(**{k: t[k] for k in CheckResult.__dataclass_fields__ if k in t}))
     return list(subjects.values())
 
 
@@ -277,7 +277,7 @@ def load_junit(folder: Path) -> list[Subject]:
         s = subjects.setdefault(subject, Subject(subject, run=run, host=run.host,
                                                  backend=chosen.get("backend", "")))
         item = props.get("checklist") or labels.get(name.split("[")[0], "")
-        s.tests.append(Test(subject, name, item, outcome,
+        s.tests.append(CheckResult(subject, name, item, outcome,
                             mask(reason.removeprefix("Skipped: ").removeprefix("Failed: "))[:300],
                             float(case.get("time", 0) or 0)))
     for s in subjects.values():

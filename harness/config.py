@@ -137,6 +137,10 @@ SETTINGS: tuple[Setting, ...] = (
             "harness runs that died, then exit", "off", str, JANITOR_CHOICES),
     Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
             "this many hours", 24.0, float),
+    # --- reports (issue 5) ---
+    Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
+            "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
+            (), _as_list, multiple=True),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -496,7 +496,9 @@ def git_revision(where: Path) -> str:
 
 def _summaries(state: RunState) -> list[dict[str, Any]]:
     """Every build of the run: this process's and those the xdist workers sent."""
-    return [build_summary(b, state.run_dir) for b in state.builds.values()] + state.summaries
+    found = [build_summary(b, state.run_dir) for b in state.builds.values()] + state.summaries
+    order = subjects(state.settings)  # as asked for, not as the workers finished
+    return sorted(found, key=lambda s: order.index(s["subject"]) if s["subject"] in order else len(order))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -32,6 +32,9 @@ from .export import REQUIRED_ITEMS
 SCHEMA = "gmi-signoff/1"
 DATA_FILE = "signoff.json"
 PAGE_FILE = "signoff.html"
+# The procedure's order (older signoff.json files have their timings sorted by name).
+STAGE_ORDER = ("provision", "update", "cloud_init", "hyperv", "cleanup", "seal", "import_archive",
+               "clone", "export")
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE = "signoff.html.j2"
 
@@ -103,12 +106,15 @@ class Subject:
     def stage_rows(self) -> list[tuple[str, float, bool]]:
         """(name, seconds, is a sub-step): each stage followed by its sub-steps (which
         finish, and so were recorded, before it), then steps outside any stage."""
-        tops = [k for k in self.timings if ":" not in k]
+        groups = list(dict.fromkeys(k.split(":")[0] for k in self.timings))
+        groups.sort(key=lambda g: STAGE_ORDER.index(g) if g in STAGE_ORDER else len(STAGE_ORDER))
         rows = []
-        for top in tops:
-            rows.append((top, self.timings[top], False))
-            rows += [(k, v, True) for k, v in self.timings.items() if k.startswith(top + ":")]
-        rows += [(k, v, True) for k, v in self.timings.items() if ":" in k and k.split(":")[0] not in tops]
+        for group in groups:
+            if group in self.timings:
+                rows.append((group, self.timings[group], False))
+            # A group without a total of its own (the clone's steps) shows its steps as stages.
+            rows += [(k, v, group in self.timings) for k, v in self.timings.items()
+                     if k.startswith(group + ":")]
         return rows
 
     def cell(self, item: str) -> Cell:
@@ -182,7 +188,7 @@ def run_data(run: Mapping[str, Any], subjects: Iterable[Mapping[str, Any]],
 def write_data(folder: Path, doc: Mapping[str, Any]) -> Path:
     path = folder / DATA_FILE
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")  # in run order, not sorted
     os.replace(tmp, path)
     return path
 

@@ -63,6 +63,21 @@ class Page(HTMLParser):
 # ------------------------------------------------------------ from recorded results
 
 
+def test_stage_rows_follow_the_procedure_whatever_order_the_timings_come_in():
+    """signoff.json files written before the fix had their timings sorted by name."""
+    timings = {"cleanup": 18.0, "clone: boot to SSH": 97.8, "clone: cloud-init done": 51.5,
+               "cloud_init": 272.8, "export": 16.5, "hyperv": 110.4, "provision": 159.1,
+               "provision: disk": 2.4, "seal": 13.1, "update": 316.2,
+               "update: restart into the new kernel": 95.8}
+    s = signoff.Subject(subject="debian-13", timings=timings)
+    assert s.stage_rows == [
+        ("provision", 159.1, False), ("provision: disk", 2.4, True), ("update", 316.2, False),
+        ("update: restart into the new kernel", 95.8, True), ("cloud_init", 272.8, False),
+        ("hyperv", 110.4, False), ("cleanup", 18.0, False), ("seal", 13.1, False),
+        ("clone: boot to SSH", 97.8, False), ("clone: cloud-init done", 51.5, False),
+        ("export", 16.5, False)]
+
+
 def test_recorded_run_is_read_from_its_junit_xml():
     """An older run (no signoff.json): outcomes from junit.xml, checklist items from the
     checks' @checklist lines, stage durations from build.log."""
@@ -72,7 +87,8 @@ def test_recorded_run_is_read_from_its_junit_xml():
     assert failed == ["test_export_gmi_archive[debian-12]", "test_secure_boot_is_on[debian-12]"]
     assert s.timings["update"] == 286.3 and s.timings["clone: boot to SSH"] == 41.0
     rows = [name for name, _, _ in s.stage_rows]
-    assert rows[:2] == ["provision", "provision: debootstrap"] and rows[-1] == "clone: cloud-init done"
+    assert rows[:2] == ["provision", "provision: debootstrap"] and rows[-3:] == [
+        "clone: boot to SSH", "clone: cloud-init done", "export"]
     assert s.stage_seconds == pytest.approx(99.7 + 286.3 + 155.6 + 73.8 + 14.4 + 7.9 + 0.0)
     assert s.backend == "qemu"
     assert s.cell("boots with no errors").result == signoff.FAIL

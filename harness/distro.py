@@ -419,6 +419,12 @@ def _check_install(d: Distro, fname: str) -> None:
     if d.hyperv_integration.from_source.mode not in HV_SOURCE_MODES:
         raise bad("hyperv_integration.from_source.mode",
                   f"expected one of {', '.join(HV_SOURCE_MODES)}")
+    hv = d.hyperv_integration
+    if not hv.enable_services and not hv.udev_rule_glob:
+        raise bad("hyperv_integration.udev_rule_glob",
+                  "missing (enable_services false: the udev rule that starts the daemons)")
+    if d.boot.debconf and d.family != "apt":
+        raise bad("boot.debconf", f"the {d.family} family has no debconf")
     if "{module}" not in d.hyperv_integration.initramfs_modules_line:
         raise bad("hyperv_integration.initramfs_modules_line", "must contain {module}")
 

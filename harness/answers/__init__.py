@@ -175,8 +175,7 @@ def install_media(b: Build, iso: Path | None = None, iso_sha256: str = "") -> In
                        "add iso: and install.answer (see docs/distros.md)")
     official, sha = isocache.resolve(d, b.settings, iso=iso, iso_sha256=iso_sha256, log=b.progress)
     files = render(d, b.creds, mirror=b.settings.mirror)
-    for name in files:
-        (b.logdir / f"answer-{name}").write_text("(rendered; not kept: it holds password hashes)\n")
+    b.record["answer_files"] = sorted(files)  # (not their text: it holds password hashes)
     answer_iso: Path | None = None
     install_iso = official
     label = d.install.answer_label

@@ -363,3 +363,30 @@ def test_not_an_iso_is_a_clear_error(tmp_path: Path):
     bogus.write_bytes(b"\0" * 70000)
     with pytest.raises(GmiError, match=r"x\.iso is not an ISO 9660 image .* check --iso"):
         media.volume_label(bogus)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if distro.load(n).install.answer != "preseed"])
+def test_answer_file_puts_shim_on_the_removable_media_path(name: str, tmp_path: Path):
+    """A new VM (vmgenie's) has no UEFI boot entries: the install itself must leave
+    EFI/BOOT/BOOTX64.EFI (d-i does it through force-efi-extra-removable)."""
+    d, files = rendered(name)
+    text = "\n".join(files.values())
+    script = answers.efi_fallback_script(d)
+    if d.install.answer == "autoinstall":
+        script = answers.efi_fallback_script(d, "/target").replace("\n", " && ")
+        assert script in yaml.safe_load(files["user-data"])["autoinstall"]["late-commands"]
+    elif d.install.answer == "autoyast":
+        root = ET.fromstring(files["autoinst.xml"])
+        source = root.findtext("y:scripts/y:chroot-scripts/y:script/y:source", namespaces=NS)
+        assert source is not None and source.strip() == script
+    else:
+        assert "%post --erroronfail\n# The removable-media boot path" in text and script in text
+    # run it against a fake ESP: the vendor's shim lands on the fallback path
+    esp = tmp_path / d.boot.esp_mount.lstrip("/")
+    vendor = esp / d.boot.efi_vendor_dir
+    vendor.mkdir(parents=True)
+    for src in d.boot.efi_fallback.values():
+        (vendor / src).write_text(src)
+    subprocess.run(["sh", "-e", "-c", answers.efi_fallback_script(d, str(tmp_path))], check=True)
+    for dst, src in d.boot.efi_fallback.items():
+        assert (esp / dst).read_text() == src

@@ -54,6 +54,17 @@ def _single_line(name: str, value: str) -> str:
     return value
 
 
+def efi_fallback_script(d: Distro, root: str = "") -> str:
+    """Shell that puts shim and its loader on the removable-media path (a new VM has no
+    UEFI boot entries), unless the installer already did; ``root`` prefixes the paths
+    (``/target`` from outside the installed system)."""
+    esp = f"{root}{d.boot.esp_mount}"
+    lines = [f"mkdir -p {esp}/EFI/BOOT"]
+    for dst, src in d.boot.efi_fallback.items():
+        lines.append(f"[ -e {esp}/{dst} ] || cp {esp}/{d.boot.efi_vendor_dir}/{src} {esp}/{dst}")
+    return "\n".join(lines)
+
+
 def _common(d: Distro, creds: Credentials, salt: str | None) -> dict[str, str]:
     spec = d.install
     return {
@@ -88,6 +99,7 @@ def render_autoinstall(d: Distro, creds: Credentials, *, salt: str | None = None
         f"echo '{v['public_key']}' > /target/root/.ssh/authorized_keys",
         "chmod 600 /target/root/.ssh/authorized_keys",
         f"curtin in-target --target=/target -- usermod -aG sudo {user}",
+        efi_fallback_script(d, "/target").replace("\n", " && "),
     ]
     values = {k: json.dumps(val) for k, val in v.items()} | {
         "esp_size": json.dumps(f"{d.install.esp_size_mib}M"),
@@ -104,6 +116,7 @@ def render_kickstart(d: Distro, creds: Credentials, *, salt: str | None = None) 
         "disk_name": DISK.rsplit("/", 1)[-1],
         "packages": "\n".join(d.install.packages),
         "answer_extra": d.install.answer_extra.rstrip("\n"),
+        "efi_fallback": efi_fallback_script(d),
         "keyboard": d.install.keyboard,
         "locale": d.install.locale,
     }
@@ -116,6 +129,7 @@ def render_autoyast(d: Distro, creds: Credentials, *, salt: str | None = None) -
         "language": escape(d.install.locale.split(".")[0]),
         "keymap": escape(AUTOYAST_KEYMAPS.get(d.install.keyboard, d.install.keyboard)),
         "package_entries": "\n".join(f"      <package>{escape(p)}</package>" for p in d.install.packages),
+        "efi_fallback": efi_fallback_script(d),  # (inside CDATA)
     }
     return {FILES["autoyast"]: fill((TEMPLATES / "autoinst.xml").read_text(), values)}
 

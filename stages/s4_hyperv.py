@@ -13,6 +13,11 @@ from .s2_update import set_initramfs_updates
 from .s5_cleanup import grub_settings_script
 
 
+def _dq(text: str) -> str:
+    """``text`` for a double-quoted shell word ($m still expands)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+
+
 def install_daemons(b: Build) -> tuple[str, ...]:
     """Install the distro's Hyper-V daemons; where the YAML says so, build them from
     the kernel's tools/hv instead (always, or when the package cannot be installed).
@@ -51,11 +56,12 @@ def hyperv(b: Build) -> None:
     b.sh(f"systemctl list-unit-files {units}", what="the daemons' units")
     # hv drivers in the initramfs: a clone must find its disk (storvsc) and NIC.
     mods = "\n".join(spec.initramfs_modules)
-    lines = [shlex.quote(spec.initramfs_modules_line.replace("{module}", m))
-             for m in spec.initramfs_modules]
+    # one line per module: the module's name (initramfs-tools), or the distro's
+    # template (dracut: add_drivers+=" hv_vmbus ")
+    line = spec.initramfs_modules_line.replace("{module}", "$m")
     b.sh(f"f={shlex.quote(spec.initramfs_modules_file)}\n"
-         + "\n".join(f"grep -qxF {ln} \"$f\" || echo {ln} >> \"$f\"" for ln in lines),
-         what="hv modules")
+         f"for m in {' '.join(spec.initramfs_modules)}; do "
+         f"grep -qx \"{_dq(line)}\" \"$f\" || echo \"{_dq(line)}\" >> \"$f\"; done", what="hv modules")
     if d.update.initramfs_conf:
         b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
              what="initramfs updates back on")

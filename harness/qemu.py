@@ -306,4 +306,6 @@ def installer_tools(build: Build) -> list[str]:
     if build.archive is None and effective_method(build) == "debootstrap":
         return ["debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "sfdisk", "unshare",
                 "chroot"]
+    if build.archive is None and effective_method(build) == "iso" and build.distro.install.remaster_grub_cfg:
+        return ["xorriso"]  # the ISO is remastered with the answer file
     return []

@@ -73,6 +73,7 @@ def test_host_tools_follow_the_method(tmp_path: Path):
     assert "debootstrap" in installer_tools(make_build(tmp_path, "debian-12"))
     assert installer_tools(make_build(tmp_path, "debian-12", install_method="netboot")) == []
     assert installer_tools(make_build(tmp_path, "fedora-42")) == []
+    assert installer_tools(make_build(tmp_path, "debian-12", install_method="iso")) == ["xorriso"]
 
 
 def test_timeout_from_yaml_or_setting(tmp_path: Path):

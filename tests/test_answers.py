@@ -10,6 +10,7 @@ import gzip
 import re
 import shutil
 import subprocess
+import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def test_preseed(name: str):
     assert not any(q.endswith("password") or q.endswith("password-again") for q in p)
     assert set(p["pkgsel/include"][1].split()) >= {"openssh-server", "sudo", "hyperv-daemons"}
     assert p["tasksel/first"][1] == "ssh-server"
+    assert p["apt-setup/cdrom/set-first"] == ("boolean", "false")
     assert p["grub-installer/force-efi-extra-removable"] == ("boolean", "true")
     assert p["debian-installer/exit/poweroff"] == ("boolean", "true")
     late = p["preseed/late_command"][1]
@@ -151,7 +153,9 @@ def test_kickstart_parses_with_pykickstart(name: str):
     assert list(files) == ["ks.cfg"]
     handler = makeVersion(stringToVersion(KS_VERSIONS[name]))
     parser = KickstartParser(handler)
-    parser.readKickstartFromString(files["ks.cfg"])  # raises on any syntax error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no deprecated command or option either
+        parser.readKickstartFromString(files["ks.cfg"])  # raises on any syntax error
     assert not handler.autopart.autopart  # no automatic (LVM) layout
     assert not handler.logvol.dataList() and not handler.volgroup.dataList()
     parts = {p.mountpoint: p for p in handler.partition.dataList()}

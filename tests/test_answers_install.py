@@ -16,7 +16,7 @@ from harness import answers, distro, isoinstall
 from harness.answers import media
 from harness.build import Build, Credentials
 from harness.config import resolve
-from harness.errors import ConfigError, GuestTimeoutError
+from harness.errors import ConfigError, GmiError, GuestTimeoutError
 from harness.qemu import QemuVM, installer_tools
 
 needs_xorriso = pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso not installed")
@@ -184,3 +184,18 @@ def test_extra_qemu_arguments_come_last(tmp_path: Path):
     cmd = vm.command()
     assert cmd[-1] == "-no-reboot"
     assert "OVMF_CODE_4M.fd" in " ".join(cmd) and "secure,value=on" not in " ".join(cmd)
+
+
+@pytest.mark.parametrize("name", [n for n in distro.known_distros() if distro.load(n).install.boot_command])
+def test_boot_commands_use_known_keys(name: str):
+    steps = answers.boot_command_steps(distro.load(name).install.boot_command)
+    assert steps[:2] == [("text", "c"), ("wait", "1")]  # GRUB's command line, then type
+    assert steps[-1] == ("key", "enter")
+    assert ("text", "boot") in steps  # GRUB's command line: linux, initrd, boot
+
+
+def test_boot_command_steps():
+    assert answers.boot_command_steps("<esc><wait5>linux /x a=b<enter>") == [
+        ("key", "esc"), ("wait", "5"), ("text", "linux /x a=b"), ("key", "enter")]
+    with pytest.raises(GmiError, match=r"unknown key <f13>"):
+        answers.boot_command_steps("<f13>")

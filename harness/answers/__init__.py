@@ -150,6 +150,32 @@ def render(d: Distro, creds: Credentials, *, mirror: str = "http://deb.debian.or
                    f"{d.install.method} only")
 
 
+BOOT_KEYS = ("enter", "esc", "tab", "up", "down", "left", "right", "bs", "f10", "spacebar")
+_TOKEN = re.compile(r"<(wait\d*|[a-z0-9]+)>")
+
+
+def boot_command_steps(command: str) -> list[tuple[str, str]]:
+    """A boot command as steps for a backend to send: ("text", "linux /casper/vmlinuz"),
+    ("key", "enter"), ("wait", "1") (seconds; <wait> is 1, <wait5> is 5)."""
+    steps: list[tuple[str, str]] = []
+    pos = 0
+    for m in _TOKEN.finditer(command):
+        if m.start() > pos:
+            steps.append(("text", command[pos:m.start()]))
+        name = m.group(1)
+        if name.startswith("wait"):
+            steps.append(("wait", name[4:] or "1"))
+        elif name in BOOT_KEYS:
+            steps.append(("key", name))
+        else:
+            raise GmiError(f"unknown key <{name}> in a boot command (known: "
+                           f"{', '.join(f'<{k}>' for k in BOOT_KEYS)}, <wait>, <waitN>)")
+        pos = m.end()
+    if pos < len(command):
+        steps.append(("text", command[pos:]))
+    return steps
+
+
 @dataclass(frozen=True)
 class InstallMedia:
     """What a backend needs for an unattended install from the ISO.
@@ -159,8 +185,9 @@ class InstallMedia:
     SHA-256. ``answer_iso``: the volume for a second DVD drive (``cidata`` or
     ``OEMDRV``), or None when the answer travels inside ``install_iso``.
     ``boot_command``: what to type at the ISO's boot menu ("" for nothing);
-    ``<enter>``, ``<wait>``, ``<up>``... are keys. ``kernel``/``initrd``/``kernel_args``:
-    the same install by direct kernel boot (paths on the ISO), for backends that can.
+    ``<enter>``, ``<wait>``, ``<up>``... are keys (:func:`boot_command_steps` splits it).
+    ``kernel``/``initrd``/``kernel_args``: the same install by direct kernel boot (paths
+    on the ISO), for backends that can.
     """
 
     install_iso: Path

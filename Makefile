@@ -5,11 +5,19 @@ BACKEND ?= qemu
 ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
+# chromium: the sign-off page's screenshot test (headless).
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools \
-	fdisk util-linux python3-venv
+	fdisk util-linux python3-venv chromium
+# The Allure CLI (npm's allure-commandline, which ships its own jars) needs npm and Java:
+# command -> Debian package, installed only when the command is missing (a NodeSource
+# nodejs already brings npm and conflicts with Debian's npm package).
+REPORT_COMMANDS := npm:npm java:default-jre-headless
 STAMP := $(VENV)/.installed
+TOOLS := .tools
+ALLURE := $(TOOLS)/node_modules/.bin/allure
+ALLURE_VERSION ?= 2.46.1
 
-.PHONY: gmi test setup host-packages venv lint clean
+.PHONY: gmi test setup host-packages venv tools lint clean
 
 gmi: setup
 	$(PY) -m pytest checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
@@ -26,7 +34,7 @@ test: setup
 		--out=$(TEST_OUT) --index=$(TEST_OUT)/gmi-repository.dist.yml \
 		--index-url='https://gmi.example.org/{archive}' $(ARGS)
 
-setup: host-packages venv
+setup: host-packages venv tools
 
 host-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
@@ -38,6 +46,17 @@ host-packages:
 	fi
 
 venv: $(STAMP)
+
+tools: $(ALLURE)
+
+$(ALLURE):
+	@missing=$$(for c in $(REPORT_COMMANDS); do command -v $${c%%:*} >/dev/null || echo $${c#*:}; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
+	fi
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error allure-commandline@$(ALLURE_VERSION)
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)

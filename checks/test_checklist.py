@@ -36,7 +36,10 @@ def hyperv_only(build: Build, what: str) -> None:
 
 
 @checklist("boots with no errors")
-def test_serial_console_shows_no_boot_errors(clone: Clone) -> None:
+def test_serial_console_shows_no_boot_errors(build: Build, clone: Clone) -> None:
+    if clone.vm.serial_log is None and build.backend.name == "hyperv":
+        pytest.skip("Hyper-V's COM port is a named pipe on the host, not captured; the "
+                    "journal test covers boot errors there")
     assert clone.vm.serial_log is not None
     console = clone.vm.serial_log.read_bytes().decode("utf-8", "replace")
     bad = [line.strip() for line in console.splitlines() if SERIAL_ERRORS.search(line)]
@@ -134,7 +137,11 @@ def test_network_config_came_from_the_seed(host, distro: Distro) -> None:
 
 @checklist("cloud-init ran on first boot")
 def test_cloud_init_status_done(clone: Clone, host) -> None:
-    assert re.search(r"^status: done$", clone.cloud_init_status, re.M), clone.cloud_init_status
+    # --wait prints a dot per poll before the status line; 'degraded done' (cloud-init
+    # 23.4+) means it finished with warnings (a schema error in the seed, say).
+    status = clone.cloud_init_status
+    assert re.search(r"^\.*status: done$", status, re.M), status
+    assert "degraded" not in status, status
     with host.sudo():
         result = json.loads(host.check_output("cat /run/cloud-init/result.json"))
     assert result["v1"]["errors"] == [], result["v1"]["errors"]
@@ -268,7 +275,38 @@ def test_integration_services_running(build: Build, host, distro: Distro) -> Non
 @checklist("integration services running (Hyper-V)")
 def test_kvp_reports_guest_ip(build: Build, clone: Clone) -> None:
     hyperv_only(build, "KVP reporting the guest's IP to the host")
-    pytest.fail("the Hyper-V backend must report the KVP address here (issue #3)")
+    # vmgenie reads the guest's IP the same way: Get-VMNetworkAdapter's IPAddresses.
+    from harness.hyperv import HyperVBackend
+
+    assert isinstance(build.backend, HyperVBackend)
+    reported = build.backend.kvp_addresses(clone.vm)
+    assert clone.vm.ssh_host in reported, (
+        f"the host's KVP view of {clone.vm.name!r} reports {reported}, not the address "
+        f"SSH uses ({clone.vm.ssh_host})")
+
+
+@checklist("integration services running (Hyper-V)")
+def test_host_sees_integration_services_ok(build: Build, clone: Clone) -> None:
+    hyperv_only(build, "Get-VMIntegrationService on the host")
+    from harness.hyperv import HyperVBackend, services_problems
+
+    assert isinstance(build.backend, HyperVBackend)
+    services = build.backend.integration_services(clone.vm)
+    problems = services_problems(services)
+    assert not problems, f"Get-VMIntegrationService on the clone: {problems}"
+
+
+@checklist("integration services running (Hyper-V)")
+def test_hv_modules_loaded_and_kvp_pools_present(build: Build, host) -> None:
+    hyperv_only(build, "the hv_* drivers binding to VMBus devices")
+    loaded = {line.split()[0] for line in host.check_output("cat /proc/modules").splitlines()}
+    builtin = host.run("cat /lib/modules/$(uname -r)/modules.builtin").stdout
+    missing = [m for m in ("hv_vmbus", "hv_netvsc", "hv_storvsc", "hv_utils")
+               if m not in loaded and f"/{m}.ko" not in builtin]
+    assert not missing, f"hv modules neither loaded nor built in: {missing}"
+    with host.sudo():
+        pools = host.run("ls /var/lib/hyperv/.kvp_pool_* 2>/dev/null").stdout.split()
+    assert pools, "no KVP pools under /var/lib/hyperv: hv_kvp_daemon has not run"
 
 
 # --- No leftover build artifacts, logs, SSH keys ------------------------------------

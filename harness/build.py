@@ -123,14 +123,18 @@ class Build:
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Run a named step: one live line on the terminal with its duration, the same
-        in build.log, and the duration kept in :attr:`timings`."""
+        in build.log, an Allure step (when Allure results are written), and the
+        duration kept in :attr:`timings`."""
+        from .allure_support import step as allure_step
+
         label = f"[{self.label}] {name}"
         start = time.monotonic()
         self.progress(f"{label} ...")
         self.log.info("== %s", name)
         ok = False
         try:
-            yield
+            with allure_step(name):
+                yield
             ok = True
         finally:
             took = time.monotonic() - start

@@ -22,6 +22,8 @@ from .errors import ConfigError, register_secret
 KEEP_CHOICES = ("never", "always", "on-failure")
 BACKENDS = ("qemu", "hyperv")
 ACCELS = ("auto", "kvm", "tcg")
+HYPERV_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp", "certificate")
+JANITOR_CHOICES = ("off", "list", "remove")
 
 
 def _as_bool(value: Any) -> bool:
@@ -107,6 +109,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", str),
     Setting("hyperv_password", "password for the Hyper-V host", "", str, secret=True,
             cli=False),
+    # --- the Hyper-V backend (docs/hyperv.md) ---
+    Setting("hyperv_hosts", "pool of Hyper-V hosts; xdist worker gwN takes host N modulo the "
+            "pool (default: just --hyperv-host)", (), _as_list),
+    Setting("hyperv_local", "run PowerShell on this machine (the harness runs on the Hyper-V "
+            "host itself) instead of over PowerShell Remoting", False, _as_bool, flag=True),
+    Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", str),
+    Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", str, HYPERV_AUTHS),
+    Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, int),
+    Setting("hyperv_ca_bundle", "CA bundle (PEM) that signs the host's WinRM HTTPS certificate "
+            "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", str),
+    Setting("hyperv_plain_http", "use plain HTTP (port 5985) with WinRM message encryption; "
+            "never without encryption", False, _as_bool, flag=True),
+    Setting("hyperv_cert_pem", "client certificate (PEM) for --hyperv-auth=certificate", "", str),
+    Setting("hyperv_cert_key_pem", "its private key (PEM) for --hyperv-auth=certificate", "", str),
+    Setting("hyperv_switch", "Hyper-V virtual switch the build and clone VMs connect to", "", str),
+    Setting("hyperv_vhd_path", "host folder for the run's disks, ISOs and exports (default: "
+            "the host's VirtualHardDiskPath)", "", str),
+    Setting("hyperv_base_vm", "adopt this existing VM (installed by hand) as the build VM", "",
+            str),
+    Setting("hyperv_base_vhdx", "start from a copy of this VHDX (a path on the host) instead of "
+            "installing", "", str),
+    Setting("hyperv_base_key", "private key (OpenSSH ed25519) root accepts on --hyperv-base-vm / "
+            "--hyperv-base-vhdx; the build's own key is added with it", "", str),
+    Setting("hyperv_install_iso", "install ISO: a local file (uploaded) or a path on the host",
+            "", str),
+    Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", str),
+    Setting("hyperv_answer_iso", "answer media ISO (cidata / OEMDRV / preseed): local or on the "
+            "host", "", str),
+    Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "
+            "<wait5>, text)", "", str),
+    Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
+            float),
+    Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", str),
+    Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
+            "removed with the run's folder)", "", str),
+    Setting("janitor", "Hyper-V clean-up only: 'list' or 'remove' the VMs and folders of "
+            "harness runs that died, then exit", "off", str, JANITOR_CHOICES),
+    Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
+            "this many hours", 24.0, float),
+    # --- reports (issue 5) ---
+    Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
+            "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
+            (), _as_list, multiple=True),
     # --- the distro catalogue (issue #4): install ISOs and install methods
     Setting("install_method", "how Step 1 installs the OS: auto (the distro YAML's method; iso "
             "when --iso is given), debootstrap, iso (official ISO + answer file) or netboot "

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from . import hostenv
 from .errors import GmiError, HypervisorError
+from .locking import file_lock
 
 if TYPE_CHECKING:
     from .build import Build
@@ -91,11 +92,13 @@ def _debootstrap(build: Build, root: Path) -> None:
     cache = CACHE_DIR / spec.suite
     cache.mkdir(parents=True, exist_ok=True)
     # In a private mount namespace: whatever debootstrap mounts in the target (proc,
-    # sys) vanishes with it, even when it is interrupted.
-    run(["unshare", "--mount", "--propagation", "private",
-         "debootstrap", "--arch=amd64", f"--cache-dir={cache}",
-         f"--include={','.join(spec.include)}", spec.suite, str(root), build.settings.mirror],
-        build, what="debootstrap")
+    # sys) vanishes with it, even when it is interrupted. One debootstrap per cache at a
+    # time (xdist workers, two runs): other suites' caches stay parallel.
+    with file_lock(cache.with_name(f"{spec.suite}.lock")):
+        run(["unshare", "--mount", "--propagation", "private",
+             "debootstrap", "--arch=amd64", f"--cache-dir={cache}",
+             f"--include={','.join(spec.include)}", spec.suite, str(root), build.settings.mirror],
+            build, what="debootstrap")
 
 
 def _chroot_script(build: Build) -> str:

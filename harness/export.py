@@ -72,6 +72,13 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
         maintainer=s.maintainer, maintainer_email=s.maintainer_email,
         source_url=s.source_url, created=record["built"], extra=extra)
     record["manifest"] = dict(manifest)
+    vm_tree = None
+    if not disk_only:  # Hyper-V: the exported tree with its .vmcx goes in too
+        tree = b.record.get("_hyperv_vm_tree")
+        if not tree:
+            raise ExportError("the Hyper-V export (with its .vmcx) is missing; the seal stage "
+                              "did not finish")
+        vm_tree = Path(tree)
     return packaging.write_archive(
         s.out_dir, names, b.vhdx, manifest, packaging.readme(names, record, disk_only),
-        record, force=s.force)
+        record, force=s.force, vm_tree=vm_tree)

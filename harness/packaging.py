@@ -113,12 +113,28 @@ def readme(names: Names, record: Mapping[str, Any], disk_only: bool) -> str:
     return "\n".join(lines)
 
 
+def vm_tree_files(vm_tree: Path) -> list[tuple[Path, str]]:
+    """A Hyper-V export's ``Virtual Machines/`` and ``Snapshots/`` files as (path, zip
+    entry); exactly one ``.vmcx``, as vmgenie demands."""
+    files = [(p, p.relative_to(vm_tree).as_posix())
+             for folder in (VM_DIR, SNAP_DIR) for p in sorted((vm_tree / folder).rglob("*"))
+             if p.is_file()]
+    vmcx = [e for _, e in files if e.lower().endswith(".vmcx")]
+    if len(vmcx) != 1:
+        raise ExportError(f"the Hyper-V export in {vm_tree} holds {len(vmcx)} .vmcx files under "
+                          f"'{VM_DIR}/'; vmgenie imports exactly one: export again")
+    return files
+
+
 def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mapping[str, Any],
-                  readme_text: str, record: Mapping[str, Any], *, force: bool) -> Path:
-    """Write ``<out_dir>/GMI-<Os>-<Version>.zip`` and its ``.sha256``; atomic."""
+                  readme_text: str, record: Mapping[str, Any], *, force: bool,
+                  vm_tree: Path | None = None) -> Path:
+    """Write ``<out_dir>/GMI-<Os>-<Version>.zip`` and its ``.sha256``; atomic. With
+    ``vm_tree`` (a Hyper-V export), its ``.vmcx`` and the rest go in beside the disk."""
     target = out_dir / names.archive
     if target.exists() and not force:
         raise ExportError(f"{target} already exists; pass --force to replace it")
+    extra_files = vm_tree_files(vm_tree) if vm_tree is not None else []
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".{names.archive}.{os.getpid()}.part"
     try:
@@ -129,6 +145,8 @@ def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mappin
             zf.writestr("gmi-build-record.yml", dump_yaml(record))
             for folder in (VM_DIR, SNAP_DIR):
                 zf.writestr(zipfile.ZipInfo(folder + "/"), "")
+            for path, entry in extra_files:
+                zf.write(path, entry)
             zf.write(vhdx, names.vhdx_entry)
         digest = sha256_file(tmp)
         with tmp.open("rb") as f:

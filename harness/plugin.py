@@ -10,24 +10,31 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import getpass
 import json
 import os
+import shlex
 import shutil
 import signal
+import socket
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from . import __version__, validate
+from . import __version__, allure_support, signoff, validate
 from . import distro as distro_mod
 from .build import Build
 from .config import SETTINGS, Settings, resolve
 from .errors import GmiError, mask
 from .hypervisor import clean_console, get_backend
+from .locking import file_lock
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -48,6 +55,12 @@ class RunState:
         self.summaries: list[dict[str, Any]] = []  # builds reported by xdist workers
         self.failed: dict[str, bool] = {}
         self.scratch: list[Path] = []
+        # what the reports show (filled on the controller, from every worker's reports)
+        self.started = time.monotonic()
+        self.started_at = datetime.now(UTC)
+        self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> one test's result
+        self.signoff_page: Path | None = None
+        self.report_error = ""  # why the sign-off page could not be written
 
     def keep(self, distro: str) -> bool:
         keep = self.settings.keep
@@ -74,6 +87,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         if s.flag:
             group.addoption(s.option, action="store_const", const=True, default=None,
                             dest=f"gmi_{s.name}", help=help_text)
+        elif s.name == "signoff_from":  # --signoff-from DIR [DIR ...]
+            group.addoption(s.option, action="extend", nargs="+", default=None,
+                            dest=f"gmi_{s.name}", metavar="DIR", help=help_text)
         elif s.multiple:
             group.addoption(s.option, action="append", default=None, dest=f"gmi_{s.name}",
                             metavar=s.name.upper() if s.name != "distro" else "NAME", help=help_text)
@@ -84,6 +100,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="settings file (TOML); default: $GMI_CONFIG, else gmi-harness.toml "
                          "in the rootdir when present. Precedence: command line > "
                          "environment (GMI_*) > this file > defaults")
+
+
+class Hooks:
+    """Hooks other parts of the harness (or a conftest) implement."""
+
+    @pytest.hookspec
+    def pytest_gmi_once_per_run(self, config: pytest.Config, settings: Settings,
+                                scratch: Path) -> dict[str, Any] | None:
+        """Work done once per run, not once per xdist worker (shared downloads, the ISO
+        cache, host checks): the first worker to need it runs every implementation under
+        a file lock keyed on the run id; the others wait and reuse the facts returned
+        (JSON-able dicts, merged). ``scratch`` is a folder for the work, removed after.
+        Raise :class:`harness.errors.GmiError` to fail every build with its message."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(Hooks)
 
 
 def _default_to_loadgroup(config: pytest.Config) -> None:
@@ -174,6 +207,8 @@ def pytest_configure(config: pytest.Config) -> None:
     state = RunState(settings, run_id, run_dir)
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATE_KEY] = state
+    config.pluginmanager.register(ResultCollector(state), f"gmi-results-{id(config)}")
+    allure_support.register_masker()
     atexit.register(state.emergency_cleanup)
     inspecting = config.option.collectonly or getattr(config.option, "showfixtures", False)
     if worker is None and not inspecting and subjects(settings):
@@ -189,6 +224,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath = str(run_dir / "junit.xml")
         (run_dir / "settings.txt").write_text("\n".join(settings.describe()) + "\n")
+    if not inspecting and subjects(settings) and hasattr(config.option, "allure_report_dir") \
+            and not config.option.allure_report_dir:
+        # before allure-pytest's own pytest_configure reads it (this hook is tryfirst);
+        # workers get the same folder (same run id): each writes its own result files
+        config.option.allure_report_dir = str(run_dir / allure_support.RESULTS_DIR)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -234,9 +274,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # Every test of one distro runs on one xdist worker (--dist loadgroup).
         item.add_marker(pytest.mark.xdist_group(name))
         mark = item.get_closest_marker("checklist")
-        if mark:
+        label = str(mark.args[0]) if mark else None
+        if label is not None:
             state.checklist.setdefault(name, []).append(node_key(item.nodeid))
-            state.labels.setdefault(name, {})[node_key(item.nodeid)] = str(mark.args[0])
+            state.labels.setdefault(name, {})[node_key(item.nodeid)] = label
+        # The reports' grouping: JUnit properties (also how the xdist controller learns
+        # each result's distro and item) and Allure labels.
+        short = validate.subject_id(name)
+        item.user_properties.append(("distro", short))
+        if label is not None:
+            item.user_properties.append(("checklist", label))
+        for marker in allure_support.label_marks(short, label, getattr(item, "originalname", item.name)):
+            item.add_marker(marker)
 
 
 def _applies(item: pytest.Item, subject: str, settings: Settings) -> bool:
@@ -263,9 +312,10 @@ def _distro_of(item: pytest.Item) -> str | None:
     return str(value) if value is not None else None
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)  # innermost: masks before others read the report
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    _mask_report(report)
     name = _distro_of(item)
     if name is None:
         return report
@@ -276,7 +326,32 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         state.failed[name] = True
         _attach_evidence(item, report, state.builds.get(name))
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _link_logs(report, state, name)
     return report
+
+
+def _mask_report(report: pytest.TestReport) -> None:
+    """No registered secret reaches a report (HTML, JUnit, Allure, sign-off): masked
+    where it is known, in the process that ran the test (xdist workers included)."""
+    if report.longrepr is not None:
+        text = str(report.longrepr)
+        if mask(text) != text:
+            report.longrepr = mask(text)
+    report.sections = [(title, mask(content)) for title, content in report.sections]
+
+
+def _link_logs(report: pytest.TestReport, state: RunState, subject: str) -> None:
+    """pytest-html extras on every test: links to its distro's logs (relative to
+    report.html, which is in the run folder)."""
+    try:
+        from pytest_html import extras
+    except ImportError:  # pragma: no cover
+        return
+    logdir = state.run_dir / "logs" / validate.subject_id(subject)
+    links = [extras.url(str(p.relative_to(state.run_dir)), name=p.name)
+             for p in sorted(logdir.glob("*")) if p.is_file()]
+    setattr(report, "extras", [*getattr(report, "extras", []), *links])  # noqa: B010
 
 
 def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build | None) -> None:
@@ -302,30 +377,158 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
             pass
     for title, text in sections:
         report.sections.append((title, mask(text)))
+        allure_support.attach_text(text, title)
         if extras is not None:
             current = getattr(report, "extras", [])
             setattr(report, "extras", [*current, extras.text(mask(text), name=title)])  # noqa: B010
 
 
-def build_summary(build: Build) -> dict[str, Any]:
-    """What the report shows of one build or validated archive (JSON-able, so xdist
-    workers can send it to the controller, which writes the report)."""
+def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
+    """What the reports show of one build or validated archive (JSON-able, so xdist
+    workers can send it to the controller, which writes the reports)."""
+    archive = str(build.archive or build.record.get("archive", ""))
+    logs = sorted(p for p in build.logdir.glob("*") if p.is_file()) if build.logdir.is_dir() else []
     return {
         "title": build.distro.vmgenie.vm_name, "subject": build.label,
         "backend": build.backend.name, "accel": str(build.record.get("accel", "?")),
+        "host": build.settings.hyperv_host or socket.gethostname(),
         "expectations": "generic (not in the catalogue)" if build.distro.generic else "catalogue",
-        "archive": str(build.archive or build.record.get("archive", "")),
+        "archive": archive, "sha256": _archive_sha256(Path(archive)) if archive else "",
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),
         "sizes": dict(build.record.get("sizes", {})),
+        "logs": [str(p.relative_to(run_dir)) if run_dir and p.is_relative_to(run_dir) else str(p)
+                 for p in logs],
     }
+
+
+def _archive_sha256(archive: Path) -> str:
+    """The archive's SHA-256: from the ``.sha256`` file the export writes beside it,
+    else hashed (once per archive and version of it: the reports ask several times)."""
+    sidecar = archive.with_name(archive.name + ".sha256")
+    if sidecar.is_file():
+        return sidecar.read_text().split()[0]
+    if archive.is_file():
+        st = archive.stat()
+        return _hash_file(str(archive), st.st_size, st.st_mtime_ns)
+    return ""
+
+
+@functools.lru_cache(maxsize=32)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    from .packaging import sha256_file
+
+    return sha256_file(Path(path))
+
+
+class ResultCollector:
+    """Each test's end, for the sign-off page (registered per run in pytest_configure).
+    On the xdist controller it sees every worker's reports: the distro and checklist
+    item travel with them as user properties."""
+
+    def __init__(self, state: RunState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if "distro" not in props:
+            return
+        nodeid = node_key(report.nodeid)
+        test = self.state.tests.setdefault(nodeid, {
+            "subject": str(props["distro"]), "name": nodeid.rsplit("::", 1)[-1],
+            "item": str(props.get("checklist", "")), "outcome": "passed", "reason": "",
+            "duration": 0.0})
+        test["duration"] = round(test["duration"] + report.duration, 2)
+        if report.when != "call" and report.outcome == "passed":
+            return
+        if report.when == "teardown" and test["outcome"] != "passed":
+            return  # the first failure says what went wrong
+        test["outcome"] = "error" if report.failed and report.when != "call" else report.outcome
+        test["reason"] = _reason(report)
+
+
+def _reason(report: pytest.TestReport) -> str:
+    """A skip's reason or a failure's one-line message (masked, short)."""
+    longrepr = report.longrepr
+    if longrepr is None or report.passed:
+        return ""
+    if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: why")
+        text = str(longrepr[2]).removeprefix("Skipped: ")
+    elif getattr(longrepr, "reprcrash", None) is not None:
+        text = longrepr.reprcrash.message  # type: ignore[union-attr]
+    else:
+        lines = [ln for ln in str(longrepr).splitlines() if ln.strip()]
+        errors = [ln for ln in lines if ln.startswith("E ")]
+        text = (errors or lines or [""])[0].removeprefix("E").strip()
+    return mask(" ".join(text.split()).removeprefix("Failed: "))[:400]
+
+
+def run_facts(config: pytest.Config, state: RunState) -> dict[str, Any]:
+    """Who ran the run, where, when, with which harness revision and settings."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = os.environ.get("USER", "unknown")
+    return {
+        "id": state.run_id, "user": user, "host": socket.gethostname(),
+        "started": state.started_at.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "finished": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "wall_seconds": round(time.monotonic() - state.started, 1),
+        "harness_version": __version__, "git_revision": git_revision(Path(__file__).resolve().parent),
+        "command": mask("pytest " + shlex.join(str(a) for a in config.invocation_params.args)),
+        "settings": state.settings.describe(),
+    }
+
+
+def git_revision(where: Path) -> str:
+    """``git describe --always --dirty`` of the harness, or "unknown" outside git."""
+    try:
+        out = subprocess.run(["git", "-C", str(where), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
+def _summaries(state: RunState) -> list[dict[str, Any]]:
+    """Every build of the run: this process's and those the xdist workers sent."""
+    return [build_summary(b, state.run_dir) for b in state.builds.values()] + state.summaries
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     state = session.config.stash.get(STATE_KEY, None)
-    if workeroutput is not None and state is not None:
+    if state is None:
+        return
+    if workeroutput is not None:
         workeroutput["gmi_summaries"] = json.dumps(
-            [build_summary(b) for b in state.builds.values()])
+            [build_summary(b, state.run_dir) for b in state.builds.values()])
+        return
+    _remove_once_folder(state)
+    if not state.run_dir.is_dir():
+        return  # nothing ran (--collect-only, --fixtures, no subject)
+    try:
+        facts = run_facts(session.config, state)
+        doc = signoff.run_data(facts, _summaries(state), state.tests.values())
+        signoff.write_data(state.run_dir, doc)
+        state.signoff_page = signoff.render(signoff.load_data(state.run_dir / signoff.DATA_FILE),
+                                            state.run_dir / signoff.PAGE_FILE)
+        results = getattr(session.config.option, "allure_report_dir", None)
+        if results:
+            _allure_files(Path(results), facts, state)
+    except Exception as exc:  # a report must never cost a long run its other results
+        state.report_error = mask(f"{type(exc).__name__}: {exc}")
+
+
+def _allure_files(results: Path, facts: dict[str, Any], state: RunState) -> None:
+    props: dict[str, Any] = {
+        "run": facts["id"], "harness": f"{facts['harness_version']} ({facts['git_revision']})",
+        "host": facts["host"], "user": facts["user"], "python": sys.version.split()[0],
+        "pytest": pytest.__version__, "distros": ", ".join(subjects(state.settings)) or "(none)"}
+    for line in state.settings.describe():
+        name, _, value = line.partition(" = ")
+        props[f"setting.{name}"] = value
+    allure_support.write_environment(results, {k: mask(str(v)) for k, v in props.items()})
+    allure_support.write_categories(results)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -335,6 +538,54 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     state = node.config.stash.get(STATE_KEY, None)
     if data and state is not None:
         state.summaries.extend(json.loads(data))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """A short table per distro: stages and their durations, archive, result."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or hasattr(config, "workerinput") or not state.run_dir.is_dir():
+        return
+    tests: dict[str, list[dict[str, Any]]] = {}
+    for t in state.tests.values():
+        tests.setdefault(t["subject"], []).append(t)
+    builds = {s["subject"]: s for s in _summaries(state)}
+    names = list(dict.fromkeys([*builds, *tests]))
+    if not names:
+        return
+    tr = terminalreporter
+    tr.write_sep("=", "GMI builds")
+    for name in names:
+        mine, build = tests.get(name, []), builds.get(name, {})
+        counts = {o: sum(t["outcome"] == o for t in mine) for o in ("passed", "failed", "error", "skipped")}
+        result = "FAILED" if counts["failed"] or counts["error"] else "passed" if mine else "no tests"
+        stages = {k: v for k, v in build.get("timings", {}).items() if ":" not in k}
+        tr.write_line(f"{name:<14} {result:<8} " + ", ".join(f"{k}={v:.0f}" for k, v in counts.items() if v)
+                      + f"  ({signoff.human_seconds(sum(stages.values()))} in stages)",
+                      red=result == "FAILED", green=result == "passed")
+        if stages:
+            tr.write_line(" " * 15 + "  ".join(f"{k} {signoff.human_seconds(v)}" for k, v in stages.items()))
+        tr.write_line(" " * 15 + f"archive: {build.get('archive') or 'not exported'}")
+    wall = signoff.human_seconds(time.monotonic() - state.started)
+    tr.write_line(f"run {state.run_id}: wall time {wall}; reports in {state.run_dir}")
+    if state.signoff_page is not None:
+        tr.write_line(f"sign-off page: {state.signoff_page}")
+    if state.report_error:
+        tr.write_line(f"sign-off page NOT written: {state.report_error}", red=True)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_header(cells: list[str]) -> None:
+    cells.insert(2, '<th class="sortable" data-column-type="distro">Distro</th>')
+    cells.insert(3, '<th class="sortable" data-column-type="checklist">Checklist item</th>')
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_html_results_table_row(report: pytest.TestReport, cells: list[str]) -> None:
+    import html
+
+    props = dict(report.user_properties)
+    cells.insert(2, f'<td class="col-distro">{html.escape(str(props.get("distro", "")))}</td>')
+    cells.insert(3, f'<td class="col-checklist">{html.escape(str(props.get("checklist", "")))}</td>')
 
 
 def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str],
@@ -350,15 +601,122 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
                        for k, v in rows.items())
         return f"<table><tr><th>{head}</th><th></th></tr>{body}</table>"
 
-    for item in [build_summary(b) for b in state.builds.values()] + state.summaries:
+    if state.run_dir.is_dir():
+        postfix.append(f'<p>Sign-off page: <a href="{signoff.PAGE_FILE}">{signoff.PAGE_FILE}</a>; '
+                       f'Allure results: {allure_support.RESULTS_DIR}/</p>')
+    for item in _summaries(state):
         archive = f" - archive {item['archive']}" if item["archive"] else ""
+        sha = f" (SHA-256 {item['sha256']})" if item.get("sha256") else ""
+        logs = ", ".join(f'<a href="{html.escape(rel)}">{html.escape(Path(rel).name)}</a>'
+                         for rel in item.get("logs", []))
         postfix.append(
             f"<h3>{html.escape(item['title'])} ({html.escape(item['subject'])}, backend "
-            f"{html.escape(item['backend'])}, accel {html.escape(item['accel'])})</h3>"
-            f"<p>expectations: {html.escape(item['expectations'] + archive)}</p>"
+            f"{html.escape(item['backend'])}, accel {html.escape(item['accel'])}, host "
+            f"{html.escape(item.get('host', '?'))})</h3>"
+            f"<p>expectations: {html.escape(item['expectations'] + archive + sha)}</p>"
+            + (f"<p>logs: {logs}</p>" if logs else "")
             + table("stage", item["timings"], "{:.0f} s")
             + table("component", item["versions"], "{}")
             + table("size", item["sizes"], "{:,} bytes"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """``--signoff-from=DIR ...``: write one sign-off page from those runs' results
+    (run folders or CI artifacts) and stop; nothing is collected or built.
+
+    Spell it ``--signoff-from=DIR`` (repeatable, or DIR,DIR) when the folders are outside
+    the repository: pytest reads bare words after an option it does not know yet as
+    test paths, and would then not find the repository's conftest (and this plugin)."""
+    if not config.getoption("gmi_signoff_from", None) and not os.environ.get("GMI_SIGNOFF_FROM"):
+        return None
+    settings = _settings_from(config)
+    if not settings.signoff_from:
+        return None
+    folder = settings.out_dir / "runs" / (datetime.now(UTC).strftime("signoff-%Y%m%d-%H%M%S")
+                                          + f"-{os.getpid()}")
+    folders = [Path(p).expanduser() for raw in settings.signoff_from for p in raw.split(",") if p]
+    try:
+        page = signoff.render(signoff.collect(folders), folder / signoff.PAGE_FILE)
+    except GmiError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    print(f"sign-off page: {page}")
+    return 0
+
+
+# ------------------------------------------------------------------ once per run
+
+
+def once_per_run(config: pytest.Config, key: str, work: Callable[[Path], Any]) -> Any:
+    """Run ``work(scratch)`` once per run, whichever worker gets here first; the
+    others block on the lock, then get the JSON-able result it left (or its error).
+    The lock and result live under ``<scratch>/runs/<run id>/``, so two runs never
+    share them and a later run never reuses a stale result."""
+    state: RunState = config.stash[STATE_KEY]
+    folder = _once_folder(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / f"{key}.json"
+    with file_lock(folder / f"{key}.lock"):
+        if done.exists():
+            data = json.loads(done.read_text())
+        else:
+            scratch = folder / key
+            scratch.mkdir(exist_ok=True)
+            try:
+                data = {"value": work(scratch), "error": None}
+            except GmiError as exc:
+                data = {"value": None, "error": str(exc)}
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            tmp = done.with_name(done.name + ".part")
+            tmp.write_text(json.dumps(data))
+            os.replace(tmp, done)
+    if data["error"]:
+        raise GmiError(data["error"])
+    return data["value"]
+
+
+def _once_folder(state: RunState) -> Path:
+    return state.settings.scratch_dir / "runs" / state.run_id
+
+
+def _remove_once_folder(state: RunState) -> None:
+    """At the end of the run (on the controller, after every worker finished)."""
+    folder = _once_folder(state)
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.parent.rmdir()  # only when no other run uses it
+
+
+def host_facts(config: pytest.Config) -> dict[str, Any]:
+    """The run's once-per-run work (every ``pytest_gmi_once_per_run``), merged."""
+    settings = config.stash[SETTINGS_KEY]
+
+    def work(scratch: Path) -> dict[str, Any]:
+        facts: dict[str, Any] = {}
+        for part in config.hook.pytest_gmi_once_per_run(config=config, settings=settings,
+                                                        scratch=scratch):
+            facts.update(part or {})
+        return facts
+
+    facts: dict[str, Any] = once_per_run(config, "host", work)
+    if facts.get("accel") and settings.backend == "qemu":
+        from . import qemu
+
+        qemu._ACCEL_CACHE.setdefault("auto", facts["accel"])  # every worker: no second probe
+    return facts
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_gmi_once_per_run(config: pytest.Config, settings: Settings, scratch: Path) -> dict[str, Any]:
+    """The host checks every build needs: the backend's tools, and for QEMU the
+    accelerator probe (a short real boot under KVM)."""
+    if settings.backend != "qemu":
+        return {}
+    from . import hostenv, qemu
+
+    hostenv.require_tools(list(qemu.QemuBackend.tools))
+    return {"accel": qemu.probe_accel(scratch, settings.accel)}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -417,9 +775,10 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
               state.run_dir / "logs" / short, subject=subject)
     if validate.is_archive(subject):
         b.archive = validate.archive_path(subject)
-    b.progress = _progress_writer(request.config)
+    b.progress = _progress_writer(request.config, state)
     b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
     try:
+        host_facts(request.config)
         backend.check_host(b)
     except GmiError as exc:
         fail_cleanly(exc)
@@ -433,17 +792,21 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         _finish(b, state)
 
 
-def _progress_writer(config: pytest.Config) -> Any:
-    """Live progress lines on the terminal, past pytest's output capture."""
+def _progress_writer(config: pytest.Config, state: RunState) -> Any:
+    """Live progress lines on the terminal, past pytest's output capture, each with
+    the run's elapsed time (two distros' lines interleave under ``-n``)."""
     capman = config.pluginmanager.getplugin("capturemanager")
     reporter = config.pluginmanager.getplugin("terminalreporter")
 
     def emit(line: str) -> None:
-        if capman is None or reporter is None:  # xdist workers have no terminal
-            print(line, file=sys.stderr, flush=True)
-            return
-        with capman.global_and_fixture_disabled():
-            reporter.write_line(line)
+        elapsed = int(time.monotonic() - state.started)
+        line = f"[{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] {line}"
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            if reporter is None or hasattr(config, "workerinput"):
+                # an xdist worker: its stderr is the controller's terminal
+                print(line, file=sys.stderr, flush=True)
+            else:
+                reporter.write_line(line)
 
     return emit
 
@@ -464,6 +827,9 @@ def _finish(b: Build, state: RunState) -> None:
         shutil.rmtree(b.workdir, ignore_errors=True)
         state.scratch.remove(b.workdir)
     b.detach_logfile()
+    # Allure: the evidence goes into the build fixture's tear-down, shown with every
+    # test of the distro (the serial consoles, the clone's logs, seed files, manifest).
+    allure_support.attach_logs(b.logdir, b.record.get("manifest"))
 
 
 def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:

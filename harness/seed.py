@@ -40,7 +40,7 @@ def render(spec: SeedSpec) -> dict[str, str]:
                 "name": spec.username,
                 "sudo": "ALL=(ALL) NOPASSWD:ALL",
                 "shell": "/bin/bash",
-                "home": f"/home/{spec.username}",
+                "homedir": f"/home/{spec.username}",  # cloud-init's key ('home' fails its schema)
                 "lock_passwd": True,
                 "groups": ", ".join(spec.groups),
                 "ssh_authorized_keys": [spec.ssh_public_key],

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
+import matrix_project
 import pytest
 
 pytest_plugins = ["pytester"]
@@ -15,6 +20,18 @@ def test_item(distro_name, request):
     marks = [m.args for m in request.node.iter_markers("xdist_group")]
     assert marks == [(distro_name,)]
 """
+
+
+@pytest.fixture(autouse=True)
+def subprocess_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The once-per-run host check probes KVM with a short real QEMU boot on 'auto':
+    these tests boot nothing. And pytester's subprocess runs import this tree's harness
+    (not the one pip installed in editable mode, which may be another work tree)."""
+    import os
+
+    monkeypatch.setenv("GMI_ACCEL", "tcg")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(matrix_project.ROOT),
+                                                                   os.environ.get("PYTHONPATH")])))
 
 
 @pytest.fixture
@@ -78,7 +95,8 @@ def test_options_are_documented(pytester: pytest.Pytester):
     pytester.makeconftest(CONFTEST)
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(["*GMI build and validation*", "*--distro=NAME*", "*--backend=BACKEND*",
-                                 "*--keep=KEEP*", "*--out=OUT*", "*--force*"])
+                                 "*--keep=KEEP*", "*--out=OUT*", "*--force*",
+                                 "*--signoff-from=DIR*"])
 
 
 def test_fixtures_are_documented(pytester: pytest.Pytester):
@@ -93,12 +111,13 @@ def test_fixtures_are_documented(pytester: pytest.Pytester):
     assert "fresh clone of the sealed image" in out
 
 
-def test_hyperv_backend_fails_with_one_line(project: pytest.Pytester, tmp_path):
+def test_hyperv_backend_fails_with_one_line(project: pytest.Pytester, tmp_path, monkeypatch):
+    monkeypatch.delenv("GMI_HYPERV_HOST", raising=False)
     project.makepyfile(test_build="def test_b(build):\n    pass\n")
     result = project.runpytest("--distro=debian-12", "--backend=hyperv", f"--out={tmp_path}",
                                "test_build.py")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*the hyperv backend is not available in this version yet*"])
+    result.stdout.fnmatch_lines(["*--backend=hyperv needs a host: --hyperv-host NAME*"])
     assert "Traceback" not in result.stdout.str()
 
 
@@ -149,3 +168,118 @@ def test_b(build):
     report = next((tmp_path / "runs").glob("*/report.html")).read_text()
     assert "GMI Debian 12" in report and "6.1.0-x" in report
     assert "expectations: catalogue" in report
+
+
+# ------------------------------------------------------------- the two-distro matrix
+
+
+def _junit(run: Path) -> list[dict[str, str]]:
+    import xml.etree.ElementTree as ET
+
+    cases = ET.parse(run / "junit.xml").getroot().iter("testcase")
+    return [{"name": c.get("name", ""), **{p.get("name", ""): p.get("value", "") for p in c.iter("property")}}
+            for c in cases]
+
+
+def test_two_distros_on_two_workers(pytester: pytest.Pytester, tmp_path, monkeypatch):
+    """-n 2 with two distros: each distro's tests on one worker, a different one per
+    distro; its session fixtures set up once; the once-per-run work done once for the
+    whole run (not per worker); live stage lines with the elapsed time; a summary table;
+    nothing left in scratch."""
+    log = matrix_project.make(pytester, monkeypatch, tmp_path)
+    result = matrix_project.run(pytester, tmp_path)
+    result.assert_outcomes(passed=12, failed=1, skipped=1)
+    lines = log.read_text().splitlines()
+    setups = sorted(ln for ln in lines if ln.startswith("setup"))
+    assert [s.split()[1] for s in setups] == ["debian-12", "debian-13"], lines
+    assert len({s.split()[2] for s in setups}) == 2, f"both distros on one worker: {setups}"
+    assert len([ln for ln in lines if ln.startswith("once")]) == 1, lines
+    out = result.stdout.str() + result.stderr.str()
+    assert re.search(r"\[0:00:\d\d\] \[debian-13\] seal done in 0 s", out), out
+    result.stdout.fnmatch_lines(["*= GMI builds =*", "debian-1? *passed*", "*provision 0 s  seal 0 s*",
+                                 "*archive: */GMI-Debian-1?.zip", "*sign-off page: */signoff.html"])
+    result.stdout.re_match_lines([r"debian-13 +FAILED +passed=5, failed=1, skipped=1"])
+    assert not list((tmp_path / "scratch").glob("*")), "scratch left behind"
+    run = next((tmp_path / "runs").glob("2*"))
+    cases = _junit(run)
+    assert len(cases) == 14 and {c["distro"] for c in cases} == {"debian-12", "debian-13"}
+    assert {c.get("checklist") for c in cases if c["name"].startswith("test_dhcp")} == {
+        "DHCP assigns an IPv4 address on eth0"}
+
+
+def test_once_per_run_error_fails_every_build_once(pytester: pytest.Pytester, tmp_path, monkeypatch):
+    """A failing once-per-run step runs once; every distro's build fails with its message."""
+    log = matrix_project.make(pytester, monkeypatch, tmp_path)
+    pytester.makeconftest(matrix_project.CONFTEST.replace(
+        'return {"iso_cache": str(scratch)}',
+        'from harness.errors import GmiError\n    raise GmiError("the ISO cache is unreachable")'))
+    result = matrix_project.run(pytester, tmp_path)
+    result.assert_outcomes(errors=14)
+    assert result.stdout.str().count("the ISO cache is unreachable") >= 2
+    assert len([ln for ln in log.read_text().splitlines() if ln.startswith("once")]) == 1
+    # the sign-off data says why every test of both distros errored
+    doc = json.loads(next((tmp_path / "runs").glob("2*/signoff.json")).read_text())
+    assert {(t["subject"], t["outcome"]) for t in doc["tests"]} == {("debian-12", "error"),
+                                                                    ("debian-13", "error")}
+    assert all(t["reason"] == "the ISO cache is unreachable" for t in doc["tests"]), doc["tests"][0]
+
+
+def test_once_per_run_is_keyed_on_the_run(tmp_path, monkeypatch):
+    """Two runs never share a result; within a run the work happens once."""
+    from harness import plugin
+    from harness.config import resolve
+
+    calls = []
+    settings = resolve({"scratch": str(tmp_path)}, env={})
+
+    class FakeConfig:
+        def __init__(self, run_id: str) -> None:
+            self.stash = {plugin.STATE_KEY: plugin.RunState(settings, run_id, tmp_path / run_id)}
+
+    def work(scratch: Path) -> dict:
+        assert scratch.is_dir()
+        calls.append(scratch)
+        return {"n": len(calls)}
+
+    one, two = FakeConfig("run-1"), FakeConfig("run-2")
+    assert plugin.once_per_run(one, "host", work) == {"n": 1}  # type: ignore[arg-type]
+    assert plugin.once_per_run(one, "host", work) == {"n": 1}  # type: ignore[arg-type]
+    assert plugin.once_per_run(two, "host", work) == {"n": 2}  # type: ignore[arg-type]
+    assert len(calls) == 2 and calls[0] != calls[1] and not calls[0].exists()
+
+
+def test_file_lock_is_exclusive_across_processes(tmp_path):
+    """Two processes wanting one cache: the second waits for the first."""
+    import subprocess
+    import sys
+    import time
+
+    from harness.locking import file_lock
+
+    lock = tmp_path / "bookworm.lock"
+    code = ("import sys, time; from pathlib import Path; from harness.locking import file_lock\n"
+            "with file_lock(Path(sys.argv[1])): print(time.monotonic(), flush=True)\n")
+    with file_lock(lock):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE,
+                                text=True, cwd=str(Path(__file__).resolve().parent.parent))
+        time.sleep(1.0)
+        assert proc.poll() is None, "the second process did not wait for the lock"
+        released = time.monotonic()
+    got = float(proc.communicate(timeout=30)[0])
+    assert got >= released
+
+
+def test_a_broken_report_does_not_cost_the_run(pytester: pytest.Pytester, tmp_path, monkeypatch):
+    """The sign-off page failing to render is one red line at the end, not an
+    INTERNALERROR after a long build: the other reports are still written."""
+    log = matrix_project.make(pytester, monkeypatch, tmp_path)
+    pytester.makeconftest(matrix_project.CONFTEST + (
+        "\nimport harness.signoff\n"
+        "def _broken(*a, **k):\n    raise RuntimeError('template exploded')\n"
+        "harness.signoff.render = _broken\n"))
+    result = matrix_project.run(pytester, tmp_path, distros=("debian-12",), workers=0)
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(["*sign-off page NOT written: RuntimeError: template exploded*"])
+    run = next((tmp_path / "runs").glob("2*"))
+    assert (run / "signoff.json").is_file() and (run / "junit.xml").is_file() and log.is_file()
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()

@@ -51,7 +51,7 @@ def test_seal_script_scrubs_and_powers_off_without_secrets(tmp_path: Path):
     script = seal_script(b)
     for needle in ("cloud-init clean --logs", "usermod -p '!' root",
                    f"usermod -p '!' {D.admin_user}", "truncate -s 0 /etc/machine-id",
-                   "rm -f /var/lib/dhcp/*.lease* /etc/ssh/ssh_host_*", "fstrim -a"):
+                   "rm -f /var/lib/dhcp/*.lease* /var/lib/dhcpcd/*.lease* /etc/ssh/ssh_host_*", "fstrim -a"):
         assert needle in script
     assert script.rstrip().endswith("systemctl poweroff")
     assert script.index(SEAL_DONE) < script.rindex("systemctl poweroff")

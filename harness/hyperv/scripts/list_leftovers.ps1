@@ -1,0 +1,27 @@
+<#
+.SYNOPSIS
+  For the janitor: every VM whose Notes start with 'gmi-harness ' and every run folder
+  (gmi-harness-* with a gmi-run.json marker) under the given roots.
+.EXAMPLE
+  .\list_leftovers.ps1 -Roots @('D:\Hyper-V\Virtual Hard Disks')
+#>
+param(
+    [string[]]$Roots = @()
+)
+$ErrorActionPreference = 'Stop'
+
+if ($Roots.Count -eq 0) { $Roots = @((Get-VMHost).VirtualHardDiskPath) }
+$vms = @(Get-VM | Where-Object { ([string]$_.Notes).StartsWith('gmi-harness ') } | ForEach-Object {
+    [pscustomobject]@{ Name = $_.Name; State = $_.State.ToString(); Notes = $_.Notes }
+})
+$folders = @(foreach ($root in $Roots) {
+    if (-not (Test-Path -LiteralPath $root)) { continue }
+    Get-ChildItem -LiteralPath $root -Directory -Filter 'gmi-harness-*' | ForEach-Object {
+        $marker = Join-Path $_.FullName 'gmi-run.json'
+        [pscustomobject]@{
+            Path   = $_.FullName
+            Marker = if (Test-Path -LiteralPath $marker) { Get-Content -LiteralPath $marker -Raw } else { '' }
+        }
+    }
+})
+[pscustomobject]@{ Vms = $vms; Folders = $folders } | ConvertTo-Json -Depth 4 -Compress

@@ -1,0 +1,88 @@
+<#
+.SYNOPSIS
+  Step 1 of the GMI procedure, the wizard's settings exactly: a Generation 2 VM named
+  after the GMI, 4096 MB of dynamic memory, a virtual switch, a new dynamic VHDX named
+  like the VM (or a copy of a base VHDX), Secure Boot with the distro's template (or
+  off), no TPM, no shielding, automatic checkpoints off, the install ISO in a DVD drive
+  (and the answer media in a second one), booting from the DVD first. Not started.
+.EXAMPLE
+  .\new_vm.ps1 -Name 'GMI Debian 12' -Folder 'D:\VHD\gmi-harness-run1' -SwitchName 'External' `
+      -SizeBytes 268435456000 -MemoryMB 4096 -DynamicMemory $true -SecureBoot $true `
+      -SecureBootTemplate 'MicrosoftUEFICertificateAuthority' -InstallIso 'D:\iso\debian.iso' `
+      -Notes 'gmi-harness run=20261126-0700 ...'
+#>
+param(
+    [Parameter(Mandatory)][string]$Name,
+    [Parameter(Mandatory)][string]$Folder,
+    [Parameter(Mandatory)][string]$SwitchName,
+    [long]$SizeBytes = 0,
+    [string]$BaseVhdx = '',
+    [int]$MemoryMB = 4096,
+    [bool]$DynamicMemory = $true,
+    [int]$ProcessorCount = 2,
+    [bool]$SecureBoot = $true,
+    [string]$SecureBootTemplate = 'MicrosoftUEFICertificateAuthority',
+    [int]$BlockSizeMiB = 0,
+    [string]$InstallIso = '',
+    [string]$AnswerIso = '',
+    [Parameter(Mandatory)][string]$Notes
+)
+$ErrorActionPreference = 'Stop'
+
+if (Get-VM -Name $Name -ErrorAction SilentlyContinue) {
+    throw "a VM named '$Name' already exists on this host; remove or rename it (or adopt it with --hyperv-base-vm)"
+}
+$vhdx = Join-Path $Folder "$Name.vhdx"
+if ($BaseVhdx) {
+    Copy-Item -LiteralPath $BaseVhdx -Destination $vhdx
+} else {
+    $vhdArgs = @{ Path = $vhdx; SizeBytes = $SizeBytes; Dynamic = $true }
+    if ($BlockSizeMiB -gt 0) { $vhdArgs.BlockSizeBytes = [uint32]$BlockSizeMiB * 1MB }
+    New-VHD @vhdArgs | Out-Null
+}
+$memory = [long]$MemoryMB * 1MB
+$vm = New-VM -Name $Name -Generation 2 -MemoryStartupBytes $memory -VHDPath $vhdx `
+    -SwitchName $SwitchName -Path $Folder
+$vm | Set-VM -Notes $Notes -ProcessorCount $ProcessorCount -AutomaticCheckpointsEnabled $false `
+    -CheckpointType Standard
+if ($DynamicMemory) {
+    $vm | Set-VMMemory -DynamicMemoryEnabled $true -StartupBytes $memory -MinimumBytes 512MB -MaximumBytes $memory
+} else {
+    $vm | Set-VMMemory -DynamicMemoryEnabled $false -StartupBytes $memory
+}
+if ($SecureBoot) {
+    $vm | Set-VMFirmware -EnableSecureBoot On -SecureBootTemplate $SecureBootTemplate
+} else {
+    $vm | Set-VMFirmware -EnableSecureBoot Off
+}
+# No TPM, no shielding: a new VM has neither; say so in the result, checked below.
+$security = Get-VMSecurity -VM $vm
+if ($security.TpmEnabled -or $security.Shielded) {
+    throw "the new VM '$Name' has a TPM or shielding enabled by host policy; turn it off"
+}
+$disk = Get-VMHardDiskDrive -VM $vm
+$bootOrder = @()
+if ($InstallIso) {
+    $dvd = Add-VMDvdDrive -VM $vm -Path $InstallIso -Passthru
+    $bootOrder += $dvd
+}
+if ($AnswerIso) {
+    Add-VMDvdDrive -VM $vm -Path $AnswerIso | Out-Null
+}
+$bootOrder += $disk
+$vm | Set-VMFirmware -BootOrder $bootOrder
+$vm = Get-VM -Name $Name
+$firmware = Get-VMFirmware -VM $vm
+[pscustomobject]@{
+    Name                        = $vm.Name
+    Id                          = $vm.Id.ToString()
+    Generation                  = $vm.Generation
+    State                       = $vm.State.ToString()
+    Vhdx                        = $vhdx
+    SecureBoot                  = $firmware.SecureBoot.ToString()
+    SecureBootTemplate          = $firmware.SecureBootTemplate
+    AutomaticCheckpointsEnabled = $vm.AutomaticCheckpointsEnabled
+    DynamicMemoryEnabled        = $vm.DynamicMemoryEnabled
+    MemoryStartup               = $vm.MemoryStartup
+    BootOrder                   = @($firmware.BootOrder | ForEach-Object { $_.BootType.ToString() })
+} | ConvertTo-Json -Depth 4 -Compress

@@ -1,0 +1,92 @@
+"""The janitor against a fake PowerShell transport and a recorded listing (no Windows
+host exists on the machines this harness is developed on)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from hyperv_fake import FakePowerShell, hyperv_settings, recorded
+
+from harness.errors import GmiError
+from harness.hyperv import janitor
+
+NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+
+
+def test_notes_are_parsed_and_other_notes_ignored():
+    assert janitor.parse_notes("gmi-harness run=R worker=gw0 pid=12") == {
+        "run": "R", "worker": "gw0", "pid": "12"}
+    assert janitor.parse_notes("my own VM, hands off") == {}
+
+
+def test_runs_of_this_machine_are_dead_when_their_process_is():
+    fields = {"run": "R", "client": "me", "pid": "4242", "started": "2026-11-26T06:59:00Z"}
+    assert janitor.judge(fields, now=NOW, max_age_hours=24, hostname="me",
+                         alive=lambda pid: False) == (True, "its process (pid 4242 on me) is gone")
+    dead, why = janitor.judge(fields, now=NOW, max_age_hours=24, hostname="me",
+                              alive=lambda pid: True)
+    assert not dead and "alive here" in why
+
+
+def test_runs_of_other_machines_die_of_age():
+    fields = {"run": "R", "client": "ci", "pid": "1", "started": "2026-11-20T01:00:00Z"}
+    assert janitor.judge(fields, now=NOW, max_age_hours=24, hostname="me")[0] is True
+    young = {**fields, "started": "2026-11-26T06:40:00Z"}
+    assert janitor.judge(young, now=NOW, max_age_hours=24, hostname="me")[0] is False
+
+
+def test_find_and_sweep_remove_only_dead_runs():
+    ps = FakePowerShell({"list_leftovers": recorded("list_leftovers")})
+    items = janitor.find(ps, ["D:\\Hyper-V\\Virtual Hard Disks"], now=NOW, max_age_hours=24,
+                         hostname="laptop")
+    assert [(i.kind, i.dead) for i in items] == [
+        ("vm", True), ("folder", True), ("folder", False), ("folder", False)]
+    assert "no readable gmi-run.json marker" in items[3].why
+    removed = janitor.sweep(ps, items)
+    assert ps.params("remove_items") == {
+        "VmNames": ["GMI Debian 12"],
+        "Paths": ["D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-20261120-0100-gw0-debian-12"],
+        "Tag": "gmi-harness run=20261120-0100 worker=gw0"}
+    assert removed == ["GMI Debian 12",
+                       "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-20261120-0100-gw0-debian-12"]
+    assert ps.names().count("remove_items") == 1
+
+
+def test_list_mode_removes_nothing(tmp_path):
+    ps = FakePowerShell({"list_leftovers": recorded("list_leftovers")})
+    lines: list[str] = []
+    settings = hyperv_settings(tmp_path, janitor="list", hyperv_hosts="hv01,hv02")
+    assert janitor.run(settings, "list", lines.append, transport=lambda s, h: ps) == 0
+    assert "remove_items" not in ps.names() and ps.closed
+    assert sum("DEAD" in ln for ln in lines) == 4  # two hosts (the same fake), two dead each
+    assert lines[0].startswith("hv01: vm 'GMI Debian 12': DEAD (started ")
+
+
+def test_remove_mode_and_no_host(tmp_path):
+    ps = FakePowerShell({"list_leftovers": {"Vms": None, "Folders": None}})
+    lines: list[str] = []
+    janitor.run(hyperv_settings(tmp_path), "remove", lines.append, transport=lambda s, h: ps)
+    assert lines == ["hv01: nothing left by gmi-harness runs"]
+    with pytest.raises(GmiError, match="the janitor needs a host"):
+        janitor.run(hyperv_settings(tmp_path, hyperv_host=""), "list", lines.append,
+                    transport=lambda s, h: ps)
+
+
+def test_the_pytest_option_runs_the_janitor_instead_of_tests(pytester: pytest.Pytester, monkeypatch):
+    # the subprocess imports this tree's harness (not an installed copy)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
+    pytester.makeconftest('pytest_plugins = ["harness.plugin", "harness.hyperv.janitor"]\n')
+    pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest_subprocess("--janitor=list", "--hyperv-host=", "-p",
+                                           "no:cacheprovider")
+    assert result.ret == 2
+    result.stderr.fnmatch_lines(["janitor: the janitor needs a host: --hyperv-host NAME*"])
+    result = pytester.runpytest_subprocess("--janitor=sweep", "-p", "no:cacheprovider")
+    assert result.ret == 2
+    result.stderr.fnmatch_lines(["janitor: --janitor: janitor must be one of off, list, remove, "
+                                 "got 'sweep'"])
+
+
+pytest_plugins = ["pytester"]

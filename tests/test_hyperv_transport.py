@@ -1,0 +1,208 @@
+"""The PowerShell transports and the script files, without a Windows host (none exists
+on the machines this harness is developed on).
+
+The local transport runs against a stand-in ``pwsh`` (a small Python program that
+records how it was called and answers like PowerShell would); the scripts are checked
+as text. The remote transport's wire behaviour is in ``test_hyperv_wsman.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError, mask, register_secret
+from harness.hyperv.transport import (
+    RUNNER,
+    SCRIPTS,
+    LocalPowerShell,
+    RemoteOptions,
+    ScriptError,
+    parse_output,
+    script_text,
+)
+
+HYPERV = Path(__file__).parent.parent / "harness" / "hyperv"
+SCRIPT_FILES = sorted(p.name for p in SCRIPTS.iterdir() if p.name.endswith(".ps1"))
+
+
+# --- the scripts are readable files a person can run -----------------------------------
+
+
+def test_every_script_the_backend_runs_is_a_file():
+    source = "".join((HYPERV / f).read_text() for f in ("backend.py", "janitor.py"))
+    used = set(re.findall(r"\.run\(\s*\"(\w+)\"", source))
+    assert used, "no script calls found"
+    assert {f"{u}.ps1" for u in used} <= set(SCRIPT_FILES)
+    assert set(SCRIPT_FILES) <= {f"{u}.ps1" for u in used}, "a script nobody runs"
+
+
+@pytest.mark.parametrize("name", SCRIPT_FILES)
+def test_each_script_documents_itself_and_stops_on_errors(name):
+    text = script_text(name.removesuffix(".ps1"))
+    assert text.startswith("<#") and ".SYNOPSIS" in text and ".EXAMPLE" in text
+    param, stop = text.index("param("), text.index("$ErrorActionPreference = 'Stop'")
+    assert param < stop < text.index("\n", stop) + 1 < len(text)
+    assert "ConvertTo-Json" in text and "-Compress" in text
+    assert "Invoke-Expression" not in text and "iex " not in text
+
+
+def test_the_scripts_ship_as_package_data():
+    pyproject = (HYPERV.parent.parent / "pyproject.toml").read_text()
+    assert '"harness.hyperv" = ["scripts/*.ps1"]' in pyproject
+    assert '"pypsrp==0.9.1"' in pyproject
+
+
+def test_the_runner_fails_on_a_native_commands_exit_code():
+    assert "$ErrorActionPreference = 'Stop'" in RUNNER
+    assert "$global:LASTEXITCODE = 0" in RUNNER and "$global:LASTEXITCODE -ne 0" in RUNNER
+    assert "[scriptblock]::Create($ScriptText)" in RUNNER and "@Arguments" in RUNNER
+
+
+def test_output_is_the_last_json_line():
+    assert parse_output("x", "h", ["WARNING-ish text", '{"a": 1}']) == {"a": 1}
+    assert parse_output("x", "h", ["", "  "]) is None
+    with pytest.raises(ScriptError, match=r"x\.ps1 on h did not print JSON as its last line"):
+        parse_output("x", "h", ["{bad"])
+
+
+# --- the local transport (the harness on the host itself) ------------------------------
+
+FAKE_PWSH = r'''#!{python}
+import json, os, sys
+request = json.loads(sys.stdin.read())
+record = os.environ["FAKE_PWSH_RECORD"]
+with open(record, "w") as f:
+    json.dump({{"argv": sys.argv[1:], "request": request}}, f)
+mode = request["Arguments"].get("Mode", "ok")
+if mode == "ok":
+    print("a line a cmdlet wrote")
+    print(json.dumps({{"Echo": request["Arguments"]}}))
+elif mode == "error-stream":
+    print("{{}}")
+    print("Get-VM : Hyper-V was unable to find a virtual machine with name 'GMI Debian 12'.", file=sys.stderr)
+elif mode == "exit":
+    print("a native command exited with code 3", file=sys.stderr)
+    sys.exit(1)
+'''
+
+
+@pytest.fixture
+def pwsh(tmp_path, monkeypatch) -> tuple[LocalPowerShell, Path]:
+    exe = tmp_path / "pwsh"
+    exe.write_text(FAKE_PWSH.format(python=sys.executable))
+    exe.chmod(0o755)
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("FAKE_PWSH_RECORD", str(record))
+    return LocalPowerShell(str(exe), timeout=30), record
+
+
+def test_local_parameters_travel_on_stdin_never_in_the_command_line(pwsh):
+    ps, record = pwsh
+    name = "GMI Debian 12'; Remove-Item C:\\ -Recurse; '"
+    reply = ps.invoke("vm_status", script_text("vm_status"), {"Name": name, "Mode": "ok"})
+    assert reply == {"Echo": {"Name": name, "Mode": "ok"}}
+    seen = json.loads(record.read_text())
+    assert all(name not in a for a in seen["argv"])
+    assert "-EncodedCommand" in seen["argv"] and "-NonInteractive" in seen["argv"]
+    assert seen["request"]["ScriptText"] == script_text("vm_status")
+    assert seen["request"]["Runner"] == RUNNER
+
+
+def test_local_error_stream_is_a_failure_even_with_exit_0(pwsh):
+    ps, _ = pwsh
+    with pytest.raises(ScriptError, match=r"vm_status\.ps1 failed on this host \(exit 0\): Get-VM : "
+                                          r"Hyper-V was unable to find a virtual machine"):
+        ps.invoke("vm_status", "", {"Mode": "error-stream"})
+
+
+def test_local_nonzero_exit_is_a_failure(pwsh):
+    ps, _ = pwsh
+    with pytest.raises(ScriptError, match=r"\(exit 1\): a native command exited with code 3"):
+        ps.invoke("compact_disk", "", {"Mode": "exit"})
+
+
+def test_local_needs_powershell(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ConfigError, match=r"--hyperv-local needs pwsh or powershell\.exe on PATH"):
+        LocalPowerShell()
+
+
+def test_local_files_are_copies(tmp_path, pwsh):
+    ps, _ = pwsh
+    src = tmp_path / "a.iso"
+    src.write_bytes(b"iso")
+    ps.put(src, str(tmp_path / "b.iso"))
+    ps.get(str(tmp_path / "b.iso"), tmp_path / "c" / "d.iso")
+    assert (tmp_path / "c" / "d.iso").read_bytes() == b"iso"
+
+
+# --- the remote transport's options ------------------------------------------------------
+
+
+def test_https_with_certificate_validation_is_the_default():
+    kw = RemoteOptions("hv01", user="CORP\\builder", password="pw").wsman_kwargs()
+    assert kw["ssl"] is True and kw["cert_validation"] is True and kw["encryption"] == "auto"
+    assert kw["auth"] == "negotiate" and "port" not in kw
+
+
+def test_a_ca_bundle_is_what_validates_the_certificate(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("pem")
+    kw = RemoteOptions("hv01", user="u", ca_bundle=str(ca)).wsman_kwargs()
+    assert kw["cert_validation"] == str(ca)
+
+
+def test_plain_http_only_with_message_encryption():
+    kw = RemoteOptions("hv01", user="u", plain_http=True, auth="ntlm").wsman_kwargs()
+    assert kw["ssl"] is False and kw["encryption"] == "always"
+    assert RemoteOptions("hv01", plain_http=True).where == "hv01 (http port 5985, auth negotiate)"
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (RemoteOptions(""), "needs a host"),
+    (RemoteOptions("hv01"), "--hyperv-auth=negotiate needs --hyperv-user"),
+    (RemoteOptions("hv01", auth="certificate", plain_http=True, cert_pem="c", cert_key_pem="k"),
+     "works only over HTTPS"),
+    (RemoteOptions("hv01", auth="certificate"), "needs --hyperv-cert-pem"),
+    (RemoteOptions("hv01", user="u", ca_bundle="/nonexistent/ca.pem"), "no such file"),
+])
+def test_bad_remote_options_fail_before_connecting(options, message):
+    with pytest.raises(ConfigError, match=message):
+        options.check()
+
+
+def test_the_password_is_never_shown():
+    opts = RemoteOptions("hv01", user="u", password="S3cret-Hyper-V")
+    register_secret(opts.password)
+    assert "S3cret" not in repr(opts)
+    assert mask(f"login {opts.password}") == "login ***"
+
+
+def test_settings_drive_the_transport(tmp_path):
+    from hyperv_fake import hyperv_settings
+
+    from harness.hyperv.backend import make_transport
+
+    s = hyperv_settings(tmp_path, hyperv_auth="kerberos", hyperv_port=15986)
+    ps = make_transport(s, "hv02")
+    assert ps.host == "hv02"
+    kw = ps.options.wsman_kwargs()  # type: ignore[attr-defined]
+    assert kw["auth"] == "kerberos" and kw["port"] == 15986 and kw["username"] == "CORP\\builder"
+    with pytest.raises(ConfigError, match="must be one of negotiate, kerberos, ntlm, credssp, "
+                                          "certificate, got 'basic'"):
+        hyperv_settings(tmp_path, hyperv_auth="basic")
+
+
+def test_the_hyperv_password_comes_only_from_env_or_file_and_is_masked(tmp_path):
+    from harness.config import BY_NAME, resolve
+
+    assert BY_NAME["hyperv_password"].cli is False and BY_NAME["hyperv_password"].secret
+    s = resolve({"backend": "hyperv"}, env={"GMI_HYPERV_PASSWORD": "Pa55-w0rd-HV"})
+    shown = "\n".join(s.describe())
+    assert "hyperv_password = ***  (environment)" in shown and "Pa55" not in shown
+    assert mask("login with Pa55-w0rd-HV failed") == "login with *** failed"

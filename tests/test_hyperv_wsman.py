@@ -1,0 +1,254 @@
+"""Protocol tests of the pypsrp transport against a replay WSMan endpoint on 127.0.0.1.
+
+No Windows host exists on the machines this harness is developed on. Like pypsrp's own
+test suite (which replays recorded WSMan exchanges through a fake transport), these
+tests answer pypsrp's real HTTP requests with canned WSMan replies; here they come from
+a local HTTP(S) server, so TLS, certificate validation and the HTTP status handling are
+the real ones. The PSRP messages in the replies (session capability, runspace-pool
+state, pipeline output, error records, pipeline state) are built with pypsrp's own
+serializer. A real WinRM service may differ in details these replies do not cover.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import struct
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from hyperv_wsman_server import ReplayServer, Request, self_signed
+from pypsrp.messages import (
+    ErrorRecordMessage,
+    MessageType,
+    PipelineState,
+    RunspacePoolStateMessage,
+    SessionCapability,
+)
+from pypsrp.powershell import Fragment
+from pypsrp.serializer import Serializer
+
+from harness.hyperv.transport import (
+    RemoteOptions,
+    RemotePowerShell,
+    ScriptError,
+    TransportError,
+    script_text,
+)
+
+NS = {"s": "http://www.w3.org/2003/05/soap-envelope",
+      "wsa": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
+      "rsp": "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"}
+SOAP = {"Content-Type": "application/soap+xml;charset=UTF-8"}
+PASSWORD = "S3cret-Hyper-V!"
+COMPLETED, FAILED, OPENED = 4, 5, 2
+
+
+class FakeWinRM:
+    """Answers pypsrp's WSMan requests for one runspace pool and its pipelines: Create
+    (the pool opens), Command (a pipeline; its messages are queued), Receive (the queued
+    messages, fragmented), anything else (Signal, Delete) with an empty reply."""
+
+    def __init__(self, outputs: list[str], errors: list[str] = (), state: int = COMPLETED) -> None:
+        self.outputs, self.errors, self.state = outputs, list(errors), state
+        self.serializer = Serializer()
+        self.rpid = ""
+        self.object_id = 1
+        self.queued: dict[str | None, list[bytes]] = {}
+        self.pipelines: list[bytes] = []  # the CREATE_PIPELINE messages pypsrp sent
+
+    def message(self, kind: int, pid: str | None, obj: object) -> bytes:
+        body = ET.tostring(self.serializer.serialize(obj), encoding="utf-8", method="xml")
+        return (struct.pack("<II", 1, kind) + uuid.UUID(self.rpid).bytes_le
+                + (uuid.UUID(pid) if pid else uuid.UUID(int=0)).bytes_le + body)
+
+    def fragments(self, messages: list[bytes]) -> str:
+        data = b""
+        for m in messages:
+            data += Fragment(self.object_id, 0, m, True, True).pack()
+            self.object_id += 1
+        return base64.b64encode(data).decode()
+
+    def error_record(self, text: str) -> ErrorRecordMessage:
+        record = ErrorRecordMessage(fq_error="HyperV.Error", category=0, invocation=False,
+                                    extended_info_present=False, message=text)
+        for attr, _meta in record._extended_properties:
+            if not hasattr(record, attr):
+                setattr(record, attr, None)
+        record._to_string = text  # what a host sends as the record's ToString
+        return record
+
+    @staticmethod
+    def envelope(action: str, relates: str, body: str) -> bytes:
+        return (f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:wsa="{NS["wsa"]}" xmlns:rsp="{NS["rsp"]}" '
+                'xmlns:wsman="http://schemas.dmtf.org/wbem/wsman/1/wsman.xsd" '
+                'xmlns:wst="http://schemas.xmlsoap.org/ws/2004/09/transfer"><s:Header>'
+                f"<wsa:Action>{action}Response</wsa:Action><wsa:MessageID>uuid:{uuid.uuid4()}"
+                f"</wsa:MessageID><wsa:RelatesTo>{relates}</wsa:RelatesTo></s:Header>"
+                f"<s:Body>{body}</s:Body></s:Envelope>").encode()
+
+    def __call__(self, req: Request) -> tuple[int, dict[str, str], bytes]:
+        root = ET.fromstring(req.body)
+        action = root.findtext("s:Header/wsa:Action", "", NS)
+        relates = root.findtext("s:Header/wsa:MessageID", "", NS)
+        verb = action.rsplit("/", 1)[-1]
+        body = ""
+        if verb == "Create":
+            self.rpid = root.find("s:Body/rsp:Shell", NS).attrib["ShellId"]  # type: ignore[union-attr]
+            self.queued[None] = [
+                self.message(MessageType.SESSION_CAPABILITY, None,
+                             SessionCapability("2.3", "2.0", "1.1.0.1")),
+                self.message(MessageType.RUNSPACEPOOL_STATE, None, RunspacePoolStateMessage(state=OPENED))]
+            body = ("<wst:ResourceCreated><wsa:Address>https://127.0.0.1/wsman</wsa:Address>"
+                    "<wsa:ReferenceParameters><wsman:SelectorSet><wsman:Selector Name=\"ShellId\">"
+                    f"{self.rpid}</wsman:Selector></wsman:SelectorSet></wsa:ReferenceParameters>"
+                    f"</wst:ResourceCreated><rsp:Shell><rsp:ShellId>{self.rpid}</rsp:ShellId></rsp:Shell>")
+        elif verb == "Command":
+            command = root.find("s:Body/rsp:CommandLine", NS)
+            assert command is not None
+            cid = command.attrib["CommandId"]
+            self.pipelines.append(base64.b64decode(command.findtext("rsp:Arguments", "", NS)))
+            self.queued[cid] = [
+                *(self.message(MessageType.PIPELINE_OUTPUT, cid, o) for o in self.outputs),
+                *(self.message(MessageType.ERROR_RECORD, cid, self.error_record(e)) for e in self.errors),
+                self.message(MessageType.PIPELINE_STATE, cid, PipelineState(state=self.state))]
+            body = f"<rsp:CommandResponse><rsp:CommandId>{cid}</rsp:CommandId></rsp:CommandResponse>"
+        elif verb == "Receive":
+            stream = root.find("s:Body/rsp:Receive/rsp:DesiredStream", NS)
+            cid = stream.attrib.get("CommandId") if stream is not None else None
+            attr = f' CommandId="{cid}"' if cid else ""
+            done = (f'<rsp:CommandState{attr} State="http://schemas.microsoft.com/wbem/wsman/1/'
+                    'windows/shell/CommandState/Done"/>' if cid else "")
+            body = (f'<rsp:ReceiveResponse><rsp:Stream Name="stdout"{attr}>'
+                    f"{self.fragments(self.queued.pop(cid, []))}</rsp:Stream>{done}</rsp:ReceiveResponse>")
+        return 200, SOAP, self.envelope(action, relates, body)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("certs")
+    server, server_key = self_signed(d, "winrm-server")
+    client, client_key = self_signed(d, "harness-client", ip=None)
+    return {"server": server, "server_key": server_key, "client": client, "client_key": client_key}
+
+
+@pytest.fixture
+def serve(certs):
+    servers: list[ReplayServer] = []
+
+    def start(replies: list, tls: bool = True) -> ReplayServer:
+        srv = ReplayServer(replies, tls_files=(certs["server"], certs["server_key"]) if tls else None)
+        servers.append(srv.start())
+        return srv
+
+    yield start
+    for srv in servers:
+        srv.stop()
+
+
+def cert_auth(certs: dict[str, Path], port: int, ca: bool = True) -> RemotePowerShell:
+    return RemotePowerShell(RemoteOptions(
+        "127.0.0.1", auth="certificate", port=port, cert_pem=str(certs["client"]),
+        cert_key_pem=str(certs["client_key"]), ca_bundle=str(certs["server"]) if ca else ""))
+
+
+def test_a_script_runs_over_https_and_its_json_comes_back(serve, certs):
+    winrm = FakeWinRM(['{"ComputerName":"HV01","VirtualHardDiskPath":"D:\\\\VHD","Switches":"External"}'])
+    srv = serve([winrm])
+    ps = cert_auth(certs, srv.port)
+    switch = "Bob's \"lab\" switch; Remove-Item C:\\"
+    assert ps.run("host_info", SwitchName=switch) == {
+        "ComputerName": "HV01", "VirtualHardDiskPath": "D:\\VHD", "Switches": "External"}
+    ps.close()
+    verbs = [ET.fromstring(r.body).findtext("s:Header/wsa:Action", "", NS).rsplit("/", 1)[-1]
+             for r in srv.requests]
+    assert verbs[:4] == ["Create", "Receive", "Command", "Receive"]
+    assert all(r.headers["Authorization"].endswith("/https/mutual") for r in srv.requests)
+    pipeline = winrm.pipelines[0].decode("utf-8", "replace")
+    # the runner gets the script file's text and the arguments as separate parameters
+    for name in ("ScriptText", "Arguments", "SwitchName", "$ErrorActionPreference = 'Stop'"):
+        assert name in pipeline, name
+    assert switch in pipeline and switch not in script_text("host_info")
+
+
+def test_a_non_terminating_error_in_the_error_stream_is_a_failure(serve, certs):
+    """pypsrp 0.9.1 leaves had_errors false here: the error stream decides."""
+    srv = serve([FakeWinRM(["{}"], errors=["Get-VM : Hyper-V was unable to find a virtual "
+                                           "machine with name 'GMI Debian 12'."])])
+    with pytest.raises(ScriptError, match=r"vm_status\.ps1 failed on 127\.0\.0\.1: Get-VM : "
+                                          r"Hyper-V was unable to find a virtual machine"):
+        cert_auth(certs, srv.port).run("vm_status", Name="GMI Debian 12")
+
+
+def test_a_terminating_error_is_a_failure(serve, certs):
+    srv = serve([FakeWinRM([], state=FAILED)])
+    with pytest.raises(ScriptError, match=r"compact_disk\.ps1 failed on 127\.0\.0\.1: terminating error"):
+        cert_auth(certs, srv.port).run("compact_disk", Name="GMI Debian 12")
+
+
+def test_a_script_that_prints_no_json_is_a_failure(serve, certs):
+    srv = serve([FakeWinRM(["Name  State", "----  -----"])])
+    with pytest.raises(ScriptError, match="did not print JSON as its last line"):
+        cert_auth(certs, srv.port).run("vm_status", Name="x")
+
+
+def test_certificate_validation_is_on_by_default(serve, certs):
+    srv = serve([(500, SOAP, b"")])
+    with pytest.raises(TransportError) as err:
+        cert_auth(certs, srv.port, ca=False).run("host_info")
+    message = str(err.value)
+    where = f"127.0.0.1 (https port {srv.port}, auth certificate)"
+    assert f"cannot open PowerShell Remoting to {where}" in message
+    assert "CERTIFICATE_VERIFY_FAILED" in message and "--hyperv-ca-bundle" in message
+    assert srv.requests == []  # nothing was sent to an unverified host
+
+
+def test_a_refused_login_names_host_and_method_never_the_password(serve):
+    srv = serve([(401, {}, b"")], tls=False)
+    ps = RemotePowerShell(RemoteOptions("127.0.0.1", user="CORP\\builder", password=PASSWORD,
+                                        auth="ntlm", plain_http=True, port=srv.port))
+    with pytest.raises(TransportError) as err:
+        ps.run("host_info")
+    message = str(err.value)
+    assert message == (f"cannot open PowerShell Remoting to 127.0.0.1 (http port {srv.port}, "
+                       "auth ntlm): the host refused the login of CORP\\builder")
+    assert PASSWORD not in message and "\n" not in message
+    assert srv.requests, "the server was asked"
+
+
+def test_a_wsman_fault_is_one_line(serve, certs):
+    fault = (f'<s:Envelope xmlns:s="{NS["s"]}"><s:Body><s:Fault><s:Code><s:Value>s:Receiver'
+             "</s:Value></s:Code><s:Reason><s:Text xml:lang=\"en-US\">Access is denied.</s:Text>"
+             "</s:Reason></s:Fault></s:Body></s:Envelope>").encode()
+    srv = serve([(500, SOAP, fault)])
+    with pytest.raises(TransportError) as err:
+        cert_auth(certs, srv.port).run("host_info")
+    assert "WSManFault" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_an_unreachable_host_is_one_line():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens
+    ps = RemotePowerShell(RemoteOptions("127.0.0.1", user="u", password=PASSWORD, auth="ntlm",
+                                        plain_http=True, port=port))
+    with pytest.raises(TransportError, match=f"to 127.0.0.1 .http port {port}, auth ntlm.: "
+                                             "ConnectionError") as err:
+        ps.run("host_info")
+    assert PASSWORD not in str(err.value)
+
+
+def test_parameters_arrive_as_a_hashtable_and_big_numbers_survive(serve, certs):
+    """pypsrp tags every int as I32: a 250 GB size must not travel as one."""
+    winrm = FakeWinRM(['{"Name":"GMI Debian 12"}'])
+    srv = serve([winrm])
+    cert_auth(certs, srv.port).run("new_vm", Name="GMI Debian 12", SizeBytes=250 * 1024**3,
+                                   MemoryMB=4096, DynamicMemory=True, Keys=[{"Kind": "key", "Value": 13}])
+    pipeline = winrm.pipelines[0].decode("utf-8", "replace")
+    assert "<DCT>" in pipeline  # splatted as a hashtable onto the script block
+    assert '<S N="Key">SizeBytes</S><S N="Value">268435456000</S>' in pipeline
+    assert "I32 N=\"Value\">268435456000" not in pipeline
+    assert '<S N="Key">MemoryMB</S><I32 N="Value">4096</I32>' in pipeline
+    assert '<S N="Key">DynamicMemory</S><B N="Value">true</B>' in pipeline

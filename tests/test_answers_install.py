@@ -16,7 +16,7 @@ from harness import answers, distro, isoinstall
 from harness.answers import media
 from harness.build import Build, Credentials
 from harness.config import resolve
-from harness.errors import ConfigError, GmiError, GuestTimeoutError
+from harness.errors import ConfigError, GuestTimeoutError
 from harness.qemu import QemuVM, installer_tools
 
 needs_xorriso = pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso not installed")
@@ -106,6 +106,7 @@ def test_install_media_for_kickstart_with_a_local_iso(tmp_path: Path):
     b = make_build(tmp_path, "fedora-42", iso=str(iso), iso_sha256=sha)
     im = answers.install_media(b)
     assert (im.install_iso, im.install_sha256, im.answer_label) == (iso, sha, "OEMDRV")
+    assert im.official_sha256 == sha
     assert im.boot_command == ""  # Anaconda finds OEMDRV by itself
     assert im.answer_iso is not None
     label, files = media.read_volume(im.answer_iso)
@@ -135,7 +136,8 @@ def test_install_media_for_debian_remasters_the_iso(tmp_path: Path):
                         {"/boot/grub/grub.cfg": b"menuentry 'Install' {}\n", "/install.amd/vmlinuz": b"k"})
     b = make_build(tmp_path, "debian-12", iso=str(iso), iso_sha256=sha)
     im = answers.install_media(b)
-    assert im.answer_iso is None and im.install_iso != iso and im.install_sha256 == sha
+    assert im.answer_iso is None and im.install_iso != iso and im.official_sha256 == sha
+    assert im.install_sha256 == hashlib.sha256(im.install_iso.read_bytes()).hexdigest() != sha
     media.extract(im.install_iso, "/preseed.cfg", tmp_path / "p")
     assert "passwd/root-password-crypted" in (tmp_path / "p").read_text()
     assert im.boot_command == ""
@@ -187,15 +189,37 @@ def test_extra_qemu_arguments_come_last(tmp_path: Path):
 
 
 @pytest.mark.parametrize("name", [n for n in distro.known_distros() if distro.load(n).install.boot_command])
-def test_boot_commands_use_known_keys(name: str):
-    steps = answers.boot_command_steps(distro.load(name).install.boot_command)
-    assert steps[:2] == [("text", "c"), ("wait", "1")]  # GRUB's command line, then type
-    assert steps[-1] == ("key", "enter")
-    assert ("text", "boot") in steps  # GRUB's command line: linux, initrd, boot
+def test_boot_commands_are_what_the_hyperv_backend_can_type(name: str):
+    from harness.hyperv.media import key_actions
+
+    actions = key_actions(distro.load(name).install.boot_command)
+    assert actions[0] == {"Kind": "text", "Value": "c"}  # GRUB's command line
+    assert actions[1] == {"Kind": "wait", "Value": 1000}
+    assert actions[-1] == {"Kind": "key", "Value": 0x0D}  # <enter>
+    assert {"Kind": "text", "Value": "boot"} in actions  # linux ..., initrd ..., boot
 
 
-def test_boot_command_steps():
-    assert answers.boot_command_steps("<esc><wait5>linux /x a=b<enter>") == [
-        ("key", "esc"), ("wait", "5"), ("text", "linux /x a=b"), ("key", "enter")]
-    with pytest.raises(GmiError, match=r"unknown key <f13>"):
-        answers.boot_command_steps("<f13>")
+@needs_xorriso
+def test_hyperv_media_from_the_catalogue(tmp_path: Path):
+    """HyperVBackend.media = answers.hyperv_media: the ISO at check time, then the ISO,
+    its SHA-256, the answer volume and the boot command at provisioning."""
+    iso, sha = fake_iso(tmp_path, "Ubuntu-Server 24.04.3 LTS amd64",
+                        {"/casper/vmlinuz": b"k", "/casper/initrd": b"i"})
+    b = make_build(tmp_path, "ubuntu-24.04", iso=str(iso), iso_sha256=sha)
+    creds, b.creds = b.creds, None
+    early = answers.hyperv_media(b)
+    early.check()  # what HyperVBackend.check_host asks
+    assert (early.iso, early.sha256, early.answer_iso) == (str(iso), sha, "")
+    b.creds = creds
+    m = answers.hyperv_media(b)
+    m.check()
+    assert (m.iso, m.sha256) == (str(iso), sha)
+    assert media.read_volume(Path(m.answer_iso))[0] == "cidata"
+    assert m.boot_command == b.distro.install.boot_command and m.powers_off
+
+
+def test_hyperv_settings_still_win(tmp_path: Path):
+    b = make_build(tmp_path, "ubuntu-24.04", hyperv_install_iso="D:\\iso\\u.iso",
+                   hyperv_install_sha256="a" * 64)
+    m = answers.hyperv_media(b)
+    assert m.iso == "D:\\iso\\u.iso" and m.sha256 == "a" * 64

@@ -22,10 +22,12 @@ from xml.sax.saxutils import escape
 
 from ..distro import Distro
 from ..errors import GmiError
+from ..packaging import sha256_file
 from .sha512crypt import sha512_crypt
 
 if TYPE_CHECKING:
     from ..build import Build, Credentials
+    from ..hyperv.media import InstallMedia as HvInstallMedia
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 DISK = "/dev/sda"  # Hyper-V Gen2's SCSI disk and QEMU's virtio-scsi disk alike
@@ -150,48 +152,24 @@ def render(d: Distro, creds: Credentials, *, mirror: str = "http://deb.debian.or
                    f"{d.install.method} only")
 
 
-BOOT_KEYS = ("enter", "esc", "tab", "up", "down", "left", "right", "bs", "f10", "spacebar")
-_TOKEN = re.compile(r"<(wait\d*|[a-z0-9]+)>")
-
-
-def boot_command_steps(command: str) -> list[tuple[str, str]]:
-    """A boot command as steps for a backend to send: ("text", "linux /casper/vmlinuz"),
-    ("key", "enter"), ("wait", "1") (seconds; <wait> is 1, <wait5> is 5)."""
-    steps: list[tuple[str, str]] = []
-    pos = 0
-    for m in _TOKEN.finditer(command):
-        if m.start() > pos:
-            steps.append(("text", command[pos:m.start()]))
-        name = m.group(1)
-        if name.startswith("wait"):
-            steps.append(("wait", name[4:] or "1"))
-        elif name in BOOT_KEYS:
-            steps.append(("key", name))
-        else:
-            raise GmiError(f"unknown key <{name}> in a boot command (known: "
-                           f"{', '.join(f'<{k}>' for k in BOOT_KEYS)}, <wait>, <waitN>)")
-        pos = m.end()
-    if pos < len(command):
-        steps.append(("text", command[pos:]))
-    return steps
-
-
 @dataclass(frozen=True)
 class InstallMedia:
     """What a backend needs for an unattended install from the ISO.
 
     ``install_iso``: the ISO to boot (the official one, verified; or a remastered copy
-    of it, when the distro needs that). ``install_sha256``: the official ISO's verified
-    SHA-256. ``answer_iso``: the volume for a second DVD drive (``cidata`` or
-    ``OEMDRV``), or None when the answer travels inside ``install_iso``.
+    of it, when the distro needs that) and ``install_sha256``, its SHA-256;
+    ``official_sha256``: the official ISO's verified SHA-256. ``answer_iso``: the volume
+    for a second DVD drive (``cidata`` or ``OEMDRV``), or None when the answer travels
+    inside ``install_iso``.
     ``boot_command``: what to type at the ISO's boot menu ("" for nothing);
-    ``<enter>``, ``<wait>``, ``<up>``... are keys (:func:`boot_command_steps` splits it).
+    ``<enter>``, ``<wait>``, ``<up>``... are keys (``harness.hyperv.media.key_actions``).
     ``kernel``/``initrd``/``kernel_args``: the same install by direct kernel boot (paths
     on the ISO), for backends that can.
     """
 
     install_iso: Path
     install_sha256: str
+    official_sha256: str
     answer_iso: Path | None
     answer_label: str
     boot_command: str
@@ -227,5 +205,29 @@ def install_media(b: Build, iso: Path | None = None, iso_sha256: str = "") -> In
         answer_iso = media.write_volume(files, b.workdir / f"answers-{label.lower()}.iso", label)
     iso_label = media.volume_label(official)
     args = d.install.kernel_args.replace("{iso_label}", iso_label).replace("{answer_label}", label)
-    return InstallMedia(install_iso, sha, answer_iso, label, d.install.boot_command,
+    booted_sha = sha if install_iso == official else sha256_file(install_iso)
+    return InstallMedia(install_iso, booted_sha, sha, answer_iso, label, d.install.boot_command,
                         d.install.kernel, d.install.initrd, args, tuple(files))
+
+
+def hyperv_media(b: Build) -> HvInstallMedia:
+    """The catalogue's install media in the Hyper-V backend's terms: assign it to
+    ``HyperVBackend.media`` (its hook for this). Explicit ``--hyperv-install-iso``
+    settings still win. Before provisioning (``check_host``: no credentials yet) it
+    fetches and verifies the official ISO only; at provisioning, the answer files are
+    rendered and their volume (or the remastered ISO) made."""
+    from .. import isocache
+    from ..hyperv.media import InstallMedia as HvMedia
+    from ..hyperv.media import media_from_settings
+
+    s = b.settings
+    if s.hyperv_install_iso:
+        return media_from_settings(b)
+    wait = float(s.hyperv_boot_wait)
+    if b.creds is None:
+        iso, sha = isocache.resolve(b.distro, s, log=b.progress)
+        return HvMedia(iso=str(iso), sha256=sha, boot_command=b.distro.install.boot_command,
+                       boot_wait=wait)
+    m = install_media(b)
+    return HvMedia(iso=str(m.install_iso), sha256=m.install_sha256,
+                   answer_iso=str(m.answer_iso or ""), boot_command=m.boot_command, boot_wait=wait)

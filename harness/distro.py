@@ -406,6 +406,10 @@ def _check_install(d: Distro, fname: str) -> None:
         raise bad("install.answer_label",
                   f"{spec.answer} is read from a volume labelled {ANSWERS[spec.answer]!r}, "
                   f"not {spec.answer_label!r}")
+    unknown = sorted(set(re.findall(r"\{(\w*)\}", spec.kernel_args)) - {"iso_label", "answer_label"})
+    if unknown:
+        raise bad("install.kernel_args", f"unknown placeholder {{{unknown[0]}}} (known: {{iso_label}}, "
+                  "{answer_label})")
     if d.iso is not None:
         if not (d.iso.sha256 or d.iso.checksum_url):
             raise bad("iso", "give sha256 or checksum_url (the SHA-256 is then taken from it at "

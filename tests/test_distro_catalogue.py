@@ -153,6 +153,8 @@ def _variant(tmp_path: Path, name: str, change) -> Path:
      r"from_source.mode': expected one of never, fallback, always"),
     ("opensuse-leap-15.6", lambda d: d["hyperv_integration"].__setitem__("initramfs_modules_line", "x"),
      r"must contain \{module\}"),
+    ("fedora-42", lambda d: d["install"].__setitem__("kernel_args", "inst.ks={ks_label}"),
+     r"install.kernel_args': unknown placeholder \{ks_label\}"),
     ("debian-12", lambda d: d["install"].pop("apt_sources"),
      r"install.apt_sources': missing \(install.method"),
     ("debian-12", lambda d: d.__setitem__("iso", "https://x"), r"key 'iso': expected a mapping, got str"),

@@ -94,6 +94,19 @@ def test_preseed(name: str):
     no_plaintext(files)
 
 
+@pytest.mark.skipif(shutil.which("debconf-set-selections") is None, reason="debconf not installed")
+@pytest.mark.parametrize("name", of_kind("preseed"))
+def test_preseed_passes_debconfs_own_syntax_check(name: str, tmp_path: Path):
+    path = tmp_path / "preseed.cfg"
+    path.write_text(rendered(name)[1]["preseed.cfg"])
+    proc = subprocess.run(["debconf-set-selections", "--checkonly", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    path.write_text("d-i broken-line\n")  # and the check does catch a bad line
+    assert subprocess.run(["debconf-set-selections", "--checkonly", str(path)],
+                          capture_output=True).returncode != 0
+
+
 def test_preseed_follows_the_mirror_setting():
     d = distro.load("debian-12")
     files = answers.render(d, CREDS, mirror="http://mirror.example.org/debian-mirror")

@@ -194,6 +194,14 @@ def cached(url: str, expected: str | Callable[[], str], directory: Path, log: Lo
                                "it anew") from None
             return dest, sha
         sha = expected() if callable(expected) else expected.lower()
+        if dest.exists():  # put there by hand, without a recorded hash: verify it first
+            try:
+                verify(dest, sha)
+            except IsoError:
+                os.replace(dest, dest.with_name(dest.name + ".bad"))
+            else:
+                recorded.write_text(sha + "\n")
+                return dest, sha
         log(f"downloading {url} into {directory}")
         download(url, dest, log)
         try:

@@ -147,6 +147,17 @@ def test_corrupted_cached_copy_is_moved_aside_not_used(server: Server, tmp_path:
     assert fresh.read_bytes() == PAYLOAD and len(server.gets()) == 2
 
 
+def test_a_file_put_into_the_cache_by_hand_is_verified_not_downloaded(server: Server, tmp_path: Path):
+    (tmp_path / "img.iso").write_bytes(PAYLOAD)
+    path, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert path.read_bytes() == PAYLOAD and server.gets() == []
+    assert (tmp_path / "img.iso.sha256").read_text().strip() == SHA
+    (tmp_path / "img.iso.sha256").unlink()
+    path.write_bytes(b"not it")
+    isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)  # wrong: set aside, downloaded
+    assert path.read_bytes() == PAYLOAD and (tmp_path / "img.iso.bad").read_bytes() == b"not it"
+
+
 def test_parallel_callers_download_once(server: Server, tmp_path: Path):
     results: list[Path] = []
     errors: list[BaseException] = []

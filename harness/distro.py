@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from . import pkgmgr
 from .errors import DistroError
 
 DISTROS_DIR = Path(__file__).resolve().parent.parent / "distros"
@@ -281,7 +282,8 @@ class Distro:
     source: Path = field(default=Path(), compare=False)
 
 
-FAMILIES = ("apt", "dnf", "zypper")
+# The package-manager families are declared once, in harness/pkgmgr.py.
+FAMILIES = tuple(pkgmgr.FAMILIES)
 METHODS = ("debootstrap", "iso")
 ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV"}
 HV_SOURCE_MODES = ("never", "fallback", "always")

@@ -189,10 +189,13 @@ class Settings:
     def scratch_dir(self) -> Path:
         return Path(self.values["scratch"]).expanduser().resolve()
 
-    def describe(self) -> list[str]:
-        """Lines ``name = value  (source)`` with secrets masked."""
+    def describe(self, changed_only: bool = False) -> list[str]:
+        """Lines ``name = value  (source)`` with secrets masked; ``changed_only`` leaves
+        out the settings at their built-in defaults."""
         lines = []
         for s in SETTINGS:
+            if changed_only and self.sources.get(s.name, "default") == "default":
+                continue
             value = self.values[s.name]
             shown = ("***" if value else "(unset)") if s.secret else value
             if isinstance(shown, tuple):

@@ -236,9 +236,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if settings is None:
         return []
     state = config.stash[STATE_KEY]
-    lines = [f"gmi-harness {__version__}, run {state.run_id}: effective settings "
-             "(command line > environment > config file > default):"]
-    return lines + [f"  {line}" for line in settings.describe()]
+    verbose = config.get_verbosity() > 0
+    lines = [f"gmi-harness {__version__}, run {state.run_id}: "
+             + ("effective settings" if verbose else "settings not at their defaults")
+             + " (command line > environment > config file > default):"]
+    lines += [f"  {line}" for line in settings.describe(changed_only=not verbose)]
+    if not verbose:
+        lines.append(f"  (all settings: -v, or {state.run_dir / 'settings.txt'})")
+    return lines
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -82,13 +82,19 @@ def test_effective_settings_in_header_with_sources(project: pytest.Pytester, tmp
     (project.path / "gmi-harness.toml").write_text('maintainer = "QA team"\n')
     result = project.runpytest("--distro=debian-12", "--keep=always", f"--out={tmp_path}")
     result.stdout.fnmatch_lines([
-        "*effective settings*",
+        "*settings not at their defaults*",
         "*keep = always  (command line)*",
         "*vm_cpus = 1  (environment)*",
         "*maintainer = QA team  (config file*",
         "*hyperv_password = ***  (environment)*",
+        "*(all settings: -v, or *settings.txt)",
     ])
     assert "s3cret-value" not in result.stdout.str()
+    assert "vm_memory_mb = 2048  (default)" not in result.stdout.str()
+    verbose = project.runpytest("--distro=debian-12", "-v", f"--out={tmp_path}")
+    verbose.stdout.fnmatch_lines(["*effective settings*", "*vm_memory_mb = 2048  (default)*",
+                                  "*hyperv_password = ***  (environment)*"])
+    assert "s3cret-value" not in verbose.stdout.str()
 
 
 def test_options_are_documented(pytester: pytest.Pytester):

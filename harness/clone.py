@@ -51,6 +51,7 @@ def seed_for(b: Build, key: KeyPair) -> seed.SeedSpec:
         locale=exp.locale,
         keyboard_layout=exp.keyboard_layout,
         groups=exp.groups,
+        upgrade_command=exp.upgrade_command,
     )
 
 

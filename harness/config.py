@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,16 @@ def _as_bool(value: Any) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _as_sha256(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text and not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError(f"expected 64 hex digits (a SHA-256), got {value!r}")
+    return text
+
+
+INSTALL_METHODS = ("auto", "debootstrap", "iso", "netboot")
 
 
 def _as_list(value: Any) -> tuple[str, ...]:
@@ -141,6 +152,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
             "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
             (), _as_list, multiple=True),
+    # --- the distro catalogue (issue #4): install ISOs and install methods
+    Setting("install_method", "how Step 1 installs the OS: auto (the distro YAML's method; iso "
+            "when --iso is given), debootstrap, iso (official ISO + answer file) or netboot "
+            "(Debian installer's netboot files + preseed; local backend)", "auto", str,
+            INSTALL_METHODS),
+    Setting("iso", "install from this local ISO instead of downloading the official one "
+            "(verified against the distro's checksum unless --iso-sha256 is given)", "", str),
+    Setting("iso_sha256", "expected SHA-256 of --iso (a custom image)", "", _as_sha256),
+    Setting("iso_cache", "where official ISOs are downloaded once and kept",
+            "~/.cache/gmi-harness/iso", str),
+    Setting("install_timeout", "minutes an unattended install from an ISO may take "
+            "(0: the distro YAML's install.timeout_min)", 0, int),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -140,6 +140,7 @@ class QemuVM(VM):
     ssh_port: int = 0
     serial_log: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    extra: list[str] = field(default_factory=list)  # more QEMU arguments (the installer's)
 
     qmp_path: Path = field(default_factory=lambda: Path(
         tempfile.gettempdir()) / f"gmi-{os.getpid()}-{uuid.uuid4().hex[:8]}.qmp")
@@ -171,7 +172,7 @@ class QemuVM(VM):
         if self.cdrom is not None:
             cmd += ["-drive", f"file={self.cdrom},if=none,id=cd0,media=cdrom,readonly=on",
                     "-device", "scsi-cd,drive=cd0,bus=scsi0.0"]
-        return cmd
+        return cmd + self.extra
 
     def start(self) -> None:
         """Start QEMU with SSH forwarded from a free port (retried if the port is taken)."""
@@ -269,6 +270,12 @@ class QemuBackend(Backend):
         return vm
 
     def provision(self, build: Build) -> VM:
+        from .isoinstall import effective_method, install_from_media
+
+        if effective_method(build) != "debootstrap":
+            # The distro's own installer from its ISO (or d-i netboot), with an answer file.
+            disk = install_from_media(build, self)
+            return self.new_vm(build, "build", disk, "qcow2", owned=[disk])
         from .debootstrap import install
 
         disk = install(build, NIC_NAMES)
@@ -294,7 +301,11 @@ class QemuBackend(Backend):
 
 
 def installer_tools(build: Build) -> list[str]:
-    if build.archive is None and build.distro.install.method == "debootstrap":
+    from .isoinstall import effective_method
+
+    if build.archive is None and effective_method(build) == "debootstrap":
         return ["debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "sfdisk", "unshare",
                 "chroot"]
+    if build.archive is None and effective_method(build) == "iso" and build.distro.install.remaster_grub_cfg:
+        return ["xorriso"]  # the ISO is remastered with the answer file
     return []

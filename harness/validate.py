@@ -19,7 +19,8 @@ from .packaging import sha256_file
 PREFIX = "gmi:"
 RECORD_ENTRY = "gmi-build-record.yml"
 # Facts an archive's build record may carry that sharpen the checks (else generic).
-RECORD_FACTS = ("build_host_keys", "build_machine_id", "build_public_key", "admin_user")
+RECORD_FACTS = ("build_host_keys", "build_machine_id", "build_public_key", "admin_user",
+                "hv_services")
 
 
 def is_archive(subject: str) -> bool:

@@ -17,14 +17,15 @@ def set_initramfs_updates(conf: str, value: str) -> str:
 
 def update(b: Build) -> None:
     """Fully update the OS, drop what is not needed, and give the admin sudo."""
-    pm, spec, user = family(b.distro.family), b.distro.update, b.distro.admin_user
+    spec, user = b.distro.update, b.distro.admin_user
+    pm = family(b.distro.family, spec.keep_packages)
     if spec.initramfs_conf:
         b.sh(set_initramfs_updates(spec.initramfs_conf, "no"),
              what="defer initramfs updates to the Hyper-V stage")
     if spec.initramfs_settings_file:
         b.guest.put(spec.initramfs_settings_file, spec.initramfs_settings + "\n")  # type: ignore[union-attr]
     b.sh(pm.refresh(), what="refresh package lists")
-    b.sh(pm.upgrade(), what="upgrade")
+    b.sh(spec.upgrade or pm.upgrade(), what="upgrade")
     if spec.remove_packages:
         b.sh(pm.remove(spec.remove_packages), what="remove unneeded packages")
     running = b.sh("uname -r", what="running kernel").strip()

@@ -17,7 +17,7 @@ def datasource_config(datasources: tuple[str, ...], extra: str = "") -> str:
 def cloud_init(b: Build) -> None:
     """Install cloud-init (and what its locale/keyboard modules need), drop the
     installer's leftovers that disable it, restrict it to NoCloud and reset it."""
-    pm, spec = family(b.distro.family), b.distro.cloud_init
+    pm, spec = family(b.distro.family, b.distro.update.keep_packages), b.distro.cloud_init
     was = b.guest.run(pm.version_of("cloud-init"), check=False,  # type: ignore[union-attr]
                       what="is cloud-init installed?")
     b.record["cloud_init_preinstalled"] = was.rc == 0
@@ -31,7 +31,7 @@ def cloud_init(b: Build) -> None:
     folder = spec.datasource_file.rsplit("/", 1)[0]
     b.sh(f"test \"$(ls {shlex.quote(folder)}/*.cfg | LC_ALL=C sort | tail -n1)\" = "
          f"{shlex.quote(folder + '/' + name)}", what="our datasource file sorts last")
-    for loc in spec.locales:
+    for loc in spec.locales if spec.locale_gen_file else ():
         # Uncomment (or add) the locale, then generate: Debian's locale-gen ignores
         # arguments, so cloud-init cannot generate it at first boot.
         b.sh(f"f={shlex.quote(spec.locale_gen_file)}; l={shlex.quote(loc)}; "
@@ -39,8 +39,12 @@ def cloud_init(b: Build) -> None:
              "if grep -q \"^# *$l \" \"$f\"; then sed -i \"s/^# *\\($l \\)/\\1/\" \"$f\"; "
              "elif ! grep -q \"^$l \" \"$f\"; then echo \"$l $charset\" >> \"$f\"; fi",
              what=f"enable locale {loc}")
-    b.sh(spec.locale_gen_command, what="generate locales")
+    if spec.locale_gen_command:
+        b.sh(spec.locale_gen_command, what="generate locales")
     b.record["locales"] = ", ".join(spec.locales)
+    for command in spec.first_run:
+        # The openSUSE note: run cloud-init's stages once by hand.
+        b.sh(command, what=f"first run: {command}")
     units = " ".join(shlex.quote(u) for u in spec.units)
     b.sh(f"systemctl enable {units}", what="enable cloud-init's units")
     b.sh("cloud-init clean --logs", what="reset cloud-init state")

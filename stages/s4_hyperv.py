@@ -5,18 +5,48 @@ from __future__ import annotations
 
 import shlex
 
+from harness import hvsource
 from harness.build import Build
 from harness.pkgmgr import family
 
 from .s2_update import set_initramfs_updates
+from .s5_cleanup import grub_settings_script
+
+
+def _dq(text: str) -> str:
+    """``text`` for a double-quoted shell word ($m still expands)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+
+
+def install_daemons(b: Build) -> tuple[str, ...]:
+    """Install the distro's Hyper-V daemons; where the YAML says so, build them from
+    the kernel's tools/hv instead (always, or when the package cannot be installed).
+    Returns the units that run them."""
+    d = b.distro
+    pm, spec = family(d.family, d.update.keep_packages), d.hyperv_integration
+    mode = spec.from_source.mode
+    if mode == "never":
+        b.sh(pm.install(spec.packages), what="install the Hyper-V daemons")
+        return spec.services
+    if mode == "fallback":
+        installed = b.guest.run(pm.install(spec.packages), check=False,  # type: ignore[union-attr]
+                                timeout=b.settings.command_timeout, what="install the Hyper-V daemons")
+        if installed.rc == 0:
+            return spec.services
+    kernel = b.sh("uname -r", what="running kernel").strip()
+    built = hvsource.plan(kernel, spec.from_source, pm.install(spec.from_source.build_packages))
+    b.sh(built.script, what=f"build the Hyper-V daemons from linux-{built.kernel_version} tools/hv")
+    b.record["hv_daemons_from_source"] = built.record()
+    b.record["hv_services"] = list(built.enabled)
+    return built.enabled
 
 
 def hyperv(b: Build) -> None:
     d = b.distro
-    pm, spec, boot = family(d.family), d.hyperv_integration, d.boot
-    b.sh(pm.install(spec.packages), what="install the Hyper-V daemons")
-    units = " ".join(shlex.quote(u) for u in spec.services)
-    if spec.enable_services:
+    pm, spec, boot = family(d.family, d.update.keep_packages), d.hyperv_integration, d.boot
+    services = install_daemons(b)
+    units = " ".join(shlex.quote(u) for u in services)
+    if spec.enable_services or services != spec.services:
         # The procedure: enable both daemons so they always run on clones.
         b.sh(f"systemctl enable {units}", what="enable the Hyper-V daemons")
     else:
@@ -26,24 +56,33 @@ def hyperv(b: Build) -> None:
     b.sh(f"systemctl list-unit-files {units}", what="the daemons' units")
     # hv drivers in the initramfs: a clone must find its disk (storvsc) and NIC.
     mods = "\n".join(spec.initramfs_modules)
+    # one line per module: the module's name (initramfs-tools), or the distro's
+    # template (dracut: add_drivers+=" hv_vmbus ")
+    line = spec.initramfs_modules_line.replace("{module}", "$m")
     b.sh(f"f={shlex.quote(spec.initramfs_modules_file)}\n"
          f"for m in {' '.join(spec.initramfs_modules)}; do "
-         "grep -qx \"$m\" \"$f\" || echo \"$m\" >> \"$f\"; done", what="hv modules")
+         f"grep -qx \"{_dq(line)}\" \"$f\" || echo \"{_dq(line)}\" >> \"$f\"; done", what="hv modules")
     if d.update.initramfs_conf:
         b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
              what="initramfs updates back on")
     b.sh(spec.initramfs_update, what="rebuild the initramfs")
     # (a module's file may spell its underscores as dashes: hid_hyperv is hid-hyperv.ko)
-    b.sh(f"for i in /boot/initrd.img-*; do l=$({spec.initramfs_list} \"$i\"); for m in "
+    images = spec.initramfs_path.replace("{kernel}", "*")
+    b.sh(f"for i in {images}; do l=$({spec.initramfs_list} \"$i\"); for m in "
          + " ".join(spec.initramfs_modules) + "; do grep -q \"/${m//_/[-_]}\\.ko\" <<<\"$l\" || "
          "{ echo \"$m missing from $i\"; exit 1; }; done; done",
          what="hv modules are in every initramfs")
     b.record["initramfs_modules"] = mods.replace("\n", ", ")
     # eth0 on any hypervisor: kernel names, and ifupdown no longer bound to the
     # install-time name (cloud-init writes the clone's network config).
-    b.guest.put(f"{boot.grub_dropin_dir}/50-gmi-eth0.cfg",  # type: ignore[union-attr]
-                'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ' + " ".join(spec.kernel_cmdline) + '"\n')
-    b.guest.put(spec.interfaces_file, spec.interfaces)  # type: ignore[union-attr]
+    if boot.grub_dropin_dir:
+        b.guest.put(f"{boot.grub_dropin_dir}/50-gmi-eth0.cfg",  # type: ignore[union-attr]
+                    'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ' + " ".join(spec.kernel_cmdline) + '"\n')
+    else:  # no drop-in folder: into /etc/default/grub itself
+        b.sh(grub_settings_script(boot.grub_defaults_file, {}, spec.kernel_cmdline),
+             what="kernel parameters for eth0")
+    if spec.interfaces_file:
+        b.guest.put(spec.interfaces_file, spec.interfaces)  # type: ignore[union-attr]
     # The Debian note: shim and GRUB on the removable-media path, and kept there by
     # every later GRUB upgrade.
     esp = boot.esp_mount
@@ -56,7 +95,9 @@ def hyperv(b: Build) -> None:
     if boot.debconf:
         b.sh(pm.set_debconf(boot.debconf), what="keep the fallback path on GRUB upgrades")
     b.sh(boot.grub_update, what="update-grub")
-    b.sh(f"grep -q 'net.ifnames=0' {shlex.quote(boot.grub_cfg)}",
-         what="grub.cfg names the NIC eth0")
+    b.sh(f"grep -q 'net.ifnames=0' {boot.cmdline_glob}",
+         what="the kernel command line names the NIC eth0")
     b.record.setdefault("versions", {})["integration_services"] = ", ".join(
-        f"{p} {b.sh(pm.version_of(p), what=f'{p} version').strip()}" for p in spec.packages)
+        f"{p} {b.sh(pm.version_of(p), what=f'{p} version').strip()}" for p in spec.packages
+    ) if "hv_daemons_from_source" not in b.record else (
+        f"built from {b.record['hv_daemons_from_source']['source_url']}")

@@ -48,6 +48,8 @@ def seal_script(b: Build) -> str:
         "rm -f /var/lib/dbus/machine-id",
         "pkill -x dhclient || true",
         "rm -f /var/lib/dhcp/*.lease* /var/lib/dhcpcd/*.lease* /etc/ssh/ssh_host_*",
+        # (the distro's own leases and the like; nothing for Debian)
+        *([f"rm -rf -- {' '.join(d.cleanup.seal_remove_paths)}"] if d.cleanup.seal_remove_paths else []),
         # journald moves to /run first: deleting files it still has open makes it
         # recreate them, and the build's last logs would ship in the image.
         "journalctl --relinquish-var",
@@ -63,7 +65,7 @@ def seal_script(b: Build) -> str:
 
 def record_facts(b: Build) -> None:
     """Step 7's metadata: OS, kernel, cloud-init, integration services, packages."""
-    pm = family(b.distro.family)
+    pm = family(b.distro.family, b.distro.update.keep_packages)
     v = b.record.setdefault("versions", {})
     v["os"] = b.sh(". /etc/os-release; echo \"$PRETTY_NAME\"", what="OS name").strip()
     v["kernel"] = b.sh(NEWEST_KERNEL, what="newest kernel").strip()

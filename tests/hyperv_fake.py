@@ -108,12 +108,17 @@ def hyperv_settings(tmp_path: Path, **values: Any) -> Any:
 
 
 def make_build(tmp_path: Path, ps: FakePowerShell, *, clock: Any = None,
-               distro: str = "debian-12", **values: Any) -> Build:
+               distro: str = "debian-12", catalogue: bool = False, **values: Any) -> Build:
+    """A build on the fake host. Its install media come from the --hyperv-install-*
+    settings unless ``catalogue`` (the backend's default: the distro's official ISO)."""
     from harness.hyperv.backend import Clock, HyperVBackend
+    from harness.hyperv.media import media_from_settings
 
     fake_clock = clock or FakeClock()
     backend = HyperVBackend(transport=lambda settings, host: ps,
                             clock=Clock(fake_clock.monotonic, fake_clock.sleep))
+    if not catalogue:
+        backend.media = media_from_settings
     workdir = tmp_path / "scratch" / "work"
     workdir.mkdir(parents=True, exist_ok=True)
     b = Build(load(distro), hyperv_settings(tmp_path, **values), backend, "RUN", workdir,

@@ -14,7 +14,7 @@ import hashlib
 import pytest
 from hyperv_fake import FakeClock, FakePowerShell, Seq, make_build, recorded
 
-from harness.errors import ConfigError, GuestTimeoutError, HypervisorError
+from harness.errors import ConfigError, GmiError, GuestTimeoutError, HypervisorError
 from harness.hyperv import HyperVVM, pick_host, services_problems
 from harness.hyperv.media import key_actions
 from harness.hyperv.model import IntegrationService, VmStatus
@@ -59,6 +59,25 @@ def test_bad_settings_fail_before_touching_the_host(tmp_path, values, message):
     with pytest.raises(ConfigError, match=message):
         b.backend.check_host(b)
     assert ps.calls == []
+
+
+def test_by_default_the_install_media_come_from_the_catalogue(tmp_path):
+    """Without --hyperv-install-iso the backend installs from the distro's official ISO
+    (here --iso, a local file standing for the cached download) and checks its SHA-256."""
+    import hashlib
+
+    iso = tmp_path / "debian-12.iso"
+    iso.write_bytes(b"not really an ISO")
+    sha = hashlib.sha256(iso.read_bytes()).hexdigest()
+    ps = FakePowerShell()
+    b = make_build(tmp_path, ps, catalogue=True, hyperv_install_iso="", iso=str(iso), iso_sha256=sha)
+    media = b.backend.media(b)
+    assert (media.iso, media.sha256) == (str(iso), sha)
+    b.backend.check_host(b)
+    bad = make_build(tmp_path, ps, catalogue=True, hyperv_install_iso="", iso=str(iso),
+                     iso_sha256="0" * 64)
+    with pytest.raises(GmiError, match=r"SHA-256|sha256"):
+        bad.backend.check_host(bad)
 
 
 def test_a_missing_switch_on_the_host_is_the_scripts_one_line_error(tmp_path):

@@ -179,6 +179,17 @@ class HyperVVM(VM):
             status = self.status()
 
 
+def catalogue_media(b: Build) -> InstallMedia:
+    """The install media: ``--hyperv-install-iso`` (and its siblings) when given, else the
+    distro's official ISO from the catalogue (cached, SHA-256 verified) with its answer
+    files rendered onto their volume (:func:`harness.answers.hyperv_media`)."""
+    if b.settings.hyperv_install_iso or b.distro.iso is None:
+        return media_from_settings(b)
+    from harness.answers import hyperv_media
+
+    return hyperv_media(b)
+
+
 class HyperVBackend(Backend):
     name = "hyperv"
 
@@ -186,8 +197,8 @@ class HyperVBackend(Backend):
                  clock: Clock | None = None) -> None:
         self.transport = transport
         self.clock = clock or Clock()
-        # Where the install comes from; the distro catalogue may replace this.
-        self.media: Callable[[Build], InstallMedia] = media_from_settings
+        # Where the install comes from (tests replace it).
+        self.media: Callable[[Build], InstallMedia] = catalogue_media
         self._transports: dict[str, PowerShell] = {}
 
     # --- the host and the run's folder -------------------------------------------

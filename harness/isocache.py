@@ -1,0 +1,269 @@
+"""Install ISOs (and netboot files): downloaded once into a cache, verified by SHA-256
+before every use.
+
+- Cache: ``~/.cache/gmi-harness/iso`` (setting ``iso_cache``). Beside each file, its
+  expected SHA-256 (``NAME.sha256``), taken at download time from the distro's
+  checksum file (or pinned in its YAML).
+- Downloads resume with an HTTP Range request from ``NAME.part``, show a progress bar
+  on a terminal, and hold a file lock, so parallel xdist workers download once.
+- A mismatch is a one-line error and the bad file is never used: a fresh download is
+  deleted, a cached copy is moved aside to ``NAME.bad``.
+- ``--iso PATH`` uses a local file instead, still verified against the distro's
+  checksum, or against ``--iso-sha256 HEX`` (a custom image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from .distro import Distro
+from .errors import GmiError
+from .packaging import sha256_file
+
+CACHE_DIR = "~/.cache/gmi-harness/iso"
+CHUNK = 1024 * 1024
+TIMEOUT = 60
+_HEX = re.compile(r"[0-9a-fA-F]{64}")
+# "HEX  name", "HEX *name" (GNU) and "SHA256 (name) = HEX" (BSD, Fedora and Rocky).
+_GNU = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(?:\./)?(\S.*?)\s*$")
+_BSD = re.compile(r"^SHA256\s*\((?:\./)?(.+?)\)\s*=\s*([0-9a-fA-F]{64})\s*$")
+
+Log = Callable[[str], None]
+
+
+class IsoError(GmiError):
+    """An install image could not be fetched or did not verify."""
+
+
+def parse_checksums(text: str, filename: str) -> str:
+    """The SHA-256 of ``filename`` (a path relative to the checksum file, or a base
+    name) in a checksum file; a file of one entry (openSUSE's NAME.sha256, which
+    names the build's own file) gives that entry."""
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        if m := _GNU.match(line.strip()):
+            entries[m.group(2)] = m.group(1).lower()
+        elif m := _BSD.match(line.strip()):
+            entries[m.group(1)] = m.group(2).lower()
+    want = filename.removeprefix("./")
+    if want in entries:
+        return entries[want]
+    by_base = {k.rsplit("/", 1)[-1]: v for k, v in entries.items()}
+    if "/" not in want and want in by_base:
+        return by_base[want]
+    if len(entries) == 1:
+        return next(iter(entries.values()))
+    raise IsoError(f"{filename} is not listed in the checksum file ({len(entries)} entries): "
+                   "a newer release replaced it; update the distro YAML's url")
+
+
+def cache_dir(settings: Any = None) -> Path:
+    raw = getattr(settings, "iso_cache", "") if settings is not None else ""
+    return Path(raw or CACHE_DIR).expanduser()
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created), held by one process or thread at a time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def fetch_text(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
+            return str(r.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError) as exc:
+        raise IsoError(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}; check the network, "
+                       "or pass --iso PATH with --iso-sha256 HEX") from None
+
+
+class Progress:
+    """One live line on a terminal; a line per 10 % otherwise."""
+
+    def __init__(self, name: str, total: int | None, log: Log, stream: Any = None) -> None:
+        self.name, self.total, self.log = name, total, log
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start, self.last_decile, self.last_draw = time.monotonic(), -1, 0.0
+
+    def update(self, done: int, resumed_from: int = 0) -> None:
+        rate = (done - resumed_from) / max(time.monotonic() - self.start, 1e-3) / 2**20
+        if self.total:
+            pct = done * 100 // self.total
+            bar = "#" * (pct // 4) + "-" * (25 - pct // 4)
+            text = (f"{self.name} [{bar}] {pct:3d}% {done / 2**20:,.0f}/{self.total / 2**20:,.0f} MiB "
+                    f"{rate:.1f} MiB/s")
+        else:
+            pct, text = -1, f"{self.name} {done / 2**20:,.0f} MiB {rate:.1f} MiB/s"
+        if self.tty:
+            now = time.monotonic()
+            if now - self.last_draw > 0.2 or (self.total and done >= self.total):
+                self.stream.write("\r" + text)
+                self.stream.flush()
+                self.last_draw = now
+        elif pct // 10 > self.last_decile:
+            self.last_decile = pct // 10
+            self.log(text)
+
+    def finish(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def download(url: str, dest: Path, log: Log) -> None:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` with a Range request."""
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=TIMEOUT)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: the part is whole
+            os.replace(part, dest)
+            return
+        raise IsoError(f"cannot download {url}: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise IsoError(f"cannot download {url}: {getattr(exc, 'reason', exc)}; the partial file "
+                       "is kept and the next run resumes it") from None
+    with resp:
+        resumed = resp.status == 206
+        if not resumed:
+            have = 0  # the server sent the whole file
+        length = resp.headers.get("Content-Length")
+        total = have + int(length) if length else None
+        progress = Progress(dest.name, total, log)
+        if resumed:
+            log(f"{dest.name}: resuming at {have / 2**20:,.0f} MiB")
+        try:
+            with part.open("ab" if resumed else "wb") as f:
+                done = have
+                while block := resp.read(CHUNK):
+                    f.write(block)
+                    done += len(block)
+                    progress.update(done, have)
+        except (OSError, urllib.error.URLError) as exc:
+            raise IsoError(f"download of {url} broke off ({exc}); the next run resumes it") from None
+        finally:
+            progress.finish()
+    if total is not None and part.stat().st_size != total:
+        raise IsoError(f"download of {url} ended early ({part.stat().st_size} of {total} bytes); "
+                       "the next run resumes it")
+    os.replace(part, dest)
+
+
+def verify(path: Path, expected: str) -> None:
+    """Raise when ``path``'s SHA-256 is not ``expected``."""
+    got = sha256_file(path)
+    if got != expected.lower():
+        raise IsoError(f"{path.name}: SHA-256 {got[:16]}... but expected {expected[:16]}...")
+
+
+def cached(url: str, expected: str | Callable[[], str], directory: Path, log: Log,
+           filename: str = "") -> tuple[Path, str]:
+    """``url``'s file from the cache (downloaded once, under a lock), verified by
+    SHA-256 now. ``expected`` is the hash, or a function that finds it (called only
+    when nothing is cached yet)."""
+    name = filename or url.rstrip("/").rsplit("/", 1)[-1]
+    dest, recorded = directory / name, directory / f"{name}.sha256"
+    with locked(directory / f"{name}.lock"):
+        if dest.exists() and recorded.exists():
+            sha = recorded.read_text().strip()
+            try:
+                verify(dest, sha)
+            except IsoError as exc:
+                bad = dest.with_name(dest.name + ".bad")
+                os.replace(dest, bad)
+                raise IsoError(f"cached {exc}: moved aside to {bad.name}; run again to download "
+                               "it anew") from None
+            return dest, sha
+        sha = expected() if callable(expected) else expected.lower()
+        if dest.exists():  # put there by hand, without a recorded hash: verify it first
+            try:
+                verify(dest, sha)
+            except IsoError:
+                os.replace(dest, dest.with_name(dest.name + ".bad"))
+            else:
+                recorded.write_text(sha + "\n")
+                return dest, sha
+        log(f"downloading {url} into {directory}")
+        download(url, dest, log)
+        try:
+            verify(dest, sha)
+        except IsoError as exc:
+            dest.unlink(missing_ok=True)
+            raise IsoError(f"downloaded {exc}: deleted; check the mirror and the checksum file, "
+                           "then run again") from None
+        recorded.write_text(sha + "\n")
+        return dest, sha
+
+
+def expected_sha256(url: str, pinned: str, checksum_url: str, directory: Path) -> str:
+    """The pinned SHA-256, else the one the checksum file lists for ``url``'s file
+    (the file's path relative to the checksum file's folder, or its name)."""
+    if pinned:
+        return pinned.lower()
+    text = fetch_text(checksum_url)
+    base = checksum_url.rsplit("/", 1)[0] + "/"
+    relative = url[len(base):] if url.startswith(base) else url.rsplit("/", 1)[-1]
+    return parse_checksums(text, relative)
+
+
+def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha256: str = "",
+            log: Log = print) -> tuple[Path, str]:
+    """The verified install ISO of distro ``d``: ``iso`` (or the ``iso`` setting) when
+    given, else the cached official download. Returns (path, sha256)."""
+    if d.iso is None:
+        raise IsoError(f"{d.name} has no iso: section in its YAML: it cannot install from an ISO")
+    spec = d.iso
+    iso = iso or (Path(settings.iso).expanduser() if getattr(settings, "iso", "") else None)
+    iso_sha256 = (iso_sha256 or getattr(settings, "iso_sha256", "") or "").lower()
+    directory = cache_dir(settings)
+    if iso is not None:
+        if not iso.is_file():
+            raise IsoError(f"--iso {iso}: no such file")
+        sha = iso_sha256 or expected_sha256(spec.url, spec.sha256, spec.checksum_url, directory)
+        try:
+            verify(iso, sha)
+        except IsoError as exc:
+            raise IsoError(f"--iso {exc}: not used; pass --iso-sha256 HEX for a custom image") from None
+        return iso, sha
+    if iso_sha256:
+        return cached(spec.url, iso_sha256, directory, log)
+    return cached(spec.url, lambda: expected_sha256(spec.url, spec.sha256, spec.checksum_url, directory),
+                  directory, log)
+
+
+def netboot_files(d: Distro, settings: Any = None, log: Log = print) -> tuple[Path, Path]:
+    """The installer's netboot kernel and initrd, cached and verified (their hashes
+    from the netboot checksum file)."""
+    if d.netboot is None:
+        raise IsoError(f"{d.name} has no netboot: section in its YAML")
+    nb = d.netboot
+    directory = cache_dir(settings) / f"{d.name}-netboot"
+    out = []
+    for url in (nb.kernel_url, nb.initrd_url):
+        path, _ = cached(url, lambda u=url: expected_sha256(u, "", nb.checksum_url, directory),  # type: ignore[misc]
+                         directory, log)
+        out.append(path)
+    return out[0], out[1]
+
+
+def is_sha256(text: str) -> bool:
+    return bool(_HEX.fullmatch(text))

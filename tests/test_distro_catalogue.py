@@ -1,0 +1,181 @@
+"""The whole catalogue: every entry loads, carries what the issue asks of it, and the
+quirks the procedure names are there as data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import distro
+from harness.errors import DistroError
+
+ALL = distro.known_distros()
+EXPECTED = {
+    "debian-12": ("Debian", "12", "apt", "debootstrap", "preseed"),
+    "debian-13": ("Debian", "13", "apt", "debootstrap", "preseed"),
+    "ubuntu-24.04": ("Ubuntu", "24.04", "apt", "iso", "autoinstall"),
+    "ubuntu-25.04": ("Ubuntu", "25.04", "apt", "iso", "autoinstall"),
+    "fedora-42": ("Fedora", "42", "dnf", "iso", "kickstart"),
+    "rocky-9": ("Rocky", "9", "dnf", "iso", "kickstart"),
+    "rocky-10": ("Rocky", "10", "dnf", "iso", "kickstart"),
+    "opensuse-leap-15.6": ("OpenSUSE", "15.6", "zypper", "iso", "autoyast"),
+    "opensuse-tumbleweed": ("OpenSUSE", "Tumbleweed", "zypper", "iso", "autoyast"),
+}
+
+
+def test_catalogue_is_complete():
+    assert sorted(EXPECTED) == ALL
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_entry_names_family_method_and_answer(name: str):
+    d = distro.load(name)
+    os_, version, fam, method, answer = EXPECTED[name]
+    assert (d.vmgenie.os, d.vmgenie.version) == (os_, version)
+    assert d.vmgenie.archive == f"GMI-{os_}-{version}.zip"
+    assert (d.family, d.install.method, d.install.answer) == (fam, method, answer)
+    assert d.hyperv.generation == 2 and d.hyperv.secure_boot
+    assert d.hyperv.secure_boot_template == "MicrosoftUEFICertificateAuthority"
+    assert not d.hyperv.procedure_turns_secure_boot_off
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_entry_has_official_iso_with_a_checksum_source(name: str):
+    d = distro.load(name)
+    assert d.iso is not None
+    assert d.iso.url.startswith("https://") and d.iso.url.endswith(".iso")
+    # No invented hashes: each SHA-256 comes from the distro's checksum file.
+    assert d.iso.sha256 == "" and d.iso.checksum_url.startswith("https://")
+    assert d.iso.signing_key
+    host = d.iso.url.split("/")[2]
+    assert host in {"cdimage.debian.org", "releases.ubuntu.com", "old-releases.ubuntu.com",
+                    "download.fedoraproject.org", "download.rockylinux.org",
+                    "download.opensuse.org"}, host
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_answer_file_installs_ssh_sudo_and_hyperv_daemons(name: str):
+    d = distro.load(name)
+    pkgs = set(d.install.packages)
+    assert pkgs & {"openssh-server", "openssh"}
+    assert d.update.sudo_package in pkgs
+    assert set(d.hyperv_integration.packages) <= pkgs
+
+
+@pytest.mark.parametrize("name", [n for n in ALL if distro.load(n).install.method == "iso"])
+def test_iso_installs_boot_the_installer_kernel_directly_on_qemu(name: str):
+    d = distro.load(name)
+    assert d.install.kernel.startswith("/") and d.install.initrd.startswith("/")
+    assert d.install.kernel_args
+    assert d.install.boot_command or d.install.answer == "kickstart"
+
+
+def test_ubuntu_quirks():
+    for name in ("ubuntu-24.04", "ubuntu-25.04"):
+        ci = distro.load(name).cloud_init
+        assert {"cloud-init-local.service", "cloud-config.service", "cloud-final.service"} <= set(ci.units)
+        assert "/etc/cloud/cloud-init.disabled" in ci.remove_files
+        assert "/etc/cloud/cloud.cfg.d/99-installer.cfg" in ci.remove_files
+        # our file must sort after 99-installer.cfg
+        name_ = ci.datasource_file.rsplit("/", 1)[1]
+        assert sorted(["99-installer.cfg", "99-gmi.cfg", name_])[-1] == name_
+        assert "autoinstall" in distro.load(name).install.kernel_args
+
+
+@pytest.mark.parametrize("name", ["fedora-42", "rocky-9", "rocky-10"])
+def test_fedora_rocky_quirks(name: str):
+    d = distro.load(name)
+    assert d.family == "dnf" and "hyperv-daemons" in d.hyperv_integration.packages
+    assert "/etc/ssh/sshd_config.d/50-cloud-init.conf" in d.cloud_init.remove_files
+    assert d.boot.grub_update.startswith("grub2-mkconfig -o /boot/grub2/grub.cfg")
+    assert d.hyperv_integration.initramfs_list == "lsinitrd"
+    assert d.hyperv_integration.initramfs_update.startswith("dracut")
+    assert d.update.initramfs_conf == ""  # no initramfs-tools
+    assert "wheel" in d.checks.seed.groups and d.update.sudo_group == "wheel"
+    assert d.install.answer_label == "OEMDRV"
+
+
+@pytest.mark.parametrize("name", ["opensuse-leap-15.6", "opensuse-tumbleweed"])
+def test_opensuse_quirks(name: str):
+    d = distro.load(name)
+    assert "openSUSE-release-dvd" in d.update.keep_packages
+    assert d.hyperv_integration.services[:2] == ("hv_kvp_daemon.service", "hv_vss_daemon.service")
+    assert d.cloud_init.first_run[0] == "cloud-init init"
+    assert any(c.startswith("cloud-init modules --mode=config") for c in d.cloud_init.first_run)
+    assert d.hyperv_integration.from_source.mode == "fallback"
+    assert d.boot.grub_settings["GRUB_TIMEOUT"] == "0"
+
+
+def test_debian_keeps_its_behaviour_fields():
+    """What the stages read today for Debian is unchanged by the schema additions."""
+    for name in ("debian-12", "debian-13"):
+        d = distro.load(name)
+        assert d.install.method == "debootstrap" and d.install.suite
+        assert d.hyperv_integration.initramfs_modules_line == "{module}"
+        assert d.hyperv_integration.initramfs_path == "/boot/initrd.img-{kernel}"
+        assert d.boot.cmdline_glob == "/boot/grub/grub.cfg"
+        assert d.cleanup.seal_remove_paths == () and d.update.keep_packages == ()
+        assert d.update.upgrade == "" and d.cloud_init.first_run == ()
+        assert d.hyperv_integration.from_source.mode == "never"
+        assert d.checks.seed.upgrade_command == ("apt update -y", "apt upgrade -y")
+        assert d.checks.locale_file == "/etc/default/locale"
+        assert d.netboot is not None and d.netboot.checksum_url.endswith("/images/SHA256SUMS")
+
+
+def _variant(tmp_path: Path, name: str, change) -> Path:
+    data = yaml.safe_load((distro.DISTROS_DIR / f"{name}.yml").read_text())
+    change(data)
+    path = tmp_path / f"{name}.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("name, change, message", [
+    ("fedora-42", lambda d: d.pop("iso"), r"key 'iso': missing \(install.method iso"),
+    ("fedora-42", lambda d: d["install"].__setitem__("method", "pxe"), r"unknown install method 'pxe'"),
+    ("fedora-42", lambda d: d["install"].__setitem__("answer_label", "cidata"),
+     r"install.answer_label': kickstart is read from a volume labelled 'OEMDRV'"),
+    ("fedora-42", lambda d: d["install"].__setitem__("answer", "unattend"), r"unknown answer file kind"),
+    ("fedora-42", lambda d: d["iso"].pop("checksum_url"), r"key 'iso': give sha256 or checksum_url"),
+    ("fedora-42", lambda d: d["iso"].__setitem__("sha256", "ABC"), r"iso.sha256': expected 64 lowercase"),
+    ("fedora-42", lambda d: d["iso"].__setitem__("url", "ftp://x/y.iso"), r"iso.url': expected an http"),
+    ("fedora-42", lambda d: d["install"].__setitem__("method", "debootstrap"),
+     r"debootstrap installs the apt family only"),
+    ("fedora-42", lambda d: d["boot"].__setitem__("debconf", ["x y z"]), r"the dnf family has no debconf"),
+    ("fedora-42", lambda d: d["hyperv_integration"].pop("udev_rule_glob"),
+     r"udev_rule_glob': missing \(enable_services false"),
+    ("opensuse-leap-15.6", lambda d: d["hyperv_integration"]["from_source"].__setitem__("mode", "maybe"),
+     r"from_source.mode': expected one of never, fallback, always"),
+    ("opensuse-leap-15.6", lambda d: d["hyperv_integration"].__setitem__("initramfs_modules_line", "x"),
+     r"must contain \{module\}"),
+    ("fedora-42", lambda d: d["install"].__setitem__("kernel_args", "inst.ks={ks_label}"),
+     r"install.kernel_args': unknown placeholder \{ks_label\}"),
+    ("debian-12", lambda d: d["install"].pop("apt_sources"),
+     r"install.apt_sources': missing \(install.method"),
+    ("debian-12", lambda d: d.__setitem__("iso", "https://x"), r"key 'iso': expected a mapping, got str"),
+    ("ubuntu-24.04", lambda d: d["iso"].__setitem__("mirror", "x"), r"key 'iso.mirror': unknown key"),
+])
+def test_bad_entries_fail_with_file_and_key(tmp_path: Path, name, change, message):
+    path = _variant(tmp_path, name, change)
+    with pytest.raises(DistroError, match=message) as exc:
+        distro.load_file(path)
+    assert str(path) in str(exc.value)
+
+
+def test_collect_only_with_all_lists_every_distro(tmp_path: Path):
+    """The issue's "done when": pytest --distro=all --collect-only lists every distro."""
+    root = distro.DISTROS_DIR.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "checks", "--distro=all", "--collect-only", "-q",
+         "-p", "no:cacheprovider", f"--out={tmp_path}"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "GMI_SCRATCH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for name in ALL:
+        assert f"test_os_release_matches_the_distro[{name}]" in proc.stdout, name
+    assert not (tmp_path / "runs").exists()  # collecting writes nothing

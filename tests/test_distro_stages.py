@@ -1,0 +1,151 @@
+"""The stages driven by each distro's YAML, against a recording fake guest (no VM):
+the procedure's per-OS quirks show up as the commands the stages send."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import stages.s2_update as s2
+import stages.s3_cloud_init as s3
+import stages.s4_hyperv as s4
+import stages.s5_cleanup as s5
+from harness import config, distro
+from harness.build import Build, Credentials
+from harness.ssh import Result
+from stages.s6_seal import seal_script
+
+KERNEL = "6.14.0-27-generic"
+
+
+class RecordingGuest:
+    """Answers every command with success (or a chosen failure) and records it."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.commands: list[str] = []
+        self.files: dict[str, str] = {}
+        self.fail = fail
+
+    def run(self, script: str, check: bool = True, timeout: float = 0, what: str = "",
+            quiet: bool = False) -> Result:
+        self.commands.append(script)
+        if self.fail and self.fail in script:
+            assert not check, f"a failing command was run with check=True: {script}"
+            return Result(1, "No provider of 'hyper-v' found.")
+        return Result(0, KERNEL if script == "uname -r" or "vmlinuz" in script else "1.0")
+
+    def put(self, path: str, content: str, mode: int = 0o644) -> None:
+        self.files[path] = content
+
+    def close(self) -> None:
+        pass
+
+
+def run_stages(tmp_path: Path, name: str, fail: str = "") -> tuple[Build, RecordingGuest, str]:
+    d = distro.load(name)
+    b = Build(d, config.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b.creds = Credentials.generate(d.admin_user, "c")
+    g = RecordingGuest(fail)
+    b.guest = g  # type: ignore[assignment]
+    for stage in (s2.update, s3.cloud_init, s4.hyperv, s5.cleanup):
+        stage(b)
+    return b, g, seal_script(b)
+
+
+def sent(g: RecordingGuest) -> str:
+    return "\n".join(g.commands)
+
+
+@pytest.mark.parametrize("name", distro.known_distros())
+def test_every_distro_runs_through_the_stages(tmp_path: Path, name: str):
+    b, g, seal = run_stages(tmp_path, name)
+    text = sent(g)
+    d = b.distro
+    assert f"usermod -aG {d.update.sudo_group} {d.admin_user}" in text
+    assert d.boot.grub_update in text and d.hyperv_integration.initramfs_update in text
+    assert d.cloud_init.datasource_file in g.files
+    assert seal.rstrip().endswith("systemctl poweroff")
+    subprocess.run(["bash", "-n", "-c", seal], check=True)
+    for script in g.commands:
+        subprocess.run(["bash", "-n", "-c", script], check=True)  # every command is valid bash
+
+
+@pytest.mark.parametrize("name", ["fedora-42", "rocky-9", "rocky-10"])
+def test_fedora_rocky_quirks_reach_the_guest(tmp_path: Path, name: str):
+    _, g, seal = run_stages(tmp_path, name)
+    text = sent(g)
+    assert "dnf -y -q upgrade --refresh" in g.commands
+    assert "/etc/ssh/sshd_config.d/50-cloud-init.conf" in text
+    assert "dnf -y -q install hyperv-daemons" in g.commands
+    assert "grub2-mkconfig -o /boot/grub2/grub.cfg" in text
+    assert "grep -q 'net.ifnames=0' /boot/loader/entries/*.conf" in g.commands
+    assert "for i in /boot/initramfs-*.img; do l=$(lsinitrd" in text
+    assert "debconf" not in text and "update-initramfs" not in text and "locale-gen" not in text
+    assert not any(p.startswith("/etc/default/grub.d") for p in g.files)  # no drop-in folder there
+    # the NIC's kernel parameters go into /etc/default/grub itself
+    assert any(c.startswith("f=/etc/default/grub") and "net.ifnames=0" in c for c in g.commands)
+    assert "/var/lib/NetworkManager/*.lease" in seal
+
+
+def test_dracut_module_lines_are_written_once(tmp_path: Path):
+    _, g, _ = run_stages(tmp_path, "fedora-42")
+    script = next(c for c in g.commands if c.startswith("f=/etc/dracut.conf.d/"))
+    conf = tmp_path / "90-gmi-hyperv.conf"
+    local = script.replace("/etc/dracut.conf.d/90-gmi-hyperv.conf", str(conf))
+    for _ in range(2):
+        subprocess.run(["bash", "-euo", "pipefail", "-c", local], check=True)
+    lines = conf.read_text().splitlines()
+    assert lines[0] == 'add_drivers+=" hv_vmbus "' and len(lines) == 7
+
+
+@pytest.mark.parametrize("name", ["opensuse-leap-15.6", "opensuse-tumbleweed"])
+def test_opensuse_quirks_reach_the_guest(tmp_path: Path, name: str):
+    _, g, _ = run_stages(tmp_path, name)
+    text = sent(g)
+    autoremove = [c for c in g.commands if "packages --orphaned" in c]
+    assert autoremove and all("grep -vxF -e openSUSE-release-dvd" in c for c in autoremove)
+    first = [g.commands.index(c) for c in ("cloud-init init", "cloud-init modules --mode=config",
+                                           "cloud-init modules --mode=final")]
+    enable = next(i for i, c in enumerate(g.commands) if c.startswith("systemctl enable") and "cloud" in c)
+    assert first == sorted(first) and first[-1] < enable
+    assert "systemctl enable hv_kvp_daemon.service hv_vss_daemon.service" in g.commands
+    assert "for i in /boot/initrd-*; do l=$(lsinitrd" in text
+    if name == "opensuse-tumbleweed":
+        assert "zypper --non-interactive dist-upgrade --auto-agree-with-licenses" in g.commands
+
+
+def test_opensuse_builds_hv_daemons_from_source_when_no_package(tmp_path: Path):
+    """The procedure's fallback: the package cannot be installed, so the daemons are
+    built from the running kernel's tools/hv; the build record says how."""
+    b, g, _ = run_stages(tmp_path, "opensuse-tumbleweed", fail="install --auto-agree-with-licenses hyper-v")
+    built = b.record["hv_daemons_from_source"]
+    assert built["kernel_version"] == "6.14"
+    assert built["source_url"] == "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.14.tar.xz"
+    assert "hv_fcopy_uio_daemon" in built["daemons"]
+    assert any("make -C /usr/src/linux-6.14/tools/hv" in c for c in g.commands)
+    assert "systemctl enable hv-kvp-daemon.service hv-vss-daemon.service" in g.commands
+    assert b.record["hv_services"] == ["hv-kvp-daemon.service", "hv-vss-daemon.service"]
+    assert b.record["versions"]["integration_services"].startswith("built from https://cdn.kernel.org/")
+
+
+def test_debian_never_builds_from_source_even_when_the_package_fails(tmp_path: Path):
+    with pytest.raises(AssertionError, match="check=True"):
+        run_stages(tmp_path, "debian-12", fail="install hyperv-daemons")
+
+
+@pytest.mark.parametrize("name", ["ubuntu-24.04", "ubuntu-25.04"])
+def test_ubuntu_quirks_reach_the_guest(tmp_path: Path, name: str):
+    b, g, _ = run_stages(tmp_path, name)
+    removal = next(c for c in g.commands if c.startswith("rm -fv "))
+    for leftover in ("/etc/cloud/cloud-init.disabled", "/etc/cloud/cloud.cfg.d/99-installer.cfg",
+                     "/etc/cloud/cloud.cfg.d/subiquity-disable-cloudinit-networking.cfg"):
+        assert leftover in removal
+    assert "locale-gen en_US.UTF-8" in g.commands
+    assert not any("locale.gen" in c for c in g.commands)
+    units = next(c for c in g.commands if c.startswith("systemctl enable") and "cloud" in c)
+    assert all(u in units for u in b.distro.cloud_init.units)
+    assert "/etc/network/interfaces" not in g.files  # netplan, not ifupdown
+    assert re.search(r"systemctl enable hv-kvp-daemon\.service hv-vss-daemon\.service", sent(g))

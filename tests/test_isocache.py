@@ -1,0 +1,267 @@
+"""The ISO cache against a local HTTP server on 127.0.0.1: download once, resume with
+Range, refuse a bad checksum (and never keep the bad file), one download for
+parallel callers, local --iso files verified."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.server
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import distro, isocache
+from harness.config import resolve
+from harness.errors import GmiError
+
+PAYLOAD = bytes(range(256)) * 4096 * 3  # 3 MiB, several chunks
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class Server:
+    """Serves /img.iso (Range-aware unless told not to) and checksum files; counts
+    requests; can break a response off after N bytes."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {"/img.iso": PAYLOAD}
+        self.requests: list[tuple[str, str | None]] = []
+        self.honour_range = True
+        self.cut_after: int | None = None
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                rng = self.headers.get("Range")
+                with server.lock:
+                    server.requests.append((self.path, rng))
+                data = server.files.get(self.path)
+                if data is None:
+                    self.send_error(404)
+                    return
+                start = 0
+                if rng and server.honour_range:
+                    start = int(rng.removeprefix("bytes=").split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                else:
+                    self.send_response(200)
+                body = data[start:]
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    self.wfile.write(body[:server.cut_after])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+        self.thread.start()
+
+    def gets(self, path: str = "/img.iso") -> list[str | None]:
+        return [r for p, r in self.requests if p == path]
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    s = Server()
+    yield s
+    s.httpd.shutdown()
+    s.httpd.server_close()
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+def test_downloads_once_then_verifies_from_cache(server: Server, tmp_path: Path):
+    path, sha = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert path == tmp_path / "img.iso" and path.read_bytes() == PAYLOAD and sha == SHA
+    assert (tmp_path / "img.iso.sha256").read_text().strip() == SHA
+    again, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert again == path and len(server.gets()) == 1  # second use: verified, not fetched
+    assert not (tmp_path / "img.iso.part").exists()
+
+
+def test_resumes_a_partial_download_with_range(server: Server, tmp_path: Path):
+    (tmp_path / "img.iso.part").write_bytes(PAYLOAD[:1_000_000])
+    path, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert server.gets() == ["bytes=1000000-"]
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_broken_off_download_is_resumed_by_the_next_run(server: Server, tmp_path: Path):
+    server.cut_after = 700_000
+    with pytest.raises(GmiError, match=r"ended early|broke off"):
+        isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert (tmp_path / "img.iso.part").stat().st_size == 700_000
+    assert not (tmp_path / "img.iso").exists()
+    server.cut_after = None
+    path, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert server.gets()[-1] == "bytes=700000-" and path.read_bytes() == PAYLOAD
+
+
+def test_server_without_range_support_restarts_cleanly(server: Server, tmp_path: Path):
+    server.honour_range = False
+    (tmp_path / "img.iso.part").write_bytes(b"junk" * 1000)
+    path, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert path.read_bytes() == PAYLOAD  # not junk + payload
+
+
+def test_complete_part_file_is_finished_without_a_body(server: Server, tmp_path: Path):
+    (tmp_path / "img.iso.part").write_bytes(PAYLOAD)
+    path, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)  # server says 416
+    assert path.read_bytes() == PAYLOAD
+
+
+def test_mismatch_on_download_is_an_error_and_nothing_is_kept(server: Server, tmp_path: Path):
+    wrong = "0" * 64
+    with pytest.raises(GmiError) as exc:
+        isocache.cached(f"{server.url}/img.iso", wrong, tmp_path, quiet)
+    message = str(exc.value)
+    assert "\n" not in message and "SHA-256" in message and "deleted" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["img.iso.lock"]
+
+
+def test_corrupted_cached_copy_is_moved_aside_not_used(server: Server, tmp_path: Path):
+    path, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    path.write_bytes(b"bit rot" + PAYLOAD[7:])
+    with pytest.raises(GmiError, match=r"cached img\.iso: SHA-256 .* moved aside to img\.iso\.bad"):
+        isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert not path.exists() and (tmp_path / "img.iso.bad").exists()
+    fresh, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)  # next run: anew
+    assert fresh.read_bytes() == PAYLOAD and len(server.gets()) == 2
+
+
+def test_a_file_put_into_the_cache_by_hand_is_verified_not_downloaded(server: Server, tmp_path: Path):
+    (tmp_path / "img.iso").write_bytes(PAYLOAD)
+    path, _ = isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)
+    assert path.read_bytes() == PAYLOAD and server.gets() == []
+    assert (tmp_path / "img.iso.sha256").read_text().strip() == SHA
+    (tmp_path / "img.iso.sha256").unlink()
+    path.write_bytes(b"not it")
+    isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)  # wrong: set aside, downloaded
+    assert path.read_bytes() == PAYLOAD and (tmp_path / "img.iso.bad").read_bytes() == b"not it"
+
+
+def test_parallel_callers_download_once(server: Server, tmp_path: Path):
+    results: list[Path] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            results.append(isocache.cached(f"{server.url}/img.iso", SHA, tmp_path, quiet)[0])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(results) == 4
+    assert len(server.gets()) == 1
+
+
+def test_expected_hash_from_checksum_file_only_when_nothing_is_cached(server: Server, tmp_path: Path):
+    server.files["/SHA256SUMS"] = f"{'1' * 64}  other.iso\n{SHA} *img.iso\n".encode()
+    url = f"{server.url}/img.iso"
+
+    def lookup() -> str:
+        return isocache.expected_sha256(url, "", f"{server.url}/SHA256SUMS", tmp_path)
+
+    isocache.cached(url, lookup, tmp_path, quiet)
+    isocache.cached(url, lookup, tmp_path, quiet)
+    assert len(server.gets("/SHA256SUMS")) == 1
+
+
+@pytest.mark.parametrize("text, name, expected", [
+    (f"{SHA}  debian-12.12.0-amd64-netinst.iso\n{'2' * 64}  other.iso\n",
+     "debian-12.12.0-amd64-netinst.iso", SHA),
+    (f"{'2' * 64} *a.iso\n{SHA} *ubuntu-24.04.3-live-server-amd64.iso\n",
+     "ubuntu-24.04.3-live-server-amd64.iso", SHA),
+    ("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\n# Fedora-Server-netinst-x86_64-42-1.1.iso: "
+     f"1 bytes\nSHA256 (Fedora-Server-netinst-x86_64-42-1.1.iso) = {SHA.upper()}\n"
+     f"SHA256 (other.iso) = {'3' * 64}\n-----BEGIN PGP SIGNATURE-----\nxx\n",
+     "Fedora-Server-netinst-x86_64-42-1.1.iso", SHA),
+    (f"{SHA}  openSUSE-Leap-15.6-NET-x86_64-Build710.3-Media.iso\n",
+     "openSUSE-Leap-15.6-NET-x86_64-Media.iso", SHA),
+    (f"{'4' * 64}  ./netboot/debian-installer/amd64/initrd.gz\n"
+     f"{SHA}  ./netboot/debian-installer/amd64/linux\n",
+     "netboot/debian-installer/amd64/linux", SHA),
+])
+def test_checksum_file_formats(text: str, name: str, expected: str):
+    assert isocache.parse_checksums(text, name) == expected
+
+
+def test_checksum_file_without_the_file_says_to_update_the_url():
+    with pytest.raises(GmiError, match=r"x\.iso is not listed in the checksum file \(2 entries\): .*update"):
+        isocache.parse_checksums(f"{SHA}  a.iso\n{SHA}  b.iso\n", "x.iso")
+
+
+def _distro_served_by(server: Server) -> distro.Distro:
+    d = distro.load("fedora-42")
+    assert d.iso is not None
+    server.files["/CHECKSUM"] = f"SHA256 (img.iso) = {SHA}\n".encode()
+    iso = dataclasses.replace(d.iso, url=f"{server.url}/img.iso", checksum_url=f"{server.url}/CHECKSUM")
+    return dataclasses.replace(d, iso=iso)
+
+
+def test_resolve_downloads_the_distros_iso(server: Server, tmp_path: Path):
+    d = _distro_served_by(server)
+    settings = resolve({"iso_cache": str(tmp_path)}, env={})
+    path, sha = isocache.resolve(d, settings, log=quiet)
+    assert path == tmp_path / "img.iso" and sha == SHA
+
+
+def test_local_iso_is_verified_against_the_distro_checksum(server: Server, tmp_path: Path):
+    d = _distro_served_by(server)
+    good, bad = tmp_path / "good.iso", tmp_path / "bad.iso"
+    good.write_bytes(PAYLOAD)
+    bad.write_bytes(PAYLOAD[:-1] + b"x")
+    settings = resolve({"iso_cache": str(tmp_path / "cache"), "iso": str(good)}, env={})
+    assert isocache.resolve(d, settings, log=quiet) == (good, SHA)
+    with pytest.raises(GmiError, match=r"--iso bad\.iso: SHA-256 .* not used; pass --iso-sha256"):
+        isocache.resolve(d, settings, iso=bad, log=quiet)
+    assert bad.exists()  # the user's own file is never moved or deleted
+    custom = hashlib.sha256(bad.read_bytes()).hexdigest()
+    assert isocache.resolve(d, settings, iso=bad, iso_sha256=custom, log=quiet) == (bad, custom)
+    assert len(server.gets()) == 0  # a local file: nothing downloaded
+    with pytest.raises(GmiError, match="no such file"):
+        isocache.resolve(d, settings, iso=tmp_path / "missing.iso", log=quiet)
+
+
+def test_progress_draws_one_live_line_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    p = isocache.Progress("img.iso", 100 * 2**20, quiet, stream=out)
+    p.update(50 * 2**20)
+    p.update(100 * 2**20)
+    p.finish()
+    text = out.getvalue()
+    assert text.startswith("\rimg.iso [") and "100% 100/100 MiB" in text and text.endswith("\n")
+
+
+def test_progress_logs_every_tenth_without_a_terminal():
+    lines: list[str] = []
+    p = isocache.Progress("img.iso", 1000, lines.append, stream=io.StringIO())
+    for done in range(0, 1001, 50):
+        p.update(done)
+    assert len(lines) == 11 and "100%" in lines[-1]

@@ -90,6 +90,12 @@ class NetbootSpec:
     initrd_url: str
     checksum_url: str
     signing_key: str = ""
+    # Where the images folder is not served (some mirrors and proxies carry only pool/
+    # and the indices): the same files from the archive's netboot package, found in
+    # ``packages_url`` (a Packages.xz index; the .deb's SHA-256 is taken from it).
+    package: str = ""
+    packages_url: str = ""
+    package_dir: str = ""  # the folder inside the .deb that holds the kernel and initrd
     # The preseed travels inside the initrd (/preseed.cfg), which d-i reads by itself.
     kernel_args: str = "auto=true priority=critical console=ttyS0,115200n8"
 

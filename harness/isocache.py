@@ -16,9 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import lzma
 import os
 import re
+import shutil
+import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -250,19 +255,82 @@ def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha
                   directory, log)
 
 
-def netboot_files(d: Distro, settings: Any = None, log: Log = print) -> tuple[Path, Path]:
+def netboot_files(d: Distro, settings: Any = None, log: Log = print) -> tuple[Path, Path, str]:
     """The installer's netboot kernel and initrd, cached and verified (their hashes
-    from the netboot checksum file)."""
+    from the netboot checksum file), and where they came from. When the images folder
+    cannot be had, the same files from the archive's netboot package (``package``)."""
     if d.netboot is None:
         raise IsoError(f"{d.name} has no netboot: section in its YAML")
     nb = d.netboot
     directory = cache_dir(settings) / f"{d.name}-netboot"
     out = []
-    for url in (nb.kernel_url, nb.initrd_url):
-        path, _ = cached(url, lambda u=url: expected_sha256(u, "", nb.checksum_url, directory),  # type: ignore[misc]
-                         directory, log)
-        out.append(path)
-    return out[0], out[1]
+    try:
+        for url in (nb.kernel_url, nb.initrd_url):
+            path, _ = cached(url, lambda u=url: expected_sha256(u, "", nb.checksum_url, directory),  # type: ignore[misc]
+                             directory, log)
+            out.append(path)
+    except IsoError as exc:
+        if not nb.package:
+            raise
+        log(f"{exc}; taking the installer from the {nb.package} package instead")
+        return netboot_from_package(nb, directory, log)
+    return out[0], out[1], nb.kernel_url.rsplit("/images/", 1)[0]
+
+
+def package_stanza(index: str, package: str) -> dict[str, str]:
+    """The newest stanza of ``package`` in a Debian Packages index."""
+    found: list[dict[str, str]] = []
+    for block in index.split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines()
+                      if ": " in line and not line.startswith(" "))
+        if fields.get("Package") == package:
+            found.append(fields)
+    if not found:
+        raise IsoError(f"{package} is not in the archive's package index: check the mirror, or "
+                       "the YAML's netboot.package")
+    if len(found) > 1:  # dpkg's ordering for the versions a mirror may list side by side
+        found.sort(key=functools.cmp_to_key(
+            lambda a, b: -1 if subprocess.run(["dpkg", "--compare-versions", a["Version"], "lt",
+                                                b["Version"]]).returncode == 0 else 1))
+    return found[-1]
+
+
+def netboot_from_package(nb: Any, directory: Path, log: Log) -> tuple[Path, Path, str]:
+    """The kernel and initrd out of the archive's netboot package: its .deb verified by
+    the SHA-256 the package index lists, the two files extracted into the cache (with
+    their hashes recorded, so later runs verify them like any cached download)."""
+    try:
+        with urllib.request.urlopen(nb.packages_url, timeout=TIMEOUT) as r:
+            raw = r.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise IsoError(f"cannot fetch {nb.packages_url}: {getattr(exc, 'reason', exc)}; check the "
+                       "network or --mirror") from None
+    index = (lzma.decompress(raw) if nb.packages_url.endswith(".xz") else raw).decode("utf-8", "replace")
+    stanza = package_stanza(index, nb.package)
+    base = nb.packages_url.split("/dists/", 1)[0] + "/"
+    deb, _ = cached(base + stanza["Filename"], stanza["SHA256"], directory, log)
+    wanted = {f"{nb.package_dir.strip('/')}/{url.rsplit('/', 1)[-1]}": directory / url.rsplit("/", 1)[-1]
+              for url in (nb.kernel_url, nb.initrd_url)}
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                dest = wanted.get(member.name.removeprefix("./"))
+                source = tar.extractfile(member) if dest is not None else None
+                if dest is None or source is None:
+                    continue
+                part = dest.with_name(dest.name + ".part")
+                with part.open("wb") as f:
+                    shutil.copyfileobj(source, f)
+                os.replace(part, dest)
+                dest.with_name(dest.name + ".sha256").write_text(sha256_file(dest) + "\n")
+    missing = [str(p.name) for p in wanted.values() if not p.with_name(p.name + ".sha256").exists()]
+    if proc.returncode != 0 or missing:
+        raise IsoError(f"{deb.name}: cannot extract {', '.join(missing) or 'it'} (dpkg-deb exit "
+                       f"{proc.returncode}); the YAML's netboot.package_dir may be out of date")
+    deb.unlink()  # the two files are what is kept
+    kernel, initrd = wanted.values()
+    return kernel, initrd, f"{nb.package} {stanza['Version']} ({base})"
 
 
 def is_sha256(text: str) -> bool:

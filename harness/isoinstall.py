@@ -61,13 +61,12 @@ def timeout_s(b: Build) -> int:
 def prepare_netboot(b: Build) -> tuple[list[str], str]:
     """The QEMU arguments of a d-i netboot install (kernel, initrd with the preseed)."""
     assert b.creds is not None and b.distro.netboot is not None
-    kernel, initrd = isocache.netboot_files(b.distro, b.settings, log=b.progress)
+    kernel, initrd, origin = isocache.netboot_files(b.distro, b.settings, log=b.progress)
     files = answers.render(b.distro, b.creds, mirror=b.settings.mirror)
     b.record["answer_files"] = sorted(files)
     with_preseed = media.append_to_initrd(initrd, files, b.workdir / "installer-initrd.gz")
     args = b.distro.netboot.kernel_args
-    return ["-kernel", str(kernel), "-initrd", str(with_preseed), "-append", args], \
-        f"netboot {b.distro.netboot.kernel_url.rsplit('/images/', 1)[0]}"
+    return ["-kernel", str(kernel), "-initrd", str(with_preseed), "-append", args], origin
 
 
 def prepare_iso(b: Build) -> tuple[list[str], str]:

@@ -95,7 +95,7 @@ def test_netboot_arguments_carry_the_preseed_in_the_initrd(tmp_path: Path):
     appended = gzip.decompress(initrd.read_bytes()[len(b"\x1f\x8b installer initrd"):])
     assert b"preseed.cfg" in appended and b"passwd/root-password-crypted" in appended
     assert args[args.index("-append") + 1].startswith("auto=true priority=critical")
-    assert source.startswith("netboot http://deb.debian.org/debian/dists/bookworm/main/installer-amd64")
+    assert source.startswith("http://deb.debian.org/debian/dists/bookworm/main/installer-amd64")
     assert b.record["answer_files"] == ["preseed.cfg"]
 
 

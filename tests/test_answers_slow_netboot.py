@@ -57,7 +57,7 @@ def netboot_build(request: pytest.FixtureRequest) -> Iterator[Build]:
 def test_debian12_unattended_install_from_netboot_with_preseed(netboot_build: Build):
     b = netboot_build
     provision(b)  # credentials, the d-i install, the first boot of the disk, SSH as root
-    assert str(b.record["installed_by"]).startswith("netboot http://")
+    assert str(b.record["installed_by"]).startswith("netboot: ")
 
     def sh(script: str) -> str:
         return b.sh(script, what=script).strip()

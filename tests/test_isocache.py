@@ -8,6 +8,8 @@ import dataclasses
 import hashlib
 import http.server
 import io
+import lzma
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,3 +267,62 @@ def test_progress_logs_every_tenth_without_a_terminal():
     for done in range(0, 1001, 50):
         p.update(done)
     assert len(lines) == 11 and "100%" in lines[-1]
+
+
+def _netboot_deb(tmp_path: Path, version: str) -> bytes:
+    """A real .deb (dpkg-deb --build) shaped like debian-installer-12-netboot-amd64."""
+    root = tmp_path / f"pkg-{version}"
+    images = root / "usr/lib/debian-installer/images/12/amd64/text/debian-installer/amd64"
+    images.mkdir(parents=True)
+    (images / "linux").write_bytes(b"kernel " + version.encode())
+    (images / "initrd.gz").write_bytes(b"initrd " + version.encode())
+    (root / "DEBIAN").mkdir()
+    (root / "DEBIAN/control").write_text(
+        f"Package: debian-installer-12-netboot-amd64\nVersion: {version}\nArchitecture: all\n"
+        "Maintainer: test <t@example.org>\nDescription: netboot images\n")
+    deb = tmp_path / f"netboot-{version}.deb"
+    subprocess.run(["dpkg-deb", "--build", "-Zgzip", str(root), str(deb)], check=True,
+                   capture_output=True)
+    return deb.read_bytes()
+
+
+def test_netboot_falls_back_to_the_archives_netboot_package(server: Server, tmp_path: Path):
+    """The images folder is not served (as on our machines): the kernel and initrd come
+    out of the newest netboot .deb the Packages index lists, verified by its SHA-256."""
+    old, new = _netboot_deb(tmp_path, "20230607+deb12u9"), _netboot_deb(tmp_path, "20230607+deb12u15")
+    index = ""
+    for version, data in (("20230607+deb12u15", new), ("20230607+deb12u9", old)):
+        path = f"/debian/pool/main/d/dinb/netboot_{version}_all.deb"
+        server.files[path] = data
+        index += (f"Package: debian-installer-12-netboot-amd64\nVersion: {version}\n"
+                  f"Filename: {path.removeprefix('/debian/')}\n"
+                  f"SHA256: {hashlib.sha256(data).hexdigest()}\n\n")
+    server.files["/debian/dists/bookworm/main/binary-amd64/Packages.xz"] = lzma.compress(index.encode())
+    d = distro.load("debian-12")
+    assert d.netboot is not None
+    images = f"{server.url}/debian/dists/bookworm/main/installer-amd64/current/images"
+    d = dataclasses.replace(d, netboot=dataclasses.replace(
+        d.netboot, kernel_url=f"{images}/netboot/debian-installer/amd64/linux",
+        initrd_url=f"{images}/netboot/debian-installer/amd64/initrd.gz",
+        checksum_url=f"{images}/SHA256SUMS",
+        packages_url=f"{server.url}/debian/dists/bookworm/main/binary-amd64/Packages.xz"))
+    settings = type("S", (), {"iso_cache": str(tmp_path / "cache")})()
+    lines: list[str] = []
+    kernel, initrd, origin = isocache.netboot_files(d, settings, log=lines.append)
+    assert kernel.read_bytes() == b"kernel 20230607+deb12u15"  # the newer version
+    assert initrd.read_bytes() == b"initrd 20230607+deb12u15"
+    assert origin.startswith("debian-installer-12-netboot-amd64 20230607+deb12u15")
+    assert any("taking the installer from the debian-installer-12-netboot-amd64 package" in ln
+               for ln in lines)
+    assert not list(kernel.parent.glob("*.deb")) and not list(kernel.parent.glob("*.part"))
+    # Later runs verify the extracted files like any cached download, with no fetch.
+    fetched = len(server.requests)
+    assert isocache.netboot_files(d, settings, log=quiet)[:2] == (kernel, initrd)
+    assert len(server.requests) == fetched
+    # A .deb whose SHA-256 differs from the index's is refused.
+    for f in kernel.parent.iterdir():
+        f.unlink()
+    server.files["/debian/pool/main/d/dinb/netboot_20230607+deb12u15_all.deb"] = old
+    with pytest.raises(GmiError, match="SHA-256"):
+        isocache.netboot_files(d, settings, log=quiet)
+    assert not kernel.exists()

@@ -14,8 +14,6 @@ before every use.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import functools
 import lzma
 import os
@@ -27,12 +25,13 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .distro import Distro
 from .errors import GmiError
+from .locking import file_lock
 from .packaging import sha256_file
 
 CACHE_DIR = "~/.cache/gmi-harness/iso"
@@ -75,18 +74,6 @@ def parse_checksums(text: str, filename: str) -> str:
 def cache_dir(settings: Any = None) -> Path:
     raw = getattr(settings, "iso_cache", "") if settings is not None else ""
     return Path(raw or CACHE_DIR).expanduser()
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created), held by one process or thread at a time."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def fetch_text(url: str) -> str:
@@ -187,7 +174,7 @@ def cached(url: str, expected: str | Callable[[], str], directory: Path, log: Lo
     when nothing is cached yet)."""
     name = filename or url.rstrip("/").rsplit("/", 1)[-1]
     dest, recorded = directory / name, directory / f"{name}.sha256"
-    with locked(directory / f"{name}.lock"):
+    with file_lock(directory / f"{name}.lock"):
         if dest.exists() and recorded.exists():
             sha = recorded.read_text().strip()
             try:

@@ -24,6 +24,7 @@ import yaml
 from .archive_errors import RepoIndexError
 from .crc64 import crc64nvme_file, s3_checksum
 from .gmi_archive import parse_name
+from .locking import folder_lock
 
 INDEX_NAME = "gmi-repository.dist.yml"
 ENTRY_KEYS = ("name", "version", "url", "crc64nvme", "last_modified", "maintainer",
@@ -161,13 +162,13 @@ def update_index(index_path: Path, archive_path: Path, manifest: Mapping[str, An
     the archive's modification time in UTC. Returns the index as written.
     """
     index_path = Path(index_path)
-    index = load_index(index_path)
     entry = make_entry(Path(archive_path), manifest, url, last_modified)
     key = f"{manifest['os']}-{manifest['version']}"
-    new = merge_entry(index, key, entry)
     try:
-        index_path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(index_path, dump_index(new))
+        # xdist workers validating several archives add their entries to one index.
+        with folder_lock(index_path.parent):
+            new = merge_entry(load_index(index_path), key, entry)
+            write_atomic(index_path, dump_index(new))
     except OSError as e:
         raise RepoIndexError(f"cannot write index {index_path}: {e.strerror or e}; check the folder "
                              "and free space (the old index is unchanged)") from e

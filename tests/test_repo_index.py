@@ -173,3 +173,20 @@ def test_write_failure_keeps_the_old_index(tmp_path: Path, monkeypatch: pytest.M
 
 def test_errors_are_archive_errors():
     assert issubclass(RepoIndexError, ArchiveError)
+
+
+def test_concurrent_updates_keep_every_entry(tmp_path: Path):
+    """xdist workers validating several archives write one index side by side."""
+    import threading
+
+    index_path = tmp_path / "idx" / repo_index.INDEX_NAME
+    jobs = [make_archive(tmp_path / f"a{i}", VmgenieNames("Debian", str(10 + i))) for i in range(8)]
+    threads = [threading.Thread(target=repo_index.update_index,
+                                args=(index_path, archive, m, BASE + archive.name))
+               for archive, m in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(load(index_path)) == [f"Debian-{10 + i}" for i in range(8)]
+    assert os.listdir(index_path.parent) == [repo_index.INDEX_NAME]  # no lock file left

@@ -19,6 +19,7 @@ its removable-media path, like every clone.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -116,15 +117,39 @@ def install_from_media(b: Build, backend: QemuBackend) -> Path:
     return disk
 
 
-def wait_for_poweroff(b: Build, vm: object, timeout: float, every: float = 60) -> None:
+# d-i marks a dialog it shows at high or critical priority with "[!!]": in an automated
+# install (priority=critical) that is a question the preseed did not answer or an error
+# (a mirror that cannot be reached, say), and nothing will answer it.
+DI_DIALOG = re.compile(r"\[!!\] (.+?)(?: +t?q{3,}|\s{2,}|$)", re.M)
+
+
+def waiting_dialog(console: str) -> str:
+    """The title of the last d-i dialog that waits for a person, if any."""
+    found = DI_DIALOG.findall(console[-4000:])
+    return found[-1].strip() if found else ""
+
+
+def wait_for_poweroff(b: Build, vm: object, timeout: float, every: float = 60,
+                      stuck_checks: int = 3) -> None:
     """Wait for the installer to power the VM off; a progress line each ``every``
     seconds (the console's last line); on timeout stop the VM and raise with the
-    console's tail."""
+    console's tail. An installer that shows the same waiting dialog for
+    ``stuck_checks`` checks in a row is stopped at once, naming the dialog."""
     from .qemu import QemuVM
 
     assert isinstance(vm, QemuVM)
     start = time.monotonic()
+    dialog, seen = "", 0
     while not vm.wait_stopped(min(every, max(timeout - (time.monotonic() - start), 0.1))):
+        current = waiting_dialog(vm.serial_tail(40))
+        seen = seen + 1 if current and current == dialog else (1 if current else 0)
+        dialog = current
+        if seen >= stuck_checks:
+            vm.kill()
+            raise GuestTimeoutError(
+                f"the installer waits for an answer nobody will give: '[!!] {dialog}' for "
+                f"{seen * every / 60:.0f} min; see {vm.serial_log} (a mirror that lacks the "
+                "installer's files, or a question the answer file does not answer)")
         waited = time.monotonic() - start
         if waited >= timeout:
             tail = vm.serial_tail(15)

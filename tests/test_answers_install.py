@@ -223,3 +223,21 @@ def test_hyperv_settings_still_win(tmp_path: Path):
                    hyperv_install_sha256="a" * 64)
     m = answers.hyperv_media(b)
     assert m.iso == "D:\\iso\\u.iso" and m.sha256 == "a" * 64
+
+
+def test_wait_for_poweroff_stops_an_installer_stuck_at_a_dialog(tmp_path: Path):
+    """Seen here: d-i at a mirror that serves no .udeb files waits at this dialog forever."""
+    b = make_build(tmp_path, "debian-12")
+    vm = _vm(tmp_path, ["sleep", "60"])
+    vm.serial_log.write_text(  # type: ignore[union-attr]
+        " lqqqqqqqqqqqqqqqqqu [!!] Download installer components tqqqqqqqqqqqqqqqqqqkx\n"
+        " x The installer failed to download a file from the mirror. x\n")
+    with pytest.raises(GuestTimeoutError) as exc:
+        isoinstall.wait_for_poweroff(b, vm, timeout=30, every=0.1)
+    assert "'[!!] Download installer components'" in str(exc.value)
+    assert not vm.is_running()
+
+
+def test_a_passing_installer_screen_is_not_a_dialog():
+    assert isoinstall.waiting_dialog("Select and install software: 42%\n") == ""
+    assert isoinstall.waiting_dialog("[!!] Partition disks   \n") == "Partition disks"

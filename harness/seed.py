@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,19 +67,32 @@ def render(spec: SeedSpec) -> dict[str, str]:
     }
 
 
-def write_iso(files: dict[str, str], path: Path) -> Path:
-    """Write a ``cidata`` ISO holding ``files``; atomic (a temp file renamed in place)."""
+def _iso9660_name(name: str) -> str:
+    base, _, ext = name.upper().partition(".")
+    base = re.sub(r"[^A-Z0-9_]", "_", base)[:8] or "_"
+    ext = re.sub(r"[^A-Z0-9_]", "_", ext)[:3]
+    return f"/{base}.{ext};1"
+
+
+def write_volume(files: dict[str, str], path: Path, label: str) -> Path:
+    """An ISO 9660 volume (Joliet and Rock Ridge names) labelled ``label`` holding
+    ``files`` at its root; atomic (a temp file renamed in place)."""
     iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
+    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
     for name, text in files.items():
         data = text.encode()
-        iso9660 = "/" + name.upper().replace("-", "_")[:8] + ".;1"
-        iso.add_fp(io.BytesIO(data), len(data), iso9660, rr_name=name, joliet_path="/" + name)
+        iso.add_fp(io.BytesIO(data), len(data), _iso9660_name(name), rr_name=name,
+                   joliet_path="/" + name)
     tmp = path.with_name(path.name + ".part")
     iso.write(str(tmp))
     iso.close()
     os.replace(tmp, path)
     return path
+
+
+def write_iso(files: dict[str, str], path: Path) -> Path:
+    """Write a ``cidata`` ISO (NoCloud's seed, as vmgenie makes it) holding ``files``."""
+    return write_volume(files, path, "cidata")
 
 
 def read_iso(path: Path) -> tuple[str, dict[str, str]]:

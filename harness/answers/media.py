@@ -9,37 +9,17 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pycdlib
 
+from .. import seed
 from ..errors import GmiError, MissingToolError
 
-
-def _iso9660_name(name: str) -> str:
-    base, _, ext = name.upper().partition(".")
-    base = re.sub(r"[^A-Z0-9_]", "_", base)[:8] or "_"
-    ext = re.sub(r"[^A-Z0-9_]", "_", ext)[:3]
-    return f"/{base}.{ext};1"
-
-
-def write_volume(files: dict[str, str], path: Path, label: str) -> Path:
-    """An ISO 9660 volume (Joliet + Rock Ridge names) labelled ``label`` holding
-    ``files`` at its root; written atomically."""
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident=label)
-    for name, text in files.items():
-        data = text.encode()
-        iso.add_fp(io.BytesIO(data), len(data), _iso9660_name(name), rr_name=name,
-                   joliet_path="/" + name)
-    tmp = path.with_name(path.name + ".part")
-    iso.write(str(tmp))
-    iso.close()
-    os.replace(tmp, path)
-    return path
+# The answer volume is written like the NoCloud seed (cidata for subiquity, OEMDRV else).
+write_volume = seed.write_volume
 
 
 def read_volume(path: Path) -> tuple[str, dict[str, str]]:

@@ -89,6 +89,7 @@ class Build:
     vm: VM | None = None
     vms: list[VM] = field(default_factory=list)  # every VM made for this build
     guest: Guest | None = None
+    clone_guest: Guest | None = None  # the checks' clone, while it runs (failure evidence)
     vhdx: Path | None = None
     archive: Path | None = None  # validating an existing GMI instead of building one
     subject: str = ""  # what the run's results are keyed by: the --distro or gmi:<path>

@@ -107,13 +107,13 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
     except GmiError as exc:
         state.failed[b.subject] = True
         fail_cleanly(GmiError(f"clone: {exc}"))
-    b.record["_clone_guest"] = c.guest
+    b.clone_guest = c.guest
     b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
     try:
         yield c
     finally:
         collect_logs(b, c)
-        b.record.pop("_clone_guest", None)
+        b.clone_guest = None
         c.guest.close()
         with contextlib.suppress(Exception):
             c.host.backend.client.close()

@@ -371,7 +371,7 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
     for log in sorted(build.logdir.glob("*.serial.log")):
         text = clean_console(log.read_bytes())
         sections.append((f"serial console {log.name}", "\n".join(text.splitlines()[-80:])))
-    clone = build.record.get("_clone_guest")
+    clone = build.clone_guest
     if clone is not None and clone.client is not None:
         try:
             out = clone.run("sudo tail -n 80 /var/log/cloud-init.log; "

@@ -46,9 +46,9 @@ def test_export_refuses_when_no_check_ran(tmp_path: Path):
 
 def test_public_record_drops_internals(tmp_path: Path):
     b = make_build(tmp_path)
-    b.record.update(_clone_guest=object(), credentials_file="/secret/path", versions={})
+    b.record.update(_hyperv=object(), credentials_file="/secret/path", versions={})
     rec = public_record(b, {"t": "passed"})
-    assert "_clone_guest" not in rec and "credentials_file" not in rec
+    assert "_hyperv" not in rec and "credentials_file" not in rec
     assert rec["check_results"] == {"t": "passed"}
 
 

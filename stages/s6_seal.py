@@ -17,21 +17,26 @@ SEAL_DONE = "gmi-seal: done"
 SEAL_FAILED = "gmi-seal: failed"
 
 
-def seal_script(b: Build) -> str:
+SEAL_TIMEOUT = 300  # seconds for the seal to power the VM off
+
+
+def seal_script(b: Build, console: bool = True) -> str:
     """The last thing that runs in the build VM, detached from the SSH session (which
-    it ends by removing the host keys and powering off)."""
+    it ends by removing the host keys and powering off). ``console``: the harness
+    reads the VM's serial console (QEMU); without one (Hyper-V) a failed seal leaves
+    the VM running, which is how the harness learns of it."""
     d = b.distro
     users = ("root", d.admin_user)
     homes = ("/root", f"/home/{d.admin_user}")
+    on_failure = "; systemctl poweroff --no-block" if console else ""
     return "\n".join([
         "#!/bin/bash",
         "set -euo pipefail",
-        # On failure: say where on the console, and power off anyway (never hang).
+        # On failure: say where on the console, and (with a console) power off anyway.
         # The console the harness reads: /dev/ttyS0 when the VM has one (the kernel's
         # console= may not be there yet), else the kernel log.
         "say() { echo \"$1\" > /dev/ttyS0 2>/dev/null || echo \"<2>$1\" > /dev/kmsg; }",
-        f"trap 'say \"{SEAL_FAILED} at line $LINENO: $BASH_COMMAND\"; "
-        "systemctl poweroff --no-block' ERR",
+        f"trap 'say \"{SEAL_FAILED} at line $LINENO: $BASH_COMMAND\"{on_failure}' ERR",
         "sleep 2  # let the SSH session that started us close",
         "cloud-init clean --logs",
         # Build-time passwords are never used by derived VMs: no hash stays behind.
@@ -78,18 +83,25 @@ def record_facts(b: Build) -> None:
 def seal(b: Build) -> None:
     assert b.vm is not None and b.guest is not None
     record_facts(b)
-    b.guest.put("/run/gmi-seal.sh", seal_script(b), mode=0o700)
+    has_console = b.vm.serial_log is not None
+    b.guest.put("/run/gmi-seal.sh", seal_script(b, console=has_console), mode=0o700)
     # (bash explicitly: /run is mounted noexec)
     b.sh("systemd-run --unit=gmi-seal --no-block /bin/bash /run/gmi-seal.sh", what="seal and power off")
     b.guest.close()
     b.guest = None
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + SEAL_TIMEOUT
     while not b.vm.wait_stopped(5):
         if SEAL_FAILED in b.vm.serial_tail(50) or time.monotonic() > deadline:
             b.vm.shutdown(60)
+            if not has_console:
+                raise HypervisorError(
+                    f"sealing did not finish: the VM did not power itself off within "
+                    f"{SEAL_TIMEOUT} s (a failed seal leaves it running on a backend without a "
+                    "serial console); rerun with --keep=on-failure and read "
+                    "'journalctl -u gmi-seal' in the VM")
             break
     console = b.vm.serial_tail(200)
-    if b.vm.serial_log is not None and SEAL_DONE not in console:
+    if has_console and SEAL_DONE not in console:
         failed = [ln for ln in console.splitlines() if SEAL_FAILED in ln]
         raise HypervisorError(
             f"sealing did not finish: {failed[-1].strip() if failed else 'no done marker'}; "

@@ -6,15 +6,16 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from harness import config, distro
 from harness.build import Build, Credentials
-from harness.errors import mask
+from harness.errors import HypervisorError, mask
 from harness.pkgmgr import Apt
 from stages.s3_cloud_init import datasource_config
 from stages.s5_cleanup import grub_settings_script
-from stages.s6_seal import SEAL_DONE, seal_script
+from stages.s6_seal import SEAL_DONE, SEAL_FAILED, seal_script
 
 D = distro.load("debian-12")
 
@@ -84,3 +85,47 @@ def test_remove_other_kernels_keeps_running_one():
     out = subprocess.run(["bash", "-euo", "pipefail", "-c", fake + script], check=True,
                          capture_output=True, text=True).stdout
     assert out.strip().endswith("purge linux-image-6.1.0-50-amd64")
+
+
+def test_without_a_console_a_failed_seal_leaves_the_vm_running(tmp_path: Path):
+    """Hyper-V: no serial console to read the failure marker from, so the script does
+    not power off on failure, and the harness fails on the VM that stays up."""
+    s = config.resolve({}, env={})
+    b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    trap = next(ln for ln in seal_script(b, console=False).splitlines() if ln.startswith("trap "))
+    assert "poweroff" not in trap and SEAL_FAILED in trap
+    with_console = next(ln for ln in seal_script(b).splitlines() if ln.startswith("trap "))
+    assert "systemctl poweroff --no-block" in with_console
+
+
+def test_seal_fails_when_a_console_less_vm_stays_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import stages.s6_seal as seal_mod
+
+    class Guest:
+        def put(self, *a: object, **k: object) -> None: ...
+        def close(self) -> None: ...
+
+    class StaysUp:
+        serial_log = None
+        stopped_hard = False
+
+        def wait_stopped(self, timeout: float) -> bool:
+            return False
+
+        def serial_tail(self, lines: int = 30) -> str:
+            return "(no serial console captured)"
+
+        def shutdown(self, timeout: float) -> None:
+            self.stopped_hard = True
+
+    s = config.resolve({}, env={})
+    b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b.creds = Credentials.generate(D.admin_user, "c")
+    vm = StaysUp()
+    b.vm, b.guest = vm, Guest()  # type: ignore[assignment]
+    monkeypatch.setattr(seal_mod, "SEAL_TIMEOUT", 0)
+    monkeypatch.setattr(seal_mod, "record_facts", lambda build: None)
+    monkeypatch.setattr(Build, "sh", lambda self, script, **kw: "")
+    with pytest.raises(HypervisorError, match="did not power itself off"):
+        seal_mod.seal(b)
+    assert vm.stopped_hard and b.vhdx is None

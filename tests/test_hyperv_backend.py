@@ -146,6 +146,38 @@ def test_new_vm_script_sets_every_wizard_setting():
         assert needle in text, needle
 
 
+@pytest.mark.parametrize("name", ["new_vm", "new_clone_vm"])
+def test_the_run_tag_is_set_alone_right_after_new_vm_and_a_half_made_vm_is_removed(name):
+    """If a later setting fails, the VM must not stay on the host untagged (clean-up and
+    the janitor find VMs by their Notes): the tag goes on first, in a Set-VM of its own,
+    and everything after it is rolled back on failure."""
+    from harness.hyperv.transport import script_text
+
+    text = script_text(name)
+    new_vm = text.index("New-VM -Name $Name")
+    tag = text.index("$vm | Set-VM -Notes $Notes\n")
+    body, rollback = text.index("try {", tag), text.index("} catch {", tag)
+    assert new_vm < tag < body < text.index("-ProcessorCount $ProcessorCount", tag) < rollback
+    between = text[new_vm:tag]
+    assert "Set-" not in between and "Add-" not in between  # nothing can fail in between
+    assert text.count("-Notes $Notes") == 1  # the tag is never set together with other settings
+    catch = text[rollback:text.index("\n}\n", rollback)]
+    assert catch.index("Stop-VM -VM $vm -TurnOff -Force -ErrorAction SilentlyContinue") \
+        < catch.index("Remove-VM -VM $vm -Force -ErrorAction SilentlyContinue") \
+        < catch.index("throw")
+    for later in ("Set-VMFirmware", "Add-VMDvdDrive"):
+        assert body < text.index(later) < rollback, later
+
+
+def test_dynamic_memory_as_the_wizard_sets_it():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("new_vm")
+    assert ("Set-VMMemory -DynamicMemoryEnabled $true -StartupBytes $memory -MinimumBytes 512MB "
+            "-MaximumBytes 1TB") in text
+    assert "-MaximumBytes $memory" not in text
+
+
 def test_a_wrong_iso_checksum_stops_before_any_vm_exists(tmp_path):
     ps = fresh_install_fake(file_hash={"Path": "D:\\iso\\x.iso", "Length": 1, "Sha256": "b" * 64})
     b = make_build(tmp_path, ps)

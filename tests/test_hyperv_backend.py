@@ -428,3 +428,43 @@ def test_the_export_leaves_the_run_tag_out_of_the_image():
     clear, export, restore = (text.index("Set-VM -Notes ''"), text.index("Export-VM -VM $vm"),
                               text.index("Set-VM -Notes $notes"))
     assert clear < export < restore and "finally" in text[export:restore]
+
+
+def test_the_export_flattens_across_volumes_by_copying():
+    """Move-Item cannot move a folder to another volume or a share in 5.1: the export
+    to --hyperv-export-dir elsewhere copies (and cleans up the staging copy)."""
+    from harness.hyperv.transport import script_text
+
+    text = script_text("export_vm")
+    same = text.index("$sameRoot = [IO.Path]::GetPathRoot([IO.Path]::GetFullPath($exported)) -eq "
+                      "[IO.Path]::GetPathRoot([IO.Path]::GetFullPath($Destination))")
+    branch = text[text.index("if ($sameRoot) {", same):]
+    move, copy = (branch.index("Move-Item -LiteralPath $from -Destination $to"),
+                  branch.index("Copy-Item -LiteralPath $from -Destination $to -Recurse"))
+    assert move < branch.index("} else {") < copy
+    assert text.count("Move-Item -") == 1  # never a folder move outside that branch
+    cleanup = text.index("} finally {", same)
+    assert "Remove-Item -LiteralPath $exported -Recurse -Force" in text[cleanup:]
+
+
+def test_the_export_carries_no_switch_name_and_the_build_vm_gets_it_back():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("export_vm")
+    body, restore = text.index("try {"), text.index("} finally {")
+    disconnect = text.index("Disconnect-VMNetworkAdapter -VMNetworkAdapter $c.Adapter")
+    assert body < disconnect < text.index("Export-VM -VM $vm -Path $Staging") < restore
+    tail = text[restore:]
+    # the tag comes back first: a failing reconnect must not leave the VM untagged
+    assert tail.index("Set-VM -Notes $notes") < tail.index(
+        "Connect-VMNetworkAdapter -VMNetworkAdapter $c.Adapter -SwitchName $c.SwitchName")
+
+
+def test_the_export_starts_from_a_clean_staging_folder_and_keeps_null_notes_a_string():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("export_vm")
+    leftover = text.index("if (Test-Path -LiteralPath $exported) { Remove-Item -LiteralPath "
+                          "$exported -Recurse -Force }")
+    assert leftover < text.index("Export-VM -VM $vm")
+    assert "$notes = [string]$vm.Notes" in text

@@ -132,13 +132,16 @@ class CompactResult:
     bytes_before: int
     bytes_after: int
     virtual_size: int
+    optimize_mode: str  # what Optimize-VHD really ran: Full (attached read-only) or Prezeroed
+    mount_error: str = ""  # why the VHDX could not be attached read-only
 
     @classmethod
     def parse(cls, data: Any) -> CompactResult:
         s = "compact_disk"
         return cls(_field(data, "Path", str, s), tuple(as_list(data.get("Merged"))),
                    _field(data, "BytesBefore", int, s), _field(data, "BytesAfter", int, s),
-                   _field(data, "VirtualSize", int, s))
+                   _field(data, "VirtualSize", int, s), _field(data, "OptimizeMode", str, s),
+                   str(data.get("MountError") or ""))
 
 
 @dataclass(frozen=True)

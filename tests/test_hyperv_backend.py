@@ -408,6 +408,36 @@ def test_a_service_not_ok_or_missing_is_reported():
     assert [s.name for s in one] == ["Heartbeat"]
 
 
+def test_a_german_hosts_integration_services_are_recognised_by_their_guids():
+    services = IntegrationService.parse_all(recorded("integration_services_de"))
+    assert {s.display_name for s in services} >= {"Takt", "Herunterfahren", "Zeitsynchronisierung"}
+    assert {s.name for s in services} == {"Heartbeat", "Key-Value Pair Exchange", "VSS",
+                                          "Shutdown", "Time Synchronization",
+                                          "Guest Service Interface"}
+    assert services_problems(services) == []
+    lost = [IntegrationService(s.name, s.enabled, "Keine Kommunikation", "", s.display_name,
+                               "LostCommunication") if s.name == "Shutdown" else s
+            for s in services]
+    assert services_problems(lost) == ["Shutdown: enabled=True status=Keine Kommunikation"]
+
+
+def test_the_operational_status_decides_not_the_localized_description():
+    ok = IntegrationService("VSS", True, "Funktioniert", "", "VSS", "Ok")
+    assert ok.ok and not IntegrationService("VSS", True, "OK", "", "VSS", "NoContact").ok
+    assert IntegrationService("VSS", True, "OK", "").ok  # an older listing without it
+
+
+def test_integration_services_script_keys_on_the_guid():
+    from harness.hyperv.model import SERVICE_IDS
+    from harness.hyperv.transport import script_text
+
+    text = script_text("integration_services")
+    assert "$ids[([string]$_.Id -split '\\\\')[-1].ToUpperInvariant()]" in text
+    for guid, name in SERVICE_IDS.items():
+        assert f"'{guid}' = '{name}'" in text
+    assert "PrimaryOperationalStatus" in text
+
+
 def test_a_restarted_vm_finds_its_address_again():
     clock = FakeClock()
     ps = FakePowerShell({"vm_status": Seq([recorded("vm_status_kvp"), recorded("vm_status_booting"),

@@ -444,17 +444,18 @@ REQUIRED_SERVICES = ("Heartbeat", "Key-Value Pair Exchange", "VSS", "Shutdown",
 
 
 def services_problems(services: list[IntegrationService]) -> list[str]:
-    """What is wrong with the host's view of a clone's integration services."""
+    """What is wrong with the host's view of a clone's integration services (known by
+    the GUIDs in their Ids, so a German or French host's names do not matter)."""
     by_name = {s.name: s for s in services}
     problems = []
     for name in REQUIRED_SERVICES:
         svc = by_name.get(name)
         if svc is None:
             problems.append(f"{name}: not reported")
-        elif not svc.enabled or svc.status != "OK":
+        elif not svc.enabled or not svc.ok:
             problems.append(f"{name}: enabled={svc.enabled} status={svc.status or '?'}")
     gsi = by_name.get("Guest Service Interface")
-    if gsi is not None and gsi.enabled and gsi.status != "OK":
+    if gsi is not None and gsi.enabled and not gsi.ok:
         problems.append(f"Guest Service Interface: status={gsi.status or '?'}")
     return problems
 

@@ -386,7 +386,30 @@ def test_destroy_removes_only_tagged_vms_and_owned_paths():
                                          "Tag": "gmi-harness run=RUN worker=main"}
     from harness.hyperv.transport import script_text
 
-    assert "StartsWith($Tag)" in script_text("remove_items")
+    text = script_text("remove_items")
+    assert "StartsWith($Tag)" not in text  # worker=gw1 would match worker=gw10
+    assert '$notes -ceq $Tag -or $notes.StartsWith("$Tag ", [StringComparison]::Ordinal)' in text
+
+
+def test_remove_items_judges_each_vm_of_a_shared_name_alone():
+    """A dead run's "GMI Debian 12" and a live run's: Get-VM -Name returns both, and the
+    tag check must look at each (an array's Notes would join into one string)."""
+    from harness.hyperv.transport import script_text
+
+    text = script_text("remove_items")
+    assert "foreach ($vm in @(Get-VM -Name $name -ErrorAction SilentlyContinue))" in text
+    assert "$vm = Get-VM -Name $name" not in text
+
+
+def test_stop_vm_removes_its_job_and_start_vm_asks_for_its_own_vm_only():
+    from harness.hyperv.transport import script_text
+
+    stop = script_text("stop_vm")
+    stopped = stop[stop.index("$result = 'stopped'"):stop.index("} elseif ($WaitOnly)")]
+    assert "if ($job) { Remove-Job -Job $job -Force }" in stopped
+    start = script_text("start_vm")
+    assert "-Filter \"Name = '$($vm.Id.ToString().ToUpperInvariant())'\"" in start
+    assert "Where-Object { $_.Name -eq" not in start
 
 
 # --- integration services --------------------------------------------------------------

@@ -328,9 +328,13 @@ class RemotePowerShell(PowerShell):
     def _drop(self) -> None:
         """Forget a broken session (the next call opens a new one)."""
         pool, self._pool = self._pool, None
+        client, self._client = self._client, None
         if pool is not None:
             with contextlib.suppress(Exception):
                 pool.close()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()  # its HTTP session
 
     def _connection_error(self, exc: BaseException) -> TransportError:
         from pypsrp.exceptions import AuthenticationError, WinRMTransportError

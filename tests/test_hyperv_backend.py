@@ -146,6 +146,38 @@ def test_new_vm_script_sets_every_wizard_setting():
         assert needle in text, needle
 
 
+@pytest.mark.parametrize("name", ["new_vm", "new_clone_vm"])
+def test_the_run_tag_is_set_alone_right_after_new_vm_and_a_half_made_vm_is_removed(name):
+    """If a later setting fails, the VM must not stay on the host untagged (clean-up and
+    the janitor find VMs by their Notes): the tag goes on first, in a Set-VM of its own,
+    and everything after it is rolled back on failure."""
+    from harness.hyperv.transport import script_text
+
+    text = script_text(name)
+    new_vm = text.index("New-VM -Name $Name")
+    tag = text.index("$vm | Set-VM -Notes $Notes\n")
+    body, rollback = text.index("try {", tag), text.index("} catch {", tag)
+    assert new_vm < tag < body < text.index("-ProcessorCount $ProcessorCount", tag) < rollback
+    between = text[new_vm:tag]
+    assert "Set-" not in between and "Add-" not in between  # nothing can fail in between
+    assert text.count("-Notes $Notes") == 1  # the tag is never set together with other settings
+    catch = text[rollback:text.index("\n}\n", rollback)]
+    assert catch.index("Stop-VM -VM $vm -TurnOff -Force -ErrorAction SilentlyContinue") \
+        < catch.index("Remove-VM -VM $vm -Force -ErrorAction SilentlyContinue") \
+        < catch.index("throw")
+    for later in ("Set-VMFirmware", "Add-VMDvdDrive"):
+        assert body < text.index(later) < rollback, later
+
+
+def test_dynamic_memory_as_the_wizard_sets_it():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("new_vm")
+    assert ("Set-VMMemory -DynamicMemoryEnabled $true -StartupBytes $memory -MinimumBytes 512MB "
+            "-MaximumBytes 1TB") in text
+    assert "-MaximumBytes $memory" not in text
+
+
 def test_a_wrong_iso_checksum_stops_before_any_vm_exists(tmp_path):
     ps = fresh_install_fake(file_hash={"Path": "D:\\iso\\x.iso", "Length": 1, "Sha256": "b" * 64})
     b = make_build(tmp_path, ps)
@@ -354,7 +386,30 @@ def test_destroy_removes_only_tagged_vms_and_owned_paths():
                                          "Tag": "gmi-harness run=RUN worker=main"}
     from harness.hyperv.transport import script_text
 
-    assert "StartsWith($Tag)" in script_text("remove_items")
+    text = script_text("remove_items")
+    assert "StartsWith($Tag)" not in text  # worker=gw1 would match worker=gw10
+    assert '$notes -ceq $Tag -or $notes.StartsWith("$Tag ", [StringComparison]::Ordinal)' in text
+
+
+def test_remove_items_judges_each_vm_of_a_shared_name_alone():
+    """A dead run's "GMI Debian 12" and a live run's: Get-VM -Name returns both, and the
+    tag check must look at each (an array's Notes would join into one string)."""
+    from harness.hyperv.transport import script_text
+
+    text = script_text("remove_items")
+    assert "foreach ($vm in @(Get-VM -Name $name -ErrorAction SilentlyContinue))" in text
+    assert "$vm = Get-VM -Name $name" not in text
+
+
+def test_stop_vm_removes_its_job_and_start_vm_asks_for_its_own_vm_only():
+    from harness.hyperv.transport import script_text
+
+    stop = script_text("stop_vm")
+    stopped = stop[stop.index("$result = 'stopped'"):stop.index("} elseif ($WaitOnly)")]
+    assert "if ($job) { Remove-Job -Job $job -Force }" in stopped
+    start = script_text("start_vm")
+    assert "-Filter \"Name = '$($vm.Id.ToString().ToUpperInvariant())'\"" in start
+    assert "Where-Object { $_.Name -eq" not in start
 
 
 # --- integration services --------------------------------------------------------------
@@ -374,6 +429,36 @@ def test_a_service_not_ok_or_missing_is_reported():
                                       "Shutdown: not reported"]
     one = IntegrationService.parse_all(recorded("integration_services")[1])  # unwrapped list
     assert [s.name for s in one] == ["Heartbeat"]
+
+
+def test_a_german_hosts_integration_services_are_recognised_by_their_guids():
+    services = IntegrationService.parse_all(recorded("integration_services_de"))
+    assert {s.display_name for s in services} >= {"Takt", "Herunterfahren", "Zeitsynchronisierung"}
+    assert {s.name for s in services} == {"Heartbeat", "Key-Value Pair Exchange", "VSS",
+                                          "Shutdown", "Time Synchronization",
+                                          "Guest Service Interface"}
+    assert services_problems(services) == []
+    lost = [IntegrationService(s.name, s.enabled, "Keine Kommunikation", "", s.display_name,
+                               "LostCommunication") if s.name == "Shutdown" else s
+            for s in services]
+    assert services_problems(lost) == ["Shutdown: enabled=True status=Keine Kommunikation"]
+
+
+def test_the_operational_status_decides_not_the_localized_description():
+    ok = IntegrationService("VSS", True, "Funktioniert", "", "VSS", "Ok")
+    assert ok.ok and not IntegrationService("VSS", True, "OK", "", "VSS", "NoContact").ok
+    assert IntegrationService("VSS", True, "OK", "").ok  # an older listing without it
+
+
+def test_integration_services_script_keys_on_the_guid():
+    from harness.hyperv.model import SERVICE_IDS
+    from harness.hyperv.transport import script_text
+
+    text = script_text("integration_services")
+    assert "$ids[([string]$_.Id -split '\\\\')[-1].ToUpperInvariant()]" in text
+    for guid, name in SERVICE_IDS.items():
+        assert f"'{guid}' = '{name}'" in text
+    assert "PrimaryOperationalStatus" in text
 
 
 def test_a_restarted_vm_finds_its_address_again():
@@ -396,3 +481,43 @@ def test_the_export_leaves_the_run_tag_out_of_the_image():
     clear, export, restore = (text.index("Set-VM -Notes ''"), text.index("Export-VM -VM $vm"),
                               text.index("Set-VM -Notes $notes"))
     assert clear < export < restore and "finally" in text[export:restore]
+
+
+def test_the_export_flattens_across_volumes_by_copying():
+    """Move-Item cannot move a folder to another volume or a share in 5.1: the export
+    to --hyperv-export-dir elsewhere copies (and cleans up the staging copy)."""
+    from harness.hyperv.transport import script_text
+
+    text = script_text("export_vm")
+    same = text.index("$sameRoot = [IO.Path]::GetPathRoot([IO.Path]::GetFullPath($exported)) -eq "
+                      "[IO.Path]::GetPathRoot([IO.Path]::GetFullPath($Destination))")
+    branch = text[text.index("if ($sameRoot) {", same):]
+    move, copy = (branch.index("Move-Item -LiteralPath $from -Destination $to"),
+                  branch.index("Copy-Item -LiteralPath $from -Destination $to -Recurse"))
+    assert move < branch.index("} else {") < copy
+    assert text.count("Move-Item -") == 1  # never a folder move outside that branch
+    cleanup = text.index("} finally {", same)
+    assert "Remove-Item -LiteralPath $exported -Recurse -Force" in text[cleanup:]
+
+
+def test_the_export_carries_no_switch_name_and_the_build_vm_gets_it_back():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("export_vm")
+    body, restore = text.index("try {"), text.index("} finally {")
+    disconnect = text.index("Disconnect-VMNetworkAdapter -VMNetworkAdapter $c.Adapter")
+    assert body < disconnect < text.index("Export-VM -VM $vm -Path $Staging") < restore
+    tail = text[restore:]
+    # the tag comes back first: a failing reconnect must not leave the VM untagged
+    assert tail.index("Set-VM -Notes $notes") < tail.index(
+        "Connect-VMNetworkAdapter -VMNetworkAdapter $c.Adapter -SwitchName $c.SwitchName")
+
+
+def test_the_export_starts_from_a_clean_staging_folder_and_keeps_null_notes_a_string():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("export_vm")
+    leftover = text.index("if (Test-Path -LiteralPath $exported) { Remove-Item -LiteralPath "
+                          "$exported -Recurse -Force }")
+    assert leftover < text.index("Export-VM -VM $vm")
+    assert "$notes = [string]$vm.Notes" in text

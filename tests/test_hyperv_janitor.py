@@ -90,3 +90,25 @@ def test_the_pytest_option_runs_the_janitor_instead_of_tests(pytester: pytest.Py
 
 
 pytest_plugins = ["pytester"]
+
+
+def test_a_marker_written_as_an_object_by_powershell_51_does_not_crash_the_janitor():
+    """Windows PowerShell 5.1: Get-Content's string has NoteProperties, ConvertTo-Json
+    writes Marker as an object. The janitor reads its value (and never crashes)."""
+    ps = FakePowerShell({"list_leftovers": recorded("list_leftovers_ps51")})
+    items = janitor.find(ps, [], now=NOW, max_age_hours=24, hostname="laptop")
+    folders = [i for i in items if i.kind == "folder"]
+    assert folders[0].dead and folders[0].fields["run"] == "20261120-0100"
+    assert not folders[-1].dead and "no readable gmi-run.json marker" in folders[-1].why
+
+
+def test_list_leftovers_reads_the_marker_as_plain_text():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("list_leftovers")
+    assert "[IO.File]::ReadAllText($marker)" in text and "Get-Content -LiteralPath" not in text
+
+
+@pytest.mark.parametrize("raw", [None, "", "not json", "[1, 2]", 42, {"value": None}, {"x": 1}])
+def test_odd_markers_are_unreadable_not_fatal(raw):
+    assert janitor.read_marker(raw) == {}

@@ -232,3 +232,54 @@ def test_the_export_goes_to_the_runs_folder_or_a_subfolder_of_the_users(tmp_path
     p = ps.params("export_vm")
     assert (p["Destination"], p["Replace"], p["Staging"]) == (root, replace, FOLDER + "\\export")
     assert b.record["hyperv_export"]["kept_on_host"] is bool(values)
+
+
+def test_the_record_says_which_optimize_vhd_mode_really_ran(tmp_path):
+    """Optimize-VHD -Mode Full on a VHDX that is not attached read-only runs as
+    Prezeroed: the record and the step's name must not claim Full then."""
+    steps: list[str] = []
+    ps = fake_host(tmp_path)
+    ps.replies["compact_disk"] = {**recorded("compact_disk"), "OptimizeMode": "Prezeroed",
+                                  "MountError": "Mount-VHD : Access is denied."}
+    b = make_build(tmp_path, ps)
+    real_step = b.step
+
+    def step(name: str):  # type: ignore[no-untyped-def]
+        steps.append(name)
+        return real_step(name)
+
+    b.step = step  # type: ignore[method-assign]
+    b.backend.check_host(b)
+    b.vm = b.backend.provision(b)
+    b.backend.export_disk(b, b.workdir / "GMI Debian 12.vhdx")
+    assert b.record["hyperv_export"]["optimize_mode"] == "Prezeroed"
+    assert not any("Full" in name for name in steps)
+    full = make_build(tmp_path / "full", fake_host(tmp_path))
+    full.backend.check_host(full)
+    full.vm = full.backend.provision(full)
+    full.backend.export_disk(full, full.workdir / "GMI Debian 12.vhdx")
+    assert full.record["hyperv_export"]["optimize_mode"] == "Full"
+
+
+def test_compact_script_attaches_read_only_so_full_is_full():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("compact_disk")
+    mount = text.index("Mount-VHD -Path $path -ReadOnly -NoDriveLetter")
+    optimize = text.index("Optimize-VHD -Path $path -Mode $mode")
+    dismount = text.index("if ($mode -eq 'Full') { Dismount-VHD -Path $path }")
+    after = text.index("} finally {", optimize)
+    assert mount < text.index("$mode = 'Prezeroed'") < optimize < after < dismount
+    assert "Optimize-VHD -Path $path -Mode Full" not in text
+    assert "OptimizeMode = $mode" in text
+
+
+def test_compact_script_waits_for_the_merge_to_finish_really():
+    from harness.hyperv.transport import script_text
+
+    text = script_text("compact_disk")
+    remove = text.index("$checkpoints | Remove-VMSnapshot -Confirm:$false")
+    loop = text[text.index("do {", remove):text.index("Merge-VHD")]
+    assert loop.index("Start-Sleep -Seconds 2") < loop.index("$current = Get-VM -Name $Name")
+    assert "} while ($merging -or $path -like '*.avhdx')" in loop
+    assert "Merge-VHD -Path $path -DestinationPath $parent -Confirm:$false" in text

@@ -34,7 +34,7 @@ SCRIPT_FILES = sorted(p.name for p in SCRIPTS.iterdir() if p.name.endswith(".ps1
 
 
 def test_every_script_the_backend_runs_is_a_file():
-    source = "".join((HYPERV / f).read_text() for f in ("backend.py", "janitor.py"))
+    source = "".join((HYPERV / f).read_text() for f in ("backend.py", "janitor.py", "transport.py"))
     used = set(re.findall(r"\.run\(\s*\"(\w+)\"", source))
     assert used, "no script calls found"
     assert {f"{u}.ps1" for u in used} <= set(SCRIPT_FILES)
@@ -79,6 +79,18 @@ record = os.environ["FAKE_PWSH_RECORD"]
 with open(record, "w") as f:
     json.dump({{"argv": sys.argv[1:], "request": request}}, f)
 mode = request["Arguments"].get("Mode", "ok")
+# what Windows PowerShell 5.1 writes to a redirected stderr (progress, a warning, an error)
+CLIXML_PROGRESS = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/'
+                   'powershell/2004/04"><Obj S="progress" RefId="0"><TN RefId="0"><T>System.'
+                   'Management.Automation.PSCustomObject</T><T>System.Object</T></TN><MS><I64 '
+                   'N="SourceId">1</I64><PR N="Record"><AV>Preparing modules for first use.</AV>'
+                   '<AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC><T>Completed</T><SR>-1</SR><SD> </SD>'
+                   '</PR></MS></Obj><S S="warning">WARNING: something harmless_x000D__x000A_</S>'
+                   '</Objs>')
+CLIXML_ERROR = ('#< CLIXML\r\n<Objs Version="1.1.0.1" xmlns="http://schemas.microsoft.com/'
+                'powershell/2004/04"><S S="Error">Get-VM : Hyper-V was unable to find a virtual '
+                "machine with name 'GMI Debian 12'._x000D__x000A_</S><S S=\"Error\">At line:1 "
+                "char:1_x000D__x000A_</S></Objs>")
 if mode == "ok":
     print("a line a cmdlet wrote")
     print(json.dumps({{"Echo": request["Arguments"]}}))
@@ -87,6 +99,16 @@ elif mode == "error-stream":
     print("Get-VM : Hyper-V was unable to find a virtual machine with name 'GMI Debian 12'.", file=sys.stderr)
 elif mode == "exit":
     print("a native command exited with code 3", file=sys.stderr)
+    sys.exit(1)
+elif mode == "clixml-progress":
+    sys.stderr.write(CLIXML_PROGRESS)
+    print(json.dumps({{"Echo": request["Arguments"]}}))
+elif mode == "clixml-error":
+    sys.stderr.write(CLIXML_ERROR)
+    print("{{}}")
+elif mode == "bootstrap-error":
+    sys.stderr.write(CLIXML_PROGRESS)
+    print(json.dumps({{"__error": "no VM named 'GMI Debian 12' on this host"}}))
     sys.exit(1)
 '''
 
@@ -118,6 +140,75 @@ def test_local_error_stream_is_a_failure_even_with_exit_0(pwsh):
     with pytest.raises(ScriptError, match=r"vm_status\.ps1 failed on this host \(exit 0\): Get-VM : "
                                           r"Hyper-V was unable to find a virtual machine"):
         ps.invoke("vm_status", "", {"Mode": "error-stream"})
+
+
+def test_local_clixml_progress_on_stderr_with_exit_0_is_success(pwsh):
+    """Windows PowerShell 5.1 writes progress ("Preparing modules for first use") and
+    warnings to a redirected stderr as CLIXML: not a failure."""
+    ps, _ = pwsh
+    assert ps.invoke("host_info", "", {"Mode": "clixml-progress"}) == {
+        "Echo": {"Mode": "clixml-progress"}}
+
+
+def test_local_clixml_error_records_are_a_failure_with_their_text(pwsh):
+    ps, _ = pwsh
+    with pytest.raises(ScriptError) as err:
+        ps.invoke("vm_status", "", {"Mode": "clixml-error"})
+    message = str(err.value)
+    assert message.startswith("vm_status.ps1 failed on this host (exit 0): Get-VM : Hyper-V was "
+                              "unable to find a virtual machine with name 'GMI Debian 12'. At line:1")
+    assert "CLIXML" not in message and "_x000D_" not in message and "<Objs" not in message
+
+
+def test_local_failure_message_comes_from_the_bootstraps_error_not_stderr(pwsh):
+    ps, _ = pwsh
+    with pytest.raises(ScriptError) as err:
+        ps.invoke("vm_status", "", {"Mode": "bootstrap-error"})
+    assert str(err.value) == ("vm_status.ps1 failed on this host (exit 1): no VM named "
+                              "'GMI Debian 12' on this host")
+
+
+def test_local_bootstrap_silences_progress_and_reports_errors_as_json():
+    from harness.hyperv.transport import LOCAL_BOOTSTRAP
+
+    b = LOCAL_BOOTSTRAP
+    for needle in ("$ProgressPreference = 'SilentlyContinue'", "$WarningPreference = 'SilentlyContinue'",
+                   "[Console]::InputEncoding = $utf8", "[Console]::OutputEncoding = $utf8",
+                   "New-Object Text.UTF8Encoding $false", "@{ __error = \"$_\" }", "exit 1"):
+        assert needle in b, needle
+    # the encodings are set before stdin is read; the whole run is inside the try
+    assert b.index("try {") < b.index("InputEncoding") < b.index("[Console]::In.ReadToEnd()")
+    assert b.index("& $runner") < b.index("} catch {")
+    assert "$ProgressPreference = 'SilentlyContinue'" in RUNNER
+
+
+def test_local_text_travels_as_utf8(pwsh, monkeypatch):
+    import subprocess
+
+    ps, _ = pwsh
+    seen: dict = {}
+    real = subprocess.run
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", spy)
+    name = "GMI Débian 12 \u2013 Größe"
+    assert ps.invoke("vm_status", "", {"Name": name, "Mode": "ok"})["Echo"]["Name"] == name
+    assert seen["encoding"] == "utf-8" and "text" not in seen
+
+
+def test_clixml_errors_reads_only_error_records():
+    from harness.hyperv.transport import clixml_errors
+
+    assert clixml_errors("") == []
+    assert clixml_errors("plain text from pwsh 7") == ["plain text from pwsh 7"]
+    assert clixml_errors("#< CLIXML\r\n<Objs broken") == ["#< CLIXML\r\n<Objs broken"]
+    two = ('#< CLIXML\r\n<Objs xmlns="http://schemas.microsoft.com/powershell/2004/04">'
+           '<S S="verbose">v</S></Objs>#< CLIXML\r\n<Objs xmlns="http://schemas.microsoft.com/'
+           'powershell/2004/04"><S S="Error">boom_x000A_</S></Objs>')
+    assert clixml_errors(two) == ["boom"]
 
 
 def test_local_nonzero_exit_is_a_failure(pwsh):

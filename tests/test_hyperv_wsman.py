@@ -12,10 +12,14 @@ serializer. A real WinRM service may differ in details these replies do not cove
 from __future__ import annotations
 
 import base64
+import json
+import logging
+import re
 import socket
 import struct
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -44,6 +48,14 @@ NS = {"s": "http://www.w3.org/2003/05/soap-envelope",
 SOAP = {"Content-Type": "application/soap+xml;charset=UTF-8"}
 PASSWORD = "S3cret-Hyper-V!"
 COMPLETED, FAILED, OPENED = 4, 5, 2
+# What WinRM answers when the shell was deleted (idle timeout, service restart).
+SHELL_GONE = (f'<s:Envelope xmlns:s="{NS["s"]}"><s:Body><s:Fault><s:Code><s:Value>s:Sender'
+              "</s:Value></s:Code><s:Reason><s:Text xml:lang=\"en-US\">The request for the "
+              "Windows Remote Shell with ShellId 1 failed because the shell was not found on the "
+              "server.</s:Text></s:Reason><s:Detail><f:WSManFault xmlns:f=\"http://schemas."
+              'microsoft.com/wbem/wsman/1/wsmanfault" Code="2150858843" Machine="hv01"><f:Message>'
+              "The shell was not found.</f:Message></f:WSManFault></s:Detail></s:Fault></s:Body>"
+              "</s:Envelope>").encode()
 
 
 class FakeWinRM:
@@ -51,8 +63,12 @@ class FakeWinRM:
     (the pool opens), Command (a pipeline; its messages are queued), Receive (the queued
     messages, fragmented), anything else (Signal, Delete) with an empty reply."""
 
-    def __init__(self, outputs: list[str], errors: list[str] = (), state: int = COMPLETED) -> None:
+    def __init__(self, outputs: list[str] | Callable[[bytes], list[str]],
+                 errors: list[str] = (), state: int = COMPLETED, *,
+                 fail_commands: int = 0, max_envelope_kb: int = 0) -> None:
         self.outputs, self.errors, self.state = outputs, list(errors), state
+        self.fail_commands = fail_commands  # the first N pipelines find their shell gone
+        self.max_envelope_kb = max_envelope_kb  # what the host's WinRM config says, if read
         self.serializer = Serializer()
         self.rpid = ""
         self.object_id = 1
@@ -109,12 +125,21 @@ class FakeWinRM:
             command = root.find("s:Body/rsp:CommandLine", NS)
             assert command is not None
             cid = command.attrib["CommandId"]
-            self.pipelines.append(base64.b64decode(command.findtext("rsp:Arguments", "", NS)))
+            pipeline = base64.b64decode(command.findtext("rsp:Arguments", "", NS))
+            self.pipelines.append(pipeline)
+            if self.fail_commands > 0:
+                self.fail_commands -= 1
+                return 500, SOAP, SHELL_GONE
+            outputs = self.outputs(pipeline) if callable(self.outputs) else self.outputs
             self.queued[cid] = [
-                *(self.message(MessageType.PIPELINE_OUTPUT, cid, o) for o in self.outputs),
+                *(self.message(MessageType.PIPELINE_OUTPUT, cid, o) for o in outputs),
                 *(self.message(MessageType.ERROR_RECORD, cid, self.error_record(e)) for e in self.errors),
                 self.message(MessageType.PIPELINE_STATE, cid, PipelineState(state=self.state))]
             body = f"<rsp:CommandResponse><rsp:CommandId>{cid}</rsp:CommandId></rsp:CommandResponse>"
+        elif verb == "Get" and self.max_envelope_kb:
+            body = ('<cfg:Config xmlns:cfg="http://schemas.microsoft.com/wbem/wsman/1/config">'
+                    f"<cfg:MaxEnvelopeSizekb>{self.max_envelope_kb}</cfg:MaxEnvelopeSizekb>"
+                    "</cfg:Config>")
         elif verb == "Receive":
             stream = root.find("s:Body/rsp:Receive/rsp:DesiredStream", NS)
             cid = stream.attrib.get("CommandId") if stream is not None else None
@@ -164,7 +189,8 @@ def test_a_script_runs_over_https_and_its_json_comes_back(serve, certs):
     ps.close()
     verbs = [ET.fromstring(r.body).findtext("s:Header/wsa:Action", "", NS).rsplit("/", 1)[-1]
              for r in srv.requests]
-    assert verbs[:4] == ["Create", "Receive", "Command", "Receive"]
+    # the pool opens, the host's envelope size is asked for, the pipeline runs
+    assert verbs[:5] == ["Create", "Receive", "Get", "Command", "Receive"]
     assert all(r.headers["Authorization"].endswith("/https/mutual") for r in srv.requests)
     pipeline = winrm.pipelines[0].decode("utf-8", "replace")
     # the runner gets the script file's text and the arguments as separate parameters
@@ -248,7 +274,150 @@ def test_parameters_arrive_as_a_hashtable_and_big_numbers_survive(serve, certs):
                                    MemoryMB=4096, DynamicMemory=True, Keys=[{"Kind": "key", "Value": 13}])
     pipeline = winrm.pipelines[0].decode("utf-8", "replace")
     assert "<DCT>" in pipeline  # splatted as a hashtable onto the script block
-    assert '<S N="Key">SizeBytes</S><S N="Value">268435456000</S>' in pipeline
+    assert '<S N="Key">SizeBytes</S><I64 N="Value">268435456000</I64>' in pipeline
     assert "I32 N=\"Value\">268435456000" not in pipeline
     assert '<S N="Key">MemoryMB</S><I32 N="Value">4096</I32>' in pipeline
     assert '<S N="Key">DynamicMemory</S><B N="Value">true</B>' in pipeline
+
+
+# --- fetching a file in chunks -------------------------------------------------------------
+
+
+def chunk_server(data: bytes) -> Callable[[bytes], list[str]]:
+    """read_chunk.ps1 on a host holding ``data``: the chunk at the Offset/Count sent."""
+    def reply(pipeline: bytes) -> list[str]:
+        text = pipeline.decode("utf-8", "replace")
+        assert "[IO.File]::Open($Path, 'Open', 'Read', 'Read')" in text  # read_chunk.ps1's text
+        offset, count = (int(re.search(rf'<S N="Key">{k}</S><I(?:32|64) N="Value">(\d+)<', text)
+                             .group(1)) for k in ("Offset", "Count"))  # type: ignore[union-attr]
+        piece = data[offset:offset + count]
+        return [json.dumps({"N": len(piece), "Data": base64.b64encode(piece).decode()})]
+    return reply
+
+
+def test_a_file_is_fetched_in_chunks_over_the_wire(serve, certs, tmp_path):
+    data = bytes(range(256)) * 10 + b"tail"  # 2564 bytes: 2 full chunks of 1000 and a rest
+    winrm = FakeWinRM(chunk_server(data))
+    srv = serve([winrm])
+    ps = cert_auth(certs, srv.port)
+    ps.fetch_chunk = 1000
+    target = tmp_path / "out" / "GMI Debian 12.vhdx"
+    ps.get("D:\\VHD\\gmi\\Virtual Hard Disks\\GMI Debian 12.vhdx", target)
+    assert target.read_bytes() == data
+    assert not target.with_name(target.name + ".part").exists()
+    offsets = [int(re.search(r'<S N="Key">Offset</S><I32 N="Value">(\d+)<',
+                             p.decode("utf-8", "replace")).group(1))  # type: ignore[union-attr]
+               for p in winrm.pipelines]
+    assert offsets == [0, 1000, 2000, 2564]  # until a chunk of 0 bytes
+
+
+class ChunkedFake(RemotePowerShell):
+    """The remote transport with its script runs answered from ``data`` (no WSMan)."""
+
+    def __init__(self, data: bytes, chunk: int, corrupt_at: int = -1) -> None:
+        super().__init__(RemoteOptions("hv01", user="u"), fetch_chunk=chunk)
+        self.data, self.corrupt_at = data, corrupt_at
+        self.calls: list[tuple[str, dict]] = []
+
+    def invoke(self, name: str, text: str, params: dict) -> object:
+        assert text == script_text(name)
+        self.calls.append((name, params))
+        piece = self.data[params["Offset"]:params["Offset"] + params["Count"]]
+        n = len(piece) + (1 if params["Offset"] == self.corrupt_at else 0)
+        return {"N": n, "Data": base64.b64encode(piece).decode()}
+
+
+def test_fetch_assembles_the_chunks_it_asked_for(tmp_path):
+    data = b"0123456789" * 300 + b"x"  # 3001 bytes, chunks of 1024
+    ps = ChunkedFake(data, 1024)
+    ps.get("D:\\big.vhdx", tmp_path / "big.vhdx")
+    assert (tmp_path / "big.vhdx").read_bytes() == data
+    assert ps.calls == [("read_chunk", {"Path": "D:\\big.vhdx", "Offset": o, "Count": 1024})
+                        for o in (0, 1024, 2048, 3001)]
+
+
+def test_fetch_in_8_mib_chunks_by_default_and_a_bad_chunk_leaves_no_file(tmp_path):
+    from harness.hyperv.transport import FETCH_CHUNK
+
+    assert FETCH_CHUNK == 8 << 20
+    ps = ChunkedFake(b"a" * 3000, 1000, corrupt_at=1000)
+    with pytest.raises(ScriptError, match=r"1000 bytes at offset 1000 of D:.+announced 1001"):
+        ps.get("D:\\big.vhdx", tmp_path / "big.vhdx")
+    assert not list(tmp_path.iterdir())  # neither the file nor its .part
+
+
+# --- the session breaks: reconnect and run again, only where that is safe ----------------
+
+
+def test_a_broken_session_is_reopened_and_a_safe_script_runs_again(serve, certs, caplog):
+    winrm = FakeWinRM(['{"Name":"GMI Debian 12","Result":"stopped"}'], fail_commands=1)
+    srv = serve([winrm])
+    ps = cert_auth(certs, srv.port)
+    with caplog.at_level(logging.WARNING, logger="harness.hyperv.transport"):
+        assert ps.run("remove_items", VmNames=["GMI Debian 12"], Tag="t") == {
+            "Name": "GMI Debian 12", "Result": "stopped"}
+    verbs = [ET.fromstring(r.body).findtext("s:Header/wsa:Action", "", NS).rsplit("/", 1)[-1]
+             for r in srv.requests]
+    assert verbs.count("Create") == 2 and len(winrm.pipelines) == 2
+    assert "the session broke" in caplog.text and "running it again" in caplog.text
+
+
+@pytest.mark.parametrize(("name", "params"), [
+    ("new_vm", {"Name": "GMI Debian 12"}),
+    ("new_clone_vm", {"Name": "gmi-clone"}),
+    ("export_vm", {"Name": "GMI Debian 12"}),
+    ("start_vm", {"Name": "GMI Debian 12", "Keys": [{"Kind": "key", "Value": 13}]}),
+])
+def test_a_script_that_must_not_run_twice_is_not_run_again(serve, certs, name, params):
+    winrm = FakeWinRM(["{}"], fail_commands=1)
+    srv = serve([winrm])
+    ps = cert_auth(certs, srv.port)
+    with pytest.raises(TransportError, match=rf"{name}\.ps1 on 127\.0\.0\.1 .+ the PowerShell "
+                                             r"Remoting session broke during the call .+ not run again"):
+        ps.run(name, **params)
+    assert len(winrm.pipelines) == 1
+    assert ps.run("vm_status", Name="x") == {}  # the next call opens a new session
+
+
+def test_a_session_that_breaks_twice_fails(serve, certs):
+    winrm = FakeWinRM(["{}"], fail_commands=2)
+    srv = serve([winrm])
+    with pytest.raises(TransportError, match="broke again after reconnecting"):
+        cert_auth(certs, srv.port).run("vm_status", Name="x")
+    assert len(winrm.pipelines) == 2
+
+
+def test_the_rerun_list_is_explicit():
+    from harness.hyperv.transport import NOT_RERUNNABLE, rerunnable
+
+    assert {"new_vm", "new_clone_vm", "export_vm"} == NOT_RERUNNABLE
+    assert rerunnable("start_vm", {"Name": "x"}) and not rerunnable("start_vm", {"Keys": [1]})
+    assert all(rerunnable(n, {}) for n in ("read_chunk", "remove_items", "compact_disk",
+                                           "stop_vm", "vm_status", "list_leftovers"))
+
+
+# --- envelope size and logging -------------------------------------------------------------
+
+
+def test_the_hosts_larger_envelope_size_is_used(serve, certs):
+    srv = serve([FakeWinRM(["{}"], max_envelope_kb=8192)])
+    ps = cert_auth(certs, srv.port)
+    ps.run("vm_status", Name="x")
+    assert ps._client.wsman.max_envelope_size == 8192 * 1024
+
+
+def test_an_unreadable_winrm_config_keeps_the_default_envelope(serve, certs):
+    srv = serve([FakeWinRM(["{}"])])  # the Get is answered without a config
+    ps = cert_auth(certs, srv.port)
+    ps.run("vm_status", Name="x")
+    assert ps._client.wsman.max_envelope_size == 512000  # pypsrp's, for protocol 2.2+
+
+
+def test_pypsrp_debug_logging_is_off_unless_asked_for(monkeypatch):
+    psrp = logging.getLogger("pypsrp")
+    monkeypatch.setattr(psrp, "level", logging.NOTSET)
+    RemotePowerShell(RemoteOptions("hv01", user="u"))
+    assert psrp.level == logging.INFO
+    monkeypatch.setattr(psrp, "level", logging.DEBUG)  # a person who wants it keeps it
+    RemotePowerShell(RemoteOptions("hv01", user="u"))
+    assert psrp.level == logging.DEBUG

@@ -364,8 +364,11 @@ class HyperVBackend(Backend):
         vm, st = b.vm, self.state(b)
         if not vm.wait_stopped(5):
             vm.shutdown(120)
-        with b.step("seal: merge checkpoints and Optimize-VHD -Mode Full"):
+        with b.step("seal: merge checkpoints and Optimize-VHD"):
             compact = CompactResult.parse(st.ps.run("compact_disk", Name=vm.name))
+        if compact.optimize_mode != "Full":
+            b.log.info("Optimize-VHD ran as %s: the VHDX could not be attached read-only (%s)",
+                       compact.optimize_mode, compact.mount_error or "no reason given")
         kept = b.settings.hyperv_export_dir
         # A folder of the user's gets its own subfolder, replaced only with --force.
         export_root = (host_join(kept, b.distro.vmgenie.stem) if kept
@@ -381,7 +384,8 @@ class HyperVBackend(Backend):
         b.record[VM_TREE_KEY] = str(tree)
         b.record["hyperv_export"] = {"host_path": exported.root,
                                      "kept_on_host": bool(b.settings.hyperv_export_dir),
-                                     "merged": list(compact.merged)}
+                                     "merged": list(compact.merged),
+                                     "optimize_mode": compact.optimize_mode}
         return {"build_disk_allocated": compact.bytes_before, "vhdx_bytes": compact.bytes_after,
                 "virtual_size": compact.virtual_size}
 
@@ -440,17 +444,18 @@ REQUIRED_SERVICES = ("Heartbeat", "Key-Value Pair Exchange", "VSS", "Shutdown",
 
 
 def services_problems(services: list[IntegrationService]) -> list[str]:
-    """What is wrong with the host's view of a clone's integration services."""
+    """What is wrong with the host's view of a clone's integration services (known by
+    the GUIDs in their Ids, so a German or French host's names do not matter)."""
     by_name = {s.name: s for s in services}
     problems = []
     for name in REQUIRED_SERVICES:
         svc = by_name.get(name)
         if svc is None:
             problems.append(f"{name}: not reported")
-        elif not svc.enabled or svc.status != "OK":
+        elif not svc.enabled or not svc.ok:
             problems.append(f"{name}: enabled={svc.enabled} status={svc.status or '?'}")
     gsi = by_name.get("Guest Service Interface")
-    if gsi is not None and gsi.enabled and gsi.status != "OK":
+    if gsi is not None and gsi.enabled and not gsi.ok:
         problems.append(f"Guest Service Interface: status={gsi.status or '?'}")
     return problems
 

@@ -75,6 +75,19 @@ def judge(fields: dict[str, str], *, now: datetime, max_age_hours: float, hostna
     return False, f"started {hours:.1f} h ago on {fields.get('client', '?')}: may still run"
 
 
+def read_marker(raw: Any) -> dict[str, Any]:
+    """A run folder's ``gmi-run.json`` as listed by ``list_leftovers.ps1`` (``{}`` when
+    unreadable). Windows PowerShell 5.1's ``Get-Content`` string serializes as an object
+    (``{"value": "...", "PSPath": ...}``): its ``value`` is the text."""
+    if isinstance(raw, dict):
+        raw = raw.get("value")
+    try:
+        marker = json.loads(raw or "{}")
+    except (json.JSONDecodeError, TypeError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
+
+
 def find(ps: PowerShell, roots: list[str], *, now: datetime, max_age_hours: float,
          hostname: str, alive: Callable[[int], bool] = pid_alive) -> list[Leftover]:
     reply: Any = ps.run("list_leftovers", Roots=roots or None) or {}
@@ -85,10 +98,7 @@ def find(ps: PowerShell, roots: list[str], *, now: datetime, max_age_hours: floa
                           alive=alive)
         found.append(Leftover("vm", str(vm.get("Name")), fields, dead, why))
     for folder in as_list(reply.get("Folders")):
-        try:
-            marker = json.loads(folder.get("Marker") or "{}")
-        except json.JSONDecodeError:
-            marker = {}
+        marker = read_marker(folder.get("Marker"))
         fields = parse_notes(str(marker.get("notes", "")))
         if fields:
             dead, why = judge(fields, now=now, max_age_hours=max_age_hours, hostname=hostname,

@@ -132,13 +132,16 @@ class CompactResult:
     bytes_before: int
     bytes_after: int
     virtual_size: int
+    optimize_mode: str  # what Optimize-VHD really ran: Full (attached read-only) or Prezeroed
+    mount_error: str = ""  # why the VHDX could not be attached read-only
 
     @classmethod
     def parse(cls, data: Any) -> CompactResult:
         s = "compact_disk"
         return cls(_field(data, "Path", str, s), tuple(as_list(data.get("Merged"))),
                    _field(data, "BytesBefore", int, s), _field(data, "BytesAfter", int, s),
-                   _field(data, "VirtualSize", int, s))
+                   _field(data, "VirtualSize", int, s), _field(data, "OptimizeMode", str, s),
+                   str(data.get("MountError") or ""))
 
 
 @dataclass(frozen=True)
@@ -171,17 +174,47 @@ class ExportResult:
                    _field(data, "VhdxSha256", str, s).lower())
 
 
+# Integration services by the GUID at the end of their Id: the same on every host,
+# whereas the names are localized (German hosts say "Takt", "Herunterfahren", ...).
+SERVICE_IDS = {
+    "84EAAE65-2F2E-45F5-9BB5-0E857DC8EB47": "Heartbeat",
+    "2A34B1C2-FD73-4043-8A5B-DD2159BC743F": "Key-Value Pair Exchange",
+    "5CED1297-4598-4915-A5FC-AD21BB4D02A4": "VSS",
+    "9F8233AC-BE49-4C79-8EE3-E7E1985B2077": "Shutdown",
+    "2497F4DE-E9FA-4204-80E4-4B75C46419C0": "Time Synchronization",
+    "6C09BB55-D683-4DA0-8931-C9BF705F6480": "Guest Service Interface",
+}
+
+
+def service_key(service_id: str, name: str) -> str:
+    """The English name of an integration service, from its Id's GUID; else ``name``."""
+    guid = service_id.replace("/", "\\").rsplit("\\", 1)[-1].strip().strip("{}").upper()
+    return SERVICE_IDS.get(guid, name)
+
+
 @dataclass(frozen=True)
 class IntegrationService:
-    name: str
+    name: str  # the English name (by the Id's GUID), whatever the host's language
     enabled: bool
     status: str
     secondary: str
+    display_name: str = ""  # the host's own, possibly localized, name
+    operational: str = ""  # PrimaryOperationalStatus: an enum name ("Ok"), never localized
+
+    @property
+    def ok(self) -> bool:
+        """OK by the (unlocalized) operational status; by the description when absent."""
+        return self.operational == "Ok" if self.operational else self.status == "OK"
 
     @classmethod
     def parse_all(cls, data: Any) -> list[IntegrationService]:
         s = "integration_services"
-        return [cls(_field(d, "Name", str, s), _field(d, "Enabled", bool, s),
-                    str(d.get("PrimaryStatusDescription") or ""),
-                    str(d.get("SecondaryStatusDescription") or ""))
-                for d in as_list(data)]
+        found = []
+        for d in as_list(data):
+            shown = _field(d, "Name", str, s)
+            found.append(cls(service_key(str(d.get("Id") or ""), str(d.get("Key") or shown)),
+                             _field(d, "Enabled", bool, s),
+                             str(d.get("PrimaryStatusDescription") or ""),
+                             str(d.get("SecondaryStatusDescription") or ""), shown,
+                             str(d.get("PrimaryOperationalStatus") or "")))
+        return found

@@ -20,7 +20,9 @@ $folders = @(foreach ($root in $Roots) {
         $marker = Join-Path $_.FullName 'gmi-run.json'
         [pscustomobject]@{
             Path   = $_.FullName
-            Marker = if (Test-Path -LiteralPath $marker) { Get-Content -LiteralPath $marker -Raw } else { '' }
+            # ReadAllText, not Get-Content: in Windows PowerShell 5.1 Get-Content's string
+            # carries PSPath & co., and ConvertTo-Json writes it as an object.
+            Marker = if (Test-Path -LiteralPath $marker) { [IO.File]::ReadAllText($marker) } else { '' }
         }
     }
 })

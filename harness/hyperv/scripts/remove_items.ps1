@@ -16,14 +16,20 @@ $ErrorActionPreference = 'Stop'
 $removed = @()
 $skipped = @()
 foreach ($name in $VmNames) {
-    $vm = Get-VM -Name $name -ErrorAction SilentlyContinue
-    if (-not $vm) { continue }
-    if (-not ([string]$vm.Notes).StartsWith($Tag)) { $skipped += $name; continue }
-    if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
-    $disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path })
-    Remove-VM -VM $vm -Force
-    foreach ($d in $disks) { if (Test-Path -LiteralPath $d) { Remove-Item -LiteralPath $d -Force } }
-    $removed += $name
+    # Several VMs may share a name (a dead run's and a live run's): each is judged alone.
+    foreach ($vm in @(Get-VM -Name $name -ErrorAction SilentlyContinue)) {
+        # The tag is whole tokens: "worker=gw1" must not match "worker=gw10".
+        $notes = [string]$vm.Notes
+        if (-not ($notes -ceq $Tag -or $notes.StartsWith("$Tag ", [StringComparison]::Ordinal))) {
+            $skipped += $name
+            continue
+        }
+        if ($vm.State -ne 'Off') { Stop-VM -VM $vm -TurnOff -Force }
+        $disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { $_.Path })
+        Remove-VM -VM $vm -Force
+        foreach ($d in $disks) { if (Test-Path -LiteralPath $d) { Remove-Item -LiteralPath $d -Force } }
+        $removed += $name
+    }
 }
 foreach ($p in $Paths) {
     if (Test-Path -LiteralPath $p) {

@@ -23,8 +23,9 @@ if ($vm.State -ne 'Running') { Start-VM -VM $vm }
 $typed = 0
 if ($Keys.Count -gt 0) {
     Start-Sleep -Milliseconds $BootWaitMs
-    $system = Get-CimInstance -Namespace 'root\virtualization\v2' -ClassName 'Msvm_ComputerSystem' |
-        Where-Object { $_.Name -eq $vm.Id.ToString().ToUpperInvariant() }
+    # the VM's own instance only (its Name is the VM's Id, a GUID): not every VM's
+    $system = Get-CimInstance -Namespace 'root\virtualization\v2' -ClassName 'Msvm_ComputerSystem' `
+        -Filter "Name = '$($vm.Id.ToString().ToUpperInvariant())'"
     $keyboard = Get-CimAssociatedInstance -InputObject $system -ResultClassName 'Msvm_Keyboard'
     if (-not $keyboard) { throw "VM '$Name' has no Msvm_Keyboard to type the boot command with" }
     foreach ($key in $Keys) {

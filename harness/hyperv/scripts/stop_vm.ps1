@@ -27,6 +27,7 @@ while ((Get-VM -Name $Name).State -ne 'Off' -and (Get-Date) -lt $deadline) {
 }
 if ((Get-VM -Name $Name).State -eq 'Off') {
     $result = 'stopped'
+    if ($job) { Remove-Job -Job $job -Force }
 } elseif ($WaitOnly) {
     $result = 'running'
 } else {

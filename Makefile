@@ -22,9 +22,10 @@ ALLURE_VERSION ?= 2.46.1
 gmi: setup
 	$(PY) -m pytest checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
 
-# The whole suite: lint, the harness's own tests and real builds of TEST_DISTROS side by
-# side (one xdist worker each: the matrix as users run it) with their checks and export;
-# then the validator on the archives those builds wrote (one more clone boot each).
+# The whole suite: lint; the harness's own tests (a session of their own: their in-process
+# pytest runs must not meet the real run's Allure listener); real builds of TEST_DISTROS
+# side by side (one xdist worker each: the matrix as users run it) with their checks and
+# export; then the validator on the archives those builds wrote (one more clone boot each).
 TEST_OUT := reports/make-test
 TEST_DISTROS ?= debian-12 debian-13
 TEST_WORKERS ?= 2
@@ -32,7 +33,8 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 	rm -f $(TEST_OUT)/GMI-*.zip $(TEST_OUT)/GMI-*.zip.sha256 $(TEST_OUT)/gmi-repository.dist.yml
-	$(PY) -m pytest tests checks $(TEST_DISTROS:%=--distro=%) -n $(TEST_WORKERS) \
+	$(PY) -m pytest tests -n $(TEST_WORKERS) $(ARGS)
+	$(PY) -m pytest checks $(TEST_DISTROS:%=--distro=%) -n $(TEST_WORKERS) \
 		--backend=$(BACKEND) --out=$(TEST_OUT) $(ARGS)
 	$(PY) -m pytest checks $$(for z in $(TEST_OUT)/GMI-*.zip; do printf -- '--gmi=%s ' "$$z"; done) \
 		-n $(TEST_WORKERS) --backend=$(BACKEND) --out=$(TEST_OUT) \

@@ -67,8 +67,9 @@ class HyperVSettings:
 @dataclass(frozen=True)
 class IsoSpec:
     """The official install ISO. Its SHA-256 is pinned here, or taken at download time
-    from the distro's checksum file (``checksum_url``), which is signed by ``signing_key``
-    (inline, or by the detached ``signature_url``)."""
+    from the distro's checksum file (``checksum_url``). That file's signature
+    (``signature_url``, ``signing_key``) is recorded for a person to check: the harness
+    does not verify OpenPGP signatures yet."""
 
     url: str
     checksum_url: str = ""
@@ -147,6 +148,11 @@ class UpdateSpec:
     remove_packages: tuple[str, ...]
     sudo_package: str
     sudo_group: str
+    # A sudoers drop-in (path, line) for distros whose sudoers does not grant the group
+    # (openSUSE: %wheel commented out, and "Defaults targetpw" asks for root's password,
+    # which the seal locks).
+    sudoers_file: str = ""
+    sudoers: str = ""
     # The upgrade command when the family's default is not the procedure's (openSUSE
     # Tumbleweed: zypper dist-upgrade); "" means the family's.
     upgrade: str = ""

@@ -69,8 +69,11 @@ class HvBuild:
 
 
 def _unit(description: str, exec_start: str) -> str:
-    return (f"[Unit]\nDescription={description}\nAfter=network.target\n\n"
-            f"[Service]\nExecStart={exec_start} -n\nRestart=always\n\n"
+    # Only on Hyper-V (elsewhere /dev/vmbus/* is missing and the daemon would
+    # restart-loop into a failed unit, failing every clone's "no failed units" check).
+    return (f"[Unit]\nDescription={description}\nAfter=network.target\n"
+            "ConditionVirtualization=microsoft\n\n"
+            f"[Service]\nExecStart={exec_start} -n\nRestart=on-failure\n\n"
             "[Install]\nWantedBy=multi-user.target\n")
 
 

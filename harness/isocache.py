@@ -168,13 +168,25 @@ def verify(path: Path, expected: str) -> None:
 
 
 def cached(url: str, expected: str | Callable[[], str], directory: Path, log: Log,
-           filename: str = "") -> tuple[Path, str]:
+           filename: str = "", recheck: bool = False) -> tuple[Path, str]:
     """``url``'s file from the cache (downloaded once, under a lock), verified by
     SHA-256 now. ``expected`` is the hash, or a function that finds it (called only
-    when nothing is cached yet)."""
+    when nothing is cached yet, unless ``recheck``: then on every use, so that a file
+    that moves on upstream under the same name (Rocky's -latest, Tumbleweed's Current)
+    is downloaded anew; offline, the cached copy is used)."""
     name = filename or url.rstrip("/").rsplit("/", 1)[-1]
     dest, recorded = directory / name, directory / f"{name}.sha256"
     with file_lock(directory / f"{name}.lock"):
+        if recheck and callable(expected) and dest.exists() and recorded.exists():
+            try:
+                upstream = expected().lower()
+            except IsoError as exc:
+                log(f"cannot check {name} upstream ({exc}); using the cached copy")
+            else:
+                if upstream != recorded.read_text().strip():
+                    log(f"{name} has changed upstream: downloading the new one")
+                    dest.unlink()
+                    recorded.unlink()
         if dest.exists() and recorded.exists():
             sha = recorded.read_text().strip()
             try:
@@ -239,7 +251,7 @@ def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha
     if iso_sha256:
         return cached(spec.url, iso_sha256, directory, log)
     return cached(spec.url, lambda: expected_sha256(spec.url, spec.sha256, spec.checksum_url, directory),
-                  directory, log)
+                  directory, log, recheck=not spec.sha256)
 
 
 def netboot_files(d: Distro, settings: Any = None, log: Log = print) -> tuple[Path, Path, str]:

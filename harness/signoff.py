@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -182,7 +183,19 @@ def run_data(run: Mapping[str, Any], subjects: Iterable[Mapping[str, Any]],
              tests: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """The JSON document a run leaves as ``signoff.json`` (everything masked)."""
     doc = {"schema": SCHEMA, "run": dict(run), "subjects": list(subjects), "tests": list(tests)}
-    return json.loads(mask(json.dumps(doc)))
+    return _masked(doc)
+
+
+def _masked(value: Any) -> Any:
+    """``value`` with every string masked (on the strings themselves: a secret with a
+    quote or a backslash would not match its JSON-escaped form)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, Mapping):
+        return {_masked(k): _masked(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    return value
 
 
 def write_data(folder: Path, doc: Mapping[str, Any]) -> Path:
@@ -191,6 +204,12 @@ def write_data(folder: Path, doc: Mapping[str, Any]) -> Path:
     tmp.write_text(json.dumps(doc, indent=1) + "\n")  # in run order, not sorted
     os.replace(tmp, path)
     return path
+
+
+def _safe_relative(rel: str) -> bool:
+    """A log path a page may link to: relative, inside its run folder, no URL scheme."""
+    path = Path(rel)
+    return bool(rel) and not path.is_absolute() and ".." not in path.parts and ":" not in rel
 
 
 def load_data(path: Path) -> list[Subject]:
@@ -209,6 +228,10 @@ def load_data(path: Path) -> list[Subject]:
     subjects = {}
     for s in doc["subjects"]:
         known = {k: s[k] for k in Subject.__dataclass_fields__ if k in s and k not in ("run", "tests")}
+        # (CI artifacts are not trusted: durations must be numbers, logs plain relative paths)
+        known["timings"] = {str(k): float(v) for k, v in dict(known.get("timings") or {}).items()
+                            if isinstance(v, int | float) and not isinstance(v, bool)}
+        known["logs"] = [str(p) for p in known.get("logs") or [] if _safe_relative(str(p))]
         subjects[s["subject"]] = Subject(**known, run=run)
     for t in doc["tests"]:
         subject = subjects.setdefault(t["subject"], Subject(t["subject"], run=run))
@@ -355,7 +378,8 @@ def render(subjects: Sequence[Subject], out: Path, title: str = "GMI release sig
 
     def link(s: Subject, rel: str) -> str:
         base = s.run.folder if s.run else out.parent
-        return os.path.relpath((base / rel).resolve(), out.parent.resolve())
+        # quoted: a name with ':' can never become a URL scheme (javascript:...)
+        return urllib.parse.quote(os.path.relpath((base / rel).resolve(), out.parent.resolve()))
 
     runs = list({id(s.run): s.run for s in subjects if s.run}.values())
     longest = max((d for s in subjects for d in s.timings.values()), default=0.0) or 1.0
@@ -366,7 +390,7 @@ def render(subjects: Sequence[Subject], out: Path, title: str = "GMI release sig
         verdict=FAIL if any(s.verdict != PASS for s in subjects) or not subjects else PASS)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    tmp.write_text(mask(page))
+    tmp.write_text(page)  # (its data was masked when it was recorded)
     os.replace(tmp, out)
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
+from harness.errors import GmiError
 from harness.pkgmgr import family
 
 
@@ -46,6 +47,16 @@ def cloud_init(b: Build) -> None:
         # The openSUSE note: run cloud-init's stages once by hand.
         b.sh(command, what=f"first run: {command}")
     units = " ".join(shlex.quote(u) for u in spec.units)
+    # Unit names changed in cloud-init 24.3 (and some distros patch that back out):
+    # a name the installed cloud-init does not have is the YAML's mistake, said plainly.
+    missing = b.sh(f"for u in {units}; do systemctl cat \"$u\" >/dev/null 2>&1 || echo \"$u\"; done",
+                   what="cloud-init's units exist").split()
+    if missing:
+        have = b.sh("systemctl list-unit-files --no-legend 'cloud-*.service' | awk '{print $1}'",
+                    what="cloud-init's units").split()
+        raise GmiError(f"{b.distro.source.name}: cloud_init.units lists {', '.join(missing)}, which "
+                       f"this cloud-init does not have (it has: {', '.join(have) or 'none'}); "
+                       "fix the YAML")
     b.sh(f"systemctl enable {units}", what="enable cloud-init's units")
     b.sh("cloud-init clean --logs", what="reset cloud-init state")
     b.record.setdefault("versions", {})["cloud-init"] = b.sh(

@@ -407,3 +407,22 @@ def test_answer_file_puts_shim_on_the_removable_media_path(name: str, tmp_path: 
     subprocess.run(["sh", "-e", "-c", answers.efi_fallback_script(d, str(tmp_path))], check=True)
     for dst, src in d.boot.efi_fallback.items():
         assert (esp / dst).read_text() == src
+
+
+def test_efi_fallback_joined_into_one_command_fails_when_a_copy_fails(tmp_path: Path):
+    """Autoinstall joins the copies with && into one late-command: a failed cp must fail
+    it (unbraced, `[ -e X ] || cp ... && [ -e Y ] || cp ...` hides it)."""
+
+    d = distro.load("ubuntu-24.04")
+    root = tmp_path / "target"
+    vendor = root / d.boot.esp_mount.lstrip("/") / d.boot.efi_vendor_dir
+    vendor.mkdir(parents=True)
+    srcs = list(d.boot.efi_fallback.values())
+    for src in srcs[:-1]:  # the last one is missing
+        (vendor / src).write_bytes(b"efi")
+    line = answers.efi_fallback_script(d, str(root)).replace("\n", " && ")
+    assert subprocess.run(["sh", "-c", line]).returncode != 0
+    (vendor / srcs[-1]).write_bytes(b"efi")
+    assert subprocess.run(["sh", "-c", line]).returncode == 0
+    for dst in d.boot.efi_fallback:
+        assert (root / d.boot.esp_mount.lstrip("/") / dst).read_bytes() == b"efi"

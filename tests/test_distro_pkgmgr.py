@@ -3,6 +3,7 @@ kernel source: the commands they produce, run through bash against fake tools.""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
@@ -151,4 +152,11 @@ def test_build_from_source_units_are_written_where_systemd_reads_them(tmp_path):
     bash("\n".join(u.replace("/etc/", f"{tmp_path}/etc/") for u in units))
     kvp = (tmp_path / "etc/systemd/system/hv-kvp-daemon.service").read_text()
     assert "ExecStart=/usr/local/sbin/hv_kvp_daemon -n" in kvp and "WantedBy=multi-user.target" in kvp
+    # off Hyper-V (the QEMU clone) the unit is skipped, not restart-looped into "failed"
+    assert "ConditionVirtualization=microsoft" in kvp and "Restart=on-failure" in kvp
+    if shutil.which("systemd-analyze"):
+        check = subprocess.run(["systemd-analyze", "verify", "--man=no",
+                                str(tmp_path / "etc/systemd/system/hv-kvp-daemon.service")],
+                               capture_output=True, text=True)
+        assert "Unknown key" not in check.stderr and "Unknown section" not in check.stderr, check.stderr
     assert "hv_fcopy_daemon -n" in (tmp_path / "etc/systemd/system/hv-fcopy-daemon.service").read_text()

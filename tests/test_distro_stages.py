@@ -28,6 +28,7 @@ class RecordingGuest:
         self.commands: list[str] = []
         self.files: dict[str, str] = {}
         self.fail = fail
+        self.missing_unit = ""
 
     def run(self, script: str, check: bool = True, timeout: float = 0, what: str = "",
             quiet: bool = False) -> Result:
@@ -35,6 +36,8 @@ class RecordingGuest:
         if self.fail and self.fail in script:
             assert not check, f"a failing command was run with check=True: {script}"
             return Result(1, "No provider of 'hyper-v' found.")
+        if "systemctl cat" in script:  # every unit the YAML names exists, unless told
+            return Result(0, self.missing_unit)
         return Result(0, KERNEL if script == "uname -r" or "vmlinuz" in script else "1.0")
 
     def put(self, path: str, content: str, mode: int = 0o644) -> None:
@@ -149,3 +152,21 @@ def test_ubuntu_quirks_reach_the_guest(tmp_path: Path, name: str):
     assert all(u in units for u in b.distro.cloud_init.units)
     assert "/etc/network/interfaces" not in g.files  # netplan, not ifupdown
     assert re.search(r"systemctl enable hv-kvp-daemon\.service hv-vss-daemon\.service", sent(g))
+
+
+def test_a_cloud_init_unit_the_guest_lacks_is_named_in_one_line(tmp_path: Path):
+    """cloud-init 24.3 renamed its units and some distros patch that back out: a name
+    the installed cloud-init lacks fails the stage naming the YAML and the unit."""
+    import pytest
+
+    from harness.errors import GmiError
+
+    d = distro.load("ubuntu-25.04")
+    b = Build(d, config.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    g = RecordingGuest()
+    g.missing_unit = "cloud-init-main.service"
+    b.guest = g  # type: ignore[assignment]
+    with pytest.raises(GmiError, match=r"ubuntu-25\.04\.yml: cloud_init\.units lists "
+                                        r"cloud-init-main\.service, which this cloud-init does not have"):
+        s3.cloud_init(b)
+    assert not any(c.startswith("systemctl enable") for c in g.commands)

@@ -230,6 +230,27 @@ def test_resolve_downloads_the_distros_iso(server: Server, tmp_path: Path):
     assert path == tmp_path / "img.iso" and sha == SHA
 
 
+def test_an_iso_that_moves_on_upstream_is_downloaded_anew(server: Server, tmp_path: Path):
+    """Rocky's -latest and Tumbleweed's Current keep their names: the checksum file is
+    read on every use, a new hash means a new download; offline, the cache serves."""
+    d = _distro_served_by(server)
+    settings = resolve({"iso_cache": str(tmp_path)}, env={})
+    isocache.resolve(d, settings, log=quiet)
+    assert isocache.resolve(d, settings, log=quiet) == (tmp_path / "img.iso", SHA)
+    assert len(server.gets()) == 1  # unchanged upstream: no new download
+    newer = b"the next snapshot" * 1000
+    server.files["/img.iso"] = newer
+    server.files["/CHECKSUM"] = f"SHA256 (img.iso) = {hashlib.sha256(newer).hexdigest()}\n".encode()
+    lines: list[str] = []
+    path, sha = isocache.resolve(d, settings, log=lines.append)
+    assert path.read_bytes() == newer and sha == hashlib.sha256(newer).hexdigest()
+    assert any("has changed upstream" in ln for ln in lines)
+    del server.files["/CHECKSUM"]  # the mirror is unreachable now
+    lines.clear()
+    assert isocache.resolve(d, settings, log=lines.append) == (path, sha)
+    assert any("using the cached copy" in ln for ln in lines)
+
+
 def test_local_iso_is_verified_against_the_distro_checksum(server: Server, tmp_path: Path):
     d = _distro_served_by(server)
     good, bad = tmp_path / "good.iso", tmp_path / "bad.iso"

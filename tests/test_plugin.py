@@ -264,11 +264,14 @@ def test_file_lock_is_exclusive_across_processes(tmp_path):
 
     lock = tmp_path / "bookworm.lock"
     code = ("import sys, time; from pathlib import Path; from harness.locking import file_lock\n"
+            "print('waiting', flush=True)\n"
             "with file_lock(Path(sys.argv[1])): print(time.monotonic(), flush=True)\n")
     with file_lock(lock):
         proc = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE,
                                 text=True, cwd=str(Path(__file__).resolve().parent.parent))
-        time.sleep(1.0)
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "waiting"  # it has started, and asks for the lock
+        time.sleep(0.5)
         assert proc.poll() is None, "the second process did not wait for the lock"
         released = time.monotonic()
     got = float(proc.communicate(timeout=30)[0])

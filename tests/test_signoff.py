@@ -129,6 +129,38 @@ def test_secrets_never_reach_the_page(tmp_path):
     assert "hunter2-XYZ" not in page and "Unexpected pw ***" in page
 
 
+def test_untrusted_signoff_data_cannot_inject_links_or_break_the_page(tmp_path):
+    """signoff.json from CI artifacts is read as it comes: a log entry with a URL scheme
+    or a path out of the run folder is dropped, a non-numeric duration is ignored."""
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "logs").mkdir()
+    (run / "logs" / "build.log").write_text("ok\n")
+    doc = signoff.run_data({"id": "r1"}, [{
+        "subject": "debian-12", "title": "GMI Debian 12",
+        "logs": ["javascript:alert(document.domain)", "/etc/passwd", "../../x", "logs/build.log"],
+        "timings": {"provision": 12.5, "update": "<script>", "seal": None}}], [])
+    signoff.write_data(run, doc)
+    html = signoff.render(signoff.load_data(run / signoff.DATA_FILE), tmp_path / "signoff.html").read_text()
+    p = Page(html)
+    assert p.links == ["runs/r1/logs/build.log"]
+    assert "javascript:" not in html and "<script>" not in html
+    assert html.count("class=\"secs\"") == 1 and "12 s</td>" in html  # the one real duration
+
+
+def test_secrets_with_quotes_are_masked_in_the_data(tmp_path):
+    from harness.errors import register_secret
+
+    secret = 'a"b\\c\u00e9-Q9'
+    register_secret(secret)
+    doc = signoff.run_data({"id": "r", "command": f"pytest --hyperv-password={secret}"},
+                           [{"subject": "debian-12", "versions": {"x": secret}}],
+                           [{"subject": "debian-12", "name": "t", "message": f"failed: {secret}"}])
+    assert secret not in json.dumps(doc, ensure_ascii=False)
+    assert doc["run"]["command"] == "pytest --hyperv-password=***"
+    assert doc["tests"][0]["message"] == "failed: ***"
+
+
 def test_missing_or_empty_folder_is_an_error(tmp_path):
     with pytest.raises(signoff.SignoffError, match="no such folder"):
         signoff.collect([tmp_path / "nope"])

@@ -63,7 +63,8 @@ def efi_fallback_script(d: Distro, root: str = "") -> str:
     esp = f"{root}{d.boot.esp_mount}"
     lines = [f"mkdir -p {esp}/EFI/BOOT"]
     for dst, src in d.boot.efi_fallback.items():
-        lines.append(f"[ -e {esp}/{dst} ] || cp {esp}/{d.boot.efi_vendor_dir}/{src} {esp}/{dst}")
+        # (braced: joined with && into one late-command, a failed cp must fail it)
+        lines.append(f"{{ [ -e {esp}/{dst} ] || cp {esp}/{d.boot.efi_vendor_dir}/{src} {esp}/{dst}; }}")
     return "\n".join(lines)
 
 

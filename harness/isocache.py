@@ -76,13 +76,19 @@ def cache_dir(settings: Any = None) -> Path:
     return Path(raw or CACHE_DIR).expanduser()
 
 
-def fetch_text(url: str) -> str:
+def fetch_bytes(url: str, hint: str = "or pass --iso PATH with --iso-sha256 HEX") -> bytes:
+    """A small file (a checksum file, a package index) whole; a one-line error that
+    ends with ``hint`` when it cannot be had."""
     try:
         with urllib.request.urlopen(url, timeout=TIMEOUT) as r:
-            return str(r.read().decode("utf-8", "replace"))
+            return bytes(r.read())
     except (urllib.error.URLError, OSError) as exc:
         raise IsoError(f"cannot fetch {url}: {getattr(exc, 'reason', exc)}; check the network, "
-                       "or pass --iso PATH with --iso-sha256 HEX") from None
+                       f"{hint}") from None
+
+
+def fetch_text(url: str) -> str:
+    return fetch_bytes(url).decode("utf-8", "replace")
 
 
 class Progress:
@@ -298,12 +304,7 @@ def netboot_from_package(nb: Any, directory: Path, log: Log) -> tuple[Path, Path
     """The kernel and initrd out of the archive's netboot package: its .deb verified by
     the SHA-256 the package index lists, the two files extracted into the cache (with
     their hashes recorded, so later runs verify them like any cached download)."""
-    try:
-        with urllib.request.urlopen(nb.packages_url, timeout=TIMEOUT) as r:
-            raw = r.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise IsoError(f"cannot fetch {nb.packages_url}: {getattr(exc, 'reason', exc)}; check the "
-                       "network or --mirror") from None
+    raw = fetch_bytes(nb.packages_url, hint="or --mirror")
     index = (lzma.decompress(raw) if nb.packages_url.endswith(".xz") else raw).decode("utf-8", "replace")
     stanza = package_stanza(index, nb.package)
     base = nb.packages_url.split("/dists/", 1)[0] + "/"

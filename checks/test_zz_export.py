@@ -19,8 +19,8 @@ def test_export_gmi_archive(request: pytest.FixtureRequest, sealed: Build, distr
     state = request.config.stash[STATE_KEY]
     try:
         with sealed.step("export"):
-            archive = export(sealed, state.checklist.get(distro_name, []),
-                             state.outcomes.get(distro_name, {}), state.labels.get(distro_name, {}))
+            labels = state.labels.get(distro_name, {})
+            archive = export(sealed, list(labels), state.outcomes.get(distro_name, {}), labels)
     except GmiError as exc:
         fail_cleanly(exc)
     sealed.record["archive"] = str(archive)
@@ -37,8 +37,9 @@ def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name:
     from harness.repo_index import update_index
 
     state = request.config.stash[STATE_KEY]
-    checklist = state.checklist.get(distro_name, [])
-    failed = gate(checklist, state.outcomes.get(distro_name, {}), state.labels.get(distro_name, {}))
+    labels = state.labels.get(distro_name, {})
+    checklist = list(labels)
+    failed = gate(checklist, state.outcomes.get(distro_name, {}), labels)
     if failed or not checklist:
         fail_cleanly(GmiError("no index entry: these checks did not pass: "
                               + (", ".join(n.split("::")[-1] for n in failed) or "(none ran)")))

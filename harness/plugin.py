@@ -48,10 +48,10 @@ class RunState:
         self.run_id = run_id
         self.run_dir = run_dir
         self.builds: dict[str, Build] = {}
-        # distro -> {nodeid: outcome}; and which checklist items were collected
+        # distro -> {nodeid: outcome}
         self.outcomes: dict[str, dict[str, str]] = {}
-        self.checklist: dict[str, list[str]] = {}
-        self.labels: dict[str, dict[str, str]] = {}  # distro -> {nodeid: checklist item}
+        # distro -> {nodeid: checklist item}, for every collected checklist test
+        self.labels: dict[str, dict[str, str]] = {}
         self.summaries: list[dict[str, Any]] = []  # builds reported by xdist workers
         self.failed: dict[str, bool] = {}
         self.scratch: list[Path] = []
@@ -281,7 +281,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         mark = item.get_closest_marker("checklist")
         label = str(mark.args[0]) if mark else None
         if label is not None:
-            state.checklist.setdefault(name, []).append(node_key(item.nodeid))
             state.labels.setdefault(name, {})[node_key(item.nodeid)] = label
         # The reports' grouping: JUnit properties (also how the xdist controller learns
         # each result's distro and item) and Allure labels.

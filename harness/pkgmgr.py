@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from .errors import GmiError
+
+if TYPE_CHECKING:
+    from .distro import Distro
 
 
 def _q(items: Iterable[str]) -> str:
@@ -184,3 +188,8 @@ def family(name: str, keep: Iterable[str] = ()) -> PackageManager:
     except KeyError:
         raise GmiError(f"unknown package-manager family {name!r}; known: {', '.join(FAMILIES)}") from None
     return cls(keep)
+
+
+def for_distro(d: Distro) -> PackageManager:
+    """The package manager of distro ``d``: its family, keeping what its YAML says to keep."""
+    return family(d.family, d.update.keep_packages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.pkgmgr import family
+from harness.pkgmgr import for_distro
 
 NEWEST_KERNEL = "ls /boot/vmlinuz-* | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1"
 
@@ -18,7 +18,7 @@ def set_initramfs_updates(conf: str, value: str) -> str:
 def update(b: Build) -> None:
     """Fully update the OS, drop what is not needed, and give the admin sudo."""
     spec, user = b.distro.update, b.distro.admin_user
-    pm = family(b.distro.family, spec.keep_packages)
+    pm = for_distro(b.distro)
     if spec.initramfs_conf:
         b.sh(set_initramfs_updates(spec.initramfs_conf, "no"),
              what="defer initramfs updates to the Hyper-V stage")

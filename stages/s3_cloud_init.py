@@ -6,7 +6,7 @@ import shlex
 
 from harness.build import Build
 from harness.errors import GmiError
-from harness.pkgmgr import family
+from harness.pkgmgr import for_distro
 
 
 def datasource_config(datasources: tuple[str, ...], extra: str = "") -> str:
@@ -18,7 +18,7 @@ def datasource_config(datasources: tuple[str, ...], extra: str = "") -> str:
 def cloud_init(b: Build) -> None:
     """Install cloud-init (and what its locale/keyboard modules need), drop the
     installer's leftovers that disable it, restrict it to NoCloud and reset it."""
-    pm, spec = family(b.distro.family, b.distro.update.keep_packages), b.distro.cloud_init
+    pm, spec = for_distro(b.distro), b.distro.cloud_init
     was = b.guest.run(pm.version_of("cloud-init"), check=False,  # type: ignore[union-attr]
                       what="is cloud-init installed?")
     b.record["cloud_init_preinstalled"] = was.rc == 0

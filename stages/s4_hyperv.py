@@ -7,7 +7,7 @@ import shlex
 
 from harness import hvsource
 from harness.build import Build
-from harness.pkgmgr import family
+from harness.pkgmgr import for_distro
 
 from .s2_update import set_initramfs_updates
 from .s5_cleanup import grub_settings_script
@@ -23,7 +23,7 @@ def install_daemons(b: Build) -> tuple[str, ...]:
     the kernel's tools/hv instead (always, or when the package cannot be installed).
     Returns the units that run them."""
     d = b.distro
-    pm, spec = family(d.family, d.update.keep_packages), d.hyperv_integration
+    pm, spec = for_distro(d), d.hyperv_integration
     mode = spec.from_source.mode
     if mode == "never":
         b.sh(pm.install(spec.packages), what="install the Hyper-V daemons")
@@ -43,7 +43,7 @@ def install_daemons(b: Build) -> tuple[str, ...]:
 
 def hyperv(b: Build) -> None:
     d = b.distro
-    pm, spec, boot = family(d.family, d.update.keep_packages), d.hyperv_integration, d.boot
+    pm, spec, boot = for_distro(d), d.hyperv_integration, d.boot
     services = install_daemons(b)
     units = " ".join(shlex.quote(u) for u in services)
     if spec.enable_services or services != spec.services:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.pkgmgr import family
+from harness.pkgmgr import for_distro
 
 
 def grub_settings_script(path: str, settings: dict[str, str], cmdline: tuple[str, ...]) -> str:
@@ -24,7 +24,7 @@ def grub_settings_script(path: str, settings: dict[str, str], cmdline: tuple[str
 
 def cleanup(b: Build) -> None:
     d = b.distro
-    pm, spec, boot = family(d.family, d.update.keep_packages), d.cleanup, d.boot
+    pm, spec, boot = for_distro(d), d.cleanup, d.boot
     b.sh(f"journalctl --vacuum-time={shlex.quote(spec.journal_vacuum)}", what="vacuum the journal")
     b.sh(grub_settings_script(boot.grub_defaults_file, dict(boot.grub_settings),
                               boot.kernel_cmdline), what="GRUB: no menu, serial console")

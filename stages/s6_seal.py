@@ -9,7 +9,7 @@ import time
 
 from harness.build import Build
 from harness.errors import HypervisorError
-from harness.pkgmgr import family
+from harness.pkgmgr import for_distro
 
 from .s2_update import NEWEST_KERNEL
 
@@ -70,7 +70,7 @@ def seal_script(b: Build, console: bool = True) -> str:
 
 def record_facts(b: Build) -> None:
     """Step 7's metadata: OS, kernel, cloud-init, integration services, packages."""
-    pm = family(b.distro.family, b.distro.update.keep_packages)
+    pm = for_distro(b.distro)
     v = b.record.setdefault("versions", {})
     v["os"] = b.sh(". /etc/os-release; echo \"$PRETTY_NAME\"", what="OS name").strip()
     v["kernel"] = b.sh(NEWEST_KERNEL, what="newest kernel").strip()

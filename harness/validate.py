@@ -14,6 +14,7 @@ from . import distro as distro_mod
 from . import gmi_archive, vhdx
 from .build import Build
 from .errors import GmiError
+from .packaging import sha256_file
 
 PREFIX = "gmi:"
 RECORD_ENTRY = "gmi-build-record.yml"
@@ -63,8 +64,7 @@ def import_archive(b: Build) -> None:
     info = vhdx.inspect(b.vhdx)
     b.record.update(
         manifest=dict(manifest), layout=dataclasses.asdict(layout),
-        # extract_vhdx hashed the disk while streaming it and refused any other digest
-        vhdx_info=dataclasses.asdict(info), vhdx_sha256=str(manifest["checksum_sha256"]),
+        vhdx_info=dataclasses.asdict(info), vhdx_sha256=sha256_file(b.vhdx),
         archived_record=bool(record), expectations="generic" if b.distro.generic else "catalogue",
     )
     for key in RECORD_FACTS:

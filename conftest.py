@@ -1,3 +1,3 @@
 """Root conftest: loads the gmi-harness pytest plugin and the build-stage fixtures."""
 
-pytest_plugins = ["harness.plugin", "stages.fixtures", "harness.clone", "harness.hyperv.janitor"]
+pytest_plugins = ["harness.plugin", "stages.fixtures", "stages.s7_clone", "harness.backends.hyperv.janitor"]

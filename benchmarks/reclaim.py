@@ -16,10 +16,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from harness import config, distro
+from harness import distro, settings
+from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
-from harness.clone import boot_clone
-from harness.qemu import QemuBackend
+from stages.s7_clone import boot_clone
 
 
 def allocated(path: Path) -> int:
@@ -37,7 +37,7 @@ def main() -> None:
         work = Path(tmp)
         with zipfile.ZipFile(args.archive) as zf:
             zf.extract(d.vmgenie.vhdx_entry, work)
-        s = config.resolve({"scratch": str(work)}, env={})
+        s = settings.resolve({"scratch": str(work)}, env={})
         b = Build(d, s, QemuBackend(), "bench", work, work / "logs")
         b.logdir.mkdir()
         b.vhdx = work / d.vmgenie.vhdx_entry

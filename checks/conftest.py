@@ -1,4 +1,4 @@
-"""The checks run against a fresh clone of the sealed image (see harness.clone)."""
+"""The checks run against a fresh clone of the sealed image (see stages.s7_clone)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from harness.clone import Clone
+from stages.s7_clone import Clone
 
 
 @pytest.fixture

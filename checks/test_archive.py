@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness import gmi_archive
+from harness.archive import reader
+from harness.archive.format import MANIFEST_KEYS
 from harness.build import Build
 from harness.distro import Distro
-from harness.packaging import MANIFEST_KEYS
 
 pytestmark = [pytest.mark.archive]
 
@@ -20,7 +20,7 @@ def archive_item(item: str) -> pytest.MarkDecorator:
 @archive_item("name")
 def test_archive_name_follows_vmgenie(build: Build, distro: Distro) -> None:
     assert build.archive is not None
-    names = gmi_archive.parse_name(build.archive)
+    names = reader.parse_name(build.archive)
     assert build.archive.name == names.archive
     assert (names.os, names.version) == (distro.vmgenie.os, distro.vmgenie.version)
 
@@ -29,16 +29,16 @@ def test_archive_name_follows_vmgenie(build: Build, distro: Distro) -> None:
 def test_zip_entries_are_safe(build: Build) -> None:
     """No absolute paths, no '..', no links, no bomb: unpacking stays in its folder."""
     assert build.archive is not None
-    with gmi_archive.open_archive(build.archive):
+    with reader.open_archive(build.archive):
         pass
 
 
 @archive_item("manifest")
 def test_manifest_has_vmgenies_keys(build: Build) -> None:
     assert build.archive is not None
-    names = gmi_archive.parse_name(build.archive)
-    with gmi_archive.open_archive(build.archive) as zf:
-        manifest = gmi_archive.read_manifest(zf, names)
+    names = reader.parse_name(build.archive)
+    with reader.open_archive(build.archive) as zf:
+        manifest = reader.read_manifest(zf, names)
     extra = sorted(set(manifest) - set(MANIFEST_KEYS) - {"disk_only"})
     assert not extra, f"vmgenie's manifest loader refuses unknown keys: {extra}"
     assert manifest["vm_name"] == names.vm_name
@@ -47,9 +47,9 @@ def test_manifest_has_vmgenies_keys(build: Build) -> None:
 @archive_item("layout")
 def test_one_vmcx_or_disk_only(build: Build) -> None:
     assert build.archive is not None
-    names = gmi_archive.parse_name(build.archive)
-    with gmi_archive.open_archive(build.archive) as zf:
-        layout = gmi_archive.layout(zf, names, gmi_archive.read_manifest(zf, names))
+    names = reader.parse_name(build.archive)
+    with reader.open_archive(build.archive) as zf:
+        layout = reader.layout(zf, names, reader.read_manifest(zf, names))
     assert layout.vhdx_entry == names.vhdx_entry
     assert (layout.vmcx_entry is None) == layout.disk_only
 
@@ -68,4 +68,4 @@ def test_expectations_are_named(build: Build, distro: Distro) -> None:
     """The report says whether the checks used the catalogue's or generic expectations."""
     kind = "generic" if distro.generic else f"catalogue ({distro.name})"
     print(f"expectations: {kind}")
-    assert distro.generic or distro.vmgenie == gmi_archive.parse_name(build.archive)  # type: ignore[arg-type]
+    assert distro.generic or distro.vmgenie == reader.parse_name(build.archive)  # type: ignore[arg-type]

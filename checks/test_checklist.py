@@ -12,8 +12,8 @@ import paramiko
 import pytest
 
 from harness.build import Build
-from harness.clone import Clone
 from harness.distro import Distro
+from stages.s7_clone import Clone
 
 pytestmark = pytest.mark.vm
 
@@ -276,7 +276,7 @@ def test_integration_services_running(build: Build, host, distro: Distro) -> Non
 def test_kvp_reports_guest_ip(build: Build, clone: Clone) -> None:
     hyperv_only(build, "KVP reporting the guest's IP to the host")
     # vmgenie reads the guest's IP the same way: Get-VMNetworkAdapter's IPAddresses.
-    from harness.hyperv import HyperVBackend
+    from harness.backends.hyperv import HyperVBackend
 
     assert isinstance(build.backend, HyperVBackend)
     reported = build.backend.kvp_addresses(clone.vm)
@@ -288,7 +288,7 @@ def test_kvp_reports_guest_ip(build: Build, clone: Clone) -> None:
 @checklist("integration services running (Hyper-V)")
 def test_host_sees_integration_services_ok(build: Build, clone: Clone) -> None:
     hyperv_only(build, "Get-VMIntegrationService on the host")
-    from harness.hyperv import HyperVBackend, services_problems
+    from harness.backends.hyperv import HyperVBackend, services_problems
 
     assert isinstance(build.backend, HyperVBackend)
     services = build.backend.integration_services(clone.vm)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.archive.export import export
 from harness.build import Build
 from harness.errors import GmiError
-from harness.export import export
 from harness.plugin import STATE_KEY, fail_cleanly
 
 
@@ -33,8 +33,8 @@ def test_export_gmi_archive(request: pytest.FixtureRequest, sealed: Build, distr
 def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name: str) -> None:
     """With --index FILE: add or update the archive's entry in vmgenie's repository
     index, only when every check of that archive passed."""
-    from harness.export import gate
-    from harness.repo_index import update_index
+    from harness.archive.export import gate
+    from harness.archive.index import update_index
 
     state = request.config.stash[STATE_KEY]
     labels = state.labels.get(distro_name, {})

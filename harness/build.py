@@ -16,16 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .distro import Distro
-from .errors import mask, register_secret
-from .hypervisor import VM, Backend
-from .ssh import Guest, KeyPair
-
-
-class MaskingFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return mask(super().format(record))
+from harness.backends.base import VM, Backend
+from harness.distro import Distro
+from harness.errors import register_secret
+from harness.log import MaskingFormatter
+from harness.settings import Settings
+from harness.ssh import Guest, KeyPair
 
 
 def generate_password(length: int = 24) -> str:
@@ -126,7 +122,7 @@ class Build:
         """Run a named step: one live line on the terminal with its duration, the same
         in build.log, an Allure step (when Allure results are written), and the
         duration kept in :attr:`timings`."""
-        from .allure_support import step as allure_step
+        from harness.report.allure import step as allure_step
 
         label = f"[{self.label}] {name}"
         start = time.monotonic()

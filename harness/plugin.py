@@ -2,7 +2,7 @@
 matrix, per-distro build and clone fixtures, result tracking for the export gate,
 and reports.
 
-Options come from :data:`harness.config.SETTINGS`, so ``pytest --help`` lists them
+Options come from :data:`harness.settings.SETTINGS`, so ``pytest --help`` lists them
 all under "gmi-harness"; fixtures are documented for ``pytest --fixtures``.
 """
 
@@ -28,13 +28,16 @@ from typing import Any, NoReturn
 
 import pytest
 
-from . import __version__, allure_support, signoff, validate
-from . import distro as distro_mod
-from .build import Build
-from .config import SETTINGS, Settings, resolve
-from .errors import GmiError, mask
-from .hypervisor import clean_console, get_backend
-from .locking import file_lock
+from harness import __version__
+from harness import distro as distro_mod
+from harness.archive import validate
+from harness.backends import get_backend
+from harness.build import Build
+from harness.errors import GmiError, mask
+from harness.host import file_lock
+from harness.log import clean_console
+from harness.report import allure, signoff
+from harness.settings import SETTINGS, Settings, resolve
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -208,7 +211,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(ResultCollector(state), f"gmi-results-{id(config)}")
-    allure_support.register_masker()
+    allure.register_masker()
     atexit.register(state.emergency_cleanup)
     inspecting = config.option.collectonly or getattr(config.option, "showfixtures", False)
     if worker is None and not inspecting and subjects(settings):
@@ -228,7 +231,7 @@ def pytest_configure(config: pytest.Config) -> None:
             and not config.option.allure_report_dir:
         # before allure-pytest's own pytest_configure reads it (this hook is tryfirst);
         # workers get the same folder (same run id): each writes its own result files
-        config.option.allure_report_dir = str(run_dir / allure_support.RESULTS_DIR)
+        config.option.allure_report_dir = str(run_dir / allure.RESULTS_DIR)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -288,7 +291,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.user_properties.append(("distro", short))
         if label is not None:
             item.user_properties.append(("checklist", label))
-        for marker in allure_support.label_marks(short, label, getattr(item, "originalname", item.name)):
+        for marker in allure.label_marks(short, label, getattr(item, "originalname", item.name)):
             item.add_marker(marker)
 
 
@@ -381,7 +384,7 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
             pass
     for title, text in sections:
         report.sections.append((title, mask(text)))
-        allure_support.attach_text(text, title)
+        allure.attach_text(text, title)
         if extras is not None:
             current = getattr(report, "extras", [])
             setattr(report, "extras", [*current, extras.text(mask(text), name=title)])  # noqa: B010
@@ -419,7 +422,7 @@ def _archive_sha256(archive: Path) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    from .packaging import sha256_file
+    from harness.host import sha256_file
 
     return sha256_file(Path(path))
 
@@ -534,8 +537,8 @@ def _allure_files(results: Path, facts: dict[str, Any], state: RunState) -> None
     for line in state.settings.describe():
         name, _, value = line.partition(" = ")
         props[f"setting.{name}"] = value
-    allure_support.write_environment(results, {k: mask(str(v)) for k, v in props.items()})
-    allure_support.write_categories(results)
+    allure.write_environment(results, {k: mask(str(v)) for k, v in props.items()})
+    allure.write_categories(results)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -610,7 +613,7 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
 
     if state.run_dir.is_dir():
         postfix.append(f'<p>Sign-off page: <a href="{signoff.PAGE_FILE}">{signoff.PAGE_FILE}</a>; '
-                       f'Allure results: {allure_support.RESULTS_DIR}/</p>')
+                       f'Allure results: {allure.RESULTS_DIR}/</p>')
     for item in _summaries(state):
         archive = f" - archive {item['archive']}" if item["archive"] else ""
         sha = f" (SHA-256 {item['sha256']})" if item.get("sha256") else ""
@@ -708,9 +711,9 @@ def host_facts(config: pytest.Config) -> dict[str, Any]:
 
     facts: dict[str, Any] = once_per_run(config, "host", work)
     if facts.get("accel") and settings.backend == "qemu":
-        from . import qemu
+        from harness.backends.qemu import vm
 
-        qemu._ACCEL_CACHE.setdefault("auto", facts["accel"])  # every worker: no second probe
+        vm._ACCEL_CACHE.setdefault("auto", facts["accel"])  # every worker: no second probe
     return facts
 
 
@@ -720,10 +723,11 @@ def pytest_gmi_once_per_run(config: pytest.Config, settings: Settings, scratch: 
     accelerator probe (a short real boot under KVM)."""
     if settings.backend != "qemu":
         return {}
-    from . import hostenv, qemu
+    from harness import host
+    from harness.backends.qemu import QemuBackend, vm
 
-    hostenv.require_tools(list(qemu.QemuBackend.tools))
-    return {"accel": qemu.probe_accel(scratch, settings.accel)}
+    host.require_tools(list(QemuBackend.tools))
+    return {"accel": vm.probe_accel(scratch, settings.accel)}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -836,7 +840,7 @@ def _finish(b: Build, state: RunState) -> None:
     b.detach_logfile()
     # Allure: the evidence goes into the build fixture's tear-down, shown with every
     # test of the distro (the serial consoles, the clone's logs, seed files, manifest).
-    allure_support.attach_logs(b.logdir, b.record.get("manifest"))
+    allure.attach_logs(b.logdir, b.record.get("manifest"))
 
 
 def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.archive.validate import import_archive
 from harness.build import Build
 from harness.plugin import run_stage
-from harness.validate import import_archive
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
 

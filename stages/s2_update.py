@@ -5,14 +5,9 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.pkgmgr import for_distro
+from harness.distro.pkgmgr import for_distro
 
-NEWEST_KERNEL = "ls /boot/vmlinuz-* | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1"
-
-
-def set_initramfs_updates(conf: str, value: str) -> str:
-    return (f"sed -i 's/^update_initramfs=.*/update_initramfs={value}/' {shlex.quote(conf)}\n"
-            f"grep -qx 'update_initramfs={value}' {shlex.quote(conf)}")
+from .shell import NEWEST_KERNEL, set_initramfs_updates
 
 
 def update(b: Build) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
+from harness.distro.pkgmgr import for_distro
 from harness.errors import GmiError
-from harness.pkgmgr import for_distro
 
 
 def datasource_config(datasources: tuple[str, ...], extra: str = "") -> str:

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import shlex
 
-from harness import hvsource
 from harness.build import Build
-from harness.pkgmgr import for_distro
+from harness.distro.pkgmgr import for_distro
+from stages import hv_from_source
 
-from .s2_update import set_initramfs_updates
-from .s5_cleanup import grub_settings_script
-
-
-def _dq(text: str) -> str:
-    """``text`` for a double-quoted shell word ($m still expands)."""
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+from .shell import dq, grub_settings_script, set_initramfs_updates
 
 
 def install_daemons(b: Build) -> tuple[str, ...]:
@@ -34,7 +28,7 @@ def install_daemons(b: Build) -> tuple[str, ...]:
         if installed.rc == 0:
             return spec.services
     kernel = b.sh("uname -r", what="running kernel").strip()
-    built = hvsource.plan(kernel, spec.from_source, pm.install(spec.from_source.build_packages))
+    built = hv_from_source.plan(kernel, spec.from_source, pm.install(spec.from_source.build_packages))
     b.sh(built.script, what=f"build the Hyper-V daemons from linux-{built.kernel_version} tools/hv")
     b.record["hv_daemons_from_source"] = built.record()
     b.record["hv_services"] = list(built.enabled)
@@ -61,7 +55,7 @@ def hyperv(b: Build) -> None:
     line = spec.initramfs_modules_line.replace("{module}", "$m")
     b.sh(f"f={shlex.quote(spec.initramfs_modules_file)}\n"
          f"for m in {' '.join(spec.initramfs_modules)}; do "
-         f"grep -qx \"{_dq(line)}\" \"$f\" || echo \"{_dq(line)}\" >> \"$f\"; done", what="hv modules")
+         f"grep -qx \"{dq(line)}\" \"$f\" || echo \"{dq(line)}\" >> \"$f\"; done", what="hv modules")
     if d.update.initramfs_conf:
         b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
              what="initramfs updates back on")

@@ -5,21 +5,9 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.pkgmgr import for_distro
+from harness.distro.pkgmgr import for_distro
 
-
-def grub_settings_script(path: str, settings: dict[str, str], cmdline: tuple[str, ...]) -> str:
-    """Set ``KEY=value`` lines in /etc/default/grub (replace or append), and add the
-    kernel parameters to GRUB_CMDLINE_LINUX."""
-    lines = [f"f={shlex.quote(path)}"]
-    for key, value in settings.items():
-        lines.append(f"if grep -q '^#\\?{key}=' \"$f\"; then "
-                     f"sed -i 's|^#\\?{key}=.*|{key}={value}|' \"$f\"; "
-                     f"else echo '{key}={value}' >> \"$f\"; fi")
-    for param in cmdline:
-        sed = f"s|^GRUB_CMDLINE_LINUX=\"\\(.*\\)\"|GRUB_CMDLINE_LINUX=\"\\1 {param}\"|"
-        lines.append(f"grep -q '^GRUB_CMDLINE_LINUX=.*{param}' \"$f\" || sed -i '{sed}' \"$f\"")
-    return "\n".join(lines)
+from .shell import grub_settings_script
 
 
 def cleanup(b: Build) -> None:

@@ -8,10 +8,10 @@ import shlex
 import time
 
 from harness.build import Build
+from harness.distro.pkgmgr import for_distro
 from harness.errors import HypervisorError
-from harness.pkgmgr import for_distro
 
-from .s2_update import NEWEST_KERNEL
+from .shell import NEWEST_KERNEL
 
 SEAL_DONE = "gmi-seal: done"
 SEAL_FAILED = "gmi-seal: failed"

@@ -2,7 +2,7 @@
 on the machines this harness is developed on).
 
 It records every script it is asked to run with its parameters, checks that the
-script is one of the real ``harness/hyperv/scripts/*.ps1`` files, and replays replies:
+script is one of the real ``harness/backends/hyperv/scripts/*.ps1`` files, and replays replies:
 recorded JSON from ``tests/hyperv_recordings/`` or values the test gives. Files put on
 or fetched from the "host" live in a dict.
 """
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.backends.hyperv.transport import PowerShell, ScriptError, script_text
 from harness.build import Build
-from harness.config import resolve
 from harness.distro import load
-from harness.hyperv.transport import PowerShell, ScriptError, script_text
+from harness.settings import resolve
 
 RECORDINGS = Path(__file__).parent / "hyperv_recordings"
 
@@ -111,8 +111,8 @@ def make_build(tmp_path: Path, ps: FakePowerShell, *, clock: Any = None,
                distro: str = "debian-12", catalogue: bool = False, **values: Any) -> Build:
     """A build on the fake host. Its install media come from the --hyperv-install-*
     settings unless ``catalogue`` (the backend's default: the distro's official ISO)."""
-    from harness.hyperv.backend import Clock, HyperVBackend
-    from harness.hyperv.media import media_from_settings
+    from harness.backends.hyperv.backend import Clock, HyperVBackend
+    from harness.backends.hyperv.media import media_from_settings
 
     fake_clock = clock or FakeClock()
     backend = HyperVBackend(transport=lambda settings, host: ps,

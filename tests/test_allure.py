@@ -13,7 +13,7 @@ from typing import Any
 import matrix_project
 import pytest
 
-from harness import allure_support
+from harness.report import allure
 
 pytest_plugins = ["pytester"]
 
@@ -32,7 +32,7 @@ def labels(result: dict[str, Any]) -> dict[str, str]:
 def results(pytester: pytest.Pytester, tmp_path, monkeypatch) -> Path:
     matrix_project.make(pytester, monkeypatch, tmp_path)
     matrix_project.run(pytester, tmp_path).assert_outcomes(passed=12, failed=1, skipped=1)
-    return next((tmp_path / "runs").glob("2*")) / allure_support.RESULTS_DIR
+    return next((tmp_path / "runs").glob("2*")) / allure.RESULTS_DIR
 
 
 def test_results_group_by_distro_and_checklist_item(results: Path):
@@ -42,7 +42,7 @@ def test_results_group_by_distro_and_checklist_item(results: Path):
     lb = labels(by_name["test_dhcp[debian-13]"])
     assert lb["epic"] == lb["suite"] == "debian-13"
     assert lb["feature"] == lb["subSuite"] == "DHCP assigns an IPv4 address on eth0"
-    assert lb["parentSuite"] == allure_support.PARENT_SUITE and lb["story"] == "test_dhcp"
+    assert lb["parentSuite"] == allure.PARENT_SUITE and lb["story"] == "test_dhcp"
     assert labels(by_name["test_not_a_checklist_item[debian-12]"])["feature"] == "other checks"
     assert {labels(t)["epic"] for t in tests} == {"debian-12", "debian-13"}
     assert by_name["test_secure_boot[debian-13]"]["status"] == "skipped"
@@ -117,7 +117,7 @@ def test_allure_cli_renders_two_runs_merged(pytester: pytest.Pytester, tmp_path,
         "    raise HypervisorError('QEMU exited while sealing')\n"))
     matrix_project.run(pytester, tmp_path / "job-12", distros=("debian-12",), workers=0).assert_outcomes(
         errors=7)
-    dirs = [str(next((tmp_path / j / "runs").glob("2*")) / allure_support.RESULTS_DIR)
+    dirs = [str(next((tmp_path / j / "runs").glob("2*")) / allure.RESULTS_DIR)
             for j in ("job-12", "job-13")]
     report = tmp_path / "allure-report"
     subprocess.run([cli, "generate", *dirs, "-o", str(report), "--clean"], check=True,

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from harness import answers, distro, isoinstall
-from harness.answers import media
+from harness import distro
+from harness.backends.hyperv.media import hyperv_media
+from harness.backends.qemu import installer
+from harness.backends.qemu.backend import installer_tools
+from harness.backends.qemu.vm import QemuVM
 from harness.build import Build, Credentials
-from harness.config import resolve
 from harness.errors import ConfigError, GuestTimeoutError
-from harness.qemu import QemuVM, installer_tools
+from harness.media.install import install_media
+from harness.settings import resolve
 
 needs_xorriso = pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso not installed")
 
@@ -56,7 +59,7 @@ def fake_iso(tmp_path: Path, label: str, files: dict[str, bytes]) -> tuple[Path,
     ("opensuse-tumbleweed", {}, "iso"),
 ])
 def test_effective_method(tmp_path: Path, name, settings, expected):
-    assert isoinstall.effective_method(make_build(tmp_path, name, **settings)) == expected
+    assert installer.effective_method(make_build(tmp_path, name, **settings)) == expected
 
 
 @pytest.mark.parametrize("name, method, message", [
@@ -66,7 +69,7 @@ def test_effective_method(tmp_path: Path, name, settings, expected):
 ])
 def test_impossible_methods_are_refused(tmp_path: Path, name, method, message):
     with pytest.raises(ConfigError, match=message):
-        isoinstall.effective_method(make_build(tmp_path, name, install_method=method))
+        installer.effective_method(make_build(tmp_path, name, install_method=method))
 
 
 def test_host_tools_follow_the_method(tmp_path: Path):
@@ -77,8 +80,8 @@ def test_host_tools_follow_the_method(tmp_path: Path):
 
 
 def test_timeout_from_yaml_or_setting(tmp_path: Path):
-    assert isoinstall.timeout_s(make_build(tmp_path, "fedora-42")) == 180 * 60
-    assert isoinstall.timeout_s(make_build(tmp_path, "fedora-42", install_timeout="7")) == 7 * 60
+    assert installer.timeout_s(make_build(tmp_path, "fedora-42")) == 180 * 60
+    assert installer.timeout_s(make_build(tmp_path, "fedora-42", install_timeout="7")) == 7 * 60
 
 
 def test_netboot_arguments_carry_the_preseed_in_the_initrd(tmp_path: Path):
@@ -88,7 +91,7 @@ def test_netboot_arguments_carry_the_preseed_in_the_initrd(tmp_path: Path):
     for name, data in (("linux", b"kernel"), ("initrd.gz", b"\x1f\x8b installer initrd")):
         (cache / name).write_bytes(data)
         (cache / f"{name}.sha256").write_text(hashlib.sha256(data).hexdigest())
-    args, source = isoinstall.prepare_netboot(b)
+    args, source = installer.prepare_netboot(b)
     assert args[:2] == ["-kernel", str(cache / "linux")]
     initrd = Path(args[args.index("-initrd") + 1])
     assert initrd.read_bytes().startswith(b"\x1f\x8b installer initrd")
@@ -104,16 +107,16 @@ def test_install_media_for_kickstart_with_a_local_iso(tmp_path: Path):
     iso, sha = fake_iso(tmp_path, "Fedora-S-dvd-x86_64-42",
                         {"/images/pxeboot/vmlinuz": b"k", "/images/pxeboot/initrd.img": b"i"})
     b = make_build(tmp_path, "fedora-42", iso=str(iso), iso_sha256=sha)
-    im = answers.install_media(b)
+    im = install_media(b)
     assert (im.install_iso, im.install_sha256, im.answer_label) == (iso, sha, "OEMDRV")
     assert im.official_sha256 == sha
     assert im.boot_command == ""  # Anaconda finds OEMDRV by itself
     assert im.answer_iso is not None
-    label, files = media.read_volume(im.answer_iso)
+    label, files = iso.read_volume(im.answer_iso)
     assert label == "OEMDRV" and list(files) == ["ks.cfg"]
     assert "inst.stage2=hd:LABEL=Fedora-S-dvd-x86_64-42" in im.kernel_args
     assert "inst.ks=hd:LABEL=OEMDRV:/ks.cfg" in im.kernel_args
-    args, _ = isoinstall.prepare_iso(b)
+    args, _ = installer.prepare_iso(b)
     assert f"file={iso},if=none,id=inst,media=cdrom,readonly=on" in args
     assert f"file={im.answer_iso},if=none,id=answers,media=cdrom,readonly=on" in args
     assert Path(args[args.index("-kernel") + 1]).read_bytes() == b"k"
@@ -124,9 +127,9 @@ def test_install_media_for_kickstart_with_a_local_iso(tmp_path: Path):
 def test_install_media_for_ubuntu_gives_a_boot_command_and_a_cidata_seed(tmp_path: Path):
     iso, sha = fake_iso(tmp_path, "Ubuntu-Server 24.04.3 LTS amd64",
                         {"/casper/vmlinuz": b"k", "/casper/initrd": b"i"})
-    im = answers.install_media(make_build(tmp_path, "ubuntu-24.04", iso=str(iso), iso_sha256=sha))
+    im = install_media(make_build(tmp_path, "ubuntu-24.04", iso=str(iso), iso_sha256=sha))
     assert "autoinstall" in im.boot_command and im.boot_command.endswith("boot<enter>")
-    assert im.answer_iso is not None and media.read_volume(im.answer_iso)[0] == "cidata"
+    assert im.answer_iso is not None and iso.read_volume(im.answer_iso)[0] == "cidata"
     assert im.kernel_args.startswith("autoinstall")
 
 
@@ -135,10 +138,10 @@ def test_install_media_for_debian_remasters_the_iso(tmp_path: Path):
     iso, sha = fake_iso(tmp_path, "Debian 12.12.0 amd64 n",
                         {"/boot/grub/grub.cfg": b"menuentry 'Install' {}\n", "/install.amd/vmlinuz": b"k"})
     b = make_build(tmp_path, "debian-12", iso=str(iso), iso_sha256=sha)
-    im = answers.install_media(b)
+    im = install_media(b)
     assert im.answer_iso is None and im.install_iso != iso and im.official_sha256 == sha
     assert im.install_sha256 == hashlib.sha256(im.install_iso.read_bytes()).hexdigest() != sha
-    media.extract(im.install_iso, "/preseed.cfg", tmp_path / "p")
+    iso.extract(im.install_iso, "/preseed.cfg", tmp_path / "p")
     assert "passwd/root-password-crypted" in (tmp_path / "p").read_text()
     assert im.boot_command == ""
 
@@ -147,7 +150,7 @@ def test_install_media_refuses_a_build_without_credentials(tmp_path: Path):
     b = make_build(tmp_path, "fedora-42")
     b.creds = None
     with pytest.raises(Exception, match="no credentials yet"):
-        answers.install_media(b)
+        install_media(b)
 
 
 def _vm(tmp_path: Path, argv: list[str]) -> QemuVM:
@@ -162,7 +165,7 @@ def _vm(tmp_path: Path, argv: list[str]) -> QemuVM:
 def test_wait_for_poweroff_returns_when_the_installer_powers_off(tmp_path: Path):
     b = make_build(tmp_path, "debian-12")
     vm = _vm(tmp_path, ["true"])
-    isoinstall.wait_for_poweroff(b, vm, timeout=10, every=0.2)
+    installer.wait_for_poweroff(b, vm, timeout=10, every=0.2)
     assert not vm.is_running()
 
 
@@ -172,7 +175,7 @@ def test_wait_for_poweroff_times_out_with_the_console_tail(tmp_path: Path):
     b.progress = lines.append
     vm = _vm(tmp_path, ["sleep", "60"])
     with pytest.raises(GuestTimeoutError) as exc:
-        isoinstall.wait_for_poweroff(b, vm, timeout=0.6, every=0.2)
+        installer.wait_for_poweroff(b, vm, timeout=0.6, every=0.2)
     message = str(exc.value)
     assert "did not power off within" in message and "Select and install software: 42%" in message
     assert "--install-timeout" in message and "\n" not in message
@@ -190,7 +193,7 @@ def test_extra_qemu_arguments_come_last(tmp_path: Path):
 
 @pytest.mark.parametrize("name", [n for n in distro.known_distros() if distro.load(n).install.boot_command])
 def test_boot_commands_are_what_the_hyperv_backend_can_type(name: str):
-    from harness.hyperv.media import key_actions
+    from harness.backends.hyperv.media import key_actions
 
     actions = key_actions(distro.load(name).install.boot_command)
     assert actions[0] == {"Kind": "text", "Value": "c"}  # GRUB's command line
@@ -201,27 +204,27 @@ def test_boot_commands_are_what_the_hyperv_backend_can_type(name: str):
 
 @needs_xorriso
 def test_hyperv_media_from_the_catalogue(tmp_path: Path):
-    """HyperVBackend.media = answers.hyperv_media: the ISO at check time, then the ISO,
+    """HyperVBackend.media = hyperv_media: the ISO at check time, then the ISO,
     its SHA-256, the answer volume and the boot command at provisioning."""
     iso, sha = fake_iso(tmp_path, "Ubuntu-Server 24.04.3 LTS amd64",
                         {"/casper/vmlinuz": b"k", "/casper/initrd": b"i"})
     b = make_build(tmp_path, "ubuntu-24.04", iso=str(iso), iso_sha256=sha)
     creds, b.creds = b.creds, None
-    early = answers.hyperv_media(b)
+    early = hyperv_media(b)
     early.check()  # what HyperVBackend.check_host asks
     assert (early.iso, early.sha256, early.answer_iso) == (str(iso), sha, "")
     b.creds = creds
-    m = answers.hyperv_media(b)
+    m = hyperv_media(b)
     m.check()
     assert (m.iso, m.sha256) == (str(iso), sha)
-    assert media.read_volume(Path(m.answer_iso))[0] == "cidata"
+    assert iso.read_volume(Path(m.answer_iso))[0] == "cidata"
     assert m.boot_command == b.distro.install.boot_command and m.powers_off
 
 
 def test_hyperv_settings_still_win(tmp_path: Path):
     b = make_build(tmp_path, "ubuntu-24.04", hyperv_install_iso="D:\\iso\\u.iso",
                    hyperv_install_sha256="a" * 64)
-    m = answers.hyperv_media(b)
+    m = hyperv_media(b)
     assert m.iso == "D:\\iso\\u.iso" and m.sha256 == "a" * 64
 
 
@@ -233,11 +236,11 @@ def test_wait_for_poweroff_stops_an_installer_stuck_at_a_dialog(tmp_path: Path):
         " lqqqqqqqqqqqqqqqqqu [!!] Download installer components tqqqqqqqqqqqqqqqqqqkx\n"
         " x The installer failed to download a file from the mirror. x\n")
     with pytest.raises(GuestTimeoutError) as exc:
-        isoinstall.wait_for_poweroff(b, vm, timeout=30, every=0.1)
+        installer.wait_for_poweroff(b, vm, timeout=30, every=0.1)
     assert "'[!!] Download installer components'" in str(exc.value)
     assert not vm.is_running()
 
 
 def test_a_passing_installer_screen_is_not_a_dialog():
-    assert isoinstall.waiting_dialog("Select and install software: 42%\n") == ""
-    assert isoinstall.waiting_dialog("[!!] Partition disks   \n") == "Partition disks"
+    assert installer.waiting_dialog("Select and install software: 42%\n") == ""
+    assert installer.waiting_dialog("[!!] Partition disks   \n") == "Partition disks"

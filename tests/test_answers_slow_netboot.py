@@ -23,9 +23,9 @@ from collections.abc import Iterator
 import pytest
 
 from harness import distro
+from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
-from harness.config import resolve
-from harness.qemu import QemuBackend
+from harness.settings import resolve
 from stages.s1_provision import provision
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]

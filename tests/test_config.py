@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import SETTINGS, resolve
 from harness.errors import ConfigError
+from harness.settings import SETTINGS, resolve
 
 
 def test_defaults_when_nothing_given():

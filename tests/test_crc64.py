@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import crc64
-from harness.crc64 import Crc64Nvme, crc64nvme, crc64nvme_file, s3_checksum
+from harness.archive import crc64
+from harness.archive.crc64 import Crc64Nvme, crc64nvme, crc64nvme_file, s3_checksum
 
 
 def bitwise_reference(data: bytes) -> int:

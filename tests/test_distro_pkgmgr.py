@@ -8,10 +8,11 @@ import subprocess
 
 import pytest
 
-from harness import distro, hvsource
+from harness import distro
 from harness.distro import HvFromSource
+from harness.distro.pkgmgr import Apt, Dnf, Zypper, family
 from harness.errors import GmiError
-from harness.pkgmgr import Apt, Dnf, Zypper, family
+from stages import hv_from_source
 
 METHODS = ("refresh", "upgrade", "autoremove", "clean", "install", "remove",
            "remove_other_kernels", "version_of", "list_installed", "set_debconf")
@@ -120,17 +121,17 @@ def test_zypper_refuses_to_remove_a_kept_package():
 def test_kernel_version_and_fcopy_daemon(release, kver, fcopy):
     """The procedure: KVER from uname -r with a trailing .0 dropped; hv_fcopy_daemon
     became hv_fcopy_uio_daemon in newer kernels."""
-    assert hvsource.kernel_version(release) == kver
-    assert hvsource.fcopy_daemon(kver, HvFromSource()) == fcopy
+    assert hv_from_source.kernel_version(release) == kver
+    assert hv_from_source.fcopy_daemon(kver, HvFromSource()) == fcopy
 
 
 def test_kernel_version_refuses_nonsense():
     with pytest.raises(GmiError, match=r"cannot tell the kernel\.org version"):
-        hvsource.kernel_version("weird")
+        hv_from_source.kernel_version("weird")
 
 
 def test_build_from_source_plan_is_recorded_and_valid_shell():
-    built = hvsource.plan("6.14.0-27-generic", HvFromSource(), "zypper install -y gcc make")
+    built = hv_from_source.plan("6.14.0-27-generic", HvFromSource(), "zypper install -y gcc make")
     assert built.source_url == "https://cdn.kernel.org/pub/linux/kernel/v6.x/linux-6.14.tar.xz"
     assert built.daemons == ("hv_kvp_daemon", "hv_vss_daemon", "hv_fcopy_uio_daemon")
     script = built.script
@@ -146,7 +147,7 @@ def test_build_from_source_plan_is_recorded_and_valid_shell():
 
 def test_build_from_source_units_are_written_where_systemd_reads_them(tmp_path):
     """Run the unit-writing steps for real into a temp root."""
-    built = hvsource.plan("6.1.0-13-amd64", HvFromSource(), "true")
+    built = hv_from_source.plan("6.1.0-13-amd64", HvFromSource(), "true")
     units = [s for s in built.steps if s.startswith("cat > /etc/systemd/system/")]
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
     bash("\n".join(u.replace("/etc/", f"{tmp_path}/etc/") for u in units))

@@ -13,7 +13,7 @@ import stages.s2_update as s2
 import stages.s3_cloud_init as s3
 import stages.s4_hyperv as s4
 import stages.s5_cleanup as s5
-from harness import config, distro
+from harness import distro, settings
 from harness.build import Build, Credentials
 from harness.ssh import Result
 from stages.s6_seal import seal_script
@@ -49,7 +49,7 @@ class RecordingGuest:
 
 def run_stages(tmp_path: Path, name: str, fail: str = "") -> tuple[Build, RecordingGuest, str]:
     d = distro.load(name)
-    b = Build(d, config.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b = Build(d, settings.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
     b.creds = Credentials.generate(d.admin_user, "c")
     g = RecordingGuest(fail)
     b.guest = g  # type: ignore[assignment]
@@ -162,7 +162,7 @@ def test_a_cloud_init_unit_the_guest_lacks_is_named_in_one_line(tmp_path: Path):
     from harness.errors import GmiError
 
     d = distro.load("ubuntu-25.04")
-    b = Build(d, config.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b = Build(d, settings.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
     g = RecordingGuest()
     g.missing_unit = "cloud-init-main.service"
     b.guest = g  # type: ignore[assignment]

@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import config, distro
+from harness import distro, settings
+from harness.archive.export import export, gate, public_record
 from harness.build import Build
 from harness.errors import ExportError
-from harness.export import export, gate, public_record
 
 ITEMS = ["checks/t.py::test_a[debian-12]", "checks/t.py::test_b[debian-12]",
          "checks/t.py::test_c[debian-12]"]
@@ -25,7 +25,7 @@ class NoBackend:
 
 
 def make_build(tmp_path: Path) -> Build:
-    s = config.resolve({"out": str(tmp_path / "out")}, env={})
+    s = settings.resolve({"out": str(tmp_path / "out")}, env={})
     return Build(distro.load("debian-12"), s, NoBackend(), "run", tmp_path, tmp_path / "logs")  # type: ignore[arg-type]
 
 
@@ -53,7 +53,7 @@ def test_public_record_drops_internals(tmp_path: Path):
 
 
 def test_gate_requires_every_checklist_item_to_have_passed_somewhere():
-    from harness.export import REQUIRED_ITEMS
+    from harness.archive.export import REQUIRED_ITEMS
 
     nodes = [f"checks/t.py::test_{i}[d]" for i in range(len(REQUIRED_ITEMS))]
     labels = dict(zip(nodes, REQUIRED_ITEMS, strict=True))

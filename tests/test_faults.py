@@ -14,10 +14,11 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness import config, distro, hostenv
+from harness import distro, host, settings
+from harness.backends.qemu import vm
+from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
 from harness.errors import GuestCommandError, GuestTimeoutError
-from harness.qemu import QemuBackend
 from harness.ssh import Guest, KeyPair
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ def qemu_pids(marker: str) -> list[int]:
 
 
 def blank_build(tmp_path: Path) -> Build:
-    s = config.resolve({"scratch": str(tmp_path), "out": str(tmp_path / "out"),
+    s = settings.resolve({"scratch": str(tmp_path), "out": str(tmp_path / "out"),
                         "accel": "tcg", "vm_cpus": 1, "vm_memory_mb": 512}, env={})
     b = Build(distro.load("debian-12"), s, QemuBackend(), "fault", tmp_path / "work",
               tmp_path / "logs")
@@ -120,7 +121,7 @@ def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
 
 INTERRUPT_TEST = """
 import time
-from harness.qemu import QemuBackend
+from harness.backends.qemu import QemuBackend
 
 def test_long_build(build):
     disk = build.workdir / "blank.raw"
@@ -175,7 +176,7 @@ def test_no_free_space_is_one_line(tmp_path: Path):
 
     with pytest.raises(DiskSpaceError, match=r"not enough free space for the build in .*"
                                              r"GiB free, .* GiB needed; free some space"):
-        hostenv.require_space(tmp_path / "deeper" / "dir", 2**60, "the build")
+        host.require_space(tmp_path / "deeper" / "dir", 2**60, "the build")
 
 
 def test_missing_tool_names_the_package(monkeypatch):
@@ -184,14 +185,14 @@ def test_missing_tool_names_the_package(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(MissingToolError, match=r"debootstrap not found on this host: install "
                                                r"it with 'apt-get install -y debootstrap'"):
-        hostenv.require_tools(["debootstrap"])
+        host.require_tools(["debootstrap"])
 
 
 def test_missing_ovmf_names_the_package(tmp_path: Path):
     from harness.errors import MissingToolError
 
     with pytest.raises(MissingToolError, match="apt-get install -y ovmf"):
-        hostenv.ovmf("code_secboot", tmp_path)
+        vm.ovmf("code_secboot", tmp_path)
 
 
 FAILING_TEST = """

@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import gmi_archive as ga
-from harness import packaging, vhdx
-from harness.archive_errors import ArchiveError, ArchiveSpaceError, VhdxError
+from harness.archive import reader as ga
+from harness.archive import vhdx, writer
+from harness.archive.errors import ArchiveError, ArchiveSpaceError, VhdxError
 from harness.distro import VmgenieNames
 from harness.errors import DiskSpaceError
+from harness.host import sha256_file
 
 NAMES = VmgenieNames("Debian", "12")
 MiB = 1024 * 1024
@@ -46,16 +47,16 @@ def disk(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def make_manifest(checksum: str, names: VmgenieNames = NAMES, **extra: Any) -> dict[str, Any]:
     extra.setdefault("disk_only", True)
-    return packaging.manifest(names, checksum=checksum, description="test image", maintainer="m",
+    return writer.manifest(names, checksum=checksum, description="test image", maintainer="m",
                               maintainer_email="m@example.org", source_url="https://example.org",
                               created="2025-01-02T03:04:05Z", extra=extra)
 
 
 @pytest.fixture
 def good(tmp_path: Path, disk: Path) -> Path:
-    """A good archive written by the harness's own packaging.write_archive."""
-    m = make_manifest(packaging.sha256_file(disk))
-    return packaging.write_archive(tmp_path / "out", NAMES, disk, m, "# readme\n", {"k": "v"},
+    """A good archive written by the harness's own writer.write_archive."""
+    m = make_manifest(sha256_file(disk))
+    return writer.write_archive(tmp_path / "out", NAMES, disk, m, "# readme\n", {"k": "v"},
                                    force=False)
 
 
@@ -94,7 +95,7 @@ def manifest_text(files: dict[str, bytes]) -> dict[str, Any]:
 
 
 def set_manifest(files: dict[str, bytes], data: dict[str, Any]) -> None:
-    files["GMI-Debian-12.yml"] = packaging.dump_yaml(data).encode()
+    files["GMI-Debian-12.yml"] = writer.dump_yaml(data).encode()
 
 
 def sha256(path: Path) -> str:
@@ -143,7 +144,7 @@ def test_good_archive_passes_every_step(good: Path, scratch: Path, tmp_path: Pat
                                 disk_only=True, snapshots_dir=True)
         out = ga.extract_vhdx(zf, names, scratch)
     assert out == scratch / "GMI Debian 12.vhdx"
-    assert packaging.sha256_file(out) == m["checksum_sha256"]
+    assert sha256_file(out) == m["checksum_sha256"]
     assert vhdx.inspect(out).virtual_size == 1024 * MiB
     assert sha256(good) == before_sha
     assert tree(tmp_path, scratch) == before_tree
@@ -541,8 +542,8 @@ def test_fixed_vhdx_is_refused(tmp_path: Path, guard: Any):
     fixed.parent.mkdir()
     subprocess.run(["qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=fixed", str(fixed), "8M"],
                    check=True, capture_output=True)
-    archive = packaging.write_archive(tmp_path / "out", NAMES, fixed,
-                                      make_manifest(packaging.sha256_file(fixed)), "", {}, force=False)
+    archive = writer.write_archive(tmp_path / "out", NAMES, fixed,
+                                      make_manifest(sha256_file(fixed)), "", {}, force=False)
     guard(archive, r"the VHDX is a fixed-size disk")
 
 

@@ -1,7 +1,7 @@
 """The Hyper-V backend, step by step, against a fake PowerShell transport.
 
 No Windows host exists on the machines this harness is developed on: these tests check
-which scripts (the real ``harness/hyperv/scripts/*.ps1``) the backend runs, with which
+which scripts (the real ``harness/backends/hyperv/scripts/*.ps1``) the backend runs, with which
 parameters, how it reads the JSON replies (hand-written recordings in
 ``tests/hyperv_recordings/``) and the errors it raises. They do not prove that the
 scripts behave on a real host.
@@ -14,11 +14,11 @@ import hashlib
 import pytest
 from hyperv_fake import FakeClock, FakePowerShell, Seq, make_build, recorded
 
+from harness.backends.hyperv import HyperVVM, pick_host, services_problems
+from harness.backends.hyperv.media import key_actions
+from harness.backends.hyperv.model import IntegrationService, VmStatus
+from harness.backends.hyperv.transport import ScriptError
 from harness.errors import ConfigError, GmiError, GuestTimeoutError, HypervisorError
-from harness.hyperv import HyperVVM, pick_host, services_problems
-from harness.hyperv.media import key_actions
-from harness.hyperv.model import IntegrationService, VmStatus
-from harness.hyperv.transport import ScriptError
 
 SHA = "a" * 64
 
@@ -135,7 +135,7 @@ def test_step1_creates_the_vm_with_the_wizards_settings(tmp_path):
 
 
 def test_new_vm_script_sets_every_wizard_setting():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("new_vm")
     for needle in ("New-VM -Name $Name -Generation 2", "New-VHD @vhdArgs", "Dynamic = $true",
@@ -151,7 +151,7 @@ def test_the_run_tag_is_set_alone_right_after_new_vm_and_a_half_made_vm_is_remov
     """If a later setting fails, the VM must not stay on the host untagged (clean-up and
     the janitor find VMs by their Notes): the tag goes on first, in a Set-VM of its own,
     and everything after it is rolled back on failure."""
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text(name)
     new_vm = text.index("New-VM -Name $Name")
@@ -170,7 +170,7 @@ def test_the_run_tag_is_set_alone_right_after_new_vm_and_a_half_made_vm_is_remov
 
 
 def test_dynamic_memory_as_the_wizard_sets_it():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("new_vm")
     assert ("Set-VMMemory -DynamicMemoryEnabled $true -StartupBytes $memory -MinimumBytes 512MB "
@@ -232,7 +232,7 @@ def test_key_actions_reject_unknown_keys():
 
 
 def test_keyboard_script_uses_msvm_keyboard():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("start_vm")
     for method in ("TypeText", "TypeKey", "TypeScancodes", "Msvm_Keyboard", "Start-VM"):
@@ -261,7 +261,7 @@ def test_a_static_address_skips_discovery(tmp_path):
 
 
 def test_adopting_a_hand_made_vm_never_removes_it(tmp_path, monkeypatch):
-    import harness.hyperv.backend as backend_mod
+    import harness.backends.hyperv.backend as backend_mod
 
     authorized: list[str] = []
     monkeypatch.setattr(backend_mod, "authorize_build_key",
@@ -288,7 +288,7 @@ def test_adopting_needs_vmgenies_vm_name(tmp_path):
 
 
 def test_a_base_vhdx_is_copied_instead_of_installing(tmp_path, monkeypatch):
-    import harness.hyperv.backend as backend_mod
+    import harness.backends.hyperv.backend as backend_mod
 
     monkeypatch.setattr(backend_mod, "authorize_build_key", lambda build, vm: None)
     ps = fresh_install_fake()
@@ -305,7 +305,7 @@ def test_a_base_vhdx_is_copied_instead_of_installing(tmp_path, monkeypatch):
 
 
 def vm_with(ps: FakePowerShell, clock: FakeClock) -> HyperVVM:
-    from harness.hyperv.backend import Clock
+    from harness.backends.hyperv.backend import Clock
 
     return HyperVVM(name="GMI Debian 12", ps=ps, tag="gmi-harness run=RUN worker=main",
                     clock=Clock(clock.monotonic, clock.sleep))
@@ -362,7 +362,7 @@ def test_shutdown_turns_off_after_the_bound_with_a_warning():
 
 
 def test_stop_script_turns_off_only_after_the_bound():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("stop_vm")
     assert text.index("Stop-VM -VM $vm -Force -AsJob") < text.index("Stop-VM -VM $vm -TurnOff")
@@ -384,7 +384,7 @@ def test_destroy_removes_only_tagged_vms_and_owned_paths():
     assert ps.names() == ["remove_items"]
     assert ps.params("remove_items") == {"VmNames": ["GMI Debian 12"], "Paths": ["D:\\run"],
                                          "Tag": "gmi-harness run=RUN worker=main"}
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("remove_items")
     assert "StartsWith($Tag)" not in text  # worker=gw1 would match worker=gw10
@@ -394,7 +394,7 @@ def test_destroy_removes_only_tagged_vms_and_owned_paths():
 def test_remove_items_judges_each_vm_of_a_shared_name_alone():
     """A dead run's "GMI Debian 12" and a live run's: Get-VM -Name returns both, and the
     tag check must look at each (an array's Notes would join into one string)."""
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("remove_items")
     assert "foreach ($vm in @(Get-VM -Name $name -ErrorAction SilentlyContinue))" in text
@@ -402,7 +402,7 @@ def test_remove_items_judges_each_vm_of_a_shared_name_alone():
 
 
 def test_stop_vm_removes_its_job_and_start_vm_asks_for_its_own_vm_only():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     stop = script_text("stop_vm")
     stopped = stop[stop.index("$result = 'stopped'"):stop.index("} elseif ($WaitOnly)")]
@@ -451,8 +451,8 @@ def test_the_operational_status_decides_not_the_localized_description():
 
 
 def test_integration_services_script_keys_on_the_guid():
-    from harness.hyperv.model import SERVICE_IDS
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.model import SERVICE_IDS
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("integration_services")
     assert "$ids[([string]$_.Id -split '\\\\')[-1].ToUpperInvariant()]" in text
@@ -475,7 +475,7 @@ def test_a_restarted_vm_finds_its_address_again():
 
 
 def test_the_export_leaves_the_run_tag_out_of_the_image():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("export_vm")
     clear, export, restore = (text.index("Set-VM -Notes ''"), text.index("Export-VM -VM $vm"),
@@ -486,7 +486,7 @@ def test_the_export_leaves_the_run_tag_out_of_the_image():
 def test_the_export_flattens_across_volumes_by_copying():
     """Move-Item cannot move a folder to another volume or a share in 5.1: the export
     to --hyperv-export-dir elsewhere copies (and cleans up the staging copy)."""
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("export_vm")
     same = text.index("$sameRoot = [IO.Path]::GetPathRoot([IO.Path]::GetFullPath($exported)) -eq "
@@ -501,7 +501,7 @@ def test_the_export_flattens_across_volumes_by_copying():
 
 
 def test_the_export_carries_no_switch_name_and_the_build_vm_gets_it_back():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("export_vm")
     body, restore = text.index("try {"), text.index("} finally {")
@@ -514,7 +514,7 @@ def test_the_export_carries_no_switch_name_and_the_build_vm_gets_it_back():
 
 
 def test_the_export_starts_from_a_clean_staging_folder_and_keeps_null_notes_a_string():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("export_vm")
     leftover = text.index("if (Test-Path -LiteralPath $exported) { Remove-Item -LiteralPath "

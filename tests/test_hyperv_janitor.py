@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hyperv_fake import FakePowerShell, hyperv_settings, recorded
 
+from harness.backends.hyperv import janitor
 from harness.errors import GmiError
-from harness.hyperv import janitor
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 
@@ -77,7 +77,7 @@ def test_remove_mode_and_no_host(tmp_path):
 def test_the_pytest_option_runs_the_janitor_instead_of_tests(pytester: pytest.Pytester, monkeypatch):
     # the subprocess imports this tree's harness (not an installed copy)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    pytester.makeconftest('pytest_plugins = ["harness.plugin", "harness.hyperv.janitor"]\n')
+    pytester.makeconftest('pytest_plugins = ["harness.plugin", "harness.backends.hyperv.janitor"]\n')
     pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
     result = pytester.runpytest_subprocess("--janitor=list", "--hyperv-host=", "-p",
                                            "no:cacheprovider")
@@ -103,7 +103,7 @@ def test_a_marker_written_as_an_object_by_powershell_51_does_not_crash_the_janit
 
 
 def test_list_leftovers_reads_the_marker_as_plain_text():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("list_leftovers")
     assert "[IO.File]::ReadAllText($marker)" in text and "Get-Content -LiteralPath" not in text

@@ -24,8 +24,10 @@ from pathlib import Path
 import pytest
 from hyperv_fake import FakePowerShell, Seq, make_build, recorded
 
-from harness import export, gmi_archive, packaging, seed, vhdx
-from harness.hyperv import HyperVBackend, HyperVVM, services_problems
+from harness.archive import export, reader, vhdx, writer
+from harness.archive.format import MANIFEST_KEYS
+from harness.backends.hyperv import HyperVBackend, HyperVVM, services_problems
+from harness.media import seed
 
 FOLDER = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
 EXPORT_ROOT = FOLDER + "\\gmi"
@@ -137,14 +139,14 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
 
     # The archive vmgenie imports.
     assert archive == tmp_path / "out" / "GMI-Debian-12.zip"
-    with gmi_archive.open_archive(archive) as zf:
+    with reader.open_archive(archive) as zf:
         names = b.distro.vmgenie
-        manifest = gmi_archive.read_manifest(zf, names, strict_keys=True)
-        lay = gmi_archive.layout(zf, names, manifest)
+        manifest = reader.read_manifest(zf, names, strict_keys=True)
+        lay = reader.layout(zf, names, manifest)
         entries = zf.namelist()
         disk = zf.read("Virtual Hard Disks/GMI Debian 12.vhdx")
         vmcx = zf.read(lay.vmcx_entry or "")
-    assert tuple(manifest) == packaging.MANIFEST_KEYS  # exactly vmgenie's keys, no extra
+    assert tuple(manifest) == MANIFEST_KEYS  # exactly vmgenie's keys, no extra
     assert manifest["vm_name"] == "GMI Debian 12" and manifest["hyperv_generation"] == 2
     assert manifest["checksum_sha256"] == hashlib.sha256(disk).hexdigest()
     assert lay.vmcx_entry == "Virtual Machines/5F0E6A0C-3B7E-4C55-9A57-1C2D3E4F5A6B.vmcx"
@@ -198,12 +200,12 @@ def test_packaging_refuses_an_export_with_two_vmcx(tmp_path):
     for n in ("a", "b"):
         (tree / "Virtual Machines" / f"{n}.vmcx").write_bytes(b"x")
     with pytest.raises(ExportError, match=r"holds 2 \.vmcx files"):
-        packaging.vm_tree_files(tree)
+        writer.vm_tree_files(tree)
 
 
 def test_the_build_vm_handle_exists_before_the_vm_does(tmp_path):
     """If New-VM fails half-way, teardown still knows the VM and the folder."""
-    from harness.hyperv.transport import ScriptError
+    from harness.backends.hyperv.transport import ScriptError
 
     ps = fake_host(tmp_path)
     ps.replies["new_vm"] = ScriptError("new_vm.ps1 failed on hv01: the disk is full")
@@ -262,7 +264,7 @@ def test_the_record_says_which_optimize_vhd_mode_really_ran(tmp_path):
 
 
 def test_compact_script_attaches_read_only_so_full_is_full():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("compact_disk")
     mount = text.index("Mount-VHD -Path $path -ReadOnly -NoDriveLetter")
@@ -275,7 +277,7 @@ def test_compact_script_attaches_read_only_so_full_is_full():
 
 
 def test_compact_script_waits_for_the_merge_to_finish_really():
-    from harness.hyperv.transport import script_text
+    from harness.backends.hyperv.transport import script_text
 
     text = script_text("compact_disk")
     remove = text.index("$checkpoints | Remove-VMSnapshot -Confirm:$false")

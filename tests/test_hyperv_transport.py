@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError, mask, register_secret
-from harness.hyperv.transport import (
+from harness.backends.hyperv.transport import (
     RUNNER,
     SCRIPTS,
     LocalPowerShell,
@@ -25,8 +24,9 @@ from harness.hyperv.transport import (
     parse_output,
     script_text,
 )
+from harness.errors import ConfigError, mask, register_secret
 
-HYPERV = Path(__file__).parent.parent / "harness" / "hyperv"
+HYPERV = Path(__file__).parent.parent / "harness" / "backends" / "hyperv"
 SCRIPT_FILES = sorted(p.name for p in SCRIPTS.iterdir() if p.name.endswith(".ps1"))
 
 
@@ -52,8 +52,8 @@ def test_each_script_documents_itself_and_stops_on_errors(name):
 
 
 def test_the_scripts_ship_as_package_data():
-    pyproject = (HYPERV.parent.parent / "pyproject.toml").read_text()
-    assert '"harness.hyperv" = ["scripts/*.ps1"]' in pyproject
+    pyproject = (HYPERV.parents[2] / "pyproject.toml").read_text()
+    assert '"harness.backends.hyperv" = ["scripts/*.ps1"]' in pyproject
     assert '"pypsrp==0.9.1"' in pyproject
 
 
@@ -169,7 +169,7 @@ def test_local_failure_message_comes_from_the_bootstraps_error_not_stderr(pwsh):
 
 
 def test_local_bootstrap_silences_progress_and_reports_errors_as_json():
-    from harness.hyperv.transport import LOCAL_BOOTSTRAP
+    from harness.backends.hyperv.transport import LOCAL_BOOTSTRAP
 
     b = LOCAL_BOOTSTRAP
     for needle in ("$ProgressPreference = 'SilentlyContinue'", "$WarningPreference = 'SilentlyContinue'",
@@ -200,7 +200,7 @@ def test_local_text_travels_as_utf8(pwsh, monkeypatch):
 
 
 def test_clixml_errors_reads_only_error_records():
-    from harness.hyperv.transport import clixml_errors
+    from harness.backends.hyperv.transport import clixml_errors
 
     assert clixml_errors("") == []
     assert clixml_errors("plain text from pwsh 7") == ["plain text from pwsh 7"]
@@ -277,7 +277,7 @@ def test_the_password_is_never_shown():
 def test_settings_drive_the_transport(tmp_path):
     from hyperv_fake import hyperv_settings
 
-    from harness.hyperv.backend import make_transport
+    from harness.backends.hyperv.backend import make_transport
 
     s = hyperv_settings(tmp_path, hyperv_auth="kerberos", hyperv_port=15986)
     ps = make_transport(s, "hv02")
@@ -290,7 +290,7 @@ def test_settings_drive_the_transport(tmp_path):
 
 
 def test_the_hyperv_password_comes_only_from_env_or_file_and_is_masked(tmp_path):
-    from harness.config import BY_NAME, resolve
+    from harness.settings import BY_NAME, resolve
 
     assert BY_NAME["hyperv_password"].cli is False and BY_NAME["hyperv_password"].secret
     s = resolve({"backend": "hyperv"}, env={"GMI_HYPERV_PASSWORD": "Pa55-w0rd-HV"})

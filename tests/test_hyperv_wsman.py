@@ -34,7 +34,7 @@ from pypsrp.messages import (
 from pypsrp.powershell import Fragment
 from pypsrp.serializer import Serializer
 
-from harness.hyperv.transport import (
+from harness.backends.hyperv.transport import (
     RemoteOptions,
     RemotePowerShell,
     ScriptError,
@@ -337,7 +337,7 @@ def test_fetch_assembles_the_chunks_it_asked_for(tmp_path):
 
 
 def test_fetch_in_8_mib_chunks_by_default_and_a_bad_chunk_leaves_no_file(tmp_path):
-    from harness.hyperv.transport import FETCH_CHUNK
+    from harness.backends.hyperv.transport import FETCH_CHUNK
 
     assert FETCH_CHUNK == 8 << 20
     ps = ChunkedFake(b"a" * 3000, 1000, corrupt_at=1000)
@@ -353,7 +353,7 @@ def test_a_broken_session_is_reopened_and_a_safe_script_runs_again(serve, certs,
     winrm = FakeWinRM(['{"Name":"GMI Debian 12","Result":"stopped"}'], fail_commands=1)
     srv = serve([winrm])
     ps = cert_auth(certs, srv.port)
-    with caplog.at_level(logging.WARNING, logger="harness.hyperv.transport"):
+    with caplog.at_level(logging.WARNING, logger="harness.backends.hyperv.transport"):
         assert ps.run("remove_items", VmNames=["GMI Debian 12"], Tag="t") == {
             "Name": "GMI Debian 12", "Result": "stopped"}
     verbs = [ET.fromstring(r.body).findtext("s:Header/wsa:Action", "", NS).rsplit("/", 1)[-1]
@@ -388,7 +388,7 @@ def test_a_session_that_breaks_twice_fails(serve, certs):
 
 
 def test_the_rerun_list_is_explicit():
-    from harness.hyperv.transport import NOT_RERUNNABLE, rerunnable
+    from harness.backends.hyperv.transport import NOT_RERUNNABLE, rerunnable
 
     assert {"new_vm", "new_clone_vm", "export_vm"} == NOT_RERUNNABLE
     assert rerunnable("start_vm", {"Name": "x"}) and not rerunnable("start_vm", {"Keys": [1]})

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import distro, isocache
-from harness.config import resolve
+from harness import distro
 from harness.errors import GmiError
+from harness.media import isocache
+from harness.settings import resolve
 
 PAYLOAD = bytes(range(256)) * 4096 * 3  # 3 MiB, several chunks
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -5,10 +5,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import packaging
+from harness.archive import writer
+from harness.archive.format import MANIFEST_KEYS
 from harness.errors import ExportError
+from harness.host import sha256_file
 
-NAMES = packaging.Names("Debian", "12")
+NAMES = writer.Names("Debian", "12")
 
 
 def make_vhdx(tmp_path: Path, data: bytes = b"vhdxfile" + b"\0" * 4096) -> Path:
@@ -18,7 +20,7 @@ def make_vhdx(tmp_path: Path, data: bytes = b"vhdxfile" + b"\0" * 4096) -> Path:
 
 
 def manifest(checksum: str) -> dict:
-    return packaging.manifest(NAMES, checksum=checksum, description="d", maintainer="m",
+    return writer.manifest(NAMES, checksum=checksum, description="d", maintainer="m",
                               maintainer_email="m@x", source_url="u",
                               extra={"disk_only": True})
 
@@ -31,7 +33,7 @@ def test_names_follow_vmgenie():
 
 def test_manifest_has_vmgenie_keys_first_and_exactly():
     m = manifest("ab" * 32)
-    assert tuple(m)[: len(packaging.MANIFEST_KEYS)] == packaging.MANIFEST_KEYS
+    assert tuple(m)[: len(MANIFEST_KEYS)] == MANIFEST_KEYS
     assert m["gmi_version"] == "1.0" and m["version"] == "12" and m["hyperv_generation"] == 2
     assert m["vm_name"] == "GMI Debian 12"
     assert m["created"].endswith("Z") and len(m["created"]) == 20
@@ -39,15 +41,15 @@ def test_manifest_has_vmgenie_keys_first_and_exactly():
 
 def test_extra_keys_may_not_shadow_vmgenies():
     with pytest.raises(ValueError, match="clash"):
-        packaging.manifest(NAMES, checksum="x", description="d", maintainer="m",
+        writer.manifest(NAMES, checksum="x", description="d", maintainer="m",
                            maintainer_email="e", source_url="u", extra={"os": "x"})
 
 
 def test_archive_layout_and_checksums(tmp_path: Path):
     vhdx = make_vhdx(tmp_path)
-    digest = packaging.sha256_file(vhdx)
+    digest = sha256_file(vhdx)
     out = tmp_path / "out"
-    archive = packaging.write_archive(out, NAMES, vhdx, manifest(digest), "# readme\n",
+    archive = writer.write_archive(out, NAMES, vhdx, manifest(digest), "# readme\n",
                                       {"k": "v"}, force=False)
     assert archive == out / "GMI-Debian-12.zip"
     with zipfile.ZipFile(archive) as zf:
@@ -70,9 +72,9 @@ def test_existing_archive_kept_without_force(tmp_path: Path):
     existing.write_bytes(b"the good archive")
     vhdx = make_vhdx(tmp_path)
     with pytest.raises(ExportError, match="already exists; pass --force"):
-        packaging.write_archive(out, NAMES, vhdx, manifest("x"), "", {}, force=False)
+        writer.write_archive(out, NAMES, vhdx, manifest("x"), "", {}, force=False)
     assert existing.read_bytes() == b"the good archive"
-    packaging.write_archive(out, NAMES, vhdx, manifest("x"), "", {}, force=True)
+    writer.write_archive(out, NAMES, vhdx, manifest("x"), "", {}, force=True)
     assert zipfile.is_zipfile(existing)
 
 
@@ -82,13 +84,13 @@ def test_failed_write_leaves_no_partial_and_keeps_old(tmp_path: Path):
     existing = out / "GMI-Debian-12.zip"
     existing.write_bytes(b"the good archive")
     with pytest.raises(FileNotFoundError):
-        packaging.write_archive(out, NAMES, tmp_path / "missing.vhdx", manifest("x"), "", {},
+        writer.write_archive(out, NAMES, tmp_path / "missing.vhdx", manifest("x"), "", {},
                                 force=True)
     assert existing.read_bytes() == b"the good archive"
     assert sorted(p.name for p in out.iterdir()) == ["GMI-Debian-12.zip"]
 
 
 def test_readme_says_disk_only(tmp_path: Path):
-    text = packaging.readme(NAMES, {"versions": {"kernel": "6.1.0-x"}}, disk_only=True)
+    text = writer.readme(NAMES, {"versions": {"kernel": "6.1.0-x"}}, disk_only=True)
     assert "Disk-only archive" in text and "6.1.0-x" in text
-    assert "Disk-only" not in packaging.readme(NAMES, {}, disk_only=False)
+    assert "Disk-only" not in writer.readme(NAMES, {}, disk_only=False)

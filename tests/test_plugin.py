@@ -107,7 +107,7 @@ def test_options_are_documented(pytester: pytest.Pytester):
 
 def test_fixtures_are_documented(pytester: pytest.Pytester):
     pytester.makeconftest('pytest_plugins = ["harness.plugin", "stages.fixtures", '
-                          '"harness.clone"]\n')
+                          '"stages.s7_clone"]\n')
     result = pytester.runpytest("--fixtures")
     out = result.stdout.str()
     for name in ("build", "provisioned", "updated", "cloud_init_prepared",
@@ -233,7 +233,7 @@ def test_once_per_run_error_fails_every_build_once(pytester: pytest.Pytester, tm
 def test_once_per_run_is_keyed_on_the_run(tmp_path, monkeypatch):
     """Two runs never share a result; within a run the work happens once."""
     from harness import plugin
-    from harness.config import resolve
+    from harness.settings import resolve
 
     calls = []
     settings = resolve({"scratch": str(tmp_path)}, env={})
@@ -260,10 +260,10 @@ def test_file_lock_is_exclusive_across_processes(tmp_path):
     import sys
     import time
 
-    from harness.locking import file_lock
+    from harness.host import file_lock
 
     lock = tmp_path / "bookworm.lock"
-    code = ("import sys, time; from pathlib import Path; from harness.locking import file_lock\n"
+    code = ("import sys, time; from pathlib import Path; from harness.host import file_lock\n"
             "print('waiting', flush=True)\n"
             "with file_lock(Path(sys.argv[1])): print(time.monotonic(), flush=True)\n")
     with file_lock(lock):
@@ -283,9 +283,9 @@ def test_a_broken_report_does_not_cost_the_run(pytester: pytest.Pytester, tmp_pa
     INTERNALERROR after a long build: the other reports are still written."""
     log = matrix_project.make(pytester, monkeypatch, tmp_path)
     pytester.makeconftest(matrix_project.CONFTEST + (
-        "\nimport harness.signoff\n"
+        "\nimport harness.report.signoff\n"
         "def _broken(*a, **k):\n    raise RuntimeError('template exploded')\n"
-        "harness.signoff.render = _broken\n"))
+        "harness.report.signoff.render = _broken\n"))
     result = matrix_project.run(pytester, tmp_path, distros=("debian-12",), workers=0)
     result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(["*sign-off page NOT written: RuntimeError: template exploded*"])

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import packaging, repo_index
-from harness.archive_errors import ArchiveError, RepoIndexError
-from harness.crc64 import crc64nvme, s3_checksum
+from harness.archive import index, writer
+from harness.archive.crc64 import crc64nvme, s3_checksum
+from harness.archive.errors import ArchiveError, RepoIndexError
 from harness.distro import VmgenieNames
 
 BASE = "https://gmi.example.org/"
@@ -24,7 +24,7 @@ def make_archive(folder: Path, names: VmgenieNames, payload: bytes = b"zip bytes
     archive = folder / names.archive
     archive.write_bytes(payload)
     os.utime(archive, (1_753_898_976, 1_753_898_976))  # 2025-07-30T18:09:36Z
-    manifest = packaging.manifest(names, checksum="ab" * 32, description=f"The {names.vm_name} image.",
+    manifest = writer.manifest(names, checksum="ab" * 32, description=f"The {names.vm_name} image.",
                                   maintainer="Maint", maintainer_email="m@example.org",
                                   source_url="https://example.org/src")
     return archive, manifest
@@ -36,12 +36,12 @@ def load(path: Path) -> Any:
 
 def test_new_index(tmp_path: Path):
     archive, m = make_archive(tmp_path, VmgenieNames("Debian", "12"))
-    index_path = tmp_path / "idx" / repo_index.INDEX_NAME
-    out = repo_index.update_index(index_path, archive, m, BASE + archive.name)
+    index_path = tmp_path / "idx" / index.INDEX_NAME
+    out = index.update_index(index_path, archive, m, BASE + archive.name)
     assert load(index_path) == out
     assert list(out) == ["Debian-12"]
     (entry,) = out["Debian-12"]
-    assert tuple(entry) == repo_index.ENTRY_KEYS
+    assert tuple(entry) == index.ENTRY_KEYS
     assert entry == {
         "name": "GMI Debian 12", "version": "12", "url": BASE + "GMI-Debian-12.zip",
         "crc64nvme": s3_checksum(crc64nvme(b"zip bytes")), "last_modified": STAMP,
@@ -53,8 +53,8 @@ def test_new_index(tmp_path: Path):
 
 def test_versions_and_timestamps_stay_strings_in_the_yaml(tmp_path: Path):
     archive, m = make_archive(tmp_path, VmgenieNames("Ubuntu", "24.04"))
-    index_path = tmp_path / repo_index.INDEX_NAME
-    repo_index.update_index(index_path, archive, m, BASE + archive.name)
+    index_path = tmp_path / index.INDEX_NAME
+    index.update_index(index_path, archive, m, BASE + archive.name)
     text = index_path.read_text()
     assert "version: '24.04'" in text and f"last_modified: '{STAMP}'" in text
     assert load(index_path)["Ubuntu-24.04"][0]["version"] == "24.04"
@@ -62,10 +62,10 @@ def test_versions_and_timestamps_stay_strings_in_the_yaml(tmp_path: Path):
 
 def test_update_in_place(tmp_path: Path):
     archive, m = make_archive(tmp_path, VmgenieNames("Debian", "12"))
-    index_path = tmp_path / repo_index.INDEX_NAME
-    repo_index.update_index(index_path, archive, m, BASE + archive.name)
+    index_path = tmp_path / index.INDEX_NAME
+    index.update_index(index_path, archive, m, BASE + archive.name)
     archive.write_bytes(b"rebuilt zip bytes")
-    out = repo_index.update_index(index_path, archive, m, BASE.upper()[:8] + BASE[8:] + archive.name,
+    out = index.update_index(index_path, archive, m, BASE.upper()[:8] + BASE[8:] + archive.name,
                                   last_modified="2025-08-01T00:00:00Z")
     assert len(out["Debian-12"]) == 1  # same URL (ignoring case, as vmgenie): replaced, not added
     entry = out["Debian-12"][0]
@@ -75,7 +75,7 @@ def test_update_in_place(tmp_path: Path):
 
 
 def test_second_version_appended_and_others_kept(tmp_path: Path):
-    index_path = tmp_path / repo_index.INDEX_NAME
+    index_path = tmp_path / index.INDEX_NAME
     index_path.write_text(
         'Fedora-40:\n  - name: "GMI Fedora 40"\n    version: "40"\n    url: "https://x/GMI-Fedora-40.zip"\n'
         '    crc64nvme: "t9cYGBuOZLg="\n    last_modified: "2025-07-30T18:09:36+00:00"\n'
@@ -83,8 +83,8 @@ def test_second_version_appended_and_others_kept(tmp_path: Path):
         '    description: "d"\n    hyperv_generation: 2\n')
     a12, m12 = make_archive(tmp_path / "a", VmgenieNames("Debian", "12"))
     a13, m13 = make_archive(tmp_path / "b", VmgenieNames("Debian", "13"), b"other")
-    repo_index.update_index(index_path, a12, m12, BASE + a12.name)
-    out = repo_index.update_index(index_path, a13, m13, BASE + a13.name)
+    index.update_index(index_path, a12, m12, BASE + a12.name)
+    out = index.update_index(index_path, a13, m13, BASE + a13.name)
     assert list(out) == ["Fedora-40", "Debian-12", "Debian-13"]
     assert out["Fedora-40"][0]["last_modified"] == "2025-07-30T18:09:36+00:00"  # untouched
     assert out["Debian-13"][0]["crc64nvme"] == s3_checksum(crc64nvme(b"other"))
@@ -92,9 +92,9 @@ def test_second_version_appended_and_others_kept(tmp_path: Path):
 
 def test_second_url_for_the_same_key_is_appended_after_the_first(tmp_path: Path):
     archive, m = make_archive(tmp_path, VmgenieNames("Debian", "12"))
-    index_path = tmp_path / repo_index.INDEX_NAME
-    repo_index.update_index(index_path, archive, m, BASE + archive.name)
-    out = repo_index.update_index(index_path, archive, m, "https://mirror.example.net/" + archive.name)
+    index_path = tmp_path / index.INDEX_NAME
+    index.update_index(index_path, archive, m, BASE + archive.name)
+    out = index.update_index(index_path, archive, m, "https://mirror.example.net/" + archive.name)
     # vmgenie's FindByOsAndVersion takes the FIRST entry of a key.
     assert [e["url"] for e in out["Debian-12"]] == [BASE + archive.name,
                                                     "https://mirror.example.net/" + archive.name]
@@ -109,12 +109,12 @@ def test_second_url_for_the_same_key_is_appended_after_the_first(tmp_path: Path)
 ])
 def test_malformed_index_is_an_error_and_left_untouched(tmp_path: Path, text: str):
     archive, m = make_archive(tmp_path, VmgenieNames("Debian", "12"))
-    index_path = tmp_path / repo_index.INDEX_NAME
+    index_path = tmp_path / index.INDEX_NAME
     index_path.write_text(text)
     before = index_path.stat().st_mtime_ns
     match = r"index .* (is not valid YAML|is malformed).*left untouched"
     with pytest.raises(RepoIndexError, match=match) as e:
-        repo_index.update_index(index_path, archive, m, BASE + archive.name)
+        index.update_index(index_path, archive, m, BASE + archive.name)
     assert "\n" not in str(e.value)
     assert index_path.read_text() == text and index_path.stat().st_mtime_ns == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([archive.name, index_path.name])
@@ -122,9 +122,9 @@ def test_malformed_index_is_an_error_and_left_untouched(tmp_path: Path, text: st
 
 def test_empty_index_file_starts_empty(tmp_path: Path):
     archive, m = make_archive(tmp_path, VmgenieNames("Rocky", "9"))
-    index_path = tmp_path / repo_index.INDEX_NAME
+    index_path = tmp_path / index.INDEX_NAME
     index_path.write_text("")
-    assert list(repo_index.update_index(index_path, archive, m, BASE + archive.name)) == ["Rocky-9"]
+    assert list(index.update_index(index_path, archive, m, BASE + archive.name)) == ["Rocky-9"]
 
 
 @pytest.mark.parametrize(("url", "match"), [
@@ -135,13 +135,13 @@ def test_empty_index_file_starts_empty(tmp_path: Path):
 def test_bad_url(tmp_path: Path, url: str, match: str):
     archive, m = make_archive(tmp_path, VmgenieNames("Debian", "12"))
     with pytest.raises(RepoIndexError, match=match):
-        repo_index.update_index(tmp_path / repo_index.INDEX_NAME, archive, m, url)
-    assert not (tmp_path / repo_index.INDEX_NAME).exists()
+        index.update_index(tmp_path / index.INDEX_NAME, archive, m, url)
+    assert not (tmp_path / index.INDEX_NAME).exists()
 
 
 def test_url_with_query_and_escapes(tmp_path: Path):
     archive, m = make_archive(tmp_path, VmgenieNames("Debian", "12"))
-    out = repo_index.update_index(tmp_path / repo_index.INDEX_NAME, archive, m,
+    out = index.update_index(tmp_path / index.INDEX_NAME, archive, m,
                                   "https://x/GMI%2DDebian-12.zip?versionId=3")
     assert out["Debian-12"][0]["url"].endswith("?versionId=3")
 
@@ -151,22 +151,22 @@ def test_manifest_must_belong_to_the_archive(tmp_path: Path):
     _, other = make_archive(tmp_path / "o", VmgenieNames("Debian", "13"))
     match = r"manifest is for Debian 13, but the archive is GMI-Debian-12\.zip"
     with pytest.raises(RepoIndexError, match=match):
-        repo_index.update_index(tmp_path / repo_index.INDEX_NAME, archive, other, BASE + archive.name)
+        index.update_index(tmp_path / index.INDEX_NAME, archive, other, BASE + archive.name)
 
 
 def test_write_failure_keeps_the_old_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     archive, m = make_archive(tmp_path, VmgenieNames("Debian", "12"))
-    index_path = tmp_path / repo_index.INDEX_NAME
-    repo_index.update_index(index_path, archive, m, BASE + archive.name)
+    index_path = tmp_path / index.INDEX_NAME
+    index.update_index(index_path, archive, m, BASE + archive.name)
     before = index_path.read_text()
 
     def fail(src: Any, dst: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(repo_index.os, "replace", fail)
+    monkeypatch.setattr(index.os, "replace", fail)
     archive.write_bytes(b"new")
     with pytest.raises(RepoIndexError, match=r"cannot write index .*No space left on device"):
-        repo_index.update_index(index_path, archive, m, BASE + archive.name)
+        index.update_index(index_path, archive, m, BASE + archive.name)
     assert index_path.read_text() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([archive.name, index_path.name])
 
@@ -179,9 +179,9 @@ def test_concurrent_updates_keep_every_entry(tmp_path: Path):
     """xdist workers validating several archives write one index side by side."""
     import threading
 
-    index_path = tmp_path / "idx" / repo_index.INDEX_NAME
+    index_path = tmp_path / "idx" / index.INDEX_NAME
     jobs = [make_archive(tmp_path / f"a{i}", VmgenieNames("Debian", str(10 + i))) for i in range(8)]
-    threads = [threading.Thread(target=repo_index.update_index,
+    threads = [threading.Thread(target=index.update_index,
                                 args=(index_path, archive, m, BASE + archive.name))
                for archive, m in jobs]
     for t in threads:
@@ -189,4 +189,4 @@ def test_concurrent_updates_keep_every_entry(tmp_path: Path):
     for t in threads:
         t.join()
     assert sorted(load(index_path)) == [f"Debian-{10 + i}" for i in range(8)]
-    assert os.listdir(index_path.parent) == [repo_index.INDEX_NAME]  # no lock file left
+    assert os.listdir(index_path.parent) == [index.INDEX_NAME]  # no lock file left

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import yaml
 
-from harness import seed
+from harness.media import iso, seed
 
 SPEC = seed.SeedSpec(
     instance_id="i-0123", hostname="gmi-check", username="genie",
@@ -34,8 +34,8 @@ def test_render_matches_vmgenie_seed():
 
 def test_iso_reads_back_with_cidata_label(tmp_path: Path):
     files = seed.render(SPEC)
-    iso = seed.write_iso(files, tmp_path / "seed.iso")
-    label, back = seed.read_iso(iso)
+    path = seed.write_iso(files, tmp_path / "seed.iso")
+    label, back = iso.read_volume(path)
     assert label == "cidata"
     assert back == files
     assert not list(tmp_path.glob("*.part"))
@@ -45,11 +45,11 @@ def test_iso_has_rock_ridge_names(tmp_path: Path):
     import pycdlib
 
     iso_path = seed.write_iso(seed.render(SPEC), tmp_path / "seed.iso")
-    iso = pycdlib.PyCdlib()
-    iso.open(str(iso_path))
+    vol = pycdlib.PyCdlib()
+    vol.open(str(iso_path))
     try:
-        names = sorted(c.rock_ridge.name().decode() for c in iso.list_children(rr_path="/")
+        names = sorted(c.rock_ridge.name().decode() for c in vol.list_children(rr_path="/")
                        if c.rock_ridge is not None and not c.is_dot() and not c.is_dotdot())
     finally:
-        iso.close()
+        vol.close()
     assert names == sorted(seed.SEED_FILES)

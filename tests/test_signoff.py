@@ -15,7 +15,7 @@ from pathlib import Path
 import matrix_project
 import pytest
 
-from harness import signoff
+from harness.report import signoff
 
 pytest_plugins = ["pytester"]
 
@@ -318,8 +318,8 @@ def test_ci_example_builds_each_distro_and_merges():
     uploading its results (also on failure), then one merge job for Allure and the page."""
     import yaml
 
-    from harness.config import BACKENDS
     from harness.distro import known_distros
+    from harness.settings import BACKENDS
 
     flow = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions-matrix.yml").read_text())
     build, merge = flow["jobs"]["build"], flow["jobs"]["merge"]
@@ -332,4 +332,4 @@ def test_ci_example_builds_each_distro_and_merges():
     assert merge["needs"] == "build" and merge["if"] == "always()"
     runs = " ".join(s.get("run", "") for s in merge["steps"])
     assert "allure generate results/*/*/allure-results" in runs
-    assert "python -m harness.signoff results/*" in runs
+    assert "gmi-signoff results/*" in runs

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import config, distro
+from harness import distro, settings
 from harness.build import Build, Credentials
+from harness.distro.pkgmgr import Apt
 from harness.errors import HypervisorError, mask
-from harness.pkgmgr import Apt
 from stages.s3_cloud_init import datasource_config
 from stages.s5_cleanup import grub_settings_script
 from stages.s6_seal import SEAL_DONE, SEAL_FAILED, seal_script
@@ -46,7 +46,7 @@ def test_datasource_file_sorts_after_installer_leftovers():
 
 
 def test_seal_script_scrubs_and_powers_off_without_secrets(tmp_path: Path):
-    s = config.resolve({}, env={})
+    s = settings.resolve({}, env={})
     b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
     b.creds = Credentials.generate(D.admin_user, "c")
     script = seal_script(b)
@@ -66,7 +66,7 @@ def test_seal_script_scrubs_and_powers_off_without_secrets(tmp_path: Path):
 
 def test_seal_refuses_a_password_hash(tmp_path: Path):
     """The seal's own guard: a hash left in the shadow file fails the script."""
-    s = config.resolve({}, env={})
+    s = settings.resolve({}, env={})
     b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
     guard = next(ln for ln in seal_script(b).splitlines() if "/etc/shadow;" in ln)
     for content, rc in (("root:!:1::::::\n", 0), ("gmiadmin:$6$abc$def:1::::::\n", 1)):
@@ -90,7 +90,7 @@ def test_remove_other_kernels_keeps_running_one():
 def test_without_a_console_a_failed_seal_leaves_the_vm_running(tmp_path: Path):
     """Hyper-V: no serial console to read the failure marker from, so the script does
     not power off on failure, and the harness fails on the VM that stays up."""
-    s = config.resolve({}, env={})
+    s = settings.resolve({}, env={})
     b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
     trap = next(ln for ln in seal_script(b, console=False).splitlines() if ln.startswith("trap "))
     assert "poweroff" not in trap and SEAL_FAILED in trap
@@ -118,7 +118,7 @@ def test_seal_fails_when_a_console_less_vm_stays_up(tmp_path: Path, monkeypatch:
         def shutdown(self, timeout: float) -> None:
             self.stopped_hard = True
 
-    s = config.resolve({}, env={})
+    s = settings.resolve({}, env={})
     b = Build(D, s, object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
     b.creds = Credentials.generate(D.admin_user, "c")
     vm = StaysUp()

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import packaging
+from harness.archive import writer
 from harness.distro import VmgenieNames
+from harness.host import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,12 +26,12 @@ def make_archive(tmp: Path, names: VmgenieNames = DEBIAN_12,
     disk = tmp / "disk.vhdx"
     subprocess.run(["qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=dynamic",
                     str(disk), "2G"], check=True)
-    manifest = packaging.manifest(names, checksum=checksum or packaging.sha256_file(disk),
+    manifest = writer.manifest(names, checksum=checksum or sha256_file(disk),
                                   description="t",
                                   maintainer="m", maintainer_email="m@x", source_url="u",
                                   extra={"disk_only": True})
     out = tmp / "out"
-    return packaging.write_archive(out, names, disk, manifest, "# t\n", {"versions": {}},
+    return writer.write_archive(out, names, disk, manifest, "# t\n", {"versions": {}},
                                    force=True)
 
 

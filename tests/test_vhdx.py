@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import vhdx
-from harness.archive_errors import ArchiveError, VhdxError
+from harness.archive import vhdx
+from harness.archive.errors import ArchiveError, VhdxError
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.skipif(shutil.which("qemu-img") is None,

@@ -1,0 +1,85 @@
+"""Step 7: export and document, gated on the checks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from harness.archive import writer
+from harness.build import Build
+from harness.errors import ExportError
+from harness.host import sha256_file
+
+# The procedure's validation checklist (section 5): each must have run (not been left
+# out by selecting test files) before an image is exported.
+REQUIRED_ITEMS = (
+    "boots with no errors",
+    "DHCP assigns an IPv4 address on eth0",
+    "cloud-init ran on first boot",
+    "integration services installed and set to start",
+    "no leftover build artifacts",
+)
+
+
+def gate(checklist: list[str], outcomes: Mapping[str, str],
+         labels: Mapping[str, str] | None = None) -> list[str]:
+    """What blocks the export: checklist tests that failed, errored or never ran, and
+    (given each test's checklist item in ``labels``) required items with no test that
+    passed. Skipped tests (each with its reason) do not block it."""
+    blocked = [node for node in checklist if outcomes.get(node) not in ("passed", "skipped")]
+    if labels is not None:
+        passed = {labels[n] for n in checklist if outcomes.get(n) == "passed" and n in labels}
+        blocked += [f"'{item}' (no test of it passed)" for item in REQUIRED_ITEMS
+                    if item not in passed]
+    return blocked
+
+
+def public_record(b: Build, results: Mapping[str, str]) -> dict[str, Any]:
+    """The build record that goes into the archive (no internal handles, no secrets)."""
+    record = {k: v for k, v in b.record.items()
+              if not k.startswith("_") and k != "credentials_file"}
+    record["check_results"] = dict(results)
+    record["stage_durations"] = dict(b.timings)
+    return record
+
+
+def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
+           labels: Mapping[str, str] | None = None) -> Path:
+    """Write the vmgenie archive for ``b`` when every checklist item passed."""
+    not_passed = gate(checklist, outcomes, labels)
+    if not checklist:
+        raise ExportError("no checklist item ran for this distro; nothing vouches for "
+                          "the image, so it is not exported")
+    if not_passed:
+        failed = ", ".join(n.split("::")[-1] for n in not_passed)
+        raise ExportError(f"export refused: these checks did not pass: {failed}")
+    if b.vhdx is None or not b.vhdx.exists():
+        raise ExportError("the sealed VHDX is missing; the seal stage did not finish")
+    names = b.distro.vmgenie
+    checksum = sha256_file(b.vhdx)
+    results = {n.split("::")[-1]: outcomes[n] for n in checklist}
+    record = public_record(b, results)
+    record["built"] = writer.utc_now()
+    disk_only = b.backend.name != "hyperv"
+    # vmgenie reads the manifest with YamlDotNet, which refuses keys it does not know:
+    # the manifest holds its keys exactly; our facts go into the build record. The one
+    # exception is `disk_only` on archives vmgenie cannot import anyway (no .vmcx).
+    extra = {"disk_only": True} if disk_only else {}
+    record["disk_only"] = disk_only
+    s = b.settings
+    manifest = writer.manifest(
+        names, checksum=checksum, description=b.distro.description,
+        maintainer=s.maintainer, maintainer_email=s.maintainer_email,
+        source_url=s.source_url, created=record["built"], extra=extra)
+    record["manifest"] = dict(manifest)
+    vm_tree = None
+    if not disk_only:  # Hyper-V: the exported tree with its .vmcx goes in too
+        tree = b.record.get("_hyperv_vm_tree")
+        if not tree:
+            raise ExportError("the Hyper-V export (with its .vmcx) is missing; the seal stage "
+                              "did not finish")
+        vm_tree = Path(tree)
+    return writer.write_archive(
+        s.out_dir, names, b.vhdx, manifest, writer.readme(names, record, disk_only),
+        record, force=s.force, vm_tree=vm_tree)

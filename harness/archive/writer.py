@@ -1,0 +1,147 @@
+"""The vmgenie archive: ``GMI-<Os>-<Version>.zip`` with the manifest, a README, the
+disk under ``Virtual Hard Disks/`` and the build record; a ``.sha256`` beside it.
+
+Writing is atomic: the zip is written to a temporary file in the same folder and
+renamed over the target only when complete, so no partial archive is ever left and
+an existing archive is replaced only when ``force`` says so.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.archive.format import SNAP_DIR, VM_DIR
+from harness.distro import VmgenieNames
+from harness.errors import ExportError
+from harness.host import sha256_file
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# vmgenie's names for one distro (vm_name, stem, archive, vhdx_entry).
+Names = VmgenieNames
+
+
+def manifest(names: Names, *, checksum: str, description: str, maintainer: str,
+             maintainer_email: str, source_url: str, created: str | None = None,
+             extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """vmgenie's manifest (its keys exactly), then our extra keys."""
+    now = created or utc_now()
+    data: dict[str, Any] = {
+        "gmi_version": "1.0", "os": names.os, "version": str(names.version),
+        "created": now, "updated": now, "vm_name": names.vm_name, "hyperv_generation": 2,
+        "maintainer": maintainer, "maintainer_email": maintainer_email,
+        "source_url": source_url, "description": description, "checksum_sha256": checksum,
+    }
+    clash = set(extra or {}) & set(data)
+    if clash:
+        raise ValueError(f"extra manifest keys clash with vmgenie's: {sorted(clash)}")
+    data.update(extra or {})
+    return data
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False)
+
+
+def readme(names: Names, record: Mapping[str, Any], disk_only: bool) -> str:
+    """The archive's README (``GMI-<Os>-<Version>.md``)."""
+    v = record.get("versions", {})
+    lines = [
+        f"# {names.vm_name}",
+        "",
+        "A GMI (Genie Machine Image): a cloud-init-ready Hyper-V Generation 2 image, "
+        "cleaned, compacted and validated, for vmgenie.",
+        "",
+        f"- OS: {v.get('os', '?')}",
+        f"- Kernel: {v.get('kernel', '?')}",
+        f"- cloud-init: {v.get('cloud-init', '?')} (datasources: NoCloud, None)",
+        f"- Integration services: {v.get('integration_services', '?')}",
+        "- Default user: none with a password. Users come from the seed ISO's user-data; "
+        f"the build-time accounts (root, {record.get('admin_user', '?')}) are locked.",
+        f"- Locale: {record.get('locales', '?')} generated; keyboard and timezone come "
+        "from the seed.",
+        "- Network: the first NIC is named eth0 (net.ifnames=0); DHCPv4 via cloud-init.",
+        "- Boot: UEFI, Secure Boot with the MicrosoftUEFICertificateAuthority template; "
+        "shim and GRUB at the removable-media path EFI/BOOT/BOOTX64.EFI.",
+        f"- Built: {record.get('built', '?')} by gmi-harness {record.get('harness', '?')} "
+        f"on the {record.get('backend', '?')} backend",
+        "",
+        "## Caveats",
+        "",
+    ]
+    if disk_only:
+        lines += [
+            "- **Disk-only archive.** It was built on the local QEMU backend, which cannot "
+            "write Hyper-V's `.vmcx`: `Virtual Machines/` is empty. vmgenie's `Import-VM` "
+            "needs the `.vmcx`: seal it on Hyper-V (create a Generation 2 VM named "
+            f"`{names.vm_name}` on this VHDX and export it), or attach the VHDX to a new "
+            "Generation 2 VM by hand.",
+        ]
+    lines += [
+        "- The Hyper-V daemons (KVP, VSS) start only on Hyper-V; the checks that need a "
+        "running KVP daemon ran only where the build's backend is Hyper-V.",
+        "",
+        "The build record (`gmi-build-record.yml`) lists every package, version, stage "
+        "timing and check result.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def vm_tree_files(vm_tree: Path) -> list[tuple[Path, str]]:
+    """A Hyper-V export's ``Virtual Machines/`` and ``Snapshots/`` files as (path, zip
+    entry); exactly one ``.vmcx``, as vmgenie demands."""
+    files = [(p, p.relative_to(vm_tree).as_posix())
+             for folder in (VM_DIR, SNAP_DIR) for p in sorted((vm_tree / folder).rglob("*"))
+             if p.is_file()]
+    vmcx = [e for _, e in files if e.lower().endswith(".vmcx")]
+    if len(vmcx) != 1:
+        raise ExportError(f"the Hyper-V export in {vm_tree} holds {len(vmcx)} .vmcx files under "
+                          f"'{VM_DIR}/'; vmgenie imports exactly one: export again")
+    return files
+
+
+def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mapping[str, Any],
+                  readme_text: str, record: Mapping[str, Any], *, force: bool,
+                  vm_tree: Path | None = None) -> Path:
+    """Write ``<out_dir>/GMI-<Os>-<Version>.zip`` and its ``.sha256``; atomic. With
+    ``vm_tree`` (a Hyper-V export), its ``.vmcx`` and the rest go in beside the disk."""
+    target = out_dir / names.archive
+    if target.exists() and not force:
+        raise ExportError(f"{target} already exists; pass --force to replace it")
+    extra_files = vm_tree_files(vm_tree) if vm_tree is not None else []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".{names.archive}.{os.getpid()}.part"
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, allowZip64=True,
+                             compresslevel=6) as zf:
+            zf.writestr(f"{names.stem}.yml", dump_yaml(manifest_data))
+            zf.writestr(f"{names.stem}.md", readme_text)
+            zf.writestr("gmi-build-record.yml", dump_yaml(record))
+            for folder in (VM_DIR, SNAP_DIR):
+                zf.writestr(zipfile.ZipInfo(folder + "/"), "")
+            for path, entry in extra_files:
+                zf.write(path, entry)
+            zf.write(vhdx, names.vhdx_entry)
+        digest = sha256_file(tmp)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    sidecar = target.with_name(target.name + ".sha256")
+    side_tmp = sidecar.with_name(sidecar.name + ".part")
+    side_tmp.write_text(f"{digest}  {target.name}\n")
+    os.replace(side_tmp, sidecar)
+    return target

@@ -1,0 +1,87 @@
+"""The hypervisor interface, and the table of backends (imported only when chosen).
+
+A backend does what only the host can do: create the build VM and install the OS
+into it (Step 1), power VMs on and off, compact the disk and turn it into a dynamic
+VHDX (Step 6), and boot a brand-new VM from a finished disk with a seed ISO (the
+checks). Everything inside the guest is done over SSH by the stages, the same for
+every backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness.log import clean_console
+
+if TYPE_CHECKING:
+    from harness.build import Build
+
+class VM(ABC):
+    """A virtual machine the harness created. Its SSH endpoint is (host, port)."""
+
+    name: str
+    ssh_host: str
+    ssh_port: int
+    serial_log: Path | None
+
+    @abstractmethod
+    def is_running(self) -> bool: ...
+
+    @abstractmethod
+    def shutdown(self, timeout: float) -> None:
+        """Graceful power-off (ACPI), then a hard stop when ``timeout`` runs out."""
+
+    @abstractmethod
+    def wait_stopped(self, timeout: float) -> bool:
+        """Wait for the guest to power itself off; True when it did."""
+
+    @abstractmethod
+    def start(self) -> None:
+        """Power on (again) with the same disk and UEFI variables."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Stop the VM hard and remove everything it created (disks of clones too)."""
+
+    @abstractmethod
+    def describe(self) -> str:
+        """One line telling a person how to reach a VM that was kept."""
+
+    def disk_allocated(self) -> int | None:
+        """Bytes the VM's disk occupies on the host now, when the backend can tell."""
+        return None
+
+    def serial_tail(self, lines: int = 30) -> str:
+        if self.serial_log is None or not self.serial_log.exists():
+            return "(no serial console captured)"
+        return "\n".join(clean_console(self.serial_log.read_bytes()).splitlines()[-lines:])
+
+
+class Backend(ABC):
+    """One hypervisor. Implementations are registered in :data:`BACKENDS`."""
+
+    name: str
+
+    @abstractmethod
+    def check_host(self, build: Build) -> None:
+        """Fail early, with the install line, when a host tool is missing."""
+
+    @abstractmethod
+    def provision(self, build: Build) -> VM:
+        """Step 1: a new Generation 2 VM with a fresh OS install, running, SSH reachable."""
+
+    @abstractmethod
+    def export_disk(self, build: Build, vhdx: Path) -> dict[str, int]:
+        """Step 6 on the host: compact the stopped build VM's disk into a dynamic VHDX.
+
+        Returns size figures (bytes) for the build record.
+        """
+
+    @abstractmethod
+    def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
+        """A brand-new VM (fresh UEFI variables, Secure Boot as the distro says) on a
+        copy-on-write clone of ``vhdx``, with ``seed_iso`` in its DVD drive, running."""
+
+

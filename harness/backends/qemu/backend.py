@@ -1,0 +1,84 @@
+"""The embedded default backend: QEMU + OVMF (UEFI, Secure Boot) + qemu-img.
+
+Step 1 by debootstrap (``debootstrap.py``) or the distro's own installer
+(``installer.py``); every VM is a :class:`~harness.backends.qemu.vm.QemuVM`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness import host
+from harness.backends.base import VM, Backend
+from harness.backends.qemu.debootstrap import install
+from harness.backends.qemu.installer import effective_method, install_from_media
+from harness.backends.qemu.vm import NIC_NAMES, QemuVM, image_info, ovmf, probe_accel, qemu_img
+
+if TYPE_CHECKING:
+    from harness.build import Build
+
+
+class QemuBackend(Backend):
+    name = "qemu"
+    tools = ["qemu-system-x86_64", "qemu-img"]
+
+    def check_host(self, build: Build) -> None:
+        host.require_tools(self.tools + installer_tools(build))
+        ovmf("code_secboot")
+        ovmf("vars_ms")
+
+    def new_vm(self, build: Build, name: str, disk: Path, disk_format: str,
+               cdrom: Path | None = None, owned: list[Path] | None = None) -> QemuVM:
+        secure = build.distro.hyperv.secure_boot
+        vars_fd = build.workdir / f"{name}.vars.fd"
+        # A new VM: fresh UEFI variables (Microsoft keys enrolled when Secure Boot is on)
+        shutil.copyfile(ovmf("vars_ms" if secure else "vars"), vars_fd)
+        vm = QemuVM(
+            name=name, workdir=build.workdir, disk=disk, disk_format=disk_format,
+            vars_fd=vars_fd, secure_boot=secure,
+            accel=probe_accel(build.workdir, build.settings.accel),
+            cpus=build.settings.vm_cpus, memory_mb=build.settings.vm_memory_mb,
+            cdrom=cdrom, detach=build.settings.keep != "never", owned=owned or [],
+            serial_log=build.logdir / f"{name}.serial.log",
+        )
+        build.record["accel"] = vm.accel
+        build.vms.append(vm)  # before start: whatever happens, teardown knows it
+        vm.start()
+        return vm
+
+    def provision(self, build: Build) -> VM:
+        if effective_method(build) != "debootstrap":
+            # The distro's own installer from its ISO (or d-i netboot), with an answer file.
+            disk = install_from_media(build)
+            return self.new_vm(build, "build", disk, "qcow2", owned=[disk])
+        disk = install(build, NIC_NAMES)
+        return self.new_vm(build, "build", disk, "raw", owned=[disk])
+
+    def export_disk(self, build: Build, vhdx: Path) -> dict[str, int]:
+        assert isinstance(build.vm, QemuVM)
+        src = build.vm.disk
+        sizes = {"build_disk_allocated": host.allocated_bytes(src)}
+        tmp = vhdx.with_suffix(".vhdx.part")
+        block = build.distro.hyperv.vhdx_block_size_mib
+        qemu_img("convert", "-f", build.vm.disk_format, "-O", "vhdx",
+                 "-o", f"subformat=dynamic,block_size={block}M", str(src), str(tmp))
+        tmp.rename(vhdx)
+        info = image_info(vhdx)
+        sizes.update(vhdx_bytes=vhdx.stat().st_size, virtual_size=int(info["virtual-size"]))
+        return sizes
+
+    def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
+        overlay = build.workdir / f"{name}.qcow2"
+        qemu_img("create", "-q", "-f", "qcow2", "-b", str(vhdx), "-F", "vhdx", str(overlay))
+        return self.new_vm(build, name, overlay, "qcow2", cdrom=seed_iso, owned=[overlay])
+
+
+def installer_tools(build: Build) -> list[str]:
+    if build.archive is None and effective_method(build) == "debootstrap":
+        return ["debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "sfdisk", "unshare",
+                "chroot"]
+    if build.archive is None and effective_method(build) == "iso" and build.distro.install.remaster_grub_cfg:
+        return ["xorriso"]  # the ISO is remastered with the answer file
+    return []

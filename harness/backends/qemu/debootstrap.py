@@ -1,0 +1,270 @@
+"""Step 1 on the local QEMU backend: a fresh Debian-family install from the archive.
+
+No mounts and no loop devices: debootstrap into a folder; the boot packages are
+installed in a private mount namespace with ``grub-install``/``update-grub`` diverted
+(run in a chroot they would write the *host's* root device into grub.cfg); the root
+filesystem is written straight into the disk file at its partition's offset with
+``mkfs.ext4 -d``; the ESP is built with ``mkfs.vfat`` + mtools and copied in.
+
+It leaves what a fresh minimal install from the official installer leaves: the base
+system, a kernel, the SSH server, GRUB + shim on the ESP, root and the admin user
+with generated passwords, DHCP on the NIC. Everything after that is done by the
+stages, over SSH.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness import host
+from harness.errors import GmiError, HypervisorError
+from harness.host import file_lock
+
+if TYPE_CHECKING:
+    from harness.build import Build
+
+MiB = 1024 * 1024
+CACHE_DIR = Path("~/.cache/gmi-harness/debootstrap").expanduser()
+SHIM_DIR = "usr/lib/shim"
+GRUB_SIGNED = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
+DIVERTED = ("/usr/sbin/grub-install", "/usr/sbin/update-grub")
+
+
+def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None,
+        env: dict[str, str] | None = None) -> None:
+    """Run a host command; its output goes to build.log; failure is one line."""
+    build.log.info("$ %s", shlex.join(cmd) if input is None else f"{cmd[0]} ... (stdin)")
+    proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})})
+    for line in (proc.stdout + proc.stderr).splitlines():
+        build.log.info("  %s", line)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise HypervisorError(f"{what} failed (exit {proc.returncode}): {last[0]}; "
+                              f"see {build.logdir / 'build.log'}")
+
+
+def install(build: Build, nic_names: Sequence[str]) -> Path:
+    """Build the disk of a freshly installed system; returns the raw disk's path."""
+    d, spec = build.distro, build.distro.install
+    assert build.creds is not None
+    host.require_space(build.workdir, spec.scratch_min_gib * 2**30, "the build")
+    root = build.workdir / "rootfs"
+    disk = build.workdir / "build.raw"
+    try:
+        with build.step("provision: debootstrap"):
+            _debootstrap(build, root)
+        with build.step("provision: boot packages, users"):
+            _chroot_setup(build, root)
+        root_uuid, esp_serial = str(uuid.uuid4()), uuid.uuid4().hex[:8].upper()
+        _write_config(build, root, root_uuid, esp_serial, nic_names)
+        with build.step("provision: disk"):
+            _assemble_disk(build, root, disk, root_uuid, esp_serial)
+    finally:
+        if root.exists():
+            _refuse_mounted(root)
+            build.record["scratch_peak_bytes"] = max(
+                build.record.get("scratch_peak_bytes", 0),
+                host.tree_allocated_bytes(build.workdir))
+            shutil.rmtree(root, ignore_errors=True)
+    build.record["installed_by"] = f"debootstrap {spec.suite} ({d.name})"
+    return disk
+
+
+def _refuse_mounted(root: Path) -> None:
+    """Never delete a tree with something mounted inside it (a host's /dev, say)."""
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/self/mounts") as f:
+        inside = [line.split()[1] for line in f if line.split()[1].startswith(prefix)]
+    if inside:
+        raise GmiError(f"{inside[0]} is still mounted: unmount it, then delete {root}")
+
+
+def _debootstrap(build: Build, root: Path) -> None:
+    spec = build.distro.install
+    cache = CACHE_DIR / spec.suite
+    cache.mkdir(parents=True, exist_ok=True)
+    # In a private mount namespace: whatever debootstrap mounts in the target (proc,
+    # sys) vanishes with it, even when it is interrupted. One debootstrap per cache at a
+    # time (xdist workers, two runs): other suites' caches stay parallel.
+    with file_lock(cache.with_name(f"{spec.suite}.lock")):
+        run(["unshare", "--mount", "--propagation", "private",
+             "debootstrap", "--arch=amd64", f"--cache-dir={cache}",
+             f"--include={','.join(spec.include)}", spec.suite, str(root), build.settings.mirror],
+            build, what="debootstrap")
+
+
+def _chroot_script(build: Build) -> str:
+    spec, user = build.distro.install, build.distro.admin_user
+    divert = "\n".join(
+        f"dpkg-divert --local --rename --add {p}\nprintf '#!/bin/sh\\nexit 0\\n' > {p}\n"
+        f"chmod 755 {p}" for p in DIVERTED)
+    undivert = "\n".join(f"rm -f {p}\ndpkg-divert --local --rename --remove {p}"
+                         for p in DIVERTED)
+    return f"""set -eu
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
+{divert}
+apt-get -q update
+apt-get -y -q install {' '.join(spec.boot_packages)}
+{undivert}
+adduser --disabled-password --gecos "" {user}
+apt-get clean
+"""
+
+
+def _chroot_setup(build: Build, root: Path) -> None:
+    spec = build.distro.install
+    assert build.creds is not None
+    sources = spec.apt_sources.format(mirror=build.settings.mirror,
+                                      security_mirror=spec.security_mirror)
+    (root / "etc/apt/sources.list").write_text(sources)
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    script = _chroot_script(build)
+    # A private mount namespace: proc, sys and dev exist only for the chroot's
+    # package scripts and vanish with the namespace.
+    wrapper = (
+        f"set -eu; R={shlex.quote(str(root))}; mount -t proc proc $R/proc; "
+        "mount --rbind /sys $R/sys; mount --rbind /dev $R/dev; "
+        "chroot $R /bin/sh -s"
+    )
+    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", wrapper], build,
+        what="installing the boot loader packages in the new system", input=script)
+    # Passwords go through chpasswd's standard input: never on a command line.
+    c = build.creds
+    run(["chroot", str(root), "chpasswd"], build, what="setting the build passwords",
+        input=f"root:{c.root_password}\n{c.admin_user}:{c.admin_password}\n")
+    (root / "etc/resolv.conf").unlink()
+
+
+def _write_config(build: Build, root: Path, root_uuid: str, esp_serial: str,
+                  nic_names: Sequence[str]) -> None:
+    d, spec = build.distro, build.distro.install
+    assert build.creds is not None
+    esp_uuid = f"{esp_serial[:4]}-{esp_serial[4:]}"
+    hostname = d.name.replace(".", "-")
+    (root / "etc/hostname").write_text(hostname + "\n")
+    (root / "etc/hosts").write_text(
+        f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n" + d.cleanup.hosts.split("\n", 1)[1])
+    (root / "etc/fstab").write_text(
+        f"UUID={root_uuid}\t/\t{spec.root_fs}\terrors=remount-ro\t0\t1\n"
+        f"UUID={esp_uuid}\t{d.boot.esp_mount}\tvfat\tumask=0077\t0\t1\n")
+    (root / d.boot.esp_mount.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    # The installer configures the NIC it detected; here that is the NIC's
+    # predictable name on the local hypervisor (it has two possible spellings).
+    interfaces = spec.interfaces.split("allow-hotplug")[0]
+    for nic in nic_names:
+        interfaces += f"allow-hotplug {nic}\niface {nic} inet dhcp\n\n"
+    (root / "etc/network/interfaces").write_text(interfaces)
+    (root / "etc/default").mkdir(exist_ok=True)
+    (root / d.boot.grub_defaults_file.lstrip("/")).write_text(spec.grub_defaults)
+    # The build's SSH key, so the stages can log in (removed again by the seal stage).
+    for home in ("root", f"home/{d.admin_user}"):
+        ssh = root / home / ".ssh"
+        ssh.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (ssh / "authorized_keys").write_text(build.creds.key.public_openssh + "\n")
+        (ssh / "authorized_keys").chmod(0o600)
+    uid = gid = _ids(root, d.admin_user)
+    for p in (root / f"home/{d.admin_user}/.ssh", root / f"home/{d.admin_user}/.ssh/authorized_keys"):
+        os.chown(p, uid, gid)
+    # Record what the build's SSH host keys are: the build pins them, the checks
+    # prove the clones no longer have them.
+    build.record["build_host_keys"] = sorted(
+        " ".join(p.read_text().split()[:2]) for p in (root / "etc/ssh").glob("ssh_host_*_key.pub"))
+    kernels = sorted(p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*"))
+    if not kernels:
+        raise GmiError("the new system has no kernel in /boot: check install.include")
+    kver = kernels[-1]
+    cmdline = f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8 quiet"
+    (root / "boot/grub").mkdir(parents=True, exist_ok=True)
+    # The installer runs update-grub in the installed system; ours cannot (it would
+    # probe the host), so it writes the equivalent. The guest's own update-grub
+    # regenerates it from /etc/default/grub at the first kernel or GRUB change.
+    (root / d.boot.grub_cfg.lstrip("/")).write_text(
+        f"set default=0\nset timeout=5\n"
+        f"menuentry '{d.description}' {{\n"
+        f"  search --no-floppy --fs-uuid --set=root {root_uuid}\n"
+        f"  linux /boot/vmlinuz-{kver} {cmdline}\n"
+        f"  initrd /boot/initrd.img-{kver}\n}}\n")
+    build.record["esp_uuid"], build.record["root_uuid"] = esp_uuid, root_uuid
+
+
+def _ids(root: Path, user: str) -> int:
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2])
+    raise GmiError(f"user {user} was not created in the new system")
+
+
+def _assemble_disk(build: Build, root: Path, disk: Path, root_uuid: str,
+                   esp_serial: str) -> None:
+    d = build.distro
+    esp_mib = d.install.esp_size_mib
+    size = d.hyperv.disk_gb * 1024 * MiB
+    root_start_mib = 1 + esp_mib
+    root_mib = size // MiB - root_start_mib - 1  # 1 MiB for the backup GPT
+    disk.unlink(missing_ok=True)
+    with disk.open("wb") as f:
+        f.truncate(size)  # sparse: a 250 GB disk costs what is written into it
+    layout = (
+        "label: gpt\n"
+        f"start=1MiB, size={esp_mib}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=EFI\n"
+        f"start={root_start_mib}MiB, size={root_mib}MiB, "
+        "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n"
+    )
+    run(["sfdisk", "--quiet", str(disk)], build, what="partitioning the disk", input=layout)
+    # Root filesystem written in place at its offset. Inode tables are marked zeroed
+    # now (holes in a new sparse file), so the guest never lazily zeroes 250 GB; the
+    # journal needs no zeroing either: a new sparse file reads as zeros already.
+    run(["mkfs.ext4", "-q", "-F", "-d", str(root), "-U", root_uuid, "-L", "root",
+         "-E", f"offset={root_start_mib * MiB},lazy_itable_init=0,lazy_journal_init=1",
+         str(disk), f"{root_mib}M"], build, what="mkfs.ext4 of the root filesystem")
+    esp = build.workdir / "esp.img"
+    esp.unlink(missing_ok=True)
+    run(["mkfs.vfat", "-F", "32", "-n", "EFI", "-i", esp_serial, "-C", str(esp),
+         str(esp_mib * 1024)], build, what="mkfs.vfat of the ESP")
+    _populate_esp(build, root, esp, root_uuid)
+    run(["dd", f"if={esp}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse",
+         "status=none"], build, what="copying the ESP into the disk")
+    esp.unlink()
+
+
+def _populate_esp(build: Build, root: Path, esp: Path, root_uuid: str) -> None:
+    """What grub-install --uefi-secure-boot writes, plus the removable-media path that
+    a VM with empty UEFI variables boots from."""
+    vendor = build.distro.boot.efi_vendor_dir
+    shim = root / SHIM_DIR
+    files = {
+        f"{vendor}/shimx64.efi": shim / "shimx64.efi.signed",
+        f"{vendor}/grubx64.efi": root / GRUB_SIGNED,
+        f"{vendor}/mmx64.efi": shim / "mmx64.efi.signed",
+    }
+    csv = shim / "BOOTX64.CSV"
+    if csv.exists():
+        files[f"{vendor}/BOOTX64.CSV"] = csv
+    for target, source in build.distro.boot.efi_fallback.items():
+        files[target] = files[f"{vendor}/{source}"]
+    stub = build.workdir / "grub-stub.cfg"
+    stub.write_text(f"search.fs_uuid {root_uuid} root\nset prefix=($root)'/boot/grub'\n"
+                    "configfile $prefix/grub.cfg\n")
+    files[f"{vendor}/grub.cfg"] = stub
+    files["EFI/BOOT/grub.cfg"] = stub
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    dirs = sorted({str(Path(t).parent) for t in files} | {"EFI"}, key=len)
+    for directory in dirs:
+        run(["mmd", "-D", "s", "-i", str(esp), f"::/{directory}"], build, env=env,
+            what=f"creating {directory} on the ESP")
+    for target, src in files.items():
+        if not src.exists():
+            raise GmiError(f"{src.relative_to(root)} is missing in the new system: "
+                           "check install.boot_packages")
+        run(["mcopy", "-o", "-i", str(esp), str(src), f"::/{target}"], build, env=env,
+            what=f"copying {target} to the ESP")
+    stub.unlink()

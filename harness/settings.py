@@ -1,0 +1,271 @@
+"""Settings: each declared once; that declaration drives the pytest option, the
+config-file key, the environment variable and the help text.
+
+Precedence, highest first: command line, environment (``GMI_<NAME>``), config file
+(``--harness-config PATH``, ``$GMI_CONFIG`` or ``gmi-harness.toml`` in the rootdir),
+built-in default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError, register_secret
+
+KEEP_CHOICES = ("never", "always", "on-failure")
+BACKENDS = ("qemu", "hyperv")
+ACCELS = ("auto", "kvm", "tcg")
+HYPERV_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp", "certificate")
+JANITOR_CHOICES = ("off", "list", "remove")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _as_sha256(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text and not re.fullmatch(r"[0-9a-f]{64}", text):
+        raise ValueError(f"expected 64 hex digits (a SHA-256), got {value!r}")
+    return text
+
+
+INSTALL_METHODS = ("auto", "debootstrap", "iso", "netboot")
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its name, type, default and help, declared once."""
+
+    name: str
+    help: str
+    default: Any
+    parse: Callable[[Any], Any] = str
+    choices: tuple[str, ...] = ()
+    secret: bool = False
+    cli: bool = True
+    multiple: bool = False
+    flag: bool = False
+
+    @property
+    def option(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        return "GMI_" + self.name.upper()
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("distro", "distro to build (repeatable, or 'all'); names are the files in distros/",
+            (), _as_list, multiple=True),
+    Setting("gmi", "validate an existing GMI archive instead of building (repeatable)",
+            (), _as_list, multiple=True),
+    Setting("index", "write or update this vmgenie repository index (gmi-repository.dist.yml) "
+            "for each archive that passed", "", str),
+    Setting("index_url", "the http(s) URL of an index entry; {archive} is replaced by the "
+            "archive's file name", "", str),
+    Setting("backend", "hypervisor backend", "qemu", str, BACKENDS),
+    Setting("keep", "what happens to build and clone VMs when the run ends",
+            "never", str, KEEP_CHOICES),
+    Setting("out", "where archives and reports go", "reports", str),
+    Setting("force", "allow replacing an existing archive", False, _as_bool, flag=True),
+    Setting("scratch", "scratch folder for disks and build trees (outside the repo)",
+            "/var/tmp/gmi-harness", str),
+    Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
+            "auto", str, ACCELS),
+    Setting("vm_cpus", "vCPUs of build and clone VMs", 2, int),
+    Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, int),
+    Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, int),
+    Setting("command_timeout", "seconds one guest command may take", 1800, int),
+    Setting("mirror", "Debian-family archive mirror used by the local install",
+            "http://deb.debian.org/debian", str),
+    Setting("maintainer", "manifest maintainer", "gmi-harness", str),
+    Setting("maintainer_email", "manifest maintainer_email", "gmi-harness@localhost", str),
+    Setting("source_url", "manifest source_url",
+            "https://github.com/jesse-greathouse/vmgenie", str),
+    Setting("credentials_dir", "user-private folder for build-time credentials",
+            "~/.local/state/gmi-harness/credentials", str),
+    Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", str),
+    Setting("hyperv_password", "password for the Hyper-V host", "", str, secret=True,
+            cli=False),
+    # --- the Hyper-V backend (docs/hyperv.md) ---
+    Setting("hyperv_hosts", "pool of Hyper-V hosts; xdist worker gwN takes host N modulo the "
+            "pool (default: just --hyperv-host)", (), _as_list),
+    Setting("hyperv_local", "run PowerShell on this machine (the harness runs on the Hyper-V "
+            "host itself) instead of over PowerShell Remoting", False, _as_bool, flag=True),
+    Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", str),
+    Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", str, HYPERV_AUTHS),
+    Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, int),
+    Setting("hyperv_ca_bundle", "CA bundle (PEM) that signs the host's WinRM HTTPS certificate "
+            "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", str),
+    Setting("hyperv_plain_http", "use plain HTTP (port 5985) with WinRM message encryption; "
+            "never without encryption", False, _as_bool, flag=True),
+    Setting("hyperv_cert_pem", "client certificate (PEM) for --hyperv-auth=certificate", "", str),
+    Setting("hyperv_cert_key_pem", "its private key (PEM) for --hyperv-auth=certificate", "", str),
+    Setting("hyperv_switch", "Hyper-V virtual switch the build and clone VMs connect to", "", str),
+    Setting("hyperv_vhd_path", "host folder for the run's disks, ISOs and exports (default: "
+            "the host's VirtualHardDiskPath)", "", str),
+    Setting("hyperv_base_vm", "adopt this existing VM (installed by hand) as the build VM", "",
+            str),
+    Setting("hyperv_base_vhdx", "start from a copy of this VHDX (a path on the host) instead of "
+            "installing", "", str),
+    Setting("hyperv_base_key", "private key (OpenSSH ed25519) root accepts on --hyperv-base-vm / "
+            "--hyperv-base-vhdx; the build's own key is added with it", "", str),
+    Setting("hyperv_install_iso", "install ISO: a local file (uploaded) or a path on the host",
+            "", str),
+    Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", str),
+    Setting("hyperv_answer_iso", "answer media ISO (cidata / OEMDRV / preseed): local or on the "
+            "host", "", str),
+    Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "
+            "<wait5>, text)", "", str),
+    Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
+            float),
+    Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", str),
+    Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
+            "removed with the run's folder)", "", str),
+    Setting("janitor", "Hyper-V clean-up only: 'list' or 'remove' the VMs and folders of "
+            "harness runs that died, then exit", "off", str, JANITOR_CHOICES),
+    Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
+            "this many hours", 24.0, float),
+    # --- reports (issue 5) ---
+    Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
+            "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
+            (), _as_list, multiple=True),
+    # --- the distro catalogue (issue #4): install ISOs and install methods
+    Setting("install_method", "how Step 1 installs the OS: auto (the distro YAML's method; iso "
+            "when --iso is given), debootstrap, iso (official ISO + answer file) or netboot "
+            "(Debian installer's netboot files + preseed; local backend)", "auto", str,
+            INSTALL_METHODS),
+    Setting("iso", "install from this local ISO instead of downloading the official one "
+            "(verified against the distro's checksum unless --iso-sha256 is given)", "", str),
+    Setting("iso_sha256", "expected SHA-256 of --iso (a custom image)", "", _as_sha256),
+    Setting("iso_cache", "where official ISOs are downloaded once and kept",
+            "~/.cache/gmi-harness/iso", str),
+    Setting("install_timeout", "minutes an unattended install from an ISO may take "
+            "(0: the distro YAML's install.timeout_min)", 0, int),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the user asked for, frozen. ``sources`` says where each value came from."""
+
+    values: Mapping[str, Any]
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.values["out"]).expanduser().resolve()
+
+    @property
+    def scratch_dir(self) -> Path:
+        return Path(self.values["scratch"]).expanduser().resolve()
+
+    def describe(self, changed_only: bool = False) -> list[str]:
+        """Lines ``name = value  (source)`` with secrets masked; ``changed_only`` leaves
+        out the settings at their built-in defaults."""
+        lines = []
+        for s in SETTINGS:
+            if changed_only and self.sources.get(s.name, "default") == "default":
+                continue
+            value = self.values[s.name]
+            shown = ("***" if value else "(unset)") if s.secret else value
+            if isinstance(shown, tuple):
+                shown = ",".join(shown) or "(none)"
+            lines.append(f"{s.name} = {shown}  ({self.sources.get(s.name, 'default')})")
+        return lines
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, values={**self.values, **changes})
+
+
+def _parse(setting: Setting, raw: Any, where: str) -> Any:
+    try:
+        value = setting.parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {setting.name}: {exc}") from None
+    if setting.choices and value not in setting.choices:
+        raise ConfigError(
+            f"{where}: {setting.name} must be one of {', '.join(setting.choices)}, "
+            f"got {value!r}"
+        )
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Read a TOML config file of ``name = value`` pairs (top level or [gmi-harness])."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = data.get("gmi-harness", data)
+    unknown = sorted(set(data) - set(BY_NAME))
+    if unknown:
+        raise ConfigError(
+            f"config file {path}: unknown setting(s) {', '.join(unknown)}; "
+            f"known: {', '.join(BY_NAME)}"
+        )
+    return data
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the sources (CLI > env > file > default) into frozen :class:`Settings`.
+
+    ``cli`` holds only the values the user actually gave on the command line.
+    """
+    env = os.environ if env is None else env
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        file_values = read_config_file(config_file)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        if s.name in cli:
+            values[s.name], sources[s.name] = _parse(s, cli[s.name], s.option), "command line"
+        elif s.env in env:
+            values[s.name], sources[s.name] = _parse(s, env[s.env], s.env), "environment"
+        elif s.name in file_values:
+            values[s.name] = _parse(s, file_values[s.name], str(config_file))
+            sources[s.name] = f"config file {config_file}"
+        else:
+            values[s.name], sources[s.name] = s.default, "default"
+    for s in SETTINGS:
+        if s.secret and values[s.name]:
+            register_secret(str(values[s.name]))
+    if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
+        raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
+    return Settings(values, sources)

@@ -1,0 +1,124 @@
+"""A fresh clone of the sealed image, booted the way vmgenie boots a GMI: a new VM
+with fresh UEFI variables, Secure Boot as the distro says, and a NoCloud seed ISO
+that the harness made but the image has never seen. The checks run against it."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testinfra
+
+from harness.backends.base import VM
+from harness.build import Build
+from harness.errors import GmiError
+from harness.media import seed
+from harness.ssh import Guest, KeyPair
+
+CHECK_USER = "genie"
+
+
+@dataclass
+class Clone:
+    """The running clone: its VM, an SSH session as the seeded user, the seed it got,
+    and a testinfra host for the checks."""
+
+    vm: VM
+    guest: Guest
+    seed: seed.SeedSpec
+    key: KeyPair
+    key_path: Path
+    host: Any  # testinfra.host.Host
+    boot_seconds: float
+    cloud_init_status: str
+
+
+def seed_for(b: Build, key: KeyPair) -> seed.SeedSpec:
+    exp = b.distro.checks.seed
+    return seed.SeedSpec(
+        instance_id=f"i-{uuid.uuid4().hex[:12]}",
+        hostname=re.sub(r"[^a-z0-9-]", "-", f"gmi-check-{b.distro.name}".lower())[:63],
+        username=CHECK_USER,
+        ssh_public_key=key.public_openssh,
+        timezone=exp.timezone,
+        locale=exp.locale,
+        keyboard_layout=exp.keyboard_layout,
+        groups=exp.groups,
+        upgrade_command=exp.upgrade_command,
+    )
+
+
+def boot_clone(b: Build, name: str = "clone") -> Clone:
+    """Boot a clone of ``b.vhdx`` with a new seed; wait for SSH and cloud-init."""
+    assert b.vhdx is not None, "the image is not sealed yet"
+    key = KeyPair.generate(f"gmi-check-{b.run_id}")
+    key_path = key.write_private(b.workdir / f"{name}.key")
+    spec = seed_for(b, key)
+    files = seed.render(spec)
+    for fname, text in files.items():
+        (b.logdir / f"{name}-seed-{fname}").write_text(text)
+    iso = seed.write_iso(files, b.workdir / f"{name}-seed.iso")
+    start = time.monotonic()
+    vm = b.backend.clone(b, b.vhdx, iso, name)
+    guest = Guest(vm.ssh_host, vm.ssh_port, CHECK_USER, key, alive=vm.is_running,
+                  console=vm.serial_tail, logger=b.log)
+    with b.step(f"{name}: boot to SSH"):
+        guest.wait(b.settings.boot_timeout, f"the {name}'s SSH as the seeded user")
+    booted = time.monotonic() - start
+    with b.step(f"{name}: cloud-init done"):
+        status = guest.run("cloud-init status --wait --long", check=False,
+                           timeout=b.settings.command_timeout, what="cloud-init status --wait")
+    cfg = b.workdir / f"{name}.ssh_config"
+    cfg.write_text(
+        f"Host gmi-{name}\n  HostName {vm.ssh_host}\n  Port {vm.ssh_port}\n"
+        f"  User {CHECK_USER}\n  IdentityFile {key_path}\n  StrictHostKeyChecking no\n")
+    host = testinfra.get_host(f"paramiko://gmi-{name}", ssh_config=str(cfg))
+    return Clone(vm, guest, spec, key, key_path, host, booted, status.output)
+
+
+def collect_logs(b: Build, c: Clone, name: str = "clone") -> None:
+    """Keep the clone's cloud-init logs and journal beside the serial console."""
+    with contextlib.suppress(GmiError):
+        out = c.guest.run(
+            "sudo cat /var/log/cloud-init.log; echo '--- cloud-init-output.log'; "
+            "sudo cat /var/log/cloud-init-output.log; echo '--- journal (this boot)'; "
+            "sudo journalctl -b --no-pager", check=False, quiet=True,
+            what="collect the clone's logs").output
+        (b.logdir / f"{name}-guest-logs.txt").write_text(out)
+
+
+@pytest.fixture(scope="session")
+def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
+    """A fresh clone of the sealed image booted with a new NoCloud seed ISO, after
+    ``cloud-init status --wait``. Destroyed at the end unless ``--keep`` says so."""
+    from harness.plugin import STATE_KEY, fail_cleanly
+
+    state = request.config.stash[STATE_KEY]
+    b = sealed
+    try:
+        c = boot_clone(b)
+    except GmiError as exc:
+        state.failed[b.subject] = True
+        fail_cleanly(GmiError(f"clone: {exc}"))
+    b.clone_guest = c.guest
+    b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
+    try:
+        yield c
+    finally:
+        collect_logs(b, c)
+        b.clone_guest = None
+        c.guest.close()
+        with contextlib.suppress(Exception):
+            c.host.backend.client.close()
+        if state.keep(b.subject):
+            b.progress(f"[{b.label}] clone: ssh -i {c.key_path} -p {c.vm.ssh_port} "
+                       f"{CHECK_USER}@{c.vm.ssh_host}")
+        else:
+            c.vm.destroy()

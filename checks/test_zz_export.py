@@ -9,7 +9,8 @@ import pytest
 from harness.archive.export import export
 from harness.build import Build
 from harness.errors import GmiError
-from harness.plugin import STATE_KEY, fail_cleanly
+from harness.plugin.fixtures import fail_cleanly
+from harness.plugin.run import STATE_KEY
 
 
 @pytest.mark.vm

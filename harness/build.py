@@ -18,10 +18,10 @@ from typing import Any
 
 from harness.backends.base import VM, Backend
 from harness.distro import Distro
-from harness.errors import register_secret
+from harness.errors import GmiError, register_secret
 from harness.log import MaskingFormatter
 from harness.settings import Settings
-from harness.ssh import Guest, KeyPair
+from harness.ssh import Guest, KeyPair, Result
 
 
 def generate_password(length: int = 24) -> str:
@@ -89,11 +89,15 @@ class Build:
     vhdx: Path | None = None
     archive: Path | None = None  # validating an existing GMI instead of building one
     subject: str = ""  # what the run's results are keyed by: the --distro or gmi:<path>
+    worker: str = ""  # the xdist worker running this build ("" when not under xdist)
     record: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
     progress: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True))
+    # Each named step is also entered in these (the plugin adds Allure's steps).
+    step_listeners: list[Callable[[str], contextlib.AbstractContextManager[Any]]] = field(
+        default_factory=list)
 
     @property
     def label(self) -> str:
@@ -120,17 +124,17 @@ class Build:
     @contextlib.contextmanager
     def step(self, name: str) -> Iterator[None]:
         """Run a named step: one live line on the terminal with its duration, the same
-        in build.log, an Allure step (when Allure results are written), and the
-        duration kept in :attr:`timings`."""
-        from harness.report.allure import step as allure_step
-
+        in build.log, the same step in each of :attr:`step_listeners` (Allure's, when
+        its results are written), and the duration kept in :attr:`timings`."""
         label = f"[{self.label}] {name}"
         start = time.monotonic()
         self.progress(f"{label} ...")
         self.log.info("== %s", name)
         ok = False
         try:
-            with allure_step(name):
+            with contextlib.ExitStack() as listeners:
+                for listener in self.step_listeners:
+                    listeners.enter_context(listener(name))
                 yield
             ok = True
         finally:
@@ -162,7 +166,21 @@ class Build:
         self.connect()
 
     def sh(self, script: str, **kw: Any) -> str:
-        """Run a script as root in the build VM; returns its output."""
-        assert self.guest is not None, "no SSH session to the build VM"
+        """Run a script as root in the build VM; returns its output (a non-zero exit
+        raises :class:`~harness.errors.GuestCommandError`)."""
+        return self.run(script, **kw).output
+
+    def run(self, script: str, *, check: bool = True, **kw: Any) -> Result:
+        """Run a script as root in the build VM; with ``check=False`` a non-zero exit
+        is returned, not raised."""
         kw.setdefault("timeout", self.settings.command_timeout)
-        return self.guest.run(script, **kw).output
+        return self._guest().run(script, check=check, **kw)
+
+    def put(self, path: str, text: str, mode: int = 0o644) -> None:
+        """Write a file in the build VM (as root)."""
+        self._guest().put(path, text, mode)
+
+    def _guest(self) -> Guest:
+        if self.guest is None:
+            raise GmiError("no SSH session to the build VM")
+        return self.guest

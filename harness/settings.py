@@ -144,8 +144,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", str),
     Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
             "removed with the run's folder)", "", str),
-    Setting("janitor", "Hyper-V clean-up only: 'list' or 'remove' the VMs and folders of "
-            "harness runs that died, then exit", "off", str, JANITOR_CHOICES),
+    Setting("janitor", "instead of a test run: 'list' or 'remove' what harness runs that died "
+            "left behind on the chosen --backend (VMs, disks, folders), then exit", "off", str,
+            JANITOR_CHOICES),
     Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
             "this many hours", 24.0, float),
     # --- reports (issue 5) ---

@@ -1,16 +1,23 @@
 """The build stages as session-scoped fixtures, one per step, each requesting the one
-before it. A test that needs a sealed image asks for ``sealed``; pytest runs the
-chain once per distro and reuses it."""
+before it, and the clone the checks run against. A test that needs a sealed image asks
+for ``sealed``; pytest runs the chain once per distro and reuses it."""
 
 from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
 
 import pytest
 
 from harness.archive.validate import import_archive
+from harness.backends.base import release
 from harness.build import Build
-from harness.plugin import run_stage
+from harness.errors import GmiError
+from harness.plugin.fixtures import fail_cleanly, run_stage
+from harness.plugin.run import STATE_KEY
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
+from .s7_clone import CHECK_USER, Clone, boot_clone, collect_logs
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +58,32 @@ def sealed(request: pytest.FixtureRequest, build: Build) -> Build:
     if build.archive is not None:
         return run_stage(request, build, import_archive)
     return run_stage(request, request.getfixturevalue("cleaned"), seal)
+
+
+@pytest.fixture(scope="session")
+def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
+    """A fresh clone of the sealed image booted with a new NoCloud seed ISO, after
+    ``cloud-init status --wait``. Destroyed at the end unless ``--keep`` says so."""
+    state = request.config.stash[STATE_KEY]
+    b = sealed
+    try:
+        c = boot_clone(b)
+    except GmiError as exc:
+        state.failed[b.subject] = True
+        fail_cleanly(GmiError(f"clone: {exc}"))
+    b.clone_guest = c.guest
+    b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
+    try:
+        yield c
+    finally:
+        collect_logs(b, c)
+        b.clone_guest = None
+        c.guest.close()
+        with contextlib.suppress(Exception):
+            c.host.backend.client.close()
+        if state.keep(b.subject):
+            b.progress(f"[{b.label}] clone: ssh -i {c.key_path} -p {c.vm.ssh_port} "
+                       f"{CHECK_USER}@{c.vm.ssh_host}")
+        release([c.vm], state.keep(b.subject), lambda line: b.progress(f"[{b.label}] {line}"))
+        if c.vm in b.vms:
+            b.vms.remove(c.vm)  # done with: the build's teardown must not see it again

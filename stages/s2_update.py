@@ -18,7 +18,7 @@ def update(b: Build) -> None:
         b.sh(set_initramfs_updates(spec.initramfs_conf, "no"),
              what="defer initramfs updates to the Hyper-V stage")
     if spec.initramfs_settings_file:
-        b.guest.put(spec.initramfs_settings_file, spec.initramfs_settings + "\n")  # type: ignore[union-attr]
+        b.put(spec.initramfs_settings_file, spec.initramfs_settings + "\n")
     b.sh(pm.refresh(), what="refresh package lists")
     b.sh(spec.upgrade or pm.upgrade(), what="upgrade")
     if spec.remove_packages:
@@ -37,7 +37,7 @@ def update(b: Build) -> None:
     b.sh(f"usermod -aG {shlex.quote(spec.sudo_group)} {shlex.quote(user)}",
          what="admin user into the sudo group")
     if spec.sudoers_file:
-        b.guest.put(spec.sudoers_file, spec.sudoers, mode=0o440)  # type: ignore[union-attr]
+        b.put(spec.sudoers_file, spec.sudoers, mode=0o440)
         b.sh(f"visudo -cf {shlex.quote(spec.sudoers_file)}", what="sudoers drop-in is valid")
     # The procedure checks `sudo whoami` as the admin; without a terminal for its
     # password, ask sudo what the admin may run instead.

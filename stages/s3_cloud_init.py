@@ -19,14 +19,14 @@ def cloud_init(b: Build) -> None:
     """Install cloud-init (and what its locale/keyboard modules need), drop the
     installer's leftovers that disable it, restrict it to NoCloud and reset it."""
     pm, spec = for_distro(b.distro), b.distro.cloud_init
-    was = b.guest.run(pm.version_of("cloud-init"), check=False,  # type: ignore[union-attr]
-                      what="is cloud-init installed?")
+    was = b.run(pm.version_of("cloud-init"), check=False,
+                what="is cloud-init installed?")
     b.record["cloud_init_preinstalled"] = was.rc == 0
     b.sh(pm.install(spec.packages), what="install cloud-init")
     b.sh("command -v cloud-init", what="which cloud-init")
     b.sh("rm -fv " + " ".join(shlex.quote(f) for f in spec.remove_files),
          what="remove installer leftovers that disable cloud-init")
-    b.guest.put(spec.datasource_file, datasource_config(spec.datasource_list, spec.extra_config))  # type: ignore[union-attr]
+    b.put(spec.datasource_file, datasource_config(spec.datasource_list, spec.extra_config))
     # Ours must be the last file cloud-init reads, so that it wins.
     name = spec.datasource_file.rsplit("/", 1)[-1]
     folder = spec.datasource_file.rsplit("/", 1)[0]

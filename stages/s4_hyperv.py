@@ -23,8 +23,8 @@ def install_daemons(b: Build) -> tuple[str, ...]:
         b.sh(pm.install(spec.packages), what="install the Hyper-V daemons")
         return spec.services
     if mode == "fallback":
-        installed = b.guest.run(pm.install(spec.packages), check=False,  # type: ignore[union-attr]
-                                timeout=b.settings.command_timeout, what="install the Hyper-V daemons")
+        installed = b.run(pm.install(spec.packages), check=False,
+                          what="install the Hyper-V daemons")
         if installed.rc == 0:
             return spec.services
     kernel = b.sh("uname -r", what="running kernel").strip()
@@ -70,13 +70,13 @@ def hyperv(b: Build) -> None:
     # eth0 on any hypervisor: kernel names, and ifupdown no longer bound to the
     # install-time name (cloud-init writes the clone's network config).
     if boot.grub_dropin_dir:
-        b.guest.put(f"{boot.grub_dropin_dir}/50-gmi-eth0.cfg",  # type: ignore[union-attr]
-                    'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ' + " ".join(spec.kernel_cmdline) + '"\n')
+        b.put(f"{boot.grub_dropin_dir}/50-gmi-eth0.cfg",
+              'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX ' + " ".join(spec.kernel_cmdline) + '"\n')
     else:  # no drop-in folder: into /etc/default/grub itself
         b.sh(grub_settings_script(boot.grub_defaults_file, {}, spec.kernel_cmdline),
              what="kernel parameters for eth0")
     if spec.interfaces_file:
-        b.guest.put(spec.interfaces_file, spec.interfaces)  # type: ignore[union-attr]
+        b.put(spec.interfaces_file, spec.interfaces)
     # The Debian note: shim and GRUB on the removable-media path, and kept there by
     # every later GRUB upgrade.
     esp = boot.esp_mount

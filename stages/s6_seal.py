@@ -84,7 +84,7 @@ def seal(b: Build) -> None:
     assert b.vm is not None and b.guest is not None
     record_facts(b)
     has_console = b.vm.serial_log is not None
-    b.guest.put("/run/gmi-seal.sh", seal_script(b, console=has_console), mode=0o700)
+    b.put("/run/gmi-seal.sh", seal_script(b, console=has_console), mode=0o700)
     # (bash explicitly: /run is mounted noexec)
     b.sh("systemd-run --unit=gmi-seal --no-block /bin/bash /run/gmi-seal.sh", what="seal and power off")
     b.guest.close()

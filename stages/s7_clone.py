@@ -8,12 +8,10 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 import testinfra
 
 from harness.backends.base import VM
@@ -92,33 +90,3 @@ def collect_logs(b: Build, c: Clone, name: str = "clone") -> None:
             "sudo journalctl -b --no-pager", check=False, quiet=True,
             what="collect the clone's logs").output
         (b.logdir / f"{name}-guest-logs.txt").write_text(out)
-
-
-@pytest.fixture(scope="session")
-def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
-    """A fresh clone of the sealed image booted with a new NoCloud seed ISO, after
-    ``cloud-init status --wait``. Destroyed at the end unless ``--keep`` says so."""
-    from harness.plugin import STATE_KEY, fail_cleanly
-
-    state = request.config.stash[STATE_KEY]
-    b = sealed
-    try:
-        c = boot_clone(b)
-    except GmiError as exc:
-        state.failed[b.subject] = True
-        fail_cleanly(GmiError(f"clone: {exc}"))
-    b.clone_guest = c.guest
-    b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
-    try:
-        yield c
-    finally:
-        collect_logs(b, c)
-        b.clone_guest = None
-        c.guest.close()
-        with contextlib.suppress(Exception):
-            c.host.backend.client.close()
-        if state.keep(b.subject):
-            b.progress(f"[{b.label}] clone: ssh -i {c.key_path} -p {c.vm.ssh_port} "
-                       f"{CHECK_USER}@{c.vm.ssh_host}")
-        else:
-            c.vm.destroy()

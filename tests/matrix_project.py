@@ -15,7 +15,7 @@ SECRET = "s3cret-Hyperv-Pw"
 CONFTEST = '''
 import hashlib, os
 import pytest
-from harness.plugin import run_stage
+from harness.plugin.fixtures import run_stage
 
 pytest_plugins = ["harness.plugin"]
 

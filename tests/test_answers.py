@@ -20,7 +20,8 @@ import yaml
 from harness import distro
 from harness.build import Credentials
 from harness.errors import GmiError
-from harness.media import answers, iso
+from harness.media import answers
+from harness.media import iso as volumes
 from harness.media.answers.sha512crypt import sha512_crypt
 
 ALL = distro.known_distros()
@@ -313,8 +314,8 @@ def test_sha512_crypt_rejects_a_bad_salt():
 @pytest.mark.parametrize("name", [n for n in ALL if distro.load(n).install.answer_label])
 def test_answer_volume_reads_back_with_its_label(name: str, tmp_path: Path):
     d, files = rendered(name)
-    vol = iso.write_volume(files, tmp_path / "answers.iso", d.install.answer_label)
-    label, back = iso.read_volume(vol)
+    vol = volumes.write_volume(files, tmp_path / "answers.iso", d.install.answer_label)
+    label, back = volumes.read_volume(vol)
     assert label == d.install.answer_label and back == files
     assert not list(tmp_path.glob("*.part"))
 
@@ -339,7 +340,7 @@ def test_preseed_appended_to_the_initrd(tmp_path: Path):
     initrd = tmp_path / "initrd.gz"
     initrd.write_bytes(original)
     files = answers.render(distro.load("debian-12"), CREDS)
-    out = iso.append_to_initrd(initrd, files, tmp_path / "initrd-preseed.gz")
+    out = volumes.append_to_initrd(initrd, files, tmp_path / "initrd-preseed.gz")
     data = out.read_bytes()
     assert data.startswith(original)  # the installer's own archive, untouched
     extra = gzip.decompress(data[len(original):])
@@ -359,27 +360,27 @@ def test_remastered_iso_holds_preseed_and_menu(tmp_path: Path):
                     str(official), str(src)], check=True, capture_output=True)
     d = distro.load("debian-12")
     files = answers.render(d, CREDS)
-    out = iso.remaster(official, tmp_path / "remastered.iso", files, d.install.remaster_grub_cfg)
+    out = volumes.remaster(official, tmp_path / "remastered.iso", files, d.install.remaster_grub_cfg)
     for inside, expected in (("/preseed.cfg", files["preseed.cfg"]),
                              ("/boot/grub/grub.cfg", d.install.remaster_grub_cfg),
                              ("/install.amd/vmlinuz", "kernel")):
-        iso.extract(out, inside, tmp_path / "x")
+        volumes.extract(out, inside, tmp_path / "x")
         assert (tmp_path / "x").read_text() == expected, inside
-    assert iso.volume_label(out) == "Debian 12 amd64 n"
+    assert volumes.volume_label(out) == "Debian 12 amd64 n"
     assert "preseed/file=/cdrom/preseed.cfg" in d.install.remaster_grub_cfg
 
 
 def test_extract_names_a_missing_file(tmp_path: Path):
-    vol = iso.write_volume({"a.txt": "x"}, tmp_path / "v.iso", "VOL")
+    vol = volumes.write_volume({"a.txt": "x"}, tmp_path / "v.iso", "VOL")
     with pytest.raises(GmiError, match=r"/casper/vmlinuz is not on v\.iso"):
-        iso.extract(vol, "/casper/vmlinuz", tmp_path / "out")
+        volumes.extract(vol, "/casper/vmlinuz", tmp_path / "out")
 
 
 def test_not_an_iso_is_a_clear_error(tmp_path: Path):
     bogus = tmp_path / "x.iso"
     bogus.write_bytes(b"\0" * 70000)
     with pytest.raises(GmiError, match=r"x\.iso is not an ISO 9660 image .* check --iso"):
-        iso.volume_label(bogus)
+        volumes.volume_label(bogus)
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if distro.load(n).install.answer != "preseed"])

@@ -19,6 +19,7 @@ from harness.backends.qemu.backend import installer_tools
 from harness.backends.qemu.vm import QemuVM
 from harness.build import Build, Credentials
 from harness.errors import ConfigError, GuestTimeoutError
+from harness.media import iso as volumes
 from harness.media.install import install_media
 from harness.settings import resolve
 
@@ -112,7 +113,7 @@ def test_install_media_for_kickstart_with_a_local_iso(tmp_path: Path):
     assert im.official_sha256 == sha
     assert im.boot_command == ""  # Anaconda finds OEMDRV by itself
     assert im.answer_iso is not None
-    label, files = iso.read_volume(im.answer_iso)
+    label, files = volumes.read_volume(im.answer_iso)
     assert label == "OEMDRV" and list(files) == ["ks.cfg"]
     assert "inst.stage2=hd:LABEL=Fedora-S-dvd-x86_64-42" in im.kernel_args
     assert "inst.ks=hd:LABEL=OEMDRV:/ks.cfg" in im.kernel_args
@@ -129,7 +130,7 @@ def test_install_media_for_ubuntu_gives_a_boot_command_and_a_cidata_seed(tmp_pat
                         {"/casper/vmlinuz": b"k", "/casper/initrd": b"i"})
     im = install_media(make_build(tmp_path, "ubuntu-24.04", iso=str(iso), iso_sha256=sha))
     assert "autoinstall" in im.boot_command and im.boot_command.endswith("boot<enter>")
-    assert im.answer_iso is not None and iso.read_volume(im.answer_iso)[0] == "cidata"
+    assert im.answer_iso is not None and volumes.read_volume(im.answer_iso)[0] == "cidata"
     assert im.kernel_args.startswith("autoinstall")
 
 
@@ -141,7 +142,7 @@ def test_install_media_for_debian_remasters_the_iso(tmp_path: Path):
     im = install_media(b)
     assert im.answer_iso is None and im.install_iso != iso and im.official_sha256 == sha
     assert im.install_sha256 == hashlib.sha256(im.install_iso.read_bytes()).hexdigest() != sha
-    iso.extract(im.install_iso, "/preseed.cfg", tmp_path / "p")
+    volumes.extract(im.install_iso, "/preseed.cfg", tmp_path / "p")
     assert "passwd/root-password-crypted" in (tmp_path / "p").read_text()
     assert im.boot_command == ""
 
@@ -217,7 +218,7 @@ def test_hyperv_media_from_the_catalogue(tmp_path: Path):
     m = hyperv_media(b)
     m.check()
     assert (m.iso, m.sha256) == (str(iso), sha)
-    assert iso.read_volume(Path(m.answer_iso))[0] == "cidata"
+    assert volumes.read_volume(Path(m.answer_iso))[0] == "cidata"
     assert m.boot_command == b.distro.install.boot_command and m.powers_off
 
 

@@ -96,10 +96,10 @@ def test_host_pool_spreads_xdist_workers(tmp_path):
         "hv01", "hv01", "hv02", "hv03", "hv01", "hv02"]
 
 
-def test_each_worker_talks_to_its_own_host(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
+def test_each_worker_talks_to_its_own_host(tmp_path):
     opened = []
     b = make_build(tmp_path, FakePowerShell(), hyperv_hosts="hv01,hv02")
+    b.worker = "gw1"  # (the plugin sets it from xdist)
     ps = FakePowerShell()
     b.backend.transport = lambda settings, host: opened.append(host) or ps  # type: ignore[method-assign]
     b.backend.check_host(b)

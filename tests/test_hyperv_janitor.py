@@ -77,10 +77,10 @@ def test_remove_mode_and_no_host(tmp_path):
 def test_the_pytest_option_runs_the_janitor_instead_of_tests(pytester: pytest.Pytester, monkeypatch):
     # the subprocess imports this tree's harness (not an installed copy)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parent.parent))
-    pytester.makeconftest('pytest_plugins = ["harness.plugin", "harness.backends.hyperv.janitor"]\n')
+    pytester.makeconftest('pytest_plugins = ["harness.plugin"]\n')
     pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
-    result = pytester.runpytest_subprocess("--janitor=list", "--hyperv-host=", "-p",
-                                           "no:cacheprovider")
+    result = pytester.runpytest_subprocess("--janitor=list", "--backend=hyperv", "--hyperv-host=",
+                                           "-p", "no:cacheprovider")
     assert result.ret == 2
     result.stderr.fnmatch_lines(["janitor: the janitor needs a host: --hyperv-host NAME*"])
     result = pytester.runpytest_subprocess("--janitor=sweep", "-p", "no:cacheprovider")

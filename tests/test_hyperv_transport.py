@@ -277,7 +277,7 @@ def test_the_password_is_never_shown():
 def test_settings_drive_the_transport(tmp_path):
     from hyperv_fake import hyperv_settings
 
-    from harness.backends.hyperv.backend import make_transport
+    from harness.backends.hyperv.transport import make_transport
 
     s = hyperv_settings(tmp_path, hyperv_auth="kerberos", hyperv_port=15986)
     ps = make_transport(s, "hv02")

@@ -232,7 +232,7 @@ def test_once_per_run_error_fails_every_build_once(pytester: pytest.Pytester, tm
 
 def test_once_per_run_is_keyed_on_the_run(tmp_path, monkeypatch):
     """Two runs never share a result; within a run the work happens once."""
-    from harness import plugin
+    from harness.plugin import run as plugin
     from harness.settings import resolve
 
     calls = []

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import yaml
 
-from harness.media import iso, seed
+from harness.media import iso as volumes
+from harness.media import seed
 
 SPEC = seed.SeedSpec(
     instance_id="i-0123", hostname="gmi-check", username="genie",
@@ -35,7 +36,7 @@ def test_render_matches_vmgenie_seed():
 def test_iso_reads_back_with_cidata_label(tmp_path: Path):
     files = seed.render(SPEC)
     path = seed.write_iso(files, tmp_path / "seed.iso")
-    label, back = iso.read_volume(path)
+    label, back = volumes.read_volume(path)
     assert label == "cidata"
     assert back == files
     assert not list(tmp_path.glob("*.part"))

@@ -15,8 +15,9 @@ BACKENDS = {
 }
 
 
-def get_backend(name: str) -> Backend:
-    """Instantiate the backend ``name``; an unknown name lists the known ones."""
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend ``name`` (for what needs no instance: host preparation,
+    the janitor); an unknown name lists the known ones."""
     try:
         target = BACKENDS[name]
     except KeyError:
@@ -24,6 +25,10 @@ def get_backend(name: str) -> Backend:
             f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}"
         ) from None
     module_name, _, cls_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    backend: Backend = getattr(module, cls_name)()
-    return backend
+    cls: type[Backend] = getattr(importlib.import_module(module_name), cls_name)
+    return cls
+
+
+def get_backend(name: str) -> Backend:
+    """Instantiate the backend ``name``; an unknown name lists the known ones."""
+    return backend_class(name)()

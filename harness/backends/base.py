@@ -9,14 +9,18 @@ every backend.
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from harness.errors import ConfigError
 from harness.log import clean_console
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.settings import Settings
 
 class VM(ABC):
     """A virtual machine the harness created. Its SSH endpoint is (host, port)."""
@@ -60,9 +64,26 @@ class VM(ABC):
 
 
 class Backend(ABC):
-    """One hypervisor. Implementations are registered in :data:`BACKENDS`."""
+    """One hypervisor. Implementations are registered in
+    :data:`harness.backends.BACKENDS`."""
 
     name: str
+
+    @classmethod
+    def prepare_host(cls, settings: Settings, scratch: Path) -> dict[str, Any]:
+        """Once per run (not per xdist worker): check the host and learn facts every
+        build shares (JSON-able); ``scratch`` is removed afterwards."""
+        return {}
+
+    @classmethod  # noqa: B027 - an optional hook: doing nothing is the default
+    def use_host_facts(cls, facts: dict[str, Any]) -> None:
+        """Take the facts :meth:`prepare_host` returned (in every worker)."""
+
+    @classmethod
+    def janitor(cls, settings: Settings, mode: str) -> int:
+        """``--janitor=list|remove``: find (and remove) what dead runs left behind;
+        returns the exit status."""
+        raise ConfigError(f"the {cls.name} backend has no janitor")
 
     @abstractmethod
     def check_host(self, build: Build) -> None:
@@ -85,3 +106,31 @@ class Backend(ABC):
         copy-on-write clone of ``vhdx``, with ``seed_iso`` in its DVD drive, running."""
 
 
+def keeps(policy: str, failed: bool) -> bool:
+    """``--keep``: keep VMs and scratch 'always', 'on-failure' (when this build failed),
+    or 'never'. The one place that reads the policy's words."""
+    return policy == "always" or (policy == "on-failure" and failed)
+
+
+def release(vms: Iterable[VM], keep: bool, say: Callable[[str], None]) -> None:
+    """The end of VMs: destroyed, or (kept) left as they are with a line telling a
+    person how to reach each one that still runs."""
+    for vm in vms:
+        if not keep:
+            vm.destroy()
+        elif vm.is_running():
+            say(vm.describe())
+
+
+@contextlib.contextmanager
+def kept(vm: VM, policy: str, failed: Callable[[], bool], say: Callable[[str], None],
+         owner: list[VM] | None = None) -> Iterator[VM]:
+    """Use ``vm`` for the ``with`` block; at its end destroy it unless the keep policy
+    says otherwise (``failed`` is asked then), and drop it from ``owner`` (the build's
+    list of VMs), so nothing destroys it a second time."""
+    try:
+        yield vm
+    finally:
+        release([vm], keeps(policy, failed()), say)
+        if owner is not None and vm in owner:
+            owner.remove(vm)

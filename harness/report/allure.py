@@ -17,7 +17,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 from allure_commons import hookimpl as allure_hookimpl
 
 RESULTS_DIR = "allure-results"
@@ -38,18 +37,6 @@ CATEGORIES: list[dict[str, Any]] = [
     {"name": "Image defect (a checklist item failed)", "matchedStatuses": ["failed"]},
     {"name": "Harness defect (unexpected exception)", "matchedStatuses": ["broken"]},
 ]
-
-
-def label_marks(subject: str, checklist_item: str | None, test_name: str) -> list[pytest.MarkDecorator]:
-    """Markers allure-pytest turns into labels: Behaviors groups epic (distro) ->
-    feature (checklist item) -> story (test); Suites groups GMI checklist -> distro ->
-    checklist item."""
-    item = checklist_item or "other checks"
-    mark = pytest.mark.allure_label
-    return [mark(subject, label_type="epic"), mark(item, label_type="feature"),
-            mark(test_name, label_type="story"), mark(PARENT_SUITE, label_type="parentSuite"),
-            mark(subject, label_type="suite"), mark(item, label_type="subSuite"),
-            mark(subject, label_type="tag")]
 
 
 def _hook() -> Any:

@@ -24,6 +24,7 @@ from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import VM, Backend
+from harness.backends.hyperv import janitor
 from harness.backends.hyperv.media import InstallMedia, key_actions, media_from_settings
 from harness.backends.hyperv.model import (
     CompactResult,
@@ -33,7 +34,7 @@ from harness.backends.hyperv.model import (
     IntegrationService,
     VmStatus,
 )
-from harness.backends.hyperv.transport import LocalPowerShell, PowerShell, RemoteOptions, RemotePowerShell
+from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
 from harness.errors import ConfigError, GuestTimeoutError, HypervisorError
 from harness.host import sha256_file
 from harness.settings import Settings
@@ -41,7 +42,6 @@ from harness.settings import Settings
 if TYPE_CHECKING:
     from harness.build import Build
 
-TAG = "gmi-harness"
 STATE_KEY = "_hyperv"  # in build.record: internal (never in the public record)
 VM_TREE_KEY = "_hyperv_vm_tree"  # the exported tree, fetched: export.py zips it
 
@@ -53,17 +53,6 @@ def pick_host(settings: Settings, worker: str = "") -> str:
         return ""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
     return pool[index % len(pool)]
-
-
-def make_transport(settings: Settings, host: str) -> PowerShell:
-    """The transport the settings ask for (local ``pwsh`` or PowerShell Remoting)."""
-    if settings.hyperv_local:
-        return LocalPowerShell()
-    return RemotePowerShell(RemoteOptions(
-        host=host, user=settings.hyperv_user, password=settings.hyperv_password,
-        auth=settings.hyperv_auth, port=settings.hyperv_port,
-        ca_bundle=settings.hyperv_ca_bundle, plain_http=settings.hyperv_plain_http,
-        cert_pem=settings.hyperv_cert_pem, cert_key_pem=settings.hyperv_cert_key_pem))
 
 
 def host_join(folder: str, *parts: str) -> str:
@@ -193,6 +182,10 @@ def catalogue_media(b: Build) -> InstallMedia:
 class HyperVBackend(Backend):
     name = "hyperv"
 
+    @classmethod
+    def janitor(cls, settings: Settings, mode: str) -> int:
+        return janitor.run(settings, mode)
+
     def __init__(self, transport: Callable[[Settings, str], PowerShell] = make_transport,
                  clock: Clock | None = None) -> None:
         self.transport = transport
@@ -206,7 +199,7 @@ class HyperVBackend(Backend):
     def state(self, b: Build) -> HostState:
         st: HostState | None = b.record.get(STATE_KEY)
         if st is None:
-            worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+            worker = b.worker
             host = "localhost" if b.settings.hyperv_local else pick_host(b.settings, worker)
             if host not in self._transports:
                 self._transports[host] = self.transport(b.settings, host)
@@ -244,7 +237,7 @@ class HyperVBackend(Backend):
         if not st.folder:
             assert st.info is not None, "check_host runs first"
             root = b.settings.hyperv_vhd_path or st.info.vhd_path
-            worker = os.environ.get("PYTEST_XDIST_WORKER", "") or "main"
+            worker = b.worker or "main"
             marker = json.dumps({"notes": st.notes, "run": b.run_id, "worker": worker,
                                  "client": socket.gethostname(), "pid": os.getpid()})
             reply = st.ps.run("new_run_folder", Root=root,

@@ -5,7 +5,7 @@ A run counts as dead when it ran on this machine and its process is gone, or, fo
 run of another machine, when it started more than ``hyperv_janitor_hours`` ago.
 
     pytest --backend=hyperv --hyperv-host HOST --janitor=list     # or =remove
-    python -m harness.backends.hyperv.janitor list|remove                  # settings from GMI_* / config
+    gmi-janitor list|remove                                      # settings from GMI_* / config
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.backends.hyperv.backend import TAG, make_transport
 from harness.backends.hyperv.model import as_list
-from harness.backends.hyperv.transport import PowerShell
+from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
 from harness.errors import GmiError
 from harness.settings import Settings
 
@@ -148,22 +147,6 @@ def run(settings: Settings, mode: str, out: Callable[[str], None] = print,
         finally:
             ps.close()
     return 0
-
-
-def pytest_cmdline_main(config: Any) -> int | None:
-    """``--janitor=list|remove``: do that instead of a test run."""
-    if (config.getoption("gmi_janitor", None) or os.environ.get("GMI_JANITOR", "off")) == "off":
-        return None
-    from harness.plugin import _settings_from
-
-    try:
-        settings = _settings_from(config)
-        if settings.janitor == "off":
-            return None
-        return run(settings, settings.janitor)
-    except GmiError as exc:
-        print(f"janitor: {exc}", file=sys.stderr)
-        return 2
 
 
 def main(argv: list[str] | None = None) -> int:

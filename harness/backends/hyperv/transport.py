@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError, HypervisorError
+from harness.settings import Settings
 
 SCRIPTS = resources.files("harness.backends.hyperv") / "scripts"
 log = logging.getLogger(__name__)
@@ -475,3 +476,18 @@ class LocalPowerShell(PowerShell):
     def get(self, remote: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(remote, local)
+
+
+# The tag every VM and folder of a run carries (in Notes, and a run marker file).
+TAG = "gmi-harness"
+
+
+def make_transport(settings: Settings, host: str) -> PowerShell:
+    """The transport the settings ask for (local ``pwsh`` or PowerShell Remoting)."""
+    if settings.hyperv_local:
+        return LocalPowerShell()
+    return RemotePowerShell(RemoteOptions(
+        host=host, user=settings.hyperv_user, password=settings.hyperv_password,
+        auth=settings.hyperv_auth, port=settings.hyperv_port,
+        ca_bundle=settings.hyperv_ca_bundle, plain_http=settings.hyperv_plain_http,
+        cert_pem=settings.hyperv_cert_pem, cert_key_pem=settings.hyperv_cert_key_pem))

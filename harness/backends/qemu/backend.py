@@ -8,21 +8,41 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness import host
 from harness.backends.base import VM, Backend
 from harness.backends.qemu.debootstrap import install
 from harness.backends.qemu.installer import effective_method, install_from_media
-from harness.backends.qemu.vm import NIC_NAMES, QemuVM, image_info, ovmf, probe_accel, qemu_img
+from harness.backends.qemu.vm import (
+    NIC_NAMES,
+    QemuVM,
+    image_info,
+    ovmf,
+    probe_accel,
+    qemu_img,
+    remember_accel,
+)
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.settings import Settings
 
 
 class QemuBackend(Backend):
     name = "qemu"
     tools = ["qemu-system-x86_64", "qemu-img"]
+
+    @classmethod
+    def prepare_host(cls, settings: Settings, scratch: Path) -> dict[str, Any]:
+        """QEMU's tools, and the accelerator: KVM only when a short real boot proves it."""
+        host.require_tools(list(cls.tools))
+        return {"accel": probe_accel(scratch, settings.accel)}
+
+    @classmethod
+    def use_host_facts(cls, facts: dict[str, Any]) -> None:
+        if facts.get("accel"):
+            remember_accel(facts["accel"])
 
     def check_host(self, build: Build) -> None:
         host.require_tools(self.tools + installer_tools(build))

@@ -98,6 +98,11 @@ def probe_accel(workdir: Path, wanted: str = "auto", timeout: float = 25) -> str
     return result
 
 
+def remember_accel(accel: str) -> None:
+    """Take the run's probe verdict (made once per run, maybe by another worker)."""
+    _ACCEL_CACHE.setdefault("auto", accel)
+
+
 class Qmp:
     """A minimal QMP client over the VM's unix socket."""
 

@@ -1,0 +1,192 @@
+"""The gmi-harness pytest plugin (registered as a ``pytest11`` entry point, so its
+options are known before pytest looks for tests): options, settings, the run's
+configuration and header, and the commands that replace a test run
+(``--signoff-from``, ``--janitor``). Its parts, one concern each, are the modules
+listed in ``pytest_plugins`` below.
+
+Options come from :data:`harness.settings.SETTINGS`, so ``pytest --help`` lists them,
+grouped by section; fixtures are documented for ``pytest --fixtures``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from harness import __version__
+from harness import distro as distro_mod
+from harness.backends import backend_class
+from harness.errors import GmiError
+from harness.plugin import hooks
+from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
+from harness.plugin.results import ResultCollector
+from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, terminate_as_interrupt
+from harness.report import allure, signoff
+from harness.settings import SETTINGS, Settings, resolve
+
+pytest_plugins = ["harness.plugin.run", "harness.plugin.matrix", "harness.plugin.results",
+                  "harness.plugin.summary", "harness.plugin.fixtures"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("gmi-harness", "GMI build and validation")
+    for s in SETTINGS:
+        if not s.cli:
+            continue
+        help_text = f"{s.help} (env {s.env}; default: {s.default!r})"
+        if s.choices:
+            help_text = f"{s.help}: {' | '.join(s.choices)} (env {s.env}; default: {s.default})"
+        if s.flag:
+            group.addoption(s.option, action="store_const", const=True, default=None,
+                            dest=f"gmi_{s.name}", help=help_text)
+        elif s.name == "signoff_from":  # --signoff-from DIR [DIR ...]
+            group.addoption(s.option, action="extend", nargs="+", default=None,
+                            dest=f"gmi_{s.name}", metavar="DIR", help=help_text)
+        elif s.multiple:
+            group.addoption(s.option, action="append", default=None, dest=f"gmi_{s.name}",
+                            metavar=s.name.upper() if s.name != "distro" else "NAME", help=help_text)
+        else:
+            group.addoption(s.option, action="store", default=None, dest=f"gmi_{s.name}",
+                            metavar=s.name.upper(), help=help_text)
+    group.addoption("--harness-config", action="store", default=None, metavar="PATH",
+                    help="settings file (TOML); default: $GMI_CONFIG, else gmi-harness.toml "
+                         "in the rootdir when present. Precedence: command line > "
+                         "environment (GMI_*) > this file > defaults")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def settings_from(config: pytest.Config) -> Settings:
+    cli = {s.name: config.getoption(f"gmi_{s.name}") for s in SETTINGS if s.cli}
+    cli = {k: v for k, v in cli.items() if v is not None}
+    path = config.getoption("harness_config") or os.environ.get("GMI_CONFIG")
+    config_file = Path(path) if path else None
+    if config_file is None and (config.rootpath / "gmi-harness.toml").exists():
+        config_file = config.rootpath / "gmi-harness.toml"
+    settings = resolve(cli, config_file=config_file)
+    names = list(settings.distro)
+    known = distro_mod.known_distros()
+    if "all" in names:
+        names = known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise pytest.UsageError(
+            f"unknown distro {unknown[0]!r}; known distros: {', '.join(known)} (or 'all')")
+    archives = []
+    for raw in settings.gmi:
+        path = Path(raw).expanduser().resolve()
+        if not path.is_file():
+            raise pytest.UsageError(f"--gmi {raw}: no such archive file")
+        archives.append(str(path))
+    if settings.index and not settings.index_url:
+        raise pytest.UsageError(
+            "--index needs --index-url: the http(s) URL vmgenie will download the archive "
+            "from ({archive} is replaced by the archive's file name)")
+    return settings.replace(distro=tuple(dict.fromkeys(names)), gmi=tuple(dict.fromkeys(archives)))
+
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    default_to_loadgroup(config)
+    check_dist_mode(config)
+    terminate_as_interrupt()
+    try:
+        settings = settings_from(config)
+    except GmiError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    worker = getattr(config, "workerinput", None)
+    run_id = os.environ.get("GMI_RUN_ID") if worker else None
+    if not run_id:
+        run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
+        os.environ["GMI_RUN_ID"] = run_id  # xdist workers inherit it
+    run_dir = settings.out_dir / "runs" / run_id
+    state = RunState(settings, run_id, run_dir)
+    config.stash[SETTINGS_KEY] = settings
+    config.stash[STATE_KEY] = state
+    config.pluginmanager.register(ResultCollector(state), f"gmi-results-{id(config)}")
+    allure.register_masker()
+    atexit.register(state.emergency_cleanup)
+    inspecting = config.option.collectonly or getattr(config.option, "showfixtures", False)
+    if worker is None and not inspecting and subjects(settings):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        latest = settings.out_dir / "runs" / "latest"
+        if latest.is_symlink() or not latest.exists():
+            latest.unlink(missing_ok=True)
+            latest.symlink_to(run_id)
+        # Reports land in the run folder unless the user chose otherwise.
+        if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+            config.option.htmlpath = str(run_dir / "report.html")
+            config.option.self_contained_html = True
+        if not getattr(config.option, "xmlpath", None):
+            config.option.xmlpath = str(run_dir / "junit.xml")
+        (run_dir / "settings.txt").write_text("\n".join(settings.describe()) + "\n")
+    if not inspecting and subjects(settings) and hasattr(config.option, "allure_report_dir") \
+            and not config.option.allure_report_dir:
+        # before allure-pytest's own pytest_configure reads it (this hook is tryfirst);
+        # workers get the same folder (same run id): each writes its own result files
+        config.option.allure_report_dir = str(run_dir / allure.RESULTS_DIR)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash.get(SETTINGS_KEY, None)
+    if settings is None:
+        return []
+    state = config.stash[STATE_KEY]
+    verbose = config.get_verbosity() > 0
+    lines = [f"gmi-harness {__version__}, run {state.run_id}: "
+             + ("effective settings" if verbose else "settings not at their defaults")
+             + " (command line > environment > config file > default):"]
+    lines += [f"  {line}" for line in settings.describe(changed_only=not verbose)]
+    if not verbose:
+        lines.append(f"  (all settings: -v, or {state.run_dir / 'settings.txt'})")
+    return lines
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """Commands that replace a test run (nothing is collected or built):
+
+    - ``--janitor=list|remove``: the chosen backend's janitor finds (and removes) what
+      runs that died left behind;
+    - ``--signoff-from=DIR ...``: one sign-off page from those runs' results (run
+      folders or CI artifacts)."""
+    janitor = config.getoption("gmi_janitor", None) or os.environ.get("GMI_JANITOR", "off")
+    if janitor != "off":
+        return _janitor(config)
+    if config.getoption("gmi_signoff_from", None) or os.environ.get("GMI_SIGNOFF_FROM"):
+        return _signoff_from(config)
+    return None
+
+
+def _janitor(config: pytest.Config) -> int | None:
+    try:
+        settings = settings_from(config)
+        if settings.janitor == "off":
+            return None
+        return backend_class(settings.backend).janitor(settings, settings.janitor)
+    except GmiError as exc:
+        print(f"janitor: {exc}", file=sys.stderr)
+        return 2
+
+
+def _signoff_from(config: pytest.Config) -> int | None:
+    settings = settings_from(config)
+    if not settings.signoff_from:
+        return None
+    folder = settings.out_dir / "runs" / (datetime.now(UTC).strftime("signoff-%Y%m%d-%H%M%S")
+                                          + f"-{os.getpid()}")
+    folders = [Path(p).expanduser() for raw in settings.signoff_from for p in raw.split(",") if p]
+    try:
+        page = signoff.render(signoff.collect(folders), folder / signoff.PAGE_FILE)
+    except GmiError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    print(f"sign-off page: {page}")
+    return 0

@@ -1,0 +1,154 @@
+"""The fixtures every check builds on: the run's settings, the subject (distro or
+archive), its catalogue entry and its build context; and the stage runner the stage
+fixtures use."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, NoReturn
+
+import pytest
+import xdist
+
+from harness import __version__
+from harness import distro as distro_mod
+from harness.archive import validate
+from harness.backends import get_backend
+from harness.backends.base import release
+from harness.build import Build
+from harness.errors import GmiError
+from harness.plugin.matrix import archive_path, is_archive, subject_id
+from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, host_facts
+from harness.report import allure
+from harness.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def gmi_settings(request: pytest.FixtureRequest) -> Settings:
+    """The run's effective settings (frozen): command line > GMI_* environment >
+    config file > defaults."""
+    return request.config.stash[SETTINGS_KEY]
+
+
+@pytest.fixture(scope="session")
+def distro_name(request: pytest.FixtureRequest) -> str:
+    """The subject under test: a distro name (``--distro``, built) or ``gmi:<path>``
+    (``--gmi``, an existing archive); tests using it are parametrized by both."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="session")
+def distro(distro_name: str) -> distro_mod.Distro:
+    """The distro's catalogue entry (``distros/<name>.yml``), typed and frozen; for an
+    archive, the entry matching its name, or generic expectations (``distro.generic``)."""
+    try:
+        if is_archive(distro_name):
+            return validate.distro_for(archive_path(distro_name))
+        return distro_mod.load(distro_name)
+    except GmiError as exc:
+        fail_cleanly(exc)
+
+
+def fail_cleanly(exc: GmiError) -> NoReturn:
+    """Report a harness error as one line, without a traceback (and without the
+    chained exception: the error is re-raised outside its ``except`` block)."""
+    message = str(exc)
+    exc.__traceback__ = None
+    raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+@pytest.fixture(scope="session")
+def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
+          gmi_settings: Settings) -> Iterator[Build]:
+    """The distro's build context: scratch folder, logs, backend, and what the
+    stages make. Its VMs and scratch are removed at the end unless ``--keep`` says
+    otherwise."""
+    state: RunState = request.config.stash[STATE_KEY]
+    try:
+        backend = get_backend(gmi_settings.backend)
+    except GmiError as exc:
+        fail_cleanly(exc)
+    subject: str = request.getfixturevalue("distro_name")
+    short = subject_id(subject)
+    worker = xdist.get_xdist_worker_id(request)
+    worker = "" if worker == "master" else worker
+    workdir = gmi_settings.scratch_dir / "-".join(filter(None, (state.run_id, worker, short)))
+    b = Build(distro, gmi_settings, backend, state.run_id, workdir,
+              state.run_dir / "logs" / short, subject=subject, worker=worker)
+    if is_archive(subject):
+        b.archive = archive_path(subject)
+    b.progress = _progress_writer(request.config, state)
+    b.step_listeners.append(allure.step)
+    b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
+    try:
+        host_facts(request.config)
+        backend.check_host(b)
+    except GmiError as exc:
+        fail_cleanly(exc)
+    workdir.mkdir(parents=True, exist_ok=True)
+    b.attach_logfile()
+    state.builds[subject] = b
+    state.scratch.append(workdir)
+    try:
+        yield b
+    finally:
+        _finish(b, state)
+
+
+def _progress_writer(config: pytest.Config, state: RunState) -> Any:
+    """Live progress lines on the terminal, past pytest's output capture, each with
+    the run's elapsed time (two distros' lines interleave under ``-n``)."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+
+    def emit(line: str) -> None:
+        elapsed = int(time.monotonic() - state.started)
+        line = f"[{elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}] {line}"
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            if reporter is None or hasattr(config, "workerinput"):
+                # an xdist worker: its stderr is the controller's terminal
+                print(line, file=sys.stderr, flush=True)
+            else:
+                reporter.write_line(line)
+
+    return emit
+
+
+def _finish(b: Build, state: RunState) -> None:
+    keep = state.keep(b.subject)
+    if b.guest is not None:
+        b.guest.close()
+    release(b.vms, keep, lambda line: b.progress(f"[{b.label}] {line}"))
+    if keep:
+        b.progress(f"[{b.label}] scratch kept: {b.workdir}")
+        state.scratch.remove(b.workdir)
+    else:
+        shutil.rmtree(b.workdir, ignore_errors=True)
+        state.scratch.remove(b.workdir)
+    b.detach_logfile()
+    # Allure: the evidence goes into the build fixture's tear-down, shown with every
+    # test of the distro (the serial consoles, the clone's logs, seed files, manifest).
+    allure.attach_logs(b.logdir, b.record.get("manifest"))
+
+
+def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
+    """Run one stage function; a harness error fails every test that needs it with
+    the same one-line message (pytest caches session fixtures' errors)."""
+    state: RunState = request.config.stash[STATE_KEY]
+    name = stage.__name__
+    try:
+        with b.step(name):
+            stage(b)
+    except GmiError as exc:
+        state.failed[b.subject] = True
+        fail_cleanly(GmiError(f"stage {name}: {exc}"))
+    finally:
+        b.record["stage_durations"] = dict(b.timings)
+        b.record["scratch_peak_bytes"] = max(
+            b.record.get("scratch_peak_bytes", 0),
+            sum(p.stat().st_blocks * 512 for p in b.workdir.glob("*") if p.is_file()))
+    return b

@@ -11,6 +11,8 @@ import shlex
 import paramiko
 import pytest
 
+from harness import checklist as item
+from harness.backends.base import HostView
 from harness.build import Build
 from harness.distro import Distro
 from stages.s7_clone import Clone
@@ -22,31 +24,44 @@ SERIAL_ERRORS = re.compile(
     r"Failed to (start|mount)|not found, aborting|Timed out waiting", re.I)
 
 
-def checklist(item: str) -> pytest.MarkDecorator:
-    return pytest.mark.checklist(item)
+def checklist(label: str) -> pytest.MarkDecorator:
+    """Label a test with its checklist item (one of :data:`harness.checklist.ITEMS`)."""
+    if label not in item.ITEMS:
+        raise ValueError(f"{label!r} is not a checklist item; known: {item.ITEMS}")
+    return pytest.mark.checklist(label)
 
 
-def hyperv_only(build: Build, what: str) -> None:
-    if build.backend.name != "hyperv":
+def host_view(build: Build, clone: Clone, what: str) -> HostView:
+    """The hypervisor host's view of the clone; skips where the backend has no host
+    that can judge ``what`` (QEMU: no VMBus, no KVP)."""
+    view = build.backend.host_view(build, clone.vm)
+    if view is None:
         pytest.skip(f"{what} needs Hyper-V's VMBus; the {build.backend.name} backend has "
                     "none (the daemons' units are bound to its devices)")
+    return view
+
+
+def on_vmbus(build: Build, clone: Clone, what: str) -> None:
+    """Skip checks of the guest's Hyper-V daemons and drivers off Hyper-V."""
+    host_view(build, clone, what)
 
 
 # --- VM boots with no errors -------------------------------------------------------
 
 
-@checklist("boots with no errors")
+@checklist(item.BOOTS)
 def test_serial_console_shows_no_boot_errors(build: Build, clone: Clone) -> None:
-    if clone.vm.serial_log is None and build.backend.name == "hyperv":
-        pytest.skip("Hyper-V's COM port is a named pipe on the host, not captured; the "
-                    "journal test covers boot errors there")
+    if clone.vm.serial_log is None:
+        pytest.skip(f"the {build.backend.name} backend does not capture the serial console "
+                    "(Hyper-V's COM port is a named pipe on the host); the journal test "
+                    "covers boot errors there")
     assert clone.vm.serial_log is not None
     console = clone.vm.serial_log.read_bytes().decode("utf-8", "replace")
     bad = [line.strip() for line in console.splitlines() if SERIAL_ERRORS.search(line)]
     assert not bad, f"boot errors on the serial console: {bad[:5]}"
 
 
-@checklist("boots with no errors")
+@checklist(item.BOOTS)
 def test_journal_has_no_errors_this_boot(host, distro: Distro) -> None:
     with host.sudo():
         out = host.check_output("journalctl -b -p err --no-pager -q -o cat || true")
@@ -55,13 +70,13 @@ def test_journal_has_no_errors_this_boot(host, distro: Distro) -> None:
     assert not errors, f"journalctl -p err -b: {errors[:10]}"
 
 
-@checklist("boots with no errors")
+@checklist(item.BOOTS)
 def test_no_failed_units(host) -> None:
     failed = host.check_output("systemctl list-units --failed --plain --no-legend")
     assert failed.strip() == "", f"failed units: {failed}"
 
 
-@checklist("boots with no errors")
+@checklist(item.BOOTS)
 def test_secure_boot_is_on(host, distro: Distro) -> None:
     if not distro.hyperv.secure_boot:
         pytest.skip(f"{distro.name}'s YAML turns Secure Boot off")
@@ -74,7 +89,7 @@ def test_secure_boot_is_on(host, distro: Distro) -> None:
     assert "[none]" not in lockdown, f"Secure Boot on but no lockdown: {lockdown}"
 
 
-@checklist("boots with no errors")
+@checklist(item.BOOTS)
 def test_fallback_boot_path_holds_current_shim_and_grub(host, distro: Distro) -> None:
     boot = distro.boot
     with host.sudo():
@@ -86,7 +101,7 @@ def test_fallback_boot_path_holds_current_shim_and_grub(host, distro: Distro) ->
             assert a == b, f"{dst} differs from {boot.efi_vendor_dir}/{src}"
 
 
-@checklist("boots with no errors")
+@checklist(item.BOOTS)
 def test_grub_menu_hidden(host, distro: Distro) -> None:
     grub = host.file(distro.boot.grub_defaults_file).content_string
     assert re.search(r"^GRUB_TIMEOUT=0$", grub, re.M)
@@ -95,7 +110,7 @@ def test_grub_menu_hidden(host, distro: Distro) -> None:
         assert re.search(r"^\s*set timeout=0", cfg.content_string, re.M)
 
 
-@checklist("boots with no errors")
+@checklist(item.BOOTS)
 def test_os_release_matches_the_distro(host, distro: Distro) -> None:
     if distro.generic:
         pytest.skip(f"{distro.vmgenie.vm_name} is not in the catalogue: no os-release to expect "
@@ -112,7 +127,7 @@ def test_os_release_matches_the_distro(host, distro: Distro) -> None:
 # --- Network integration works: DHCP assigns IP -------------------------------------
 
 
-@checklist("DHCP assigns an IPv4 address on eth0")
+@checklist(item.DHCP)
 def test_first_nic_is_eth0_with_dhcp_ipv4(host) -> None:
     links = json.loads(host.check_output("ip -j link show"))
     nics = [link["ifname"] for link in links if link["ifname"] != "lo"]
@@ -123,7 +138,7 @@ def test_first_nic_is_eth0_with_dhcp_ipv4(host) -> None:
     assert any(a.get("dynamic") for a in inet), f"eth0's address is not from DHCP: {inet}"
 
 
-@checklist("DHCP assigns an IPv4 address on eth0")
+@checklist(item.DHCP)
 def test_network_config_came_from_the_seed(host, distro: Distro) -> None:
     files = distro.checks.network_config_files
     with host.sudo():
@@ -135,7 +150,7 @@ def test_network_config_came_from_the_seed(host, distro: Distro) -> None:
 # --- cloud-init runs on first boot, sets hostname/user ------------------------------
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_cloud_init_status_done(clone: Clone, host) -> None:
     # --wait prints a dot per poll before the status line; 'degraded done' (cloud-init
     # 23.4+) means it finished with warnings (a schema error in the seed, say).
@@ -147,7 +162,7 @@ def test_cloud_init_status_done(clone: Clone, host) -> None:
     assert result["v1"]["errors"] == [], result["v1"]["errors"]
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_cloud_init_every_module_succeeded(host) -> None:
     with host.sudo():
         status = json.loads(host.check_output("cat /run/cloud-init/status.json"))["v1"]
@@ -160,20 +175,20 @@ def test_cloud_init_every_module_succeeded(host) -> None:
     assert not warned, f"cloud-init warnings/errors: {warned[:5]}"
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_datasource_is_nocloud(host) -> None:
     with host.sudo():
         result = json.loads(host.check_output("cat /run/cloud-init/result.json"))
     assert "DataSourceNoCloud" in result["v1"]["datasource"], result["v1"]["datasource"]
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_hostname_as_seeded(host, clone: Clone) -> None:
     assert host.check_output("hostname") == clone.seed.hostname
     assert host.file("/etc/hostname").content_string.strip() == clone.seed.hostname
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_user_as_seeded(host, clone: Clone) -> None:
     user = host.user(clone.seed.username)
     assert user.exists
@@ -184,12 +199,12 @@ def test_user_as_seeded(host, clone: Clone) -> None:
     assert host.run("sudo -n true").rc == 0, "passwordless sudo does not work"
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_timezone_as_seeded(host, clone: Clone) -> None:
     assert host.check_output("readlink -f /etc/localtime").endswith("/" + clone.seed.timezone)
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_locale_as_seeded(host, clone: Clone, distro: Distro) -> None:
     text = host.file(distro.checks.locale_file).content_string
     assert re.search(f'^LANG="?{re.escape(clone.seed.locale)}"?$', text, re.M), text
@@ -197,14 +212,14 @@ def test_locale_as_seeded(host, clone: Clone, distro: Distro) -> None:
     assert norm in host.check_output("locale -a").split()
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_keyboard_as_seeded(host, clone: Clone, distro: Distro) -> None:
     text = host.file(distro.checks.keyboard_file).content_string
     pattern = distro.checks.keyboard_pattern.replace("{layout}", re.escape(clone.seed.keyboard_layout))
     assert re.search(pattern, text, re.M), f"{distro.checks.keyboard_file}: {text!r}"
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_key_login_works(clone: Clone) -> None:
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
@@ -215,7 +230,7 @@ def test_key_login_works(clone: Clone) -> None:
     client.close()
 
 
-@checklist("cloud-init ran on first boot")
+@checklist(item.CLOUD_INIT)
 def test_password_login_refused(clone: Clone, host) -> None:
     transport = paramiko.Transport((clone.vm.ssh_host, clone.vm.ssh_port))
     try:
@@ -233,13 +248,13 @@ def test_password_login_refused(clone: Clone, host) -> None:
 # --- Integration services -----------------------------------------------------------
 
 
-@checklist("integration services installed and set to start")
+@checklist(item.SERVICES)
 def test_integration_packages_installed(host, distro: Distro) -> None:
     for pkg in distro.hyperv_integration.packages:
         assert host.package(pkg).is_installed, pkg
 
 
-@checklist("integration services installed and set to start")
+@checklist(item.SERVICES)
 def test_integration_services_set_to_start(host, build: Build, distro: Distro) -> None:
     spec = distro.hyperv_integration
     rules = host.run(f"ls {spec.udev_rule_glob} 2>/dev/null").stdout.split() if spec.udev_rule_glob else []
@@ -253,7 +268,7 @@ def test_integration_services_set_to_start(host, build: Build, distro: Distro) -
             f"{unit} is {state!r} and no udev rule starts it")
 
 
-@checklist("integration services installed and set to start")
+@checklist(item.SERVICES)
 def test_hv_modules_in_initramfs(host, distro: Distro) -> None:
     spec = distro.hyperv_integration
     kernel = host.check_output("uname -r")
@@ -265,40 +280,33 @@ def test_hv_modules_in_initramfs(host, distro: Distro) -> None:
     assert not missing, f"not in the initramfs: {missing}"
 
 
-@checklist("integration services running (Hyper-V)")
-def test_integration_services_running(build: Build, host, distro: Distro) -> None:
-    hyperv_only(build, "running the KVP and VSS daemons")
+@checklist(item.SERVICES_RUNNING)
+def test_integration_services_running(build: Build, clone: Clone, host, distro: Distro) -> None:
+    on_vmbus(build, clone, "running the KVP and VSS daemons")
     for unit in build.record.get("hv_services") or distro.hyperv_integration.services:
         assert host.service(unit).is_running, unit
 
 
-@checklist("integration services running (Hyper-V)")
+@checklist(item.SERVICES_RUNNING)
 def test_kvp_reports_guest_ip(build: Build, clone: Clone) -> None:
-    hyperv_only(build, "KVP reporting the guest's IP to the host")
+    view = host_view(build, clone, "KVP reporting the guest's IP to the host")
     # vmgenie reads the guest's IP the same way: Get-VMNetworkAdapter's IPAddresses.
-    from harness.backends.hyperv import HyperVBackend
-
-    assert isinstance(build.backend, HyperVBackend)
-    reported = build.backend.kvp_addresses(clone.vm)
+    reported = view.reported_addresses()
     assert clone.vm.ssh_host in reported, (
         f"the host's KVP view of {clone.vm.name!r} reports {reported}, not the address "
         f"SSH uses ({clone.vm.ssh_host})")
 
 
-@checklist("integration services running (Hyper-V)")
+@checklist(item.SERVICES_RUNNING)
 def test_host_sees_integration_services_ok(build: Build, clone: Clone) -> None:
-    hyperv_only(build, "Get-VMIntegrationService on the host")
-    from harness.backends.hyperv import HyperVBackend, services_problems
-
-    assert isinstance(build.backend, HyperVBackend)
-    services = build.backend.integration_services(clone.vm)
-    problems = services_problems(services)
+    view = host_view(build, clone, "Get-VMIntegrationService on the host")
+    problems = view.integration_service_problems()
     assert not problems, f"Get-VMIntegrationService on the clone: {problems}"
 
 
-@checklist("integration services running (Hyper-V)")
-def test_hv_modules_loaded_and_kvp_pools_present(build: Build, host) -> None:
-    hyperv_only(build, "the hv_* drivers binding to VMBus devices")
+@checklist(item.SERVICES_RUNNING)
+def test_hv_modules_loaded_and_kvp_pools_present(build: Build, clone: Clone, host) -> None:
+    on_vmbus(build, clone, "the hv_* drivers binding to VMBus devices")
     loaded = {line.split()[0] for line in host.check_output("cat /proc/modules").splitlines()}
     builtin = host.run("cat /lib/modules/$(uname -r)/modules.builtin").stdout
     missing = [m for m in ("hv_vmbus", "hv_netvsc", "hv_storvsc", "hv_utils")
@@ -312,14 +320,14 @@ def test_hv_modules_loaded_and_kvp_pools_present(build: Build, host) -> None:
 # --- No leftover build artifacts, logs, SSH keys ------------------------------------
 
 
-@checklist("no leftover build artifacts")
+@checklist(item.NO_LEFTOVERS)
 def test_no_shell_histories(host) -> None:
     with host.sudo():
         found = host.run("ls -a /root/.bash_history /home/*/.bash_history 2>/dev/null").stdout
     assert found.strip() == "", found
 
 
-@checklist("no leftover build artifacts")
+@checklist(item.NO_LEFTOVERS)
 def test_build_key_absent(host, build: Build, clone: Clone) -> None:
     admin = build.record.get("admin_user", build.distro.admin_user)
     seeded = clone.seed.ssh_public_key.split()[1]
@@ -338,7 +346,7 @@ def test_build_key_absent(host, build: Build, clone: Clone) -> None:
             assert hits.strip() == "", f"the build's SSH key is still in: {hits}"
 
 
-@checklist("no leftover build artifacts")
+@checklist(item.NO_LEFTOVERS)
 def test_ssh_host_keys_regenerated(host, build: Build) -> None:
     with host.sudo():
         now = {" ".join(line.split()[:2]) for line in
@@ -352,7 +360,7 @@ def test_ssh_host_keys_regenerated(host, build: Build) -> None:
     assert not (now & build_keys), "the clone still has a build-time SSH host key"
 
 
-@checklist("no leftover build artifacts")
+@checklist(item.NO_LEFTOVERS)
 def test_machine_id_regenerated(host, build: Build) -> None:
     mid = host.file("/etc/machine-id").content_string.strip()
     assert re.fullmatch(r"[0-9a-f]{32}", mid), f"machine-id: {mid!r}"
@@ -362,7 +370,7 @@ def test_machine_id_regenerated(host, build: Build) -> None:
     assert fresh.strip() == "/etc/machine-id", "machine-id is older than this boot"
 
 
-@checklist("no leftover build artifacts")
+@checklist(item.NO_LEFTOVERS)
 def test_logs_only_from_this_boot(host) -> None:
     with host.sudo():
         boots = host.check_output("journalctl --list-boots --no-pager -q").splitlines()
@@ -375,7 +383,7 @@ def test_logs_only_from_this_boot(host) -> None:
     assert stale.strip() == "", f"files with content from before this boot: {stale}"
 
 
-@checklist("no leftover build artifacts")
+@checklist(item.NO_LEFTOVERS)
 def test_no_account_has_a_usable_password(host) -> None:
     with host.sudo():
         shadow = host.check_output("cat /etc/shadow")
@@ -386,7 +394,7 @@ def test_no_account_has_a_usable_password(host) -> None:
     assert not hashes, f"accounts still carrying a password hash: {hashes}"
 
 
-@checklist("no leftover build artifacts")
+@checklist(item.NO_LEFTOVERS)
 def test_build_passwords_not_in_image(host, build: Build, clone: Clone) -> None:
     if build.creds is None:
         pytest.skip("the build-time passwords of an existing archive are known only to "

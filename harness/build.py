@@ -87,6 +87,7 @@ class Build:
     guest: Guest | None = None
     clone_guest: Guest | None = None  # the checks' clone, while it runs (failure evidence)
     vhdx: Path | None = None
+    vm_tree: Path | None = None  # the exported VM (.vmcx) beside the VHDX; None: disk only
     archive: Path | None = None  # validating an existing GMI instead of building one
     subject: str = ""  # what the run's results are keyed by: the --distro or gmi:<path>
     worker: str = ""  # the xdist worker running this build ("" when not under xdist)

@@ -108,4 +108,5 @@ def seal(b: Build) -> None:
             f"see {b.vm.serial_log}")
     b.vhdx = b.workdir / f"{b.distro.vmgenie.vm_name}.vhdx"
     with b.step("seal: compact into a dynamic VHDX"):
-        b.record["sizes"] = b.backend.export_disk(b, b.vhdx)
+        exported = b.backend.export_disk(b, b.vhdx)
+        b.record["sizes"], b.vm_tree = exported.sizes, exported.vm_tree

@@ -53,7 +53,7 @@ def test_public_record_drops_internals(tmp_path: Path):
 
 
 def test_gate_requires_every_checklist_item_to_have_passed_somewhere():
-    from harness.archive.export import REQUIRED_ITEMS
+    from harness.checklist import REQUIRED_ITEMS
 
     nodes = [f"checks/t.py::test_{i}[d]" for i in range(len(REQUIRED_ITEMS))]
     labels = dict(zip(nodes, REQUIRED_ITEMS, strict=True))

@@ -27,6 +27,7 @@ from hyperv_fake import FakePowerShell, Seq, make_build, recorded
 from harness.archive import export, reader, vhdx, writer
 from harness.archive.format import MANIFEST_KEYS
 from harness.backends.hyperv import HyperVBackend, HyperVVM, services_problems
+from harness.checklist import REQUIRED_ITEMS
 from harness.media import seed
 
 FOLDER = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
@@ -87,7 +88,8 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
     # The seal script powers the VM off; seal() waits for that, then Step 6 on the host.
     assert b.vm.wait_stopped(5)
     b.vhdx = b.workdir / "GMI Debian 12.vhdx"
-    b.record["sizes"] = backend.export_disk(b, b.vhdx)
+    exported = backend.export_disk(b, b.vhdx)
+    b.record["sizes"], b.vm_tree = exported.sizes, exported.vm_tree
     assert b.record["sizes"] == {"build_disk_allocated": 2818572288, "vhdx_bytes": 1140850688,
                                  "virtual_size": 268435456000}
 
@@ -104,7 +106,7 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
 
     # Step 7: the archive, gated on the checks (all passed here).
     checklist = [f"checks/test_checklist.py::test_{i}[debian-12]" for i in range(5)]
-    labels = dict(zip(checklist, export.REQUIRED_ITEMS, strict=True))
+    labels = dict(zip(checklist, REQUIRED_ITEMS, strict=True))
     archive = export.export(b, checklist, dict.fromkeys(checklist, "passed"), labels)
 
     # The end of the run: every VM the build made goes, with the run's folder.
@@ -186,8 +188,9 @@ def test_export_refuses_a_hyperv_build_without_its_vmcx_tree(tmp_path):
     b = make_build(tmp_path, FakePowerShell())
     b.vhdx = b.workdir / "GMI Debian 12.vhdx"
     b.vhdx.write_bytes(b"disk")
+    b.vm_tree = b.workdir / "hyperv-export"  # what export_disk named, never fetched
     checklist = ["n"]
-    with pytest.raises(ExportError, match=r"the Hyper-V export \(with its .vmcx\) is missing"):
+    with pytest.raises(ExportError, match=r"the exported VM \(with its .vmcx\) is missing"):
         export.export(b, checklist, {"n": "passed"})
     assert not (tmp_path / "out" / "GMI-Debian-12.zip").exists()
 

@@ -8,18 +8,9 @@ from typing import Any
 
 from harness.archive import writer
 from harness.build import Build
+from harness.checklist import REQUIRED_ITEMS
 from harness.errors import ExportError
 from harness.host import sha256_file
-
-# The procedure's validation checklist (section 5): each must have run (not been left
-# out by selecting test files) before an image is exported.
-REQUIRED_ITEMS = (
-    "boots with no errors",
-    "DHCP assigns an IPv4 address on eth0",
-    "cloud-init ran on first boot",
-    "integration services installed and set to start",
-    "no leftover build artifacts",
-)
 
 
 def gate(checklist: list[str], outcomes: Mapping[str, str],
@@ -61,7 +52,7 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
     results = {n.split("::")[-1]: outcomes[n] for n in checklist}
     record = public_record(b, results)
     record["built"] = writer.utc_now()
-    disk_only = b.backend.name != "hyperv"
+    disk_only = b.vm_tree is None
     # vmgenie reads the manifest with YamlDotNet, which refuses keys it does not know:
     # the manifest holds its keys exactly; our facts go into the build record. The one
     # exception is `disk_only` on archives vmgenie cannot import anyway (no .vmcx).
@@ -73,13 +64,8 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
         maintainer=s.maintainer, maintainer_email=s.maintainer_email,
         source_url=s.source_url, created=record["built"], extra=extra)
     record["manifest"] = dict(manifest)
-    vm_tree = None
-    if not disk_only:  # Hyper-V: the exported tree with its .vmcx goes in too
-        tree = b.record.get("_hyperv_vm_tree")
-        if not tree:
-            raise ExportError("the Hyper-V export (with its .vmcx) is missing; the seal stage "
-                              "did not finish")
-        vm_tree = Path(tree)
+    if b.vm_tree is not None and not b.vm_tree.is_dir():
+        raise ExportError(f"the exported VM (with its .vmcx) is missing from {b.vm_tree}")
     return writer.write_archive(
         s.out_dir, names, b.vhdx, manifest, writer.readme(names, record, disk_only),
-        record, force=s.force, vm_tree=vm_tree)
+        record, force=s.force, vm_tree=b.vm_tree)

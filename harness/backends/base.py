@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,28 @@ class VM(ABC):
         return "\n".join(clean_console(self.serial_log.read_bytes()).splitlines()[-lines:])
 
 
+@dataclass(frozen=True)
+class ExportedDisk:
+    """What Step 6 made on the host: size figures (bytes) for the build record, and the
+    exported VM's folder tree (``Virtual Machines/`` with the ``.vmcx``, ``Snapshots/``)
+    fetched locally, or None for a disk-only export."""
+
+    sizes: dict[str, int]
+    vm_tree: Path | None = None
+
+
+class HostView(ABC):
+    """The hypervisor host's view of one running VM."""
+
+    @abstractmethod
+    def reported_addresses(self) -> list[str]:
+        """The IPv4 addresses the guest reports to the host (Hyper-V: KVP)."""
+
+    @abstractmethod
+    def integration_service_problems(self) -> list[str]:
+        """Integration services the host finds missing, off or unhealthy (empty: fine)."""
+
+
 class Backend(ABC):
     """One hypervisor. Implementations are registered in
     :data:`harness.backends.BACKENDS`."""
@@ -94,11 +117,16 @@ class Backend(ABC):
         """Step 1: a new Generation 2 VM with a fresh OS install, running, SSH reachable."""
 
     @abstractmethod
-    def export_disk(self, build: Build, vhdx: Path) -> dict[str, int]:
-        """Step 6 on the host: compact the stopped build VM's disk into a dynamic VHDX.
+    def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:
+        """Step 6 on the host: compact the stopped build VM's disk into a dynamic VHDX
+        at ``vhdx``; returns its size figures, and the exported VM (its ``.vmcx``)
+        where the backend makes one."""
 
-        Returns size figures (bytes) for the build record.
-        """
+    def host_view(self, build: Build, vm: VM) -> HostView | None:
+        """What the hypervisor host sees of a running VM (integration services, the
+        addresses the guest reports), for the checks only a real host can judge; None
+        where the backend has no such host (QEMU)."""
+        return None
 
     @abstractmethod
     def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:

@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness.archive.export import REQUIRED_ITEMS
+from harness import checklist
+from harness.checklist import REQUIRED_ITEMS
 from harness.errors import GmiError, mask
 
 SCHEMA = "gmi-signoff/1"
@@ -257,15 +258,16 @@ CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
 
 
 def checklist_labels(checks: Path = CHECKS_DIR) -> dict[str, str]:
-    """test function -> checklist item, read from the ``@checklist("...")`` lines of
-    the checks' source (for junit.xml files written before it carried the item)."""
+    """test function -> checklist item, read from the ``@checklist(item.NAME)`` (or
+    ``@checklist("...")``) lines of the checks' source: for junit.xml files written
+    before each test case carried its item as a property."""
     labels: dict[str, str] = {}
     for path in sorted(checks.glob("test_*.py")):
         item = None
         for line in path.read_text().splitlines():
-            m = re.match(r"""^@checklist\(["'](.+)["']\)""", line)
+            m = re.match(r"""^@checklist\((?:["'](.+)["']|item\.(\w+))\)""", line)
             if m:
-                item = m[1]
+                item = m[1] or getattr(checklist, m[2], None)
             elif line.startswith("def ") and item is not None:
                 labels[line[4:].split("(")[0]] = item
                 item = None

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import VM, Backend
+from harness.backends.base import VM, Backend, ExportedDisk, HostView
 from harness.backends.hyperv import janitor
 from harness.backends.hyperv.media import InstallMedia, key_actions, media_from_settings
 from harness.backends.hyperv.model import (
@@ -42,8 +42,6 @@ from harness.settings import Settings
 if TYPE_CHECKING:
     from harness.build import Build
 
-STATE_KEY = "_hyperv"  # in build.record: internal (never in the public record)
-VM_TREE_KEY = "_hyperv_vm_tree"  # the exported tree, fetched: export.py zips it
 
 
 def pick_host(settings: Settings, worker: str = "") -> str:
@@ -193,11 +191,12 @@ class HyperVBackend(Backend):
         # Where the install comes from (tests replace it).
         self.media: Callable[[Build], InstallMedia] = catalogue_media
         self._transports: dict[str, PowerShell] = {}
+        self._states: dict[int, HostState] = {}  # by build: the host, its session, the tag
 
     # --- the host and the run's folder -------------------------------------------
 
     def state(self, b: Build) -> HostState:
-        st: HostState | None = b.record.get(STATE_KEY)
+        st = self._states.get(id(b))
         if st is None:
             worker = b.worker
             host = "localhost" if b.settings.hyperv_local else pick_host(b.settings, worker)
@@ -208,7 +207,7 @@ class HyperVBackend(Backend):
             notes = (f"{tag} distro={b.distro.name} client={socket.gethostname()} "
                      f"pid={os.getpid()} started={datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}")
             st = HostState(host, self._transports[host], tag, notes)
-            b.record[STATE_KEY] = st
+            self._states[id(b)] = st
             b.record["hyperv_host"] = host
         return st
 
@@ -352,7 +351,7 @@ class HyperVBackend(Backend):
 
     # --- Step 6 and 7 on the host ---------------------------------------------------
 
-    def export_disk(self, b: Build, vhdx: Path) -> dict[str, int]:
+    def export_disk(self, b: Build, vhdx: Path) -> ExportedDisk:
         assert isinstance(b.vm, HyperVVM)
         vm, st = b.vm, self.state(b)
         if not vm.wait_stopped(5):
@@ -374,13 +373,13 @@ class HyperVBackend(Backend):
         tree = b.workdir / "hyperv-export"
         with b.step("seal: fetch the export"):
             self._fetch(b, exported, vhdx, tree)
-        b.record[VM_TREE_KEY] = str(tree)
         b.record["hyperv_export"] = {"host_path": exported.root,
                                      "kept_on_host": bool(b.settings.hyperv_export_dir),
                                      "merged": list(compact.merged),
                                      "optimize_mode": compact.optimize_mode}
-        return {"build_disk_allocated": compact.bytes_before, "vhdx_bytes": compact.bytes_after,
-                "virtual_size": compact.virtual_size}
+        return ExportedDisk({"build_disk_allocated": compact.bytes_before,
+                             "vhdx_bytes": compact.bytes_after, "virtual_size": compact.virtual_size},
+                            vm_tree=tree)
 
     def _fetch(self, b: Build, exported: ExportResult, vhdx: Path, tree: Path) -> None:
         """The VHDX to ``vhdx`` (checked against the host's SHA-256), the rest of the
@@ -419,6 +418,10 @@ class HyperVBackend(Backend):
         vm.wait_address(s.boot_timeout)
         return vm
 
+    def host_view(self, build: Build, vm: VM) -> HostView:
+        assert isinstance(vm, HyperVVM)
+        return HyperVHostView(self, vm)
+
     def integration_services(self, vm: VM) -> list[IntegrationService]:
         """The host's view (Get-VMIntegrationService) of ``vm``'s integration services."""
         assert isinstance(vm, HyperVVM)
@@ -428,6 +431,20 @@ class HyperVBackend(Backend):
         """The addresses ``vm``'s KVP daemon reports to the host (link-local skipped)."""
         assert isinstance(vm, HyperVVM)
         return vm.status().kvp_addresses()
+
+
+@dataclass
+class HyperVHostView(HostView):
+    """Hyper-V's view of a running VM: KVP's addresses, Get-VMIntegrationService."""
+
+    backend: HyperVBackend
+    vm: HyperVVM
+
+    def reported_addresses(self) -> list[str]:
+        return self.backend.kvp_addresses(self.vm)
+
+    def integration_service_problems(self) -> list[str]:
+        return services_problems(self.backend.integration_services(self.vm))
 
 
 # What the procedure's checklist asks of the host's integration services (Guest Service

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import host
-from harness.backends.base import VM, Backend
+from harness.backends.base import VM, Backend, ExportedDisk
 from harness.backends.qemu.debootstrap import install
 from harness.backends.qemu.installer import effective_method, install_from_media
 from harness.backends.qemu.vm import (
@@ -76,7 +76,7 @@ class QemuBackend(Backend):
         disk = install(build, NIC_NAMES)
         return self.new_vm(build, "build", disk, "raw", owned=[disk])
 
-    def export_disk(self, build: Build, vhdx: Path) -> dict[str, int]:
+    def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:
         assert isinstance(build.vm, QemuVM)
         src = build.vm.disk
         sizes = {"build_disk_allocated": host.allocated_bytes(src)}
@@ -87,7 +87,7 @@ class QemuBackend(Backend):
         tmp.rename(vhdx)
         info = image_info(vhdx)
         sizes.update(vhdx_bytes=vhdx.stat().st_size, virtual_size=int(info["virtual-size"]))
-        return sizes
+        return ExportedDisk(sizes)
 
     def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
         overlay = build.workdir / f"{name}.qcow2"

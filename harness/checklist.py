@@ -1,0 +1,17 @@
+"""The procedure's validation checklist (section 5): the items every GMI must pass,
+each named once. ``checks/`` labels its tests with them, the export gate requires
+each required item to have a passing test, and the sign-off page has a row per item."""
+
+from __future__ import annotations
+
+BOOTS = "boots with no errors"
+DHCP = "DHCP assigns an IPv4 address on eth0"
+CLOUD_INIT = "cloud-init ran on first boot"
+SERVICES = "integration services installed and set to start"
+SERVICES_RUNNING = "integration services running (Hyper-V)"
+NO_LEFTOVERS = "no leftover build artifacts"
+
+# Each must have a passing test before an image is exported (the gate).
+REQUIRED_ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, NO_LEFTOVERS)
+# Every item a check may be labelled with; a label outside this list is a typo.
+ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS)

@@ -66,6 +66,7 @@ class Setting:
     cli: bool = True
     multiple: bool = False
     flag: bool = False
+    section: str = ""  # the --help group (set by _section below)
 
     @property
     def option(self) -> str:
@@ -76,101 +77,169 @@ class Setting:
         return "GMI_" + self.name.upper()
 
 
+def _section(title: str, *rows: Setting) -> tuple[Setting, ...]:
+    return tuple(dataclasses.replace(r, section=title) for r in rows)
+
+
 SETTINGS: tuple[Setting, ...] = (
-    Setting("distro", "distro to build (repeatable, or 'all'); names are the files in distros/",
-            (), _as_list, multiple=True),
-    Setting("gmi", "validate an existing GMI archive instead of building (repeatable)",
-            (), _as_list, multiple=True),
-    Setting("index", "write or update this vmgenie repository index (gmi-repository.dist.yml) "
-            "for each archive that passed", "", str),
-    Setting("index_url", "the http(s) URL of an index entry; {archive} is replaced by the "
-            "archive's file name", "", str),
-    Setting("backend", "hypervisor backend", "qemu", str, BACKENDS),
-    Setting("keep", "what happens to build and clone VMs when the run ends",
-            "never", str, KEEP_CHOICES),
-    Setting("out", "where archives and reports go", "reports", str),
-    Setting("force", "allow replacing an existing archive", False, _as_bool, flag=True),
-    Setting("scratch", "scratch folder for disks and build trees (outside the repo)",
-            "/var/tmp/gmi-harness", str),
-    Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
-            "auto", str, ACCELS),
-    Setting("vm_cpus", "vCPUs of build and clone VMs", 2, int),
-    Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, int),
-    Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, int),
-    Setting("command_timeout", "seconds one guest command may take", 1800, int),
-    Setting("mirror", "Debian-family archive mirror used by the local install",
-            "http://deb.debian.org/debian", str),
-    Setting("maintainer", "manifest maintainer", "gmi-harness", str),
-    Setting("maintainer_email", "manifest maintainer_email", "gmi-harness@localhost", str),
-    Setting("source_url", "manifest source_url",
-            "https://github.com/jesse-greathouse/vmgenie", str),
-    Setting("credentials_dir", "user-private folder for build-time credentials",
-            "~/.local/state/gmi-harness/credentials", str),
-    Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", str),
-    Setting("hyperv_password", "password for the Hyper-V host", "", str, secret=True,
-            cli=False),
-    # --- the Hyper-V backend (docs/hyperv.md) ---
-    Setting("hyperv_hosts", "pool of Hyper-V hosts; xdist worker gwN takes host N modulo the "
-            "pool (default: just --hyperv-host)", (), _as_list),
-    Setting("hyperv_local", "run PowerShell on this machine (the harness runs on the Hyper-V "
-            "host itself) instead of over PowerShell Remoting", False, _as_bool, flag=True),
-    Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", str),
-    Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", str, HYPERV_AUTHS),
-    Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, int),
-    Setting("hyperv_ca_bundle", "CA bundle (PEM) that signs the host's WinRM HTTPS certificate "
-            "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", str),
-    Setting("hyperv_plain_http", "use plain HTTP (port 5985) with WinRM message encryption; "
-            "never without encryption", False, _as_bool, flag=True),
-    Setting("hyperv_cert_pem", "client certificate (PEM) for --hyperv-auth=certificate", "", str),
-    Setting("hyperv_cert_key_pem", "its private key (PEM) for --hyperv-auth=certificate", "", str),
-    Setting("hyperv_switch", "Hyper-V virtual switch the build and clone VMs connect to", "", str),
-    Setting("hyperv_vhd_path", "host folder for the run's disks, ISOs and exports (default: "
-            "the host's VirtualHardDiskPath)", "", str),
-    Setting("hyperv_base_vm", "adopt this existing VM (installed by hand) as the build VM", "",
-            str),
-    Setting("hyperv_base_vhdx", "start from a copy of this VHDX (a path on the host) instead of "
-            "installing", "", str),
-    Setting("hyperv_base_key", "private key (OpenSSH ed25519) root accepts on --hyperv-base-vm / "
-            "--hyperv-base-vhdx; the build's own key is added with it", "", str),
-    Setting("hyperv_install_iso", "install ISO: a local file (uploaded) or a path on the host",
-            "", str),
-    Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", str),
-    Setting("hyperv_answer_iso", "answer media ISO (cidata / OEMDRV / preseed): local or on the "
-            "host", "", str),
-    Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "
-            "<wait5>, text)", "", str),
-    Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
-            float),
-    Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", str),
-    Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
-            "removed with the run's folder)", "", str),
-    Setting("janitor", "instead of a test run: 'list' or 'remove' what harness runs that died "
-            "left behind on the chosen --backend (VMs, disks, folders), then exit", "off", str,
-            JANITOR_CHOICES),
-    Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
-            "this many hours", 24.0, float),
-    # --- reports (issue 5) ---
-    Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
-            "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
-            (), _as_list, multiple=True),
-    # --- the distro catalogue (issue #4): install ISOs and install methods
-    Setting("install_method", "how Step 1 installs the OS: auto (the distro YAML's method; iso "
-            "when --iso is given), debootstrap, iso (official ISO + answer file) or netboot "
-            "(Debian installer's netboot files + preseed; local backend)", "auto", str,
-            INSTALL_METHODS),
-    Setting("iso", "install from this local ISO instead of downloading the official one "
-            "(verified against the distro's checksum unless --iso-sha256 is given)", "", str),
-    Setting("iso_sha256", "expected SHA-256 of --iso (a custom image)", "", _as_sha256),
-    Setting("iso_cache", "where official ISOs are downloaded once and kept",
-            "~/.cache/gmi-harness/iso", str),
-    Setting("install_timeout", "minutes an unattended install from an ISO may take "
-            "(0: the distro YAML's install.timeout_min)", 0, int),
+    *_section("what to build or validate",
+        Setting("distro", "distro to build (repeatable, or 'all'); names are the files in distros/",
+                (), _as_list, multiple=True),
+        Setting("gmi", "validate an existing GMI archive instead of building (repeatable)",
+                (), _as_list, multiple=True),
+        Setting("backend", "hypervisor backend", "qemu", str, BACKENDS),
+        Setting("keep", "what happens to build and clone VMs when the run ends",
+                "never", str, KEEP_CHOICES),
+        Setting("out", "where archives and reports go", "reports", str),
+        Setting("force", "allow replacing an existing archive", False, _as_bool, flag=True),
+        Setting("scratch", "scratch folder for disks and build trees (outside the repo)",
+                "/var/tmp/gmi-harness", str),
+        Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
+                "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
+                (), _as_list, multiple=True),
+        Setting("janitor", "instead of a test run: 'list' or 'remove' what harness runs that died "
+                "left behind on the chosen --backend (VMs, disks, folders), then exit", "off", str,
+                JANITOR_CHOICES)),
+    *_section("the QEMU backend",
+        Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
+                "auto", str, ACCELS),
+        Setting("vm_cpus", "vCPUs of build and clone VMs", 2, int),
+        Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, int),
+        Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, int),
+        Setting("command_timeout", "seconds one guest command may take", 1800, int)),
+    *_section("install media",
+        Setting("mirror", "Debian-family archive mirror used by the local install",
+                "http://deb.debian.org/debian", str),
+        Setting("install_method", "how Step 1 installs the OS: auto (the distro YAML's method; iso "
+                "when --iso is given), debootstrap, iso (official ISO + answer file) or netboot "
+                "(Debian installer's netboot files + preseed; local backend)", "auto", str,
+                INSTALL_METHODS),
+        Setting("iso", "install from this local ISO instead of downloading the official one "
+                "(verified against the distro's checksum unless --iso-sha256 is given)", "", str),
+        Setting("iso_sha256", "expected SHA-256 of --iso (a custom image)", "", _as_sha256),
+        Setting("iso_cache", "where official ISOs are downloaded once and kept",
+                "~/.cache/gmi-harness/iso", str),
+        Setting("install_timeout", "minutes an unattended install from an ISO may take "
+                "(0: the distro YAML's install.timeout_min)", 0, int)),
+    *_section("the archive and the vmgenie index",
+        Setting("index", "write or update this vmgenie repository index (gmi-repository.dist.yml) "
+                "for each archive that passed", "", str),
+        Setting("index_url", "the http(s) URL of an index entry; {archive} is replaced by the "
+                "archive's file name", "", str),
+        Setting("maintainer", "manifest maintainer", "gmi-harness", str),
+        Setting("maintainer_email", "manifest maintainer_email", "gmi-harness@localhost", str),
+        Setting("source_url", "manifest source_url",
+                "https://github.com/jesse-greathouse/vmgenie", str),
+        Setting("credentials_dir", "user-private folder for build-time credentials",
+                "~/.local/state/gmi-harness/credentials", str)),
+    *_section("the Hyper-V backend (docs/hyperv.md)",
+        Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", str),
+        Setting("hyperv_password", "password for the Hyper-V host", "", str, secret=True,
+                cli=False),
+        Setting("hyperv_hosts", "pool of Hyper-V hosts; xdist worker gwN takes host N modulo the "
+                "pool (default: just --hyperv-host)", (), _as_list),
+        Setting("hyperv_local", "run PowerShell on this machine (the harness runs on the Hyper-V "
+                "host itself) instead of over PowerShell Remoting", False, _as_bool, flag=True),
+        Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", str),
+        Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", str, HYPERV_AUTHS),
+        Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, int),
+        Setting("hyperv_ca_bundle", "CA bundle (PEM) that signs the host's WinRM HTTPS certificate "
+                "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", str),
+        Setting("hyperv_plain_http", "use plain HTTP (port 5985) with WinRM message encryption; "
+                "never without encryption", False, _as_bool, flag=True),
+        Setting("hyperv_cert_pem", "client certificate (PEM) for --hyperv-auth=certificate", "", str),
+        Setting("hyperv_cert_key_pem", "its private key (PEM) for --hyperv-auth=certificate", "", str),
+        Setting("hyperv_switch", "Hyper-V virtual switch the build and clone VMs connect to", "", str),
+        Setting("hyperv_vhd_path", "host folder for the run's disks, ISOs and exports (default: "
+                "the host's VirtualHardDiskPath)", "", str),
+        Setting("hyperv_base_vm", "adopt this existing VM (installed by hand) as the build VM", "",
+                str),
+        Setting("hyperv_base_vhdx", "start from a copy of this VHDX (a path on the host) instead of "
+                "installing", "", str),
+        Setting("hyperv_base_key", "private key (OpenSSH ed25519) root accepts on --hyperv-base-vm / "
+                "--hyperv-base-vhdx; the build's own key is added with it", "", str),
+        Setting("hyperv_install_iso", "install ISO: a local file (uploaded) or a path on the host",
+                "", str),
+        Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", str),
+        Setting("hyperv_answer_iso", "answer media ISO (cidata / OEMDRV / preseed): local or on the "
+                "host", "", str),
+        Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "
+                "<wait5>, text)", "", str),
+        Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
+                float),
+        Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", str),
+        Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
+                "removed with the run's folder)", "", str),
+        Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
+                "this many hours", 24.0, float)),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
 
+class SettingsFields:
+    """Every setting's name and type, for readers and mypy (``settings.vm_cpus`` is an
+    int). The values live in :attr:`Settings.values`; a unit test keeps these fields and
+    :data:`SETTINGS` the same set, with the same types."""
+
+    # what to build or validate
+    distro: tuple[str, ...]
+    gmi: tuple[str, ...]
+    backend: str
+    keep: str
+    out: str
+    force: bool
+    scratch: str
+    signoff_from: tuple[str, ...]
+    janitor: str
+    # the QEMU backend
+    accel: str
+    vm_cpus: int
+    vm_memory_mb: int
+    boot_timeout: int
+    command_timeout: int
+    # install media
+    mirror: str
+    install_method: str
+    iso: str
+    iso_sha256: str
+    iso_cache: str
+    install_timeout: int
+    # the archive and the vmgenie index
+    index: str
+    index_url: str
+    maintainer: str
+    maintainer_email: str
+    source_url: str
+    credentials_dir: str
+    # the Hyper-V backend (docs/hyperv.md)
+    hyperv_host: str
+    hyperv_password: str
+    hyperv_hosts: tuple[str, ...]
+    hyperv_local: bool
+    hyperv_user: str
+    hyperv_auth: str
+    hyperv_port: int
+    hyperv_ca_bundle: str
+    hyperv_plain_http: bool
+    hyperv_cert_pem: str
+    hyperv_cert_key_pem: str
+    hyperv_switch: str
+    hyperv_vhd_path: str
+    hyperv_base_vm: str
+    hyperv_base_vhdx: str
+    hyperv_base_key: str
+    hyperv_install_iso: str
+    hyperv_install_sha256: str
+    hyperv_answer_iso: str
+    hyperv_boot_command: str
+    hyperv_boot_wait: float
+    hyperv_guest_address: str
+    hyperv_export_dir: str
+    hyperv_janitor_hours: float
+
+
 @dataclass(frozen=True)
-class Settings:
+class Settings(SettingsFields):
     """What the user asked for, frozen. ``sources`` says where each value came from."""
 
     values: Mapping[str, Any]

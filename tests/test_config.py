@@ -58,3 +58,26 @@ def test_every_setting_has_help_and_a_unique_option():
     options = [s.option for s in SETTINGS]
     assert len(options) == len(set(options))
     assert all(s.help for s in SETTINGS)
+
+
+def test_typed_fields_and_the_settings_table_are_the_same_set():
+    """Settings' declared fields (what mypy checks ``settings.x`` against) and the
+    SETTINGS rows (what drives options, env, file and help) name the same settings,
+    each typed as its default is."""
+    import typing
+
+    from harness.settings import SETTINGS, SettingsFields
+
+    hints = typing.get_type_hints(SettingsFields)
+    assert set(hints) == {s.name for s in SETTINGS}
+    for s in SETTINGS:
+        want = tuple if (s.multiple or isinstance(s.default, tuple)) else type(s.default)
+        assert (typing.get_origin(hints[s.name]) or hints[s.name]) is want, s.name
+
+
+def test_every_setting_has_a_help_section():
+    from harness.settings import SETTINGS
+
+    assert all(s.section for s in SETTINGS)
+    assert {s.section for s in SETTINGS if s.name.startswith("hyperv_")} == {
+        "the Hyper-V backend (docs/hyperv.md)"}

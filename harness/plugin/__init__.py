@@ -34,10 +34,12 @@ pytest_plugins = ["harness.plugin.run", "harness.plugin.matrix", "harness.plugin
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("gmi-harness", "GMI build and validation")
+    """One ``--help`` group per settings section (the Hyper-V backend's own, say)."""
+    main = parser.getgroup("gmi-harness", "GMI build and validation")
     for s in SETTINGS:
         if not s.cli:
             continue
+        group = parser.getgroup(f"gmi-harness: {s.section}") if s.section else main
         help_text = f"{s.help} (env {s.env}; default: {s.default!r})"
         if s.choices:
             help_text = f"{s.help}: {' | '.join(s.choices)} (env {s.env}; default: {s.default})"
@@ -53,7 +55,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         else:
             group.addoption(s.option, action="store", default=None, dest=f"gmi_{s.name}",
                             metavar=s.name.upper(), help=help_text)
-    group.addoption("--harness-config", action="store", default=None, metavar="PATH",
+    main.addoption("--harness-config", action="store", default=None, metavar="PATH",
                     help="settings file (TOML); default: $GMI_CONFIG, else gmi-harness.toml "
                          "in the rootdir when present. Precedence: command line > "
                          "environment (GMI_*) > this file > defaults")

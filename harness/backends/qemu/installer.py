@@ -40,9 +40,9 @@ METHODS = ("debootstrap", "iso", "netboot")
 def effective_method(b: Build) -> str:
     """The install method of this build: the --install-method setting, or (auto) the
     distro's own, or iso when --iso names a local ISO."""
-    d, wanted = b.distro, getattr(b.settings, "install_method", "auto")
+    d, wanted = b.distro, b.settings.install_method
     if wanted == "auto":
-        wanted = "iso" if getattr(b.settings, "iso", "") else d.install.method
+        wanted = "iso" if b.settings.iso else d.install.method
     if wanted == "debootstrap" and (d.family != "apt" or not d.install.suite):
         raise ConfigError(f"{d.name} cannot be installed with debootstrap (its install.method is "
                           f"{d.install.method}); use --install-method=auto")
@@ -56,7 +56,7 @@ def effective_method(b: Build) -> str:
 
 
 def timeout_s(b: Build) -> int:
-    minutes = getattr(b.settings, "install_timeout", 0) or b.distro.install.timeout_min
+    minutes = b.settings.install_timeout or b.distro.install.timeout_min
     return int(minutes) * 60
 
 

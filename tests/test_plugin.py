@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -292,3 +293,25 @@ def test_a_broken_report_does_not_cost_the_run(pytester: pytest.Pytester, tmp_pa
     run = next((tmp_path / "runs").glob("2*"))
     assert (run / "signoff.json").is_file() and (run / "junit.xml").is_file() and log.is_file()
     assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
+def test_options_are_known_outside_the_repository(tmp_path: Path):
+    """The plugin is a pytest11 entry point: from a folder outside the repository, with
+    an option's value after a space and an existing folder as that value (as CI artifact
+    folders are), pytest knows our options instead of taking the folder for a test path."""
+    import subprocess
+    import sys
+
+    art = tmp_path / "artifacts"
+    art.mkdir()
+    run = functools.partial(subprocess.run, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    ok = run([sys.executable, "-m", "pytest", "--distro", "debian-12", "--out", str(art),
+              "-p", "no:cacheprovider", "--collect-only", "-q"])
+    assert "unrecognized arguments" not in ok.stderr, ok.stderr
+    assert ok.returncode in (0, 5), ok.stdout + ok.stderr  # nothing to collect here, no error
+    assert "PytestAssertRewriteWarning" not in ok.stdout + ok.stderr
+    bad = run([sys.executable, "-m", "pytest", "--distro", "debian-99", "--out", str(art),
+               "-p", "no:cacheprovider"])
+    assert bad.returncode == 4
+    assert "unknown distro 'debian-99'; known distros: debian-12" in bad.stderr

@@ -22,15 +22,15 @@ from harness import __version__
 from harness import distro as distro_mod
 from harness.backends import backend_class
 from harness.errors import GmiError
-from harness.plugin import hooks
+from harness.plugin import fixtures, hooks, matrix, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
 from harness.plugin.results import ResultCollector
 from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, terminate_as_interrupt
 from harness.report import allure, signoff
 from harness.settings import SETTINGS, Settings, resolve
 
-pytest_plugins = ["harness.plugin.run", "harness.plugin.matrix", "harness.plugin.results",
-                  "harness.plugin.summary", "harness.plugin.fixtures"]
+# The plugin's parts, registered with it (see pytest_addhooks).
+PARTS = (run, matrix, results, summary, fixtures)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,7 +62,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Our hook specifications, and the plugin's parts as plugins of their own
+    (registered directly: ``pytest_plugins`` would re-import modules this package
+    already imported, which pytest warns about)."""
     pluginmanager.add_hookspecs(hooks)
+    for part in PARTS:
+        if not pluginmanager.is_registered(part):
+            pluginmanager.register(part, part.__name__)
 
 
 def settings_from(config: pytest.Config) -> Settings:

@@ -71,7 +71,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE_KEY]
     needs_distro = [i for i in items if "distro_name" in getattr(i, "fixturenames", ())]
-    if needs_distro and not subjects(state.settings):
+    showing = getattr(config.option, "showfixtures", False)  # (pytest --fixtures)
+    if needs_distro and not subjects(state.settings) and not showing:
         known = ", ".join(distro_mod.known_distros())
         raise pytest.UsageError(
             f"the checks need --distro NAME (repeatable, or 'all') or --gmi ARCHIVE; "

@@ -122,6 +122,9 @@ class InstallSpec:
     # base system (SSH server, Hyper-V daemons, sudo).
     answer: str = ""
     answer_label: str = ""
+    # The rules its installer checks it against: debconf (preseed), subiquity-<series>
+    # and autoyast-<branch> (the schema folders in shared/schemas), pykickstart-<syntax>.
+    answer_rules: str = ""
     packages: tuple[str, ...] = ()
     # Lines added to the answer file as they are (a kickstart's repositories, say).
     answer_extra: str = ""
@@ -298,6 +301,9 @@ class Distro:
 FAMILIES = tuple(pkgmgr.FAMILIES)
 METHODS = ("debootstrap", "iso")
 ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV"}
+# What install.answer_rules starts with, per answer kind.
+ANSWER_RULES = {"preseed": "debconf", "autoinstall": "subiquity-", "kickstart": "pykickstart-",
+                "autoyast": "autoyast-"}
 HV_SOURCE_MODES = ("never", "fallback", "always")
 
 
@@ -416,6 +422,9 @@ def _check_install(d: Distro, fname: str) -> None:
             raise bad("iso", "missing (install.method iso needs the official ISO's url and checksum)")
         if not spec.answer:
             raise bad("install.answer", f"missing (install.method iso needs one of: {', '.join(ANSWERS)})")
+    if spec.answer and not spec.answer_rules.startswith(ANSWER_RULES[spec.answer]):
+        raise bad("install.answer_rules", f"a {spec.answer} file is checked by "
+                  f"{ANSWER_RULES[spec.answer]}..., got {spec.answer_rules!r}")
     if spec.answer and ANSWERS[spec.answer] and spec.answer_label != ANSWERS[spec.answer]:
         raise bad("install.answer_label",
                   f"{spec.answer} is read from a volume labelled {ANSWERS[spec.answer]!r}, "

@@ -161,6 +161,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("iso", "install from this local ISO instead of downloading the official one "
             "(verified against the distro's checksum unless --iso-sha256 is given)", "", str),
     Setting("iso_sha256", "expected SHA-256 of --iso (a custom image)", "", _as_sha256),
+    Setting("iso_version", "pin the install ISO's point release (e.g. 24.04.3, 13.2.0; found in "
+            "the release folder or its archive) instead of the newest one upstream lists", "", str),
+    Setting("iso_signatures", "check the OpenPGP signature of the ISO's checksum listing against "
+            "the distro's pinned key (off: record that it was not checked)", "verify", str,
+            ("verify", "off")),
     Setting("iso_cache", "where official ISOs are downloaded once and kept",
             "~/.cache/gmi-harness/iso", str),
     Setting("install_timeout", "minutes an unattended install from an ISO may take "

@@ -31,8 +31,9 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import answers, distro
+from harness import distro
 from harness.build import Credentials
+from harness.media import answers
 
 REPO = Path(__file__).resolve().parent.parent
 ALL = distro.known_distros()

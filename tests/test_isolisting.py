@@ -19,10 +19,10 @@ from gpg_keys import SigningKey, make_key
 from http_server import Server, serving
 
 from harness import distro
+from harness.errors import GmiError
 from harness.media import isocache, isolisting
 from harness.media.signatures import SignatureError
 from harness.settings import resolve as settings_of
-from harness.errors import GmiError
 
 ALL = distro.known_distros()
 # (a superseded point release, the current one) as each upstream names them

@@ -33,9 +33,9 @@ from typing import Any
 
 from harness.distro import Distro
 from harness.errors import GmiError
+from harness.host import file_lock, sha256_file
 from harness.media import isolisting
 from harness.media.isolisting import Resolved
-from harness.host import file_lock, sha256_file
 
 CACHE_DIR = "~/.cache/gmi-harness/iso"
 CHUNK = 1024 * 1024

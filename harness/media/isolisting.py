@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.media import signatures
 from harness.errors import GmiError
+from harness.media import signatures
 
 Fetch = Callable[[str], bytes]
 Log = Callable[[str], None]

@@ -5,9 +5,11 @@ BACKEND ?= qemu
 ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
-# chromium: the sign-off page's screenshot test (headless).
+# chromium: the sign-off page's screenshot test (headless). libxml2-utils, jing, debconf: the
+# installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
+# the signed checksum listings of the install ISOs.
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools \
-	fdisk util-linux python3-venv chromium
+	fdisk util-linux python3-venv chromium libxml2-utils jing debconf gpg gpgv
 # The Allure CLI (npm's allure-commandline, which ships its own jars) needs npm and Java:
 # command -> Debian package, installed only when the command is missing (a NodeSource
 # nodejs already brings npm and conflicts with Debian's npm package).

@@ -120,7 +120,13 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("iso_cache", "where official ISOs are downloaded once and kept",
                 "~/.cache/gmi-harness/iso", str),
         Setting("install_timeout", "minutes an unattended install from an ISO may take "
-                "(0: the distro YAML's install.timeout_min)", 0, int)),
+                "(0: the distro YAML's install.timeout_min)", 0, int),
+        Setting("iso_version", "pin the install ISO's point release (e.g. 24.04.3, 13.2.0; found "
+                "in the release folder or its archive) instead of the newest one upstream lists",
+                "", str),
+        Setting("iso_signatures", "check the OpenPGP signature of the ISO's checksum listing "
+                "against the distro's pinned key (off: record that it was not checked)", "verify",
+                str, ("verify", "off"))),
     *_section("the archive and the vmgenie index",
         Setting("index", "write or update this vmgenie repository index (gmi-repository.dist.yml) "
                 "for each archive that passed", "", str),
@@ -204,6 +210,8 @@ class SettingsFields:
     iso_sha256: str
     iso_cache: str
     install_timeout: int
+    iso_version: str
+    iso_signatures: str
     # the archive and the vmgenie index
     index: str
     index_url: str

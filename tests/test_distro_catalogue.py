@@ -45,17 +45,18 @@ def test_entry_names_family_method_and_answer(name: str):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_entry_has_official_iso_with_a_checksum_source(name: str):
+def test_entry_finds_its_official_iso_in_a_signed_listing(name: str):
     d = distro.load(name)
     assert d.iso is not None
-    assert d.iso.url.startswith("https://") and d.iso.url.endswith(".iso")
-    # No invented hashes: each SHA-256 comes from the distro's checksum file.
-    assert d.iso.sha256 == "" and d.iso.checksum_url.startswith("https://")
-    assert d.iso.signing_key
-    host = d.iso.url.split("/")[2]
-    assert host in {"cdimage.debian.org", "releases.ubuntu.com", "old-releases.ubuntu.com",
-                    "download.fedoraproject.org", "download.rockylinux.org",
-                    "download.opensuse.org"}, host
+    # No pinned file names or invented hashes: a release folder, a pattern, a listing.
+    assert d.iso.folder.startswith("https://") and d.iso.pattern.endswith(".iso")
+    assert "{version}" in d.iso.pattern and d.iso.checksums
+    host = d.iso.folder.split("/")[2]
+    assert host in {"cdimage.debian.org", "releases.ubuntu.com", "download.fedoraproject.org",
+                    "download.rockylinux.org", "download.opensuse.org"}, host
+    # Every listing is signed, or the YAML says why upstream publishes no signature.
+    assert (d.iso.signature and d.iso.fingerprints and (d.iso.keyrings or d.iso.key_url)) or d.iso.unsigned
+    assert d.iso.fingerprints and d.iso.key_source.startswith("https://")
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -141,9 +142,16 @@ def _variant(tmp_path: Path, name: str, change) -> Path:
     ("fedora-42", lambda d: d["install"].__setitem__("answer_label", "cidata"),
      r"install.answer_label': kickstart is read from a volume labelled 'OEMDRV'"),
     ("fedora-42", lambda d: d["install"].__setitem__("answer", "unattend"), r"unknown answer file kind"),
-    ("fedora-42", lambda d: d["iso"].pop("checksum_url"), r"key 'iso': give sha256 or checksum_url"),
-    ("fedora-42", lambda d: d["iso"].__setitem__("sha256", "ABC"), r"iso.sha256': expected 64 lowercase"),
-    ("fedora-42", lambda d: d["iso"].__setitem__("url", "ftp://x/y.iso"), r"iso.url': expected an http"),
+    ("fedora-42", lambda d: d["iso"].pop("checksums"), r"key 'iso.checksums': missing"),
+    ("fedora-42", lambda d: d["iso"].__setitem__("pattern", "Fedora.iso"), r"iso.pattern': a file name "
+     r"with \{version\} once"),
+    ("fedora-42", lambda d: d["iso"].__setitem__("folder", "ftp://x/"), r"iso.folder': expected an http"),
+    ("fedora-42", lambda d: d["iso"].pop("signature"), r"iso.signature': missing: .* iso.unsigned"),
+    ("fedora-42", lambda d: d["iso"].__setitem__("fingerprints", ["B0F4 9504"]),
+     r"iso.fingerprints': expected 40 hex digits"),
+    ("fedora-42", lambda d: d["iso"].__setitem__("url", "https://x/y.iso"), r"key 'iso.url': unknown key"),
+    ("fedora-42", lambda d: d["install"].__setitem__("answer_rules", "autoyast-tumbleweed"),
+     r"install.answer_rules': a kickstart file is checked by pykickstart-"),
     ("fedora-42", lambda d: d["install"].__setitem__("method", "debootstrap"),
      r"debootstrap installs the apt family only"),
     ("fedora-42", lambda d: d["boot"].__setitem__("debconf", ["x y z"]), r"the dnf family has no debconf"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import lzma
 import subprocess
@@ -15,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_server import Server, serving
 
 from harness import distro
 from harness.errors import GmiError
@@ -25,66 +25,10 @@ PAYLOAD = bytes(range(256)) * 4096 * 3  # 3 MiB, several chunks
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class Server:
-    """Serves /img.iso (Range-aware unless told not to) and checksum files; counts
-    requests; can break a response off after N bytes."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {"/img.iso": PAYLOAD}
-        self.requests: list[tuple[str, str | None]] = []
-        self.honour_range = True
-        self.cut_after: int | None = None
-        self.lock = threading.Lock()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                rng = self.headers.get("Range")
-                with server.lock:
-                    server.requests.append((self.path, rng))
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if rng and server.honour_range:
-                    start = int(rng.removeprefix("bytes=").split("-")[0])
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                body = data[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    self.wfile.write(body[:server.cut_after])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def gets(self, path: str = "/img.iso") -> list[str | None]:
-        return [r for p, r in self.requests if p == path]
-
-
 @pytest.fixture
 def server() -> Iterator[Server]:
-    s = Server()
-    yield s
-    s.httpd.shutdown()
-    s.httpd.server_close()
+    with serving({"/img.iso": PAYLOAD}) as s:
+        yield s
 
 
 def quiet(_: str) -> None:
@@ -217,54 +161,77 @@ def test_checksum_file_without_the_file_says_to_update_the_url():
 
 
 def _distro_served_by(server: Server) -> distro.Distro:
+    """fedora-42 with its release folder on the local server, listing img-42-1.1.iso
+    (an unsigned listing: the signature tests are in test_isolisting.py)."""
     d = distro.load("fedora-42")
     assert d.iso is not None
-    server.files["/CHECKSUM"] = f"SHA256 (img.iso) = {SHA}\n".encode()
-    iso = dataclasses.replace(d.iso, url=f"{server.url}/img.iso", checksum_url=f"{server.url}/CHECKSUM")
+    server.files["/CHECKSUM"] = f"SHA256 (img-42-1.1.iso) = {SHA}\n".encode()
+    server.files["/img-42-1.1.iso"] = PAYLOAD
+    iso = dataclasses.replace(d.iso, folder=f"{server.url}/", pattern="img-{version}.iso",
+                              checksums="CHECKSUM", archive="", signature="", unsigned="a test")
     return dataclasses.replace(d, iso=iso)
 
 
-def test_resolve_downloads_the_distros_iso(server: Server, tmp_path: Path):
+def test_resolve_downloads_the_iso_the_listing_names(server: Server, tmp_path: Path):
     d = _distro_served_by(server)
     settings = resolve({"iso_cache": str(tmp_path)}, env={})
-    path, sha = isocache.resolve(d, settings, log=quiet)
-    assert path == tmp_path / "img.iso" and sha == SHA
+    record: dict[str, object] = {}
+    path, sha = isocache.resolve(d, settings, log=quiet, record=record)
+    assert path == tmp_path / "img-42-1.1.iso" and sha == SHA
+    assert record["install_iso"] == {
+        "file": "img-42-1.1.iso", "url": f"{server.url}/img-42-1.1.iso", "sha256": SHA,
+        "version": "42-1.1", "listing": f"{server.url}/CHECKSUM",
+        "signature": "none published upstream (a test)"}
 
 
-def test_an_iso_that_moves_on_upstream_is_downloaded_anew(server: Server, tmp_path: Path):
-    """Rocky's -latest and Tumbleweed's Current keep their names: the checksum file is
-    read on every use, a new hash means a new download; offline, the cache serves."""
+def test_a_newer_iso_upstream_is_downloaded_and_offline_the_cache_serves(server: Server, tmp_path: Path):
+    """A new point release (or snapshot) is a new name in the listing: downloaded anew;
+    when upstream cannot be reached, the newest cached copy is used."""
     d = _distro_served_by(server)
     settings = resolve({"iso_cache": str(tmp_path)}, env={})
     isocache.resolve(d, settings, log=quiet)
-    assert isocache.resolve(d, settings, log=quiet) == (tmp_path / "img.iso", SHA)
-    assert len(server.gets()) == 1  # unchanged upstream: no new download
-    newer = b"the next snapshot" * 1000
-    server.files["/img.iso"] = newer
-    server.files["/CHECKSUM"] = f"SHA256 (img.iso) = {hashlib.sha256(newer).hexdigest()}\n".encode()
-    lines: list[str] = []
-    path, sha = isocache.resolve(d, settings, log=lines.append)
-    assert path.read_bytes() == newer and sha == hashlib.sha256(newer).hexdigest()
-    assert any("has changed upstream" in ln for ln in lines)
+    assert isocache.resolve(d, settings, log=quiet) == (tmp_path / "img-42-1.1.iso", SHA)
+    assert len(server.gets("/img-42-1.1.iso")) == 1  # unchanged upstream: no new download
+    newer = b"the next point release" * 1000
+    server.files["/img-42-1.6.iso"] = newer
+    server.files["/CHECKSUM"] += f"SHA256 (img-42-1.6.iso) = {hashlib.sha256(newer).hexdigest()}\n".encode()
+    path, sha = isocache.resolve(d, settings, log=quiet)
+    assert path == tmp_path / "img-42-1.6.iso" and path.read_bytes() == newer
     del server.files["/CHECKSUM"]  # the mirror is unreachable now
-    lines.clear()
-    assert isocache.resolve(d, settings, log=lines.append) == (path, sha)
-    assert any("using the cached copy" in ln for ln in lines)
+    lines: list[str] = []
+    record: dict[str, dict[str, str]] = {}
+    assert isocache.resolve(d, settings, log=lines.append, record=record) == (path, sha)
+    assert any("using the cached img-42-1.6.iso" in ln for ln in lines)
+    assert record["install_iso"]["source"] == "the cache (upstream unreachable)"
 
 
-def test_local_iso_is_verified_against_the_distro_checksum(server: Server, tmp_path: Path):
+def test_a_respun_iso_under_the_same_name_is_downloaded_anew(server: Server, tmp_path: Path):
+    d = _distro_served_by(server)
+    settings = resolve({"iso_cache": str(tmp_path)}, env={})
+    isocache.resolve(d, settings, log=quiet)
+    respun = b"respun" * 5000
+    server.files["/img-42-1.1.iso"] = respun
+    server.files["/CHECKSUM"] = f"SHA256 (img-42-1.1.iso) = {hashlib.sha256(respun).hexdigest()}\n".encode()
+    lines: list[str] = []
+    path, _ = isocache.resolve(d, settings, log=lines.append)
+    assert path.read_bytes() == respun and any("has changed upstream" in ln for ln in lines)
+
+
+def test_local_iso_is_verified_against_the_distro_listing(server: Server, tmp_path: Path):
     d = _distro_served_by(server)
     good, bad = tmp_path / "good.iso", tmp_path / "bad.iso"
     good.write_bytes(PAYLOAD)
     bad.write_bytes(PAYLOAD[:-1] + b"x")
     settings = resolve({"iso_cache": str(tmp_path / "cache"), "iso": str(good)}, env={})
-    assert isocache.resolve(d, settings, log=quiet) == (good, SHA)
-    with pytest.raises(GmiError, match=r"--iso bad\.iso: SHA-256 .* not used; pass --iso-sha256"):
+    record: dict[str, dict[str, str]] = {}
+    assert isocache.resolve(d, settings, log=quiet, record=record) == (good, SHA)
+    assert record["install_iso"]["source"] == f"--iso, as listed for {server.url}/img-42-1.1.iso"
+    with pytest.raises(GmiError, match=r"--iso bad\.iso: SHA-256 .* not used; pass --iso-version"):
         isocache.resolve(d, settings, iso=bad, log=quiet)
     assert bad.exists()  # the user's own file is never moved or deleted
     custom = hashlib.sha256(bad.read_bytes()).hexdigest()
     assert isocache.resolve(d, settings, iso=bad, iso_sha256=custom, log=quiet) == (bad, custom)
-    assert len(server.gets()) == 0  # a local file: nothing downloaded
+    assert len(server.gets("/img-42-1.1.iso")) == 0  # a local file: nothing downloaded
     with pytest.raises(GmiError, match="no such file"):
         isocache.resolve(d, settings, iso=tmp_path / "missing.iso", log=quiet)
 

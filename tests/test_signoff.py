@@ -148,6 +148,28 @@ def test_untrusted_signoff_data_cannot_inject_links_or_break_the_page(tmp_path):
     assert html.count("class=\"secs\"") == 1 and "12 s</td>" in html  # the one real duration
 
 
+def test_the_install_iso_used_is_on_the_page(tmp_path):
+    """An ISO install's build record names the ISO it used (resolved from the signed
+    listing): file, version, SHA-256, URL and how the listing was checked, as text."""
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    iso = {"file": "ubuntu-24.04.5-live-server-amd64.iso", "version": "24.04.5", "sha256": "ab" * 32,
+           "url": "https://releases.ubuntu.com/24.04/ubuntu-24.04.5-live-server-amd64.iso",
+           "listing": "https://releases.ubuntu.com/24.04/SHA256SUMS",
+           "signature": "verified with gpgv: SHA256SUMS.gpg, key 843938DF228D22F7B3742BC0D94AA3F0EFE21092"}
+    subjects = [{"subject": "ubuntu-24.04", "install_iso": iso},
+                {"subject": "debian-12", "install_iso": "junk"}]
+    signoff.write_data(run, signoff.run_data({"id": "r1"}, subjects, []))
+    loaded = signoff.load_data(run / signoff.DATA_FILE)
+    assert loaded[0].install_iso == iso and loaded[1].install_iso == {}
+    html = signoff.render(loaded, tmp_path / "signoff.html").read_text()
+    for value in ("ubuntu-24.04.5-live-server-amd64.iso", "(version 24.04.5)", "ab" * 32, iso["url"],
+                  "listing signature: verified with gpgv: SHA256SUMS.gpg, key 843938DF"):
+        assert value in html
+    assert Page(html).links == []  # the upstream URL is shown, not linked
+    assert html.count("install ISO") == 1  # debian-12 (debootstrap) has no row
+
+
 def test_secrets_with_quotes_are_masked_in_the_data(tmp_path):
     from harness.errors import register_secret
 

@@ -66,20 +66,33 @@ class HyperVSettings:
 
 @dataclass(frozen=True)
 class IsoSpec:
-    """The official install ISO. Its SHA-256 is pinned here, or taken at download time
-    from the distro's checksum file (``checksum_url``). That file's signature
-    (``signature_url``, ``signing_key``) is recorded for a person to check: the harness
-    does not verify OpenPGP signatures yet."""
+    """The official install ISO, found at use time, never pinned (harness/media/isolisting.py):
+    the newest file in ``folder``'s checksum listing ``checksums`` whose name matches
+    ``pattern`` (``{version}``: the point release), with its SHA-256 from that listing.
+    ``series`` keeps only that release's versions. ``archive``: the release's folder
+    after its end of life; ``point_archive``: where a
+    superseded point release lives (``{version}``), for ``--iso-version``.
 
-    url: str
-    checksum_url: str = ""
-    sha256: str = ""
-    signature_url: str = ""
-    signing_key: str = ""
+    The listing's OpenPGP signature: ``signature`` is the detached signature's file name
+    in the same folder, ``inline`` for a clearsigned listing, or "" when upstream
+    publishes none (then ``unsigned`` says so, with its source). ``fingerprints`` are the
+    signing keys accepted (published facts; ``key_source`` says where); the keys come
+    from ``keyrings`` (host keyring package files) or ``key_url``."""
 
-    @property
-    def filename(self) -> str:
-        return self.url.rstrip("/").rsplit("/", 1)[-1]
+    folder: str
+    pattern: str
+    checksums: str
+    # Only versions of this release ("24.04": 24.04 and 24.04.N), where a folder may
+    # also hold another release's files ("" for any).
+    series: str = ""
+    archive: str = ""
+    point_archive: str = ""
+    signature: str = ""
+    unsigned: str = ""
+    fingerprints: tuple[str, ...] = ()
+    keyrings: tuple[str, ...] = ()
+    key_url: str = ""
+    key_source: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,9 @@ class InstallSpec:
     # base system (SSH server, Hyper-V daemons, sudo).
     answer: str = ""
     answer_label: str = ""
+    # The rules its installer checks it against: debconf (preseed), subiquity-<series>
+    # and autoyast-<branch> (the schema folders in shared/schemas), pykickstart-<syntax>.
+    answer_rules: str = ""
     packages: tuple[str, ...] = ()
     # Lines added to the answer file as they are (a kickstart's repositories, say).
     answer_extra: str = ""
@@ -298,6 +314,9 @@ class Distro:
 FAMILIES = tuple(pkgmgr.FAMILIES)
 METHODS = ("debootstrap", "iso")
 ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV"}
+# What install.answer_rules starts with, per answer kind.
+ANSWER_RULES = {"preseed": "debconf", "autoinstall": "subiquity-", "kickstart": "pykickstart-",
+                "autoyast": "autoyast-"}
 HV_SOURCE_MODES = ("never", "fallback", "always")
 
 
@@ -413,9 +432,13 @@ def _check_install(d: Distro, fname: str) -> None:
         raise bad("install.answer", f"unknown answer file kind {spec.answer!r} (known: {', '.join(ANSWERS)})")
     if spec.method == "iso":
         if d.iso is None:
-            raise bad("iso", "missing (install.method iso needs the official ISO's url and checksum)")
+            raise bad("iso", "missing (install.method iso needs the official ISO's folder, pattern "
+                             "and checksum listing)")
         if not spec.answer:
             raise bad("install.answer", f"missing (install.method iso needs one of: {', '.join(ANSWERS)})")
+    if spec.answer and not spec.answer_rules.startswith(ANSWER_RULES[spec.answer]):
+        raise bad("install.answer_rules", f"a {spec.answer} file is checked by "
+                  f"{ANSWER_RULES[spec.answer]}..., got {spec.answer_rules!r}")
     if spec.answer and ANSWERS[spec.answer] and spec.answer_label != ANSWERS[spec.answer]:
         raise bad("install.answer_label",
                   f"{spec.answer} is read from a volume labelled {ANSWERS[spec.answer]!r}, "
@@ -425,15 +448,7 @@ def _check_install(d: Distro, fname: str) -> None:
         raise bad("install.kernel_args", f"unknown placeholder {{{unknown[0]}}} (known: {{iso_label}}, "
                   "{answer_label})")
     if d.iso is not None:
-        if not (d.iso.sha256 or d.iso.checksum_url):
-            raise bad("iso", "give sha256 or checksum_url (the SHA-256 is then taken from it at "
-                             "download time)")
-        if d.iso.sha256 and not re.fullmatch(r"[0-9a-f]{64}", d.iso.sha256):
-            raise bad("iso.sha256", "expected 64 lowercase hex digits")
-        for key in ("url", "checksum_url", "signature_url"):
-            value = getattr(d.iso, key)
-            if value and not value.startswith(("https://", "http://")):
-                raise bad(f"iso.{key}", f"expected an http(s) URL, got {value!r}")
+        _check_iso(d.iso, bad)
     if d.hyperv_integration.from_source.mode not in HV_SOURCE_MODES:
         raise bad("hyperv_integration.from_source.mode",
                   f"expected one of {', '.join(HV_SOURCE_MODES)}")
@@ -445,6 +460,35 @@ def _check_install(d: Distro, fname: str) -> None:
         raise bad("boot.debconf", f"the {d.family} family has no debconf")
     if "{module}" not in d.hyperv_integration.initramfs_modules_line:
         raise bad("hyperv_integration.initramfs_modules_line", "must contain {module}")
+
+
+def _check_iso(iso: IsoSpec, bad: typing.Callable[[str, str], DistroError]) -> None:
+    for key in ("folder", "archive", "point_archive", "key_url"):
+        value = getattr(iso, key)
+        if value and not value.startswith(("https://", "http://")):
+            raise bad(f"iso.{key}", f"expected an http(s) URL, got {value!r}")
+    if iso.pattern.count("{version}") != 1 or "/" in iso.pattern:
+        raise bad("iso.pattern", "a file name with {version} once (where the point release is)")
+    if iso.point_archive and "{version}" not in iso.point_archive:
+        raise bad("iso.point_archive", "must contain {version}")
+    for key in ("checksums", "signature"):
+        if "/" in getattr(iso, key):
+            raise bad(f"iso.{key}", "a file name in iso.folder, not a path")
+    if not iso.checksums:
+        raise bad("iso.checksums", "missing (the checksum listing's file name in iso.folder)")
+    if not iso.signature and not iso.unsigned:
+        raise bad("iso.signature", "missing: the listing's signature file, 'inline', or "
+                  "iso.unsigned saying why upstream publishes none")
+    if iso.signature and not (iso.keyrings or iso.key_url):
+        raise bad("iso.key_url", "missing (where the signing key comes from, or iso.keyrings)")
+    if iso.signature and not iso.fingerprints:
+        raise bad("iso.fingerprints", "missing (the signing keys' fingerprints, a published fact)")
+    for fpr in iso.fingerprints:
+        if not re.fullmatch(r"[0-9A-F]{40}", fpr.replace(" ", "")):
+            raise bad("iso.fingerprints", f"expected 40 hex digits (upper case), got {fpr!r}")
+    for ring in iso.keyrings:
+        if not ring.startswith("/"):
+            raise bad("iso.keyrings", f"expected an absolute path, got {ring!r}")
 
 
 def load(name: str, directory: Path = DISTROS_DIR) -> Distro:

@@ -55,7 +55,8 @@ def install_media(b: Build, iso: Path | None = None, iso_sha256: str = "") -> In
     if d.iso is None or not d.install.answer:
         raise GmiError(f"{d.name} has no install ISO or answer file in its YAML: "
                        "add iso: and install.answer (see docs/distros.md)")
-    official, sha = isocache.resolve(d, b.settings, iso=iso, iso_sha256=iso_sha256, log=b.progress)
+    official, sha = isocache.resolve(d, b.settings, iso=iso, iso_sha256=iso_sha256, log=b.progress,
+                                     record=b.record)
     files = render(d, b.creds, mirror=b.settings.mirror)
     b.record["answer_files"] = sorted(files)  # (not their text: it holds password hashes)
     answer_iso: Path | None = None

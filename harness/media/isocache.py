@@ -1,9 +1,11 @@
 """Install ISOs (and netboot files): downloaded once into a cache, verified by SHA-256
 before every use.
 
+- Which ISO: the newest one the distro's signed checksum listing names, or the point
+  release ``--iso-version`` pins (:mod:`harness.media.isolisting`); what was used (URL, file,
+  SHA-256, how the listing was checked) goes into the build record.
 - Cache: ``~/.cache/gmi-harness/iso`` (setting ``iso_cache``). Beside each file, its
-  expected SHA-256 (``NAME.sha256``), taken at download time from the distro's
-  checksum file (or pinned in its YAML).
+  expected SHA-256 (``NAME.sha256``), taken at download time from that listing.
 - Downloads resume with an HTTP Range request from ``NAME.part``, show a progress bar
   on a terminal, and hold a file lock, so parallel xdist workers download once.
 - A mismatch is a one-line error and the bad file is never used: a fresh download is
@@ -32,6 +34,8 @@ from typing import Any
 from harness.distro import Distro
 from harness.errors import GmiError
 from harness.host import file_lock, sha256_file
+from harness.media import isolisting
+from harness.media.isolisting import Resolved
 
 CACHE_DIR = "~/.cache/gmi-harness/iso"
 CHUNK = 1024 * 1024
@@ -48,16 +52,22 @@ class IsoError(GmiError):
     """An install image could not be fetched or did not verify."""
 
 
-def parse_checksums(text: str, filename: str) -> str:
-    """The SHA-256 of ``filename`` (a path relative to the checksum file, or a base
-    name) in a checksum file; a file of one entry (openSUSE's NAME.sha256, which
-    names the build's own file) gives that entry."""
+def checksum_entries(text: str) -> dict[str, str]:
+    """name -> SHA-256 of every entry of a checksum file (GNU or BSD lines)."""
     entries: dict[str, str] = {}
     for line in text.splitlines():
         if m := _GNU.match(line.strip()):
             entries[m.group(2)] = m.group(1).lower()
         elif m := _BSD.match(line.strip()):
             entries[m.group(1)] = m.group(2).lower()
+    return entries
+
+
+def parse_checksums(text: str, filename: str) -> str:
+    """The SHA-256 of ``filename`` (a path relative to the checksum file, or a base
+    name) in a checksum file; a file of one entry (openSUSE's NAME.sha256, which
+    names the build's own file) gives that entry."""
+    entries = checksum_entries(text)
     want = filename.removeprefix("./")
     if want in entries:
         return entries[want]
@@ -234,29 +244,75 @@ def expected_sha256(url: str, pinned: str, checksum_url: str, directory: Path) -
     return parse_checksums(text, relative)
 
 
+def listed(d: Distro, settings: Any = None, log: Log = print) -> Resolved:
+    """The ISO distro ``d``'s signed checksum listing names (the newest, or the
+    ``iso_version`` setting's), found in its release folder or archive."""
+    assert d.iso is not None
+    return isolisting.resolve(
+        d.name, d.iso, version=str(getattr(settings, "iso_version", "") or ""),
+        verify=getattr(settings, "iso_signatures", "verify") != "off",
+        keys_dir=cache_dir(settings) / "keys", fetch=fetch_bytes, entries_of=checksum_entries, log=log)
+
+
+def cached_fallback(d: Distro, directory: Path, version: str) -> Path | None:
+    """The newest ISO of ``d`` already in the cache with its recorded hash (for a run
+    that cannot reach upstream)."""
+    assert d.iso is not None
+    found = isolisting.matching({p.name: "" for p in directory.glob("*.iso")
+                                 if p.with_name(p.name + ".sha256").is_file()}, d.iso, version)
+    if not found:
+        return None
+    return directory / found[max(found, key=isolisting.version_key)][0]
+
+
 def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha256: str = "",
-            log: Log = print) -> tuple[Path, str]:
+            log: Log = print, record: dict[str, Any] | None = None) -> tuple[Path, str]:
     """The verified install ISO of distro ``d``: ``iso`` (or the ``iso`` setting) when
-    given, else the cached official download. Returns (path, sha256)."""
+    given, else the cached official download of the ISO its signed checksum listing
+    names. Returns (path, sha256); what was used goes into ``record["install_iso"]``."""
     if d.iso is None:
         raise IsoError(f"{d.name} has no iso: section in its YAML: it cannot install from an ISO")
-    spec = d.iso
     iso = iso or (Path(settings.iso).expanduser() if getattr(settings, "iso", "") else None)
     iso_sha256 = (iso_sha256 or getattr(settings, "iso_sha256", "") or "").lower()
     directory = cache_dir(settings)
+    facts: dict[str, str]
     if iso is not None:
         if not iso.is_file():
             raise IsoError(f"--iso {iso}: no such file")
-        sha = iso_sha256 or expected_sha256(spec.url, spec.sha256, spec.checksum_url, directory)
+        found = None if iso_sha256 else listed(d, settings, log)
+        sha = iso_sha256 or (found.sha256 if found else "")
         try:
             verify(iso, sha)
         except IsoError as exc:
-            raise IsoError(f"--iso {exc}: not used; pass --iso-sha256 HEX for a custom image") from None
+            raise IsoError(f"--iso {exc} (the listing's {found.filename if found else ''}): not used; "
+                           "pass --iso-version for another point release, or --iso-sha256 HEX for "
+                           "a custom image") from None
+        facts = {"file": iso.name, "path": str(iso), "sha256": sha, "source": "--iso with --iso-sha256"}
+        if found:
+            facts |= {"source": f"--iso, as listed for {found.url}", "version": found.version,
+                      "listing": found.listing, "signature": found.signature}
+        if record is not None:
+            record["install_iso"] = facts
         return iso, sha
-    if iso_sha256:
-        return cached(spec.url, iso_sha256, directory, log)
-    return cached(spec.url, lambda: expected_sha256(spec.url, spec.sha256, spec.checksum_url, directory),
-                  directory, log, recheck=not spec.sha256)
+    try:
+        found = listed(d, settings, log)
+    except isolisting.ListingError as exc:
+        fallback = cached_fallback(d, directory, str(getattr(settings, "iso_version", "") or ""))
+        if not exc.unreachable or fallback is None:
+            raise
+        log(f"cannot reach upstream ({exc}); using the cached {fallback.name}")
+        path, sha = cached(fallback.name, "", directory, log)
+        facts = {"file": path.name, "sha256": sha, "source": "the cache (upstream unreachable)"}
+    else:
+        wanted = iso_sha256 or found.sha256
+        # (a name the listing now gives another hash, a respin: downloaded anew)
+        path, sha = cached(found.url, lambda: wanted, directory, log, recheck=True)
+        facts = found.record() | {"sha256": sha}
+        if iso_sha256:
+            facts["source"] = "--iso-sha256"
+    if record is not None:
+        record["install_iso"] = facts
+    return path, sha
 
 
 def netboot_files(d: Distro, settings: Any = None, log: Log = print) -> tuple[Path, Path, str]:

@@ -112,6 +112,7 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
         "archive": archive, "sha256": _archive_sha256(Path(archive)) if archive else "",
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),
         "sizes": dict(build.record.get("sizes", {})),
+        "install_iso": dict(build.record.get("install_iso", {})),
         "logs": [str(p.relative_to(run_dir)) if run_dir and p.is_relative_to(run_dir) else str(p)
                  for p in logs],
     }

@@ -85,6 +85,8 @@ class Subject:
     archive: str = ""
     sha256: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    # The install ISO (ISO installs): file, url, sha256, version, listing, signature.
+    install_iso: dict[str, str] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # relative to the run folder
@@ -233,6 +235,8 @@ def load_data(path: Path) -> list[Subject]:
         known["timings"] = {str(k): float(v) for k, v in dict(known.get("timings") or {}).items()
                             if isinstance(v, int | float) and not isinstance(v, bool)}
         known["logs"] = [str(p) for p in known.get("logs") or [] if _safe_relative(str(p))]
+        iso = known.get("install_iso")
+        known["install_iso"] = {str(k): str(v) for k, v in iso.items()} if isinstance(iso, dict) else {}
         subjects[s["subject"]] = Subject(**known, run=run)
     for t in doc["tests"]:
         subject = subjects.setdefault(t["subject"], Subject(t["subject"], run=run))

@@ -98,7 +98,7 @@ def hyperv_media(b: Build) -> InstallMedia:
         return media_from_settings(b)
     wait = float(s.hyperv_boot_wait)
     if b.creds is None:
-        iso, sha = isocache.resolve(b.distro, s, log=b.progress)
+        iso, sha = isocache.resolve(b.distro, s, log=b.progress, record=b.record)
         return InstallMedia(iso=str(iso), sha256=sha, boot_command=b.distro.install.boot_command,
                        boot_wait=wait)
     m = install_media(b)

@@ -1,0 +1,208 @@
+"""Every rendered answer file judged by its installer's own rules, as the installer will
+when the install starts:
+
+- AutoYaST: the profile against AutoYaST's RELAX NG schema for that branch, with
+  ``xmllint --relaxng`` and ``jing`` (whose messages name the element that is wrong);
+  AutoYaST stops an unattended install with a popup when this fails.
+- Ubuntu autoinstall: the ``autoinstall:`` section against Subiquity's JSON schema for
+  that series, and the whole user-data against cloud-init's cloud-config schema.
+- Kickstart: pykickstart's parser at the distro's syntax version (Anaconda's own),
+  deprecation warnings counted as failures.
+- Preseed: ``debconf-set-selections --checkonly``.
+
+Which rules apply is the distro's ``install.answer_rules``. The schemas are upstream
+data kept outside the project, in ``shared/schemas/`` beside the repository
+(``$GMI_SCHEMAS`` overrides); without them the schema tests skip, saying so. Each kind
+also shows its validator rejecting a copy broken on purpose, so a pass means something.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from harness import distro
+from harness.build import Credentials
+from harness.media import answers
+
+REPO = Path(__file__).resolve().parent.parent
+ALL = distro.known_distros()
+CREDS = Credentials.generate("gmiadmin", "gmi-build-test")
+CLOUD_CONFIG = "cloud-init/schema-cloud-config-v1.json"
+# Debian package of each command these tests run (all in the Makefile's APT_PACKAGES).
+TOOLS = {"xmllint": "libxml2-utils", "jing": "jing", "debconf-set-selections": "debconf"}
+
+
+def schemas_dir() -> Path:
+    return Path(os.environ.get("GMI_SCHEMAS") or REPO.parent / "shared" / "schemas")
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:  # installed by `make setup`: missing means a broken setup, not a skip
+        pytest.fail(f"{name} is not installed: apt-get install {TOOLS[name]} (or run make setup)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def schemas() -> Path:
+    """The upstream schemas folder, checked whole: every AutoYaST grammar's includes
+    resolve (the rng files are assembled as yast-schema's build does: the YaST modules'
+    rnc files converted with trang, profile.rng including them all)."""
+    root = schemas_dir()
+    if not root.is_dir():
+        pytest.skip(f"no upstream schemas at {root}: these tests need the shared/schemas folder "
+                    "beside the repository (or GMI_SCHEMAS=DIR)")
+    for grammar in sorted(root.glob("autoyast-*/profile.rng")):
+        missing = sorted({href for rng in grammar.parent.glob("*.rng")
+                          for href in re.findall(r'<include href="([^"]+)"', rng.read_text())
+                          if not (grammar.parent / href).is_file()})
+        assert not missing, f"{grammar.parent}: included grammars missing: {', '.join(missing)}"
+    return root
+
+
+def rendered(name: str) -> tuple[distro.Distro, dict[str, str]]:
+    d = distro.load(name)
+    return d, answers.render(d, CREDS)
+
+
+def rules_folder(schemas: Path, rules: str) -> Path:
+    folder = schemas / rules
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is missing from the upstream schemas")
+    return folder
+
+
+# --- the validators: each returns the problems found, [] when the installer accepts it
+
+
+def autoyast_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas: Path) -> list[str]:
+    grammar = rules_folder(schemas, d.install.answer_rules) / "profile.rng"
+    profile = tmp / "autoinst.xml"
+    profile.write_text(files["autoinst.xml"])
+    problems = []
+    lint = subprocess.run([tool("xmllint"), "--noout", "--relaxng", str(grammar), str(profile)],
+                          capture_output=True, text=True)
+    if lint.returncode != 0:
+        problems.append("xmllint: " + " | ".join(lint.stderr.strip().splitlines()[-3:]))
+    jing = subprocess.run([tool("jing"), str(grammar), str(profile)], capture_output=True, text=True)
+    out = [ln for ln in (jing.stdout + jing.stderr).splitlines()
+           if ln.strip() and not ln.startswith("[warning]")]  # (jing's launcher: optional jars)
+    if jing.returncode != 0 or out:
+        problems += [f"jing: {ln.replace(str(profile), 'autoinst.xml')}" for ln in out] or [
+            f"jing exited {jing.returncode}"]
+    return problems
+
+
+def json_schema_problems(schema: dict[str, Any], document: Any, what: str) -> list[str]:
+    import jsonschema
+
+    # (as Subiquity and cloud-init do: the validator the schema's $schema names)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{what}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
+            for e in validator.iter_errors(document)]
+
+
+def autoinstall_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas: Path) -> list[str]:
+    subiquity = json.loads((rules_folder(schemas, d.install.answer_rules)
+                            / "autoinstall-schema.json").read_text())
+    cloud_config = json.loads((schemas / CLOUD_CONFIG).read_text())
+    user_data = yaml.safe_load(files["user-data"])
+    return (json_schema_problems(subiquity, user_data.get("autoinstall"), "subiquity")
+            + json_schema_problems(cloud_config, user_data, "cloud-init"))
+
+
+def kickstart_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas: Path) -> list[str]:
+    from pykickstart.errors import KickstartError
+    from pykickstart.parser import KickstartParser
+    from pykickstart.version import makeVersion, stringToVersion
+
+    syntax = d.install.answer_rules.removeprefix("pykickstart-")
+    parser = KickstartParser(makeVersion(stringToVersion(syntax)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a deprecated command or option fails too
+        try:
+            parser.readKickstartFromString(files["ks.cfg"])
+        except (KickstartError, Warning) as exc:
+            return [f"pykickstart {syntax}: {type(exc).__name__}: {exc}".replace("\n", " ")]
+    return []
+
+
+def preseed_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas: Path) -> list[str]:
+    path = tmp / "preseed.cfg"
+    path.write_text(files["preseed.cfg"])
+    proc = subprocess.run([tool("debconf-set-selections"), "--checkonly", str(path)],
+                          capture_output=True, text=True)
+    return [f"debconf-set-selections: {proc.stderr.strip() or f'exit {proc.returncode}'}"] if (
+        proc.returncode != 0 or proc.stderr.strip()) else []
+
+
+Validator = Callable[[distro.Distro, dict[str, str], Path, Path], list[str]]
+VALIDATORS: dict[str, Validator] = {"autoyast": autoyast_problems, "autoinstall": autoinstall_problems,
+                                    "kickstart": kickstart_problems, "preseed": preseed_problems}
+NEEDS_SCHEMAS = {"autoyast", "autoinstall"}
+
+
+def validator_of(d: distro.Distro, request: pytest.FixtureRequest) -> tuple[Validator, Path]:
+    schemas = request.getfixturevalue("schemas") if d.install.answer in NEEDS_SCHEMAS else Path()
+    return VALIDATORS[d.install.answer], schemas
+
+
+def test_every_answer_kind_has_its_installers_rules():
+    assert set(VALIDATORS) == set(answers.FILES) == set(distro.ANSWER_RULES)
+    assert all(distro.load(n).install.answer_rules for n in ALL)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_installer_accepts_the_rendered_answer_file(name: str, tmp_path: Path,
+                                                     request: pytest.FixtureRequest):
+    d, files = rendered(name)
+    check, schemas = validator_of(d, request)
+    assert check(d, files, tmp_path, schemas) == []
+
+
+# How each kind is broken on purpose, and what its validator must say about it.
+BREAK: dict[str, tuple[str, Callable[[dict[str, str]], dict[str, str]], str]] = {
+    # the element AutoYaST's schema does not know (the defect of issue #12)
+    "autoyast": ("autoinst.xml", lambda f: {"autoinst.xml": f["autoinst.xml"].replace(
+        "install_recommended", "install_recommends")}, "install_recommends"),
+    # ssh.allow-pw must be a boolean for Subiquity
+    "autoinstall": ("user-data", lambda f: {**f, "user-data": f["user-data"].replace(
+        "allow-pw: false", 'allow-pw: "no"')}, "subiquity: ssh/allow-pw"),
+    # 'install' is deprecated since F29 and removed from RHEL 9's syntax
+    "kickstart": ("ks.cfg", lambda f: {"ks.cfg": "install\n" + f["ks.cfg"]}, "pykickstart"),
+    "preseed": ("preseed.cfg", lambda f: {"preseed.cfg": f["preseed.cfg"] + "d-i broken-line\n"},
+                "debconf-set-selections"),
+}
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_validator_rejects_an_answer_file_broken_on_purpose(name: str, tmp_path: Path,
+                                                            request: pytest.FixtureRequest):
+    d, files = rendered(name)
+    check, schemas = validator_of(d, request)
+    target, breaker, expected = BREAK[d.install.answer]
+    broken = breaker(files)
+    assert broken[target] != files[target], "the breakage did not apply: update BREAK"
+    problems = check(d, broken, tmp_path, schemas)
+    assert problems and any(expected in p for p in problems), problems
+
+
+def test_cloud_init_schema_rejects_what_cloud_init_would(schemas: Path, tmp_path: Path):
+    """The second half of the Ubuntu check, on its own: user-data that Subiquity's
+    section passes but cloud-init's schema refuses (an unknown top-level key)."""
+    d, files = rendered("ubuntu-24.04")
+    files = {**files, "user-data": files["user-data"] + "not_a_cloud_config_key: 1\n"}
+    problems = autoinstall_problems(d, files, tmp_path, schemas)
+    assert problems and all(p.startswith("cloud-init:") for p in problems), problems
+    assert "not_a_cloud_config_key" in problems[0]

@@ -32,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.distro import Distro
-from harness.errors import GmiError
 from harness.host import file_lock, sha256_file
 from harness.media import isolisting
-from harness.media.isolisting import Resolved
+from harness.media.isolisting import IsoError, Resolved
 
 CACHE_DIR = "~/.cache/gmi-harness/iso"
 CHUNK = 1024 * 1024
@@ -46,10 +45,6 @@ _GNU = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(?:\./)?(\S.*?)\s*$")
 _BSD = re.compile(r"^SHA256\s*\((?:\./)?(.+?)\)\s*=\s*([0-9a-fA-F]{64})\s*$")
 
 Log = Callable[[str], None]
-
-
-class IsoError(GmiError):
-    """An install image could not be fetched or did not verify."""
 
 
 def checksum_entries(text: str) -> dict[str, str]:

@@ -29,6 +29,10 @@ Log = Callable[[str], None]
 VERSION = r"\d+(?:[.-]\d+)*"  # 13.4.0, 24.04.5, 42-1.1, 10.1, 710.3, 20250520
 
 
+class IsoError(GmiError):
+    """An install image could not be fetched or did not verify."""
+
+
 class ListingError(GmiError):
     """No checksum listing names an ISO for this distro (or none could be fetched)."""
 
@@ -117,8 +121,6 @@ def resolve(name: str, spec: Any, *, version: str = "", verify: bool = True, key
             fetch: Fetch, entries_of: Callable[[str], dict[str, str]], log: Log) -> Resolved:
     """The newest ISO of ``spec`` (or the pinned ``version``) that a signed listing
     names, looking in the release folder first and then in the archives."""
-    from harness.media.isocache import IsoError
-
     tried, fetched = [], 0
     for folder in folders(spec, version):
         listing_url = join(folder, spec.checksums)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.distro.pkgmgr import for_distro
 
 from .shell import NEWEST_KERNEL, set_initramfs_updates
 
@@ -13,7 +12,7 @@ from .shell import NEWEST_KERNEL, set_initramfs_updates
 def update(b: Build) -> None:
     """Fully update the OS, drop what is not needed, and give the admin sudo."""
     spec, user = b.distro.update, b.distro.admin_user
-    pm = for_distro(b.distro)
+    pm = b.distro.package_manager()
     if spec.initramfs_conf:
         b.sh(set_initramfs_updates(spec.initramfs_conf, "no"),
              what="defer initramfs updates to the Hyper-V stage")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.distro.pkgmgr import for_distro
 from harness.errors import GmiError
 
 
@@ -18,7 +17,7 @@ def datasource_config(datasources: tuple[str, ...], extra: str = "") -> str:
 def cloud_init(b: Build) -> None:
     """Install cloud-init (and what its locale/keyboard modules need), drop the
     installer's leftovers that disable it, restrict it to NoCloud and reset it."""
-    pm, spec = for_distro(b.distro), b.distro.cloud_init
+    pm, spec = b.distro.package_manager(), b.distro.cloud_init
     was = b.run(pm.version_of("cloud-init"), check=False,
                 what="is cloud-init installed?")
     b.record["cloud_init_preinstalled"] = was.rc == 0

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.distro.pkgmgr import for_distro
 from stages import hv_from_source
 
 from .shell import dq, grub_settings_script, set_initramfs_updates
@@ -17,7 +16,7 @@ def install_daemons(b: Build) -> tuple[str, ...]:
     the kernel's tools/hv instead (always, or when the package cannot be installed).
     Returns the units that run them."""
     d = b.distro
-    pm, spec = for_distro(d), d.hyperv_integration
+    pm, spec = d.package_manager(), d.hyperv_integration
     mode = spec.from_source.mode
     if mode == "never":
         b.sh(pm.install(spec.packages), what="install the Hyper-V daemons")
@@ -37,7 +36,7 @@ def install_daemons(b: Build) -> tuple[str, ...]:
 
 def hyperv(b: Build) -> None:
     d = b.distro
-    pm, spec, boot = for_distro(d), d.hyperv_integration, d.boot
+    pm, spec, boot = d.package_manager(), d.hyperv_integration, d.boot
     services = install_daemons(b)
     units = " ".join(shlex.quote(u) for u in services)
     if spec.enable_services or services != spec.services:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from harness.distro.pkgmgr import for_distro
 
 from .shell import grub_settings_script
 
 
 def cleanup(b: Build) -> None:
     d = b.distro
-    pm, spec, boot = for_distro(d), d.cleanup, d.boot
+    pm, spec, boot = d.package_manager(), d.cleanup, d.boot
     b.sh(f"journalctl --vacuum-time={shlex.quote(spec.journal_vacuum)}", what="vacuum the journal")
     b.sh(grub_settings_script(boot.grub_defaults_file, dict(boot.grub_settings),
                               boot.kernel_cmdline), what="GRUB: no menu, serial console")

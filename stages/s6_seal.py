@@ -8,7 +8,6 @@ import shlex
 import time
 
 from harness.build import Build
-from harness.distro.pkgmgr import for_distro
 from harness.errors import HypervisorError
 
 from .shell import NEWEST_KERNEL
@@ -70,7 +69,7 @@ def seal_script(b: Build, console: bool = True) -> str:
 
 def record_facts(b: Build) -> None:
     """Step 7's metadata: OS, kernel, cloud-init, integration services, packages."""
-    pm = for_distro(b.distro)
+    pm = b.distro.package_manager()
     v = b.record.setdefault("versions", {})
     v["os"] = b.sh(". /etc/os-release; echo \"$PRETTY_NAME\"", what="OS name").strip()
     v["kernel"] = b.sh(NEWEST_KERNEL, what="newest kernel").strip()

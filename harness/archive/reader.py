@@ -15,6 +15,9 @@ the file name gives os and version through ``^GMI-(?<os>.+)-(?<ver>.+)\\.zip$``;
 ``ZipFile.ExtractToDirectory`` unpacks it; ``GmiMetadata.Load`` reads
 ``GMI-<Os>-<Version>.yml``; the disk is ``Virtual Hard Disks/<vm_name>.vhdx`` with
 ``vm_name`` taken from the manifest; its SHA-256 must equal ``checksum_sha256``.
+
+Size: one module on purpose: every rule vmgenie applies when it opens an archive
+(name, zip safety, manifest, layout, disk, checksum) reads in one place, in that order.
 """
 
 from __future__ import annotations

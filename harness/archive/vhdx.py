@@ -21,6 +21,9 @@ in a GMI means the file was damaged after it was written.
 
 GUIDs are stored on disk as Windows GUIDs (first three fields little-endian), so they
 are read with ``uuid.UUID(bytes_le=...)``.
+
+Size: one module on purpose: the VHDX format's checks (headers, region tables, BAT,
+metadata) follow the specification's sections in order and share its structures.
 """
 
 from __future__ import annotations

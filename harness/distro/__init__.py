@@ -1,6 +1,9 @@
 """The distro catalogue: ``distros/<name>.yml`` loaded into typed, frozen objects.
 
 A malformed file fails with the file, the key's path and what is wrong.
+
+Size: the catalogue's schema is the dataclasses here, one per YAML section, and the
+loader that checks them; splitting them would split one schema over files.
 """
 
 from __future__ import annotations
@@ -309,8 +312,13 @@ class Distro:
     generic: bool = False  # expectations borrowed for a GMI not in the catalogue
     source: Path = field(default=Path(), compare=False)
 
+    def package_manager(self) -> pkgmgr.PackageManager:
+        """The distro's package-manager family, keeping what its YAML says to keep (the
+        distro names its package manager; the package manager knows no distro)."""
+        return pkgmgr.family(self.family, self.update.keep_packages)
 
-# The package-manager families are declared once, in harness/pkgmgr.py.
+
+# The package-manager families are declared once, in harness/distro/pkgmgr.py.
 FAMILIES = tuple(pkgmgr.FAMILIES)
 METHODS = ("debootstrap", "iso")
 ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV"}

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from harness.errors import GmiError
-
-if TYPE_CHECKING:
-    from harness.distro import Distro
 
 
 def _q(items: Iterable[str]) -> str:
@@ -188,8 +184,3 @@ def family(name: str, keep: Iterable[str] = ()) -> PackageManager:
     except KeyError:
         raise GmiError(f"unknown package-manager family {name!r}; known: {', '.join(FAMILIES)}") from None
     return cls(keep)
-
-
-def for_distro(d: Distro) -> PackageManager:
-    """The package manager of distro ``d``: its family, keeping what its YAML says to keep."""
-    return family(d.family, d.update.keep_packages)

@@ -7,10 +7,13 @@ workers' data arrived) and ``signoff.html`` (the page) in ``reports/runs/<run>/`
 page can also be made from several runs' results without building anything::
 
     pytest --signoff-from=ci-artifacts/debian-12 --signoff-from=ci-artifacts/debian-13
-    python -m harness.report.signoff ci-artifacts/* -o signoff.html
+    gmi-signoff ci-artifacts/* -o signoff.html
 
 Each folder is searched for ``signoff.json``; a run folder without one (an older run)
 is read from its ``junit.xml``, ``settings.txt`` and ``logs/``.
+
+Size: the page's data model, its two sources (signoff.json, an older run's junit.xml)
+and its rendering; the HTML itself is the template in ``templates/``.
 """
 
 from __future__ import annotations

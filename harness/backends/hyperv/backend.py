@@ -7,6 +7,9 @@ unattended; find the guest's address), power on and off, Step 6 on the host (mer
 Optimize-VHD, Export-VM, flatten for vmgenie), the validation clone made the vmgenie
 way, the host's view of the integration services, and clean-up of everything the run
 created (tagged with the run in the VM's Notes and its folder's marker file).
+
+Size: the backend's one class, its steps in the procedure's order; the PowerShell is
+in ``scripts/``, the parsing in ``model.py``, the transport in ``transport.py``.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ error stream.
 Over PowerShell Remoting the scripts run in Windows PowerShell 5.1 (pypsrp connects to
 the default ``Microsoft.PowerShell`` endpoint); locally in ``pwsh`` when it is on PATH,
 else in ``powershell.exe`` (5.1). The scripts are written for 5.1.
+
+Size: one seam (:class:`PowerShell`) with its two implementations (remote and local)
+and the quirks each needs, kept together so the seam can be read whole.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness.archive.validate import import_archive
-from harness.backends.base import release
+from harness.backends.base import kept
 from harness.build import Build
 from harness.errors import GmiError
 from harness.plugin.fixtures import fail_cleanly, run_stage
@@ -73,17 +73,20 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
         fail_cleanly(GmiError(f"clone: {exc}"))
     b.clone_guest = c.guest
     b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
-    try:
-        yield c
-    finally:
-        collect_logs(b, c)
-        b.clone_guest = None
-        c.guest.close()
-        with contextlib.suppress(Exception):
-            c.host.backend.client.close()
-        if state.keep(b.subject):
-            b.progress(f"[{b.label}] clone: ssh -i {c.key_path} -p {c.vm.ssh_port} "
-                       f"{CHECK_USER}@{c.vm.ssh_host}")
-        release([c.vm], state.keep(b.subject), lambda line: b.progress(f"[{b.label}] {line}"))
-        if c.vm in b.vms:
-            b.vms.remove(c.vm)  # done with: the build's teardown must not see it again
+
+    def say(line: str) -> None:
+        b.progress(f"[{b.label}] {line}")
+
+    # Released (destroyed unless --keep says otherwise) once its logs are collected,
+    # and dropped from the build's VMs so that nothing destroys it a second time.
+    with kept(c.vm, b.settings.keep, lambda: state.failed.get(b.subject, False), say, owner=b.vms):
+        try:
+            yield c
+        finally:
+            collect_logs(b, c)
+            b.clone_guest = None
+            c.guest.close()
+            with contextlib.suppress(Exception):
+                c.host.backend.client.close()
+            if state.keep(b.subject):
+                say(f"clone: ssh -i {c.key_path} -p {c.vm.ssh_port} {CHECK_USER}@{c.vm.ssh_host}")

@@ -16,24 +16,10 @@ from harness.build import Build
 from harness.errors import GmiError
 from harness.host import sha256_file
 
-PREFIX = "gmi:"
 RECORD_ENTRY = "gmi-build-record.yml"
 # Facts an archive's build record may carry that sharpen the checks (else generic).
 RECORD_FACTS = ("build_host_keys", "build_machine_id", "build_public_key", "admin_user",
                 "hv_services")
-
-
-def is_archive(subject: str) -> bool:
-    return subject.startswith(PREFIX)
-
-
-def archive_path(subject: str) -> Path:
-    return Path(subject.removeprefix(PREFIX))
-
-
-def subject_id(subject: str) -> str:
-    """A short name for a subject: the distro's name, or the archive's file name."""
-    return archive_path(subject).name if is_archive(subject) else subject
 
 
 def distro_for(path: Path, directory: Path = distro_mod.DISTROS_DIR) -> distro_mod.Distro:

@@ -178,6 +178,17 @@ SETTINGS: tuple[Setting, ...] = (
                 "removed with the run's folder)", "", str),
         Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
                 "this many hours", 24.0, float)),
+    *_section("your distros and seed templates (README: Your own repository)",
+        Setting("distros", "extra distro catalogue folder (repeatable), searched before the "
+                "harness's own distros/; a name defined twice is an error", (), _as_list,
+                multiple=True),
+        Setting("seed_template", "boot the clone with this seed template (vmgenie's seed-data: "
+                "user-data, meta-data, network-config with {{ USERNAME }}-style placeholders) "
+                "instead of the harness's own seed; a folder of <Os>/<Version>/seed-data/ "
+                "(vmgenie's etc/cloud) gives each distro its own", "", str),
+        Setting("seed_template_blocks_export", "a fault the seed check finds in the seed "
+                "template blocks the export and the index entry (default: it is reported; the "
+                "image is exported)", False, _as_bool, flag=True)),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -244,6 +255,10 @@ class SettingsFields:
     hyperv_guest_address: str
     hyperv_export_dir: str
     hyperv_janitor_hours: float
+    # your distros and seed templates
+    distros: tuple[str, ...]
+    seed_template: str
+    seed_template_blocks_export: bool
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ against the manifest's checksum and the VHDX format, and then booted like any bu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,15 @@ RECORD_FACTS = ("build_host_keys", "build_machine_id", "build_public_key", "admi
                 "hv_services")
 
 
-def distro_for(path: Path, directory: Path = distro_mod.DISTROS_DIR) -> distro_mod.Distro:
-    """The catalogue entry whose vmgenie names match the archive's name, or, for a GMI
-    not in the catalogue, the reference profile (debian-12) with the archive's names,
-    marked ``generic`` so that reports say the expectations were generic."""
+def distro_for(path: Path, directory: Path = distro_mod.DISTROS_DIR,
+               extra: Sequence[str | Path] = ()) -> distro_mod.Distro:
+    """The catalogue entry (``extra`` folders included) whose vmgenie names match the
+    archive's name, or, for a GMI not in the catalogue, the reference profile (debian-12)
+    with the archive's names, marked ``generic`` so that reports say the expectations
+    were generic."""
     names = reader.parse_name(path)
-    for name in distro_mod.known_distros(directory):
-        d = distro_mod.load(name, directory)
+    for file in distro_mod.catalogue(extra, directory).values():
+        d = distro_mod.load_file(file)
         if (d.vmgenie.os, d.vmgenie.version) == (names.os, names.version):
             return d
     reference = distro_mod.load("debian-12", directory)

@@ -12,6 +12,7 @@ import dataclasses
 import re
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,9 @@ class Distro:
     checks: ChecksSpec
     iso: IsoSpec | None = None
     netboot: NetbootSpec | None = None
+    # The seed template the clone boots with (vmgenie's seed-data folder), relative to
+    # this file; "" means the harness's own seed. --seed-template overrides it.
+    seed_template: str = ""
     generic: bool = False  # expectations borrowed for a GMI not in the catalogue
     source: Path = field(default=Path(), compare=False)
 
@@ -390,9 +394,31 @@ def _build(cls: Any, data: dict[str, Any], prefix: str, fname: str) -> Any:
     return cls(**kwargs)
 
 
-def known_distros(directory: Path = DISTROS_DIR) -> list[str]:
+def catalogue(extra: Sequence[str | Path] = (), directory: Path = DISTROS_DIR) -> dict[str, Path]:
+    """Every distro file of the catalogue by name: the ``extra`` folders (``--distros``)
+    first, in the order given, then ``directory`` (ours). A name defined in two places is
+    an error that names both files; a folder given twice counts once."""
+    folders: list[Path] = []
+    for raw in extra:
+        folder = Path(raw).expanduser().resolve()
+        if not folder.is_dir():
+            raise DistroError(f"--distros {raw}: no such folder")
+        folders.append(folder)
+    folders.append(directory.resolve())
+    found: dict[str, Path] = {}
+    for folder in dict.fromkeys(folders):
+        for path in sorted(folder.glob("*.yml")):
+            if path.stem in found:
+                raise DistroError(
+                    f"distro {path.stem!r} is defined twice: {found[path.stem]} and {path}; "
+                    "rename one (a distro's name is its file name)")
+            found[path.stem] = path
+    return found
+
+
+def known_distros(directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = ()) -> list[str]:
     """Names of the catalogued distros (the YAML files' stems), sorted."""
-    return sorted(p.stem for p in directory.glob("*.yml"))
+    return sorted(catalogue(extra, directory))
 
 
 def load_file(path: Path) -> Distro:
@@ -418,6 +444,9 @@ def load_file(path: Path) -> Distro:
     if distro.hyperv.generation != 2:
         raise DistroError(f"{path}: key 'hyperv.generation': only Generation 2 is supported")
     _check_install(distro, str(path))
+    if distro.seed_template and not (path.parent / distro.seed_template).is_dir():
+        raise DistroError(f"{path}: key 'seed_template': no such folder "
+                          f"{(path.parent / distro.seed_template).resolve()}")
     return dataclasses.replace(distro, source=path)
 
 
@@ -499,10 +528,11 @@ def _check_iso(iso: IsoSpec, bad: typing.Callable[[str, str], DistroError]) -> N
             raise bad("iso.keyrings", f"expected an absolute path, got {ring!r}")
 
 
-def load(name: str, directory: Path = DISTROS_DIR) -> Distro:
-    """Load the distro ``name``; an unknown name lists the known ones."""
-    path = directory / f"{name}.yml"
-    if not path.exists():
-        known = ", ".join(known_distros(directory)) or "(none)"
+def load(name: str, directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = ()) -> Distro:
+    """Load the distro ``name`` from the catalogue (``extra`` folders, then ``directory``);
+    an unknown name lists the known ones."""
+    files = catalogue(extra, directory)
+    if name not in files:
+        known = ", ".join(sorted(files)) or "(none)"
         raise DistroError(f"unknown distro {name!r}; known distros: {known}")
-    return load_file(path)
+    return load_file(files[name])

@@ -1,0 +1,253 @@
+"""The seed check: the user-data a clone was booted with, validated by the clone's own
+cloud-init (``cloud-init schema -c FILE``), each fault a finding with its key and line.
+
+What ``cloud-init schema`` prints differs between versions (read from the real output
+of 22.4.2, Debian 12, and 25.1.4, Debian 13; recorded in ``tests/data/cloud_init_schema/``):
+
+- errors: ``Cloud config schema errors: PATH: MESSAGE, PATH: MESSAGE`` (after ``Error:``
+  on the same line or the line before); deprecations likewise after ``Cloud config
+  schema deprecations:``. A PATH is dotted (``users.1``), or ``format-lN.cM`` when the
+  file is not YAML or lacks its ``#cloud-config`` header.
+- a key cloud-init does not know is ``Additional properties are not allowed ('home' was
+  unexpected)`` at the mapping's path (25.1), while 22.4 only says the whole mapping ``is
+  not valid under any of the given schemas``; 25.1 adds one ``{...} is not of type
+  'array'`` per other form the entry could have had, which say nothing new.
+- cloud-init stops looking inside a mapping once it has an unknown key, so a
+  deprecated key beside it shows only once the unknown key is gone: :func:`check`
+  therefore validates again without the unknown keys, until nothing new appears.
+
+Line numbers are looked up in the user-data itself (placeholders fill single lines, so
+they are the template's line numbers too).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from harness.errors import GmiError
+
+ENDS = ("Error:", "Invalid ", "Valid schema", "Cloud config schema")  # lines after a block
+MARKERS = {"Cloud config schema errors: ": "error", "Cloud config schema deprecations: ": "deprecated"}
+FORMAT_PATH = re.compile(r"^format-l(\d+)\.c(\d+)$")
+PROBLEM_START = re.compile(r", (?=([A-Za-z0-9_.\-]+): )")
+UNKNOWN_KEYS = re.compile(r"^Additional properties are not allowed \((.*) (?:was|were) unexpected\)$")
+# What cloud-init logs at boot (its recoverable errors) about a user-data that fails
+# its schema: 25.1 "user-data failed schema validation! ...", 23.x-24.x "Invalid
+# cloud-config provided: ...", deprecations "Deprecated cloud-config provided: ...".
+SCHEMA_COMPLAINT = re.compile(r"^(?:user-data failed schema validation|Invalid cloud-config provided|"
+                              r"Deprecated cloud-config provided|cloud-config failed schema validation)")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One fault cloud-init's schema finds in the user-data."""
+
+    key: str  # dotted, as cloud-init names it (users.1.home); "(file)" for the file itself
+    line: int | None
+    kind: str  # error | deprecated
+    message: str
+
+    def describe(self, file: str = "user-data") -> str:
+        where = f"{file} line {self.line}" if self.line else file
+        return f"{self.key} ({where}): {self.kind}: {self.message}"
+
+
+# ------------------------------------------------------------------------ parsing
+
+
+def parse_output(text: str) -> list[tuple[str, str, str]]:
+    """``(kind, path, message)`` for every problem ``cloud-init schema`` printed."""
+    problems: list[tuple[str, str, str]] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        for marker, kind in MARKERS.items():
+            at = line.find(marker)
+            if at < 0:
+                continue
+            body = [line[at + len(marker):]]
+            for more in lines[i + 1:]:
+                if more == "" or more.startswith(ENDS):
+                    break
+                body.append(more)
+            for path, message in _split("\n".join(body).strip()):
+                if (kind, path, message) not in problems:
+                    problems.append((kind, path, message))
+    return problems
+
+
+def _split(body: str) -> list[tuple[str, str]]:
+    """``PATH: MESSAGE, PATH: MESSAGE`` into pairs (a message may hold ", word: ")."""
+    if not body:
+        return []
+    starts = [0] + [m.start() + 2 for m in PROBLEM_START.finditer(body)]
+    pieces = [body[a:b].removesuffix(", ") for a, b in zip(starts, [*starts[1:], len(body)], strict=True)]
+    pairs: list[tuple[str, str]] = []
+    for piece in pieces:
+        path, sep, message = piece.partition(": ")
+        if pairs and (not sep or not _looks_like_path(path)):
+            pairs[-1] = (pairs[-1][0], f"{pairs[-1][1]}, {piece}")
+        else:
+            pairs.append((path.strip(), message.strip()))
+    return pairs
+
+
+DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*(\.[A-Za-z0-9_\-]+)*")
+
+
+def _looks_like_path(path: str) -> bool:
+    return bool(FORMAT_PATH.match(path) or DOTTED.fullmatch(path))
+
+
+def _split_repr(message: str) -> tuple[str, str]:
+    """A message that starts with the offending value's Python repr (``{'name': ...} is
+    not ...``): the repr and the rest; else ``("", message)``."""
+    if not message or message[0] not in "{[":
+        return "", message
+    depth, quote, i = 0, "", 0
+    while i < len(message):
+        ch = message[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return message[:i + 1], message[i + 1:].strip()
+        i += 1
+    return "", message
+
+
+# ------------------------------------------------------------------------ findings
+
+
+def line_of(text: str, path: str) -> int | None:
+    """The 1-based line of ``path`` (dotted keys and list indexes) in the YAML ``text``:
+    the key's line, or the deepest part of the path found."""
+    m = FORMAT_PATH.match(path)
+    if m:
+        return int(m.group(1))
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in path.split(".") if path else []:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def unknown_keys(message: str) -> list[str]:
+    """The keys an ``Additional properties are not allowed (...)`` message names."""
+    m = UNKNOWN_KEYS.match(message)
+    return re.findall(r"'([^']*)'", m.group(1)) if m else []
+
+
+def findings(problems: Iterable[tuple[str, str, str]], text: str) -> list[Finding]:
+    """Problems as findings: one per unknown key, lines from ``text``, and without the
+    "is not of type" echoes of a mapping's other possible forms when cloud-init said
+    what is wrong with it."""
+    problems = list(problems)
+    specific = {path for _, path, msg in problems if not _split_repr(msg)[0]}
+    out: list[Finding] = []
+    for kind, path, message in problems:
+        value, rest = _split_repr(message)
+        if value and path in specific:
+            continue  # an echo of another form the entry could have had
+        keys = unknown_keys(message)
+        if keys:
+            for key in keys:
+                full = path if path.rsplit(".", 1)[-1] == key else ".".join(filter(None, (path, key)))
+                out.append(Finding(full, line_of(text, full), kind, f"unknown key {key!r}: {message}"))
+            continue
+        if value:
+            message = f"this {'mapping' if value.startswith('{') else 'list'} {rest}"
+        key = "(file)" if FORMAT_PATH.match(path) else path
+        out.append(Finding(key, line_of(text, path), kind, " ".join(message.split())))
+    return list(dict.fromkeys(out))
+
+
+def without_keys(text: str, drop: Iterable[str]) -> str | None:
+    """``text`` (a cloud-config) without the dotted keys in ``drop``; None when nothing
+    could be removed."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+    removed = False
+    for dotted in drop:
+        *parents, last = dotted.split(".")
+        node: Any = data
+        for part in parents:
+            if isinstance(node, dict):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                node = None
+        if isinstance(node, dict) and last in node:
+            del node[last]
+            removed = True
+    if not removed:
+        return None
+    return "#cloud-config\n" + yaml.safe_dump(data, sort_keys=False)
+
+
+def check(user_data: str, validate: Callable[[str], tuple[int, str]], rounds: int = 5) -> list[Finding]:
+    """Every fault the clone's cloud-init finds in ``user_data``. ``validate(text)`` runs
+    ``cloud-init schema -c`` on ``text`` in the clone and returns its exit code and output.
+    After unknown keys are found, validates again without them (see the module's doc)."""
+    found: list[Finding] = []
+    text = user_data
+    for _ in range(rounds):
+        rc, output = validate(text)
+        problems = parse_output(output)
+        if rc != 0 and not problems:
+            tail = " | ".join(ln for ln in output.strip().splitlines()[-3:])
+            raise GmiError(f"cloud-init schema failed without naming a problem (exit {rc}): {tail}")
+        new = [f for f in findings(problems, user_data) if f not in found]
+        found += new
+        unknown = [f.key for f in new if f.message.startswith("unknown key ")]
+        if not unknown:
+            break
+        next_text = without_keys(text, unknown)
+        if next_text is None:
+            break
+        text = next_text
+    return found
+
+
+def describe(found: list[Finding], whose: str) -> str:
+    """One line for a report: how many faults, whose, and each with key and line."""
+    n = len(found)
+    return (f"{n} fault{'s' if n != 1 else ''} in {whose} (the seed's fault, not the image's): "
+            + "; ".join(f.describe() for f in found))
+
+
+def recoverable_split(recoverable: Mapping[str, Iterable[str]]) -> tuple[list[str], list[str]]:
+    """cloud-init's recoverable errors (level -> messages) as (complaints about the
+    user-data's schema, everything else)."""
+    schema, other = [], []
+    for level, messages in recoverable.items():
+        for message in messages:
+            (schema if SCHEMA_COMPLAINT.match(str(message)) else other).append(f"{level}: {message}")
+    return schema, other

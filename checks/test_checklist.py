@@ -15,6 +15,7 @@ from harness import checklist as item
 from harness.backends.base import HostView
 from harness.build import Build
 from harness.distro import Distro
+from harness.media import seed_schema
 from stages.s7_clone import Clone
 
 pytestmark = pytest.mark.vm
@@ -156,10 +157,22 @@ def test_cloud_init_status_done(clone: Clone, host) -> None:
     # 23.4+) means it finished with warnings (a schema error in the seed, say).
     status = clone.cloud_init_status
     assert re.search(r"^\.*status: done$", status, re.M), status
-    assert "degraded" not in status, status
     with host.sudo():
         result = json.loads(host.check_output("cat /run/cloud-init/result.json"))
+        stages = json.loads(host.check_output("cat /run/cloud-init/status.json"))["v1"]
     assert result["v1"]["errors"] == [], result["v1"]["errors"]
+    if "degraded" in status and clone.template is not None:
+        # A seed template cloud-init's schema rejects degrades the boot; that is the
+        # template's fault (test_seed.py names each fault), not the image's. Anything
+        # else cloud-init recovered from still fails here.
+        recoverable: dict[str, list[str]] = {}
+        for stage in (v for v in stages.values() if isinstance(v, dict)):
+            for level, messages in (stage.get("recoverable_errors") or {}).items():
+                recoverable.setdefault(level, []).extend(messages)
+        schema, other = seed_schema.recoverable_split(recoverable)
+        assert schema and not other, f"{status} (not only the seed template's schema: {other})"
+        return
+    assert "degraded" not in status, status
 
 
 @checklist(item.CLOUD_INIT)

@@ -40,7 +40,8 @@ def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name:
     state = request.config.stash[STATE_KEY]
     labels = state.labels.get(distro_name, {})
     checklist = list(labels)
-    failed = gate(checklist, state.outcomes.get(distro_name, {}), labels)
+    failed = gate(checklist, state.outcomes.get(distro_name, {}), labels,
+                  sealed.settings.seed_template_blocks_export)
     if failed or not checklist:
         fail_cleanly(GmiError("no index entry: these checks did not pass: "
                               + (", ".join(n.split("::")[-1] for n in failed) or "(none ran)")))

@@ -10,8 +10,15 @@ CLOUD_INIT = "cloud-init ran on first boot"
 SERVICES = "integration services installed and set to start"
 SERVICES_RUNNING = "integration services running (Hyper-V)"
 NO_LEFTOVERS = "no leftover build artifacts"
+# The seed check (checks/test_seed.py): the clone's seed against the clone's own
+# cloud-init schema. A fault there is the seed template's, not the image's: it has its
+# own row on the sign-off page and blocks nothing unless --seed-template-blocks-export.
+SEED = "seed passes the clone's cloud-init schema (the seed's fault, not the image's)"
 
 # Each must have a passing test before an image is exported (the gate).
 REQUIRED_ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, NO_LEFTOVERS)
 # Every item a check may be labelled with; a label outside this list is a typo.
-ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS)
+ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED)
+# Items whose failures block the export (and the sign-off verdict) only when the run's
+# settings say so.
+ADVISORY_ITEMS = (SEED,)

@@ -17,12 +17,20 @@ from harness.plugin.fixtures import fail_cleanly, run_stage
 from harness.plugin.run import STATE_KEY
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
-from .s7_clone import CHECK_USER, Clone, boot_clone, collect_logs
+from .s7_clone import CHECK_USER, Clone, boot_clone, check_template, collect_logs
+
+
+def _check_template(build: Build) -> None:
+    try:
+        check_template(build)
+    except GmiError as exc:
+        fail_cleanly(GmiError(f"seed template: {exc}"))
 
 
 @pytest.fixture(scope="session")
 def provisioned(request: pytest.FixtureRequest, build: Build) -> Build:
     """Step 1: the build VM exists with a fresh install and answers SSH."""
+    _check_template(build)
     return run_stage(request, build, provision)
 
 
@@ -56,6 +64,7 @@ def sealed(request: pytest.FixtureRequest, build: Build) -> Build:
     into a dynamic VHDX (``build.vhdx``). With ``--gmi``: the archive's disk instead,
     extracted and verified (checksum, VHDX format); no stage runs."""
     if build.archive is not None:
+        _check_template(build)
         return run_stage(request, build, import_archive)
     return run_stage(request, request.getfixturevalue("cleaned"), seal)
 

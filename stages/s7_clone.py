@@ -8,7 +8,7 @@ import contextlib
 import re
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import testinfra
 from harness.backends.base import VM
 from harness.build import Build
 from harness.errors import GmiError
-from harness.media import seed
+from harness.media import seed, seed_template
 from harness.ssh import Guest, KeyPair
 
 CHECK_USER = "genie"
@@ -36,6 +36,10 @@ class Clone:
     host: Any  # testinfra.host.Host
     boot_seconds: float
     cloud_init_status: str
+    # The seed template the clone booted with (None: the harness's own seed), and the
+    # seed files as the clone got them.
+    template: Path | None = None
+    seed_files: dict[str, str] = field(default_factory=dict)
 
 
 def seed_for(b: Build, key: KeyPair) -> seed.SeedSpec:
@@ -59,7 +63,12 @@ def boot_clone(b: Build, name: str = "clone") -> Clone:
     key = KeyPair.generate(f"gmi-check-{b.run_id}")
     key_path = key.write_private(b.workdir / f"{name}.key")
     spec = seed_for(b, key)
-    files = seed.render(spec)
+    template = template_for(b)
+    if template is None:
+        files = seed.render(spec)
+    else:
+        files = seed_template.render(seed_template.load(template), seed_template.values_for(spec))
+        b.record["seed_template"] = str(template)
     for fname, text in files.items():
         (b.logdir / f"{name}-seed-{fname}").write_text(text)
     iso = seed.write_iso(files, b.workdir / f"{name}-seed.iso")
@@ -78,7 +87,24 @@ def boot_clone(b: Build, name: str = "clone") -> Clone:
         f"Host gmi-{name}\n  HostName {vm.ssh_host}\n  Port {vm.ssh_port}\n"
         f"  User {CHECK_USER}\n  IdentityFile {key_path}\n  StrictHostKeyChecking no\n")
     host = testinfra.get_host(f"paramiko://gmi-{name}", ssh_config=str(cfg))
-    return Clone(vm, guest, spec, key, key_path, host, booted, status.output)
+    return Clone(vm, guest, spec, key, key_path, host, booted, status.output, template, files)
+
+
+def template_for(b: Build) -> Path | None:
+    """The seed template this clone boots with: --seed-template, else the distro's
+    ``seed_template:``; None for the harness's own seed."""
+    d = b.distro
+    return seed_template.locate(b.settings.seed_template, d.source if d.seed_template else None,
+                                d.seed_template, d.vmgenie.os, d.vmgenie.version)
+
+
+def check_template(b: Build) -> None:
+    """Before anything is built: the seed template (if any) exists and renders, so that
+    a typo fails in seconds, not after the stages."""
+    template = template_for(b)
+    if template is not None:
+        spec = seed_for(b, KeyPair.generate("gmi-template-check"))
+        seed_template.render(seed_template.load(template), seed_template.values_for(spec))
 
 
 def collect_logs(b: Build, c: Clone, name: str = "clone") -> None:

@@ -246,7 +246,8 @@ def describe(found: list[Finding], whose: str) -> str:
 def recoverable_split(recoverable: Mapping[str, Iterable[str]]) -> tuple[list[str], list[str]]:
     """cloud-init's recoverable errors (level -> messages) as (complaints about the
     user-data's schema, everything else)."""
-    schema, other = [], []
+    schema: list[str] = []
+    other: list[str] = []
     for level, messages in recoverable.items():
         for message in messages:
             (schema if SCHEMA_COMPLAINT.match(str(message)) else other).append(f"{level}: {message}")

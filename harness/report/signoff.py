@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import checklist
-from harness.checklist import REQUIRED_ITEMS
+from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS
 from harness.errors import GmiError, mask
 
 SCHEMA = "gmi-signoff/1"
@@ -129,8 +129,10 @@ class Subject:
 
     @property
     def verdict(self) -> str:
-        """pass: no test failed and each required checklist item has a passing test."""
-        if any(t.result == FAIL for t in self.tests):
+        """pass: no test failed (an advisory item's failure counts only when its run
+        said so) and each required checklist item has a passing test."""
+        blocks = self.run is not None and self.run.setting("seed_template_blocks_export") == "True"
+        if any(t.result == FAIL and (blocks or t.item not in ADVISORY_ITEMS) for t in self.tests):
             return FAIL
         passed = {t.item for t in self.tests if t.result == PASS}
         return PASS if all(i in passed for i in REQUIRED_ITEMS) else NOT_RUN
@@ -183,6 +185,14 @@ class Run:
     command: str = ""
     wall_seconds: float | None = None
     settings: list[str] = field(default_factory=list)
+
+    def setting(self, name: str) -> str:
+        """One effective setting's value as the run recorded it ("" when not recorded)."""
+        for line in self.settings:
+            key, sep, rest = line.partition(" = ")
+            if sep and key == name:
+                return rest.rsplit("  (", 1)[0]
+        return ""
 
 
 def run_data(run: Mapping[str, Any], subjects: Iterable[Mapping[str, Any]],
@@ -394,7 +404,7 @@ def render(subjects: Sequence[Subject], out: Path, title: str = "GMI release sig
     longest = max((d for s in subjects for d in s.timings.values()), default=0.0) or 1.0
     page = env.get_template(TEMPLATE).render(
         title=title, subjects=subjects, rows=checklist_rows(subjects), runs=runs, link=link,
-        required=REQUIRED_ITEMS, longest=longest, other=OTHER,
+        required=REQUIRED_ITEMS, advisory=ADVISORY_ITEMS, longest=longest, other=OTHER,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         verdict=FAIL if any(s.verdict != PASS for s in subjects) or not subjects else PASS)
     out.parent.mkdir(parents=True, exist_ok=True)

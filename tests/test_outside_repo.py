@@ -18,13 +18,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "outside-repo"
-PLUGIN_SOURCES = [ROOT / "harness" / "plugin.py", *sorted((ROOT / "harness" / "plugin").glob("*.py"))]
-# The plugin passes --distros to the catalogue (harness/plugin.py is being split while
-# issue #16 lands: its wiring is in that issue's report, for the lead to apply).
-WIRED = any("settings.distros" in p.read_text() for p in PLUGIN_SOURCES if p.is_file())
-
-pytestmark = pytest.mark.skipif(not WIRED, reason="harness/plugin does not pass --distros to the "
-                                "catalogue yet (the wiring is in issue #16's report)")
 
 
 def run(cmd: list[str | Path], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -56,14 +49,12 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return repo, python
 
 
-def plugin_args(python: Path, cwd: Path) -> list[str]:
-    """Nothing once the harness registers its pytest11 entry point; until then what a
-    user would add by hand."""
+def uses_entry_points(python: Path, cwd: Path) -> None:
+    """The plugin and the stage fixtures come in through the pytest11 entry points."""
     probe = run([python, "-c", "from importlib.metadata import entry_points; "
-                 "print(any(e.value.startswith('harness') for e in entry_points(group='pytest11')))"], cwd)
-    if probe.stdout.strip() == "True":
-        return []
-    return ["-p", "harness.plugin", "-p", "stages.s7_clone", "-p", "stages.fixtures"]
+                 "print(sorted(e.value for e in entry_points(group='pytest11') "
+                 "if e.value.startswith(('harness', 'stages'))))"], cwd)
+    assert "'harness.plugin'" in probe.stdout and "'stages.fixtures'" in probe.stdout, probe.stdout
 
 
 def test_pip_install_puts_the_harness_its_checklist_and_catalogue_in_the_venv(outside):
@@ -79,8 +70,8 @@ def test_pip_install_puts_the_harness_its_checklist_and_catalogue_in_the_venv(ou
 
 def test_other_repository_runs_its_own_distro_with_the_harness_checklist(outside):
     repo, python = outside
-    args = plugin_args(python, repo)
-    got = run([python, "-m", "pytest", *args, "--distro=acme-debian-12", "--distros=./distros",
+    uses_entry_points(python, repo)
+    got = run([python, "-m", "pytest", "--distro=acme-debian-12", "--distros=./distros",
                "--collect-only", "-q"], repo)
     assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-2000:]
     ids = [line for line in got.stdout.splitlines() if "::" in line]
@@ -92,6 +83,6 @@ def test_other_repository_runs_its_own_distro_with_the_harness_checklist(outside
                for i in ids)
     assert "test_zz_export.py::test_export_gmi_archive[acme-debian-12]" in ids
     # without its folder the name is unknown: the run above found it through --distros
-    unknown = run([python, "-m", "pytest", *args, "--distro=acme-debian-12", "--collect-only", "-q"], repo)
+    unknown = run([python, "-m", "pytest", "--distro=acme-debian-12", "--collect-only", "-q"], repo)
     assert unknown.returncode != 0
     assert "unknown distro 'acme-debian-12'" in unknown.stdout + unknown.stderr

@@ -71,6 +71,28 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
             pluginmanager.register(part, part.__name__)
 
 
+# The harness's markers, registered by the plugin itself (a repository that installs the
+# harness has none of our pyproject.toml's ini lines).
+MARKERS = (
+    "vm: boots a real virtual machine (slow: minutes under TCG)",
+    "slow: a real unattended OS install (tens of minutes under TCG); skipped unless run with -m slow",
+    "checklist(item): an item of the procedure's validation checklist (section 5)",
+    "export: writes the GMI archive; runs only after every checklist item of its distro passed",
+    "archive: a static check of an existing archive (--gmi)",
+    "index: writes a vmgenie repository index entry (--gmi with --index)",
+)
+
+
+def installed_checklist_wanted(config: pytest.Config) -> bool:
+    """Another repository that installed the harness runs ``pytest --distro=NAME``: no
+    test path, no testpaths and no conftest.py of its own. Its tests are then the
+    harness's checklist, installed beside it (a source checkout's checks/, under our own
+    conftest.py, runs from the checkout instead)."""
+    return (config.args_source == pytest.Config.ArgsSource.INVOCATION_DIR
+            and not (config.rootpath / "conftest.py").exists()
+            and not (signoff.CHECKS_DIR.parent / "conftest.py").exists())
+
+
 def settings_from(config: pytest.Config) -> Settings:
     cli = {s.name: config.getoption(f"gmi_{s.name}") for s in SETTINGS if s.cli}
     cli = {k: v for k, v in cli.items() if v is not None}
@@ -80,7 +102,7 @@ def settings_from(config: pytest.Config) -> Settings:
         config_file = config.rootpath / "gmi-harness.toml"
     settings = resolve(cli, config_file=config_file)
     names = list(settings.distro)
-    known = distro_mod.known_distros()
+    known = distro_mod.known_distros(extra=settings.distros)
     if "all" in names:
         names = known
     unknown = [n for n in names if n not in known]
@@ -103,6 +125,8 @@ def settings_from(config: pytest.Config) -> Settings:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    for line in MARKERS:
+        config.addinivalue_line("markers", line)
     default_to_loadgroup(config)
     check_dist_mode(config)
     terminate_as_interrupt()
@@ -111,6 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except GmiError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
+    if worker is None and subjects(settings) and installed_checklist_wanted(config):
+        config.args[:] = [str(signoff.CHECKS_DIR)]
     run_id = os.environ.get("GMI_RUN_ID") if worker else None
     if not run_id:
         run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"

@@ -42,13 +42,14 @@ def distro_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def distro(distro_name: str) -> distro_mod.Distro:
+def distro(distro_name: str, gmi_settings: Settings) -> distro_mod.Distro:
     """The distro's catalogue entry (``distros/<name>.yml``), typed and frozen; for an
-    archive, the entry matching its name, or generic expectations (``distro.generic``)."""
+    archive, the entry matching its name, or generic expectations (``distro.generic``).
+    ``--distros`` folders are searched first."""
     try:
         if is_archive(distro_name):
-            return validate.distro_for(archive_path(distro_name))
-        return distro_mod.load(distro_name)
+            return validate.distro_for(archive_path(distro_name), extra=gmi_settings.distros)
+        return distro_mod.load(distro_name, extra=gmi_settings.distros)
     except GmiError as exc:
         fail_cleanly(exc)
 

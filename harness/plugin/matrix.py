@@ -73,7 +73,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     needs_distro = [i for i in items if "distro_name" in getattr(i, "fixturenames", ())]
     showing = getattr(config.option, "showfixtures", False)  # (pytest --fixtures)
     if needs_distro and not subjects(state.settings) and not showing:
-        known = ", ".join(distro_mod.known_distros())
+        known = ", ".join(distro_mod.known_distros(extra=state.settings.distros))
         raise pytest.UsageError(
             f"the checks need --distro NAME (repeatable, or 'all') or --gmi ARCHIVE; "
             f"known distros: {known}")

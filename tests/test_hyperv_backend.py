@@ -10,6 +10,7 @@ scripts behave on a real host.
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from hyperv_fake import FakeClock, FakePowerShell, Seq, make_build, recorded
@@ -229,6 +230,45 @@ def test_key_actions_reject_unknown_keys():
                                           {"Kind": "text", "Value": "x"}]
     with pytest.raises(ConfigError, match="unknown key <ctrlx>"):
         key_actions("<ctrlx>")
+
+
+def test_long_text_is_typed_in_runs_of_at_most_512_characters():
+    """Msvm_Keyboard.TypeText takes at most 512 ASCII characters per call (Microsoft's
+    WMI reference): a longer run of text becomes several text actions, in order."""
+    from harness.backends.hyperv.media import TYPE_TEXT_MAX
+
+    long = "".join(chr(ord("a") + i % 26) for i in range(1200))
+    actions = key_actions(f"<esc>{long}<enter>x")
+    texts = [a["Value"] for a in actions if a["Kind"] == "text"]
+    assert [len(t) for t in texts] == [512, 512, 176, 1]
+    assert "".join(texts[:3]) == long and texts[3] == "x"
+    assert actions[0] == {"Kind": "key", "Value": 27} and actions[4] == {"Kind": "key", "Value": 13}
+    assert TYPE_TEXT_MAX == 512
+    assert [len(a["Value"]) for a in key_actions("y" * 512)] == [512]  # the limit itself: one call
+    assert [len(a["Value"]) for a in key_actions("y" * 513)] == [512, 1]
+    from harness.backends.hyperv.transport import script_text
+
+    # a hand-run script refuses a longer run too
+    assert "if ($text.Length -gt 512) { throw" in script_text("start_vm")
+
+
+@pytest.mark.parametrize(("command", "where"), [
+    ("auto locale=fr_FR priority=critical café", "'é' (U+00E9) at character 40"),
+    ("<esc>ok<wait>\u2013x", "'\u2013' (U+2013) at character 14"),  # an en dash
+])
+def test_non_ascii_boot_text_is_refused_in_one_line(command, where):
+    with pytest.raises(ConfigError, match=re.escape(where)) as caught:
+        key_actions(command)
+    message = str(caught.value)
+    assert "\n" not in message and "TypeText types only ASCII" in message
+
+
+def test_non_ascii_boot_command_fails_before_touching_the_host(tmp_path):
+    ps = fresh_install_fake()
+    b = make_build(tmp_path, ps, hyperv_boot_command="<esc>preseed/url=http://h/ü.cfg<enter>")
+    with pytest.raises(ConfigError, match=r"'ü' \(U\+00FC\).*not ASCII"):
+        b.backend.check_host(b)
+    assert ps.calls == []
 
 
 def test_keyboard_script_uses_msvm_keyboard():

@@ -31,6 +31,9 @@ KEYS = {
     **{f"f{n}": 0x6F + n for n in range(1, 13)},
 }
 _TOKEN = re.compile(r"<([a-z0-9]+)>", re.I)
+# Msvm_Keyboard.TypeText takes at most this many ASCII characters per call (Microsoft's
+# WMI reference for Msvm_Keyboard, TypeText: "asciiText ... maximum length is 512").
+TYPE_TEXT_MAX = 512
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class InstallMedia:
         if not SHA256.match(self.sha256.lower()):
             raise ConfigError(f"the install ISO {self.iso} needs its SHA-256 (64 hex digits): "
                               "--hyperv-install-sha256 (from the distro's SHA256SUMS)")
+        key_actions(self.boot_command)  # an unknown key or non-ASCII text fails here
 
 
 def media_from_settings(b: Build) -> InstallMedia:
@@ -66,12 +70,14 @@ def media_from_settings(b: Build) -> InstallMedia:
 
 def key_actions(command: str) -> list[dict[str, Any]]:
     """A boot command as Msvm_Keyboard actions: ``<enter>`` and friends are keys,
-    ``<waitN>`` waits N seconds (``<wait>``: 1), everything else is typed as text."""
+    ``<waitN>`` waits N seconds (``<wait>``: 1), everything else is typed as text, in
+    runs of at most :data:`TYPE_TEXT_MAX` characters (one ``TypeText`` call each).
+    Text must be ASCII: that is all ``TypeText`` types."""
     actions: list[dict[str, Any]] = []
     pos = 0
     for m in _TOKEN.finditer(command):
         if m.start() > pos:
-            actions.append({"Kind": "text", "Value": command[pos:m.start()]})
+            actions += _text_actions(command, pos, m.start())
         token = m.group(1).lower()
         wait = re.fullmatch(r"wait(\d*)", token)
         if wait:
@@ -83,8 +89,21 @@ def key_actions(command: str) -> list[dict[str, Any]]:
                               f"{', '.join(sorted(KEYS))}, <waitN>")
         pos = m.end()
     if pos < len(command):
-        actions.append({"Kind": "text", "Value": command[pos:]})
+        actions += _text_actions(command, pos, len(command))
     return actions
+
+
+def _text_actions(command: str, start: int, end: int) -> list[dict[str, Any]]:
+    """``command[start:end]`` as TypeText actions of at most TYPE_TEXT_MAX characters."""
+    text = command[start:end]
+    bad = next((i for i, c in enumerate(text) if ord(c) > 127), None)
+    if bad is not None:
+        c = text[bad]
+        raise ConfigError(f"boot command: {c!r} (U+{ord(c):04X}) at character {start + bad + 1} "
+                          "is not ASCII; Msvm_Keyboard.TypeText types only ASCII: write it "
+                          "with ASCII characters")
+    return [{"Kind": "text", "Value": text[i:i + TYPE_TEXT_MAX]}
+            for i in range(0, len(text), TYPE_TEXT_MAX)]
 
 
 def hyperv_media(b: Build) -> InstallMedia:

@@ -5,7 +5,8 @@
   right after Start-VM, with no round trip: a Generation 2 VM reaches its boot menu in
   a few seconds.
   Each key action is a hashtable: @{ Kind = 'text'|'key'|'scancodes'|'wait'; Value = ... }
-  text: ASCII typed with TypeText; key: a Windows virtual-key code (TypeKey);
+  text: ASCII typed with TypeText, at most 512 characters per action (TypeText's limit;
+  the harness splits longer runs); key: a Windows virtual-key code (TypeKey);
   scancodes: a list of bytes (TypeScancodes); wait: milliseconds.
 .EXAMPLE
   .\start_vm.ps1 -Name 'GMI Debian 12' -BootWaitMs 5000 -Keys @(@{Kind='key';Value=27}, @{Kind='text';Value='auto url=...'}, @{Kind='key';Value=13})
@@ -32,7 +33,11 @@ if ($Keys.Count -gt 0) {
         $kind = [string]$key.Kind
         switch ($kind) {
             'wait' { Start-Sleep -Milliseconds ([int]$key.Value); $call = $null }
-            'text' { $call = @{ MethodName = 'TypeText'; Arguments = @{ asciiText = [string]$key.Value } } }
+            'text' {
+                $text = [string]$key.Value
+                if ($text.Length -gt 512) { throw "a text action of $($text.Length) characters; Msvm_Keyboard.TypeText takes at most 512 (split it)" }
+                $call = @{ MethodName = 'TypeText'; Arguments = @{ asciiText = $text } }
+            }
             'key' { $call = @{ MethodName = 'TypeKey'; Arguments = @{ keyCode = [uint32]$key.Value } } }
             'scancodes' { $call = @{ MethodName = 'TypeScancodes'; Arguments = @{ scancodes = [byte[]]$key.Value } } }
             default { throw "unknown key action '$kind' (text, key, scancodes or wait)" }

@@ -4,6 +4,9 @@ each required item to have a passing test, and the sign-off page has a row per i
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 BOOTS = "boots with no errors"
 DHCP = "DHCP assigns an IPv4 address on eth0"
 CLOUD_INIT = "cloud-init ran on first boot"
@@ -22,3 +25,26 @@ ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED
 # Items whose failures block the export (and the sign-off verdict) only when the run's
 # settings say so.
 ADVISORY_ITEMS = (SEED,)
+
+
+CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
+
+
+def labels_from_source(checks: Path = CHECKS_DIR) -> dict[str, str]:
+    """test function -> checklist item, read from the ``@checklist(item.NAME)`` (or
+    ``@checklist("...")``) lines of the checks' source: for junit.xml files written
+    before each test case carried its item as a property."""
+    labels: dict[str, str] = {}
+    for path in sorted(checks.glob("test_*.py")):
+        item = None
+        for line in path.read_text().splitlines():
+            m = re.match(r"""^@checklist\((?:["'](.+)["']|item\.(\w+))\)""", line)
+            if m:
+                named = globals().get(m[2] or "")
+                item = m[1] or (named if isinstance(named, str) else None)
+            elif line.startswith("def ") and item is not None:
+                labels[line[4:].split("(")[0]] = item
+                item = None
+            elif not line.startswith("@"):
+                item = None
+    return labels

@@ -44,6 +44,13 @@ def _as_sha256(value: Any) -> str:
     return text
 
 
+def _as_previous(value: Any) -> tuple[str, ...]:
+    """``--previous`` values: each an http(s) URL or an existing local archive or index."""
+    from harness.report.release import check_source  # (the report's own rule)
+
+    return tuple(check_source(v) for v in _as_list(value))
+
+
 INSTALL_METHODS = ("auto", "debootstrap", "iso", "netboot")
 
 
@@ -97,6 +104,10 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
                 "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
                 (), _as_list, multiple=True),
+        Setting("previous", "the previous release the sign-off page compares with (repeatable, "
+                "one per distro): an earlier GMI-<Os>-<Version>.zip, its http(s) URL, or a vmgenie "
+                "repository index (file or URL); default: the newest earlier archive of the distro "
+                "under --out", (), _as_previous, multiple=True),
         Setting("janitor", "instead of a test run: 'list' or 'remove' what harness runs that died "
                 "left behind on the chosen --backend (VMs, disks, folders), then exit", "off", str,
                 JANITOR_CHOICES)),
@@ -207,6 +218,7 @@ class SettingsFields:
     force: bool
     scratch: str
     signoff_from: tuple[str, ...]
+    previous: tuple[str, ...]
     janitor: str
     # the QEMU backend
     accel: str

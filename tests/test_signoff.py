@@ -9,6 +9,7 @@ import os
 import shutil
 import struct
 import subprocess
+import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -204,6 +205,12 @@ def test_command_line_writes_one_page_from_several_runs(tmp_path, capsys):
 def matrix_run(pytester: pytest.Pytester, tmp_path, monkeypatch) -> Path:
     """A fake two-distro run under -n 2 (debian-13 fails one check); its run folder."""
     matrix_project.make(pytester, monkeypatch, tmp_path)
+    # an earlier release of debian-12 under --out: the page compares with it
+    earlier = tmp_path / "2026-10" / "GMI-Debian-12.zip"
+    earlier.parent.mkdir()
+    with zipfile.ZipFile(earlier, "w") as zf:
+        zf.writestr("gmi-build-record.yml", "distro: debian-12\nbuilt: '2026-10-01T00:00:00Z'\n"
+                    "versions: {kernel: 6.1.0-25-amd64}\npackages: [cloud-init 22.4.2]\n")
     result = matrix_project.run(pytester, tmp_path)
     result.assert_outcomes(passed=12, failed=1, skipped=1)
     return next((tmp_path / "runs").glob("2*"))
@@ -223,6 +230,12 @@ def test_run_leaves_signoff_data_and_page(matrix_run: Path):
         assert f"logs/{name}/clone-seed-user-data" in s["logs"]
         assert set(s["timings"]) == {"provision", "seal"}
     assert len(doc["tests"]) == 14
+    # the release diff the plugin attached: debian-12 against the earlier archive under --out
+    diff = subjects["debian-12"]["release_diff"]
+    assert diff["previous"]["source"].endswith("2026-10/GMI-Debian-12.zip")
+    assert diff["packages"]["added"] == [{"name": "linux-image-6.1.0-99-amd64", "version": "6.1.999-1"}]
+    assert [v["to"] for v in diff["versions"] if v["key"] == "kernel"] == ["6.1.0-99-amd64"]
+    assert subjects["debian-13"]["release_diff"]["none"].startswith("no earlier GMI-Debian-13.zip under ")
     p = Page((matrix_run / "signoff.html").read_text())
     assert sorted(p.columns) == ["debian-12", "debian-13"]
     assert p.verdicts == {"debian-12": "pass", "debian-13": "fail"}

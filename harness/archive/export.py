@@ -30,11 +30,14 @@ def gate(checklist: list[str], outcomes: Mapping[str, str],
     return blocked
 
 
-def public_record(b: Build, results: Mapping[str, str]) -> dict[str, Any]:
-    """The build record that goes into the archive (no internal handles, no secrets)."""
+def public_record(b: Build, results: Mapping[str, str],
+                  items: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The build record that goes into the archive (no internal handles, no secrets).
+    ``items``: each check's checklist item (the next release's diff compares by item)."""
     record = {k: v for k, v in b.record.items()
               if not k.startswith("_") and k != "credentials_file"}
     record["check_results"] = dict(results)
+    record["check_items"] = dict(items or {})
     record["stage_durations"] = dict(b.timings)
     return record
 
@@ -54,7 +57,8 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
     names = b.distro.vmgenie
     checksum = sha256_file(b.vhdx)
     results = {n.split("::")[-1]: outcomes[n] for n in checklist}
-    record = public_record(b, results)
+    items = {n.split("::")[-1]: labels[n] for n in checklist if labels and n in labels}
+    record = public_record(b, results, items)
     record["built"] = writer.utc_now()
     disk_only = b.vm_tree is None
     # vmgenie reads the manifest with YamlDotNet, which refuses keys it does not know:

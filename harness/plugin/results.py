@@ -25,7 +25,7 @@ from harness.errors import GmiError, mask
 from harness.log import clean_console
 from harness.plugin.matrix import node_key, subject_id, subject_of, subjects
 from harness.plugin.run import STATE_KEY, RunState, remove_once_folder
-from harness.report import allure, signoff
+from harness.report import allure, release, signoff
 
 
 @pytest.hookimpl(wrapper=True, trylast=True)  # innermost: masks before others read the report
@@ -228,7 +228,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return  # nothing ran (--collect-only, --fixtures, no subject)
     try:
         facts = run_facts(session.config, state)
-        doc = signoff.run_data(facts, summaries(state), state.tests.values())
+        built = summaries(state)
+        release.attach_diffs(built, state.settings.out_dir, state.settings.previous)
+        doc = signoff.run_data(facts, built, state.tests.values())
         signoff.write_data(state.run_dir, doc)
         state.signoff_page = signoff.render(signoff.load_data(state.run_dir / signoff.DATA_FILE),
                                             state.run_dir / signoff.PAGE_FILE)

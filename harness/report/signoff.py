@@ -30,9 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import checklist
 from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS
+from harness.checklist import CHECKS_DIR as CHECKS_DIR  # (the plugin reads it here)
+from harness.checklist import labels_from_source as checklist_labels
 from harness.errors import GmiError, mask
+from harness.report import release
 
 SCHEMA = "gmi-signoff/1"
 DATA_FILE = "signoff.json"
@@ -93,6 +95,7 @@ class Subject:
     sizes: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # relative to the run folder
+    release_diff: dict[str, Any] = field(default_factory=dict)  # see harness.report.release
     run: Run | None = None
     tests: list[CheckResult] = field(default_factory=list)
 
@@ -250,6 +253,7 @@ def load_data(path: Path) -> list[Subject]:
         known["logs"] = [str(p) for p in known.get("logs") or [] if _safe_relative(str(p))]
         iso = known.get("install_iso")
         known["install_iso"] = {str(k): str(v) for k, v in iso.items()} if isinstance(iso, dict) else {}
+        known["release_diff"] = release.clean(known.get("release_diff"))
         subjects[s["subject"]] = Subject(**known, run=run)
     for t in doc["tests"]:
         subject = subjects.setdefault(t["subject"], Subject(t["subject"], run=run))
@@ -269,28 +273,6 @@ def stage_durations(build_log: Path) -> dict[str, float]:
         if m:
             timings[m["name"]] = float(m["s"])
     return timings
-
-
-CHECKS_DIR = Path(__file__).resolve().parents[2] / "checks"
-
-
-def checklist_labels(checks: Path = CHECKS_DIR) -> dict[str, str]:
-    """test function -> checklist item, read from the ``@checklist(item.NAME)`` (or
-    ``@checklist("...")``) lines of the checks' source: for junit.xml files written
-    before each test case carried its item as a property."""
-    labels: dict[str, str] = {}
-    for path in sorted(checks.glob("test_*.py")):
-        item = None
-        for line in path.read_text().splitlines():
-            m = re.match(r"""^@checklist\((?:["'](.+)["']|item\.(\w+))\)""", line)
-            if m:
-                item = m[1] or getattr(checklist, m[2], None)
-            elif line.startswith("def ") and item is not None:
-                labels[line[4:].split("(")[0]] = item
-                item = None
-            elif not line.startswith("@"):
-                item = None
-    return labels
 
 
 def load_junit(folder: Path) -> list[Subject]:
@@ -381,6 +363,15 @@ def human_bytes(n: int | None) -> str:
     return str(n)  # pragma: no cover
 
 
+def human_delta(n: int | None) -> str:
+    """A size change: +1.2 MiB, -300 bytes, no change."""
+    if n is None:
+        return ""
+    if n == 0:
+        return "no change"
+    return ("+" if n > 0 else "-") + human_bytes(abs(n))
+
+
 def human_seconds(s: float) -> str:
     s = round(s)
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
@@ -393,7 +384,7 @@ def render(subjects: Sequence[Subject], out: Path, title: str = "GMI release sig
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
                              autoescape=jinja2.select_autoescape(default=True),
                              trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(bytes=human_bytes, seconds=human_seconds)
+    env.filters.update(bytes=human_bytes, seconds=human_seconds, delta=human_delta)
 
     def link(s: Subject, rel: str) -> str:
         base = s.run.folder if s.run else out.parent

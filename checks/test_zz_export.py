@@ -30,6 +30,25 @@ def test_export_gmi_archive(request: pytest.FixtureRequest, sealed: Build, distr
 
 
 @pytest.mark.vm
+@pytest.mark.promote
+def test_promoted_gmi_archive(request: pytest.FixtureRequest, sealed: Build, distro_name: str) -> None:
+    """With --promote: write the full archive (.vmcx included) to promoted/ beside the
+    disk-only input, only when every check of it passed (the Hyper-V-only ones too)."""
+    from harness.archive.promote import write_promoted
+
+    state = request.config.stash[STATE_KEY]
+    try:
+        with sealed.step("export: the promoted archive"):
+            archive = write_promoted(sealed, state.outcomes.get(distro_name, {}),
+                                     state.labels.get(distro_name, {}), request.node.nodeid)
+    except GmiError as exc:
+        fail_cleanly(exc)
+    sealed.record["promoted_archive"] = str(archive)
+    print(f"\n[{distro_name}] wrote {archive}")
+    assert archive.exists() and archive != sealed.archive
+
+
+@pytest.mark.vm
 @pytest.mark.index
 def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name: str) -> None:
     """With --index FILE: add or update the archive's entry in vmgenie's repository

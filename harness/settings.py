@@ -99,6 +99,10 @@ SETTINGS: tuple[Setting, ...] = (
                 "never", str, KEEP_CHOICES),
         Setting("out", "where archives and reports go", "reports", str),
         Setting("force", "allow replacing an existing archive", False, _as_bool, flag=True),
+        Setting("promote", "with --gmi and --backend=hyperv: wrap each disk-only archive's VHDX in a "
+                "Generation 2 VM on the Hyper-V host, export it unbooted, run the whole checklist on "
+                "a clone of that export and, if all pass, write the full archive (.vmcx included) "
+                "to promoted/ beside the input", False, _as_bool, flag=True),
         Setting("scratch", "scratch folder for disks and build trees (outside the repo)",
                 "/var/tmp/gmi-harness", str),
         Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
@@ -216,6 +220,7 @@ class SettingsFields:
     keep: str
     out: str
     force: bool
+    promote: bool
     scratch: str
     signoff_from: tuple[str, ...]
     previous: tuple[str, ...]
@@ -373,4 +378,9 @@ def resolve(
             register_secret(str(values[s.name]))
     if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
         raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
+    if values["promote"] and values["backend"] != "hyperv":
+        raise ConfigError("--promote needs --backend=hyperv: only Hyper-V writes the .vmcx "
+                          "vmgenie imports")
+    if values["promote"] and not values["gmi"]:
+        raise ConfigError("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
     return Settings(values, sources)

@@ -8,6 +8,9 @@ session-scoped fixture.
 4. hyperv           Step 4: Hyper-V daemons, hv modules in the initramfs, eth0, EFI fallback
 5. cleanup          Step 5: journal, GRUB timeout, caches and artifacts, free space
 6. seal             Step 6: cloud-init clean, lock and scrub, power off, compact to VHDX
+
+(``--gmi`` runs none of them: the archive's disk is read instead, and with ``--promote``
+``s6_promote.promote`` wraps it in a Hyper-V VM exported unbooted.)
 """
 
 from __future__ import annotations

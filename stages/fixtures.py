@@ -17,6 +17,7 @@ from harness.plugin.fixtures import fail_cleanly, run_stage
 from harness.plugin.run import STATE_KEY
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
+from .s6_promote import promote
 from .s7_clone import CHECK_USER, Clone, boot_clone, check_template, collect_logs
 
 
@@ -62,10 +63,14 @@ def cleaned(request: pytest.FixtureRequest, hyperv_integrated: Build) -> Build:
 def sealed(request: pytest.FixtureRequest, build: Build) -> Build:
     """Step 6: cloud-init reset, accounts locked, scrubbed, powered off, compacted
     into a dynamic VHDX (``build.vhdx``). With ``--gmi``: the archive's disk instead,
-    extracted and verified (checksum, VHDX format); no stage runs."""
+    extracted and verified (checksum, VHDX format); no build stage runs. With
+    ``--promote`` too: that disk in a new Hyper-V VM, exported without booting."""
     if build.archive is not None:
         _check_template(build)
-        return run_stage(request, build, import_archive)
+        run_stage(request, build, import_archive)
+        if build.settings.promote:  # wrapped in a Hyper-V VM, exported unbooted
+            run_stage(request, build, promote)
+        return build
     return run_stage(request, request.getfixturevalue("cleaned"), seal)
 
 

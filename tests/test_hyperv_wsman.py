@@ -280,6 +280,30 @@ def test_parameters_arrive_as_a_hashtable_and_big_numbers_survive(serve, certs):
     assert '<S N="Key">DynamicMemory</S><B N="Value">true</B>' in pipeline
 
 
+def test_promotes_host_calls_travel_over_the_wire(serve, certs):
+    """--promote's new_vm (-UseVhdx) and the upload's file_hash, with their recorded
+    replies, through pypsrp's real requests (the upload itself is pypsrp's Client.copy,
+    which this replay server does not answer: its input stream is not replayed)."""
+    folder = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
+    recordings = Path(__file__).parent / "hyperv_recordings"
+    new_vm = (recordings / "new_vm_promote.json").read_text().strip()
+    file_hash = (recordings / "file_hash_vhdx.json").read_text().strip().replace(
+        "REPLACED-BY-THE-TEST", "ab" * 32)
+    winrm = FakeWinRM(lambda pipeline: [file_hash if b"Get-FileHash" in pipeline else new_vm])
+    srv = serve([winrm])
+    ps = cert_auth(certs, srv.port)
+    target = folder + "\\GMI Debian 12.vhdx"
+    assert ps.run("file_hash", Path=target)["Sha256"] == "ab" * 32
+    reply = ps.run("new_vm", Name="GMI Debian 12", Folder=folder, SwitchName="External",
+                   UseVhdx=target, MemoryMB=4096, DynamicMemory=True, SecureBoot=True,
+                   SecureBootTemplate="MicrosoftUEFICertificateAuthority", Notes="gmi-harness run=RUN")
+    ps.close()
+    assert reply["State"] == "Off" and reply["BootOrder"] == ["Drive", "Network"]
+    pipeline = winrm.pipelines[1].decode("utf-8", "replace")
+    assert f'<S N="Key">UseVhdx</S><S N="Value">{target}</S>' in pipeline
+    assert "InstallIso</S>" not in pipeline and "if ($UseVhdx) {" in pipeline  # new_vm.ps1's text
+
+
 # --- fetching a file in chunks -------------------------------------------------------------
 
 

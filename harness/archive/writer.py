@@ -83,9 +83,10 @@ def readme(names: Names, record: Mapping[str, Any], disk_only: bool) -> str:
         lines += [
             "- **Disk-only archive.** It was built on the local QEMU backend, which cannot "
             "write Hyper-V's `.vmcx`: `Virtual Machines/` is empty. vmgenie's `Import-VM` "
-            "needs the `.vmcx`: seal it on Hyper-V (create a Generation 2 VM named "
-            f"`{names.vm_name}` on this VHDX and export it), or attach the VHDX to a new "
-            "Generation 2 VM by hand.",
+            "needs the `.vmcx`: promote it on a Hyper-V host (`pytest --gmi=<this archive> "
+            "--backend=hyperv --promote`: a Generation 2 VM named "
+            f"`{names.vm_name}` around this VHDX, exported unbooted and checked), or attach "
+            "the VHDX to a new Generation 2 VM by hand.",
         ]
     lines += [
         "- The Hyper-V daemons (KVP, VSS) start only on Hyper-V; the checks that need a "

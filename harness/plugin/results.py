@@ -102,7 +102,8 @@ def _attach_evidence(item: pytest.Item, report: pytest.TestReport, build: Build 
 def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
     """What the reports show of one build or validated archive (JSON-able, so xdist
     workers can send it to the controller, which writes the reports)."""
-    archive = str(build.archive or build.record.get("archive", ""))
+    # (a promoted archive is what the run made of the --gmi input)
+    archive = str(build.record.get("promoted_archive") or build.archive or build.record.get("archive", ""))
     logs = sorted(p for p in build.logdir.glob("*") if p.is_file()) if build.logdir.is_dir() else []
     return {
         "title": build.distro.vmgenie.vm_name, "subject": build.label,

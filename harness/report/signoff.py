@@ -41,6 +41,7 @@ DATA_FILE = "signoff.json"
 PAGE_FILE = "signoff.html"
 # The procedure's order (older signoff.json files have their timings sorted by name).
 STAGE_ORDER = ("provision", "update", "cloud_init", "hyperv", "cleanup", "seal", "import_archive",
+               "promote",
                "clone", "export")
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE = "signoff.html.j2"

@@ -9,11 +9,17 @@
   The run's tag goes into the VM's Notes right after New-VM, alone: if anything after it
   fails, the VM is turned off and removed here, and if even that fails the tag lets the
   harness's clean-up and the janitor find it.
+  With -UseVhdx (--promote: the disk of a disk-only GMI, uploaded into the run's folder
+  as '<Folder>\<Name>.vhdx'), that disk is attached as it is: no copy, no new disk, no
+  DVD drive, booting from the disk. The VM is never started here.
 .EXAMPLE
   .\new_vm.ps1 -Name 'GMI Debian 12' -Folder 'D:\VHD\gmi-harness-run1' -SwitchName 'External' `
       -SizeBytes 268435456000 -MemoryMB 4096 -DynamicMemory $true -SecureBoot $true `
       -SecureBootTemplate 'MicrosoftUEFICertificateAuthority' -InstallIso 'D:\iso\debian.iso' `
       -Notes 'gmi-harness run=20261126-0700 ...'
+.EXAMPLE
+  .\new_vm.ps1 -Name 'GMI Debian 12' -Folder 'D:\VHD\gmi-harness-run1' -SwitchName 'External' `
+      -UseVhdx 'D:\VHD\gmi-harness-run1\GMI Debian 12.vhdx' -Notes 'gmi-harness run=20261126-0700 ...'
 #>
 param(
     [Parameter(Mandatory)][string]$Name,
@@ -21,6 +27,7 @@ param(
     [Parameter(Mandatory)][string]$SwitchName,
     [long]$SizeBytes = 0,
     [string]$BaseVhdx = '',
+    [string]$UseVhdx = '',
     [int]$MemoryMB = 4096,
     [bool]$DynamicMemory = $true,
     [int]$ProcessorCount = 2,
@@ -37,7 +44,12 @@ if (Get-VM -Name $Name -ErrorAction SilentlyContinue) {
     throw "a VM named '$Name' already exists on this host; remove or rename it (or adopt it with --hyperv-base-vm)"
 }
 $vhdx = Join-Path $Folder "$Name.vhdx"
-if ($BaseVhdx) {
+if ($UseVhdx) {
+    # vmgenie needs the disk named after the VM: it must already be '<Folder>\<Name>.vhdx'
+    if ($UseVhdx -ne $vhdx) { throw "-UseVhdx must be '$vhdx' (the disk named after the VM), not '$UseVhdx'" }
+    if (-not (Test-Path -LiteralPath $UseVhdx -PathType Leaf)) { throw "no disk at $UseVhdx" }
+    if ($BaseVhdx -or $InstallIso -or $AnswerIso) { throw '-UseVhdx attaches a finished disk: no -BaseVhdx, -InstallIso or -AnswerIso with it' }
+} elseif ($BaseVhdx) {
     Copy-Item -LiteralPath $BaseVhdx -Destination $vhdx
 } else {
     $vhdArgs = @{ Path = $vhdx; SizeBytes = $SizeBytes; Dynamic = $true }

@@ -80,6 +80,7 @@ MARKERS = (
     "export: writes the GMI archive; runs only after every checklist item of its distro passed",
     "archive: a static check of an existing archive (--gmi)",
     "index: writes a vmgenie repository index entry (--gmi with --index)",
+    "promote: writes the promoted full archive (--gmi with --promote on Hyper-V)",
 )
 
 

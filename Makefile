@@ -5,11 +5,16 @@ BACKEND ?= qemu
 ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
+# Tools only the harness's own tests run (tests/host_tools.py lists each test's tools;
+# tests/test_host_tools.py checks they are all installed here), so no test skips for a
+# missing tool on a fresh machine.
+TEST_APT_PACKAGES := openssl systemd procps
 # chromium: the sign-off page's screenshot test (headless). libxml2-utils, jing, debconf: the
 # installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
-# the signed checksum listings of the install ISOs.
+# the signed checksum listings of the install ISOs. xorriso: remastering install ISOs.
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools \
-	fdisk util-linux python3-venv chromium libxml2-utils jing debconf gpg gpgv
+	fdisk util-linux xorriso python3-venv chromium libxml2-utils jing debconf gpg gpgv \
+	$(TEST_APT_PACKAGES)
 # The Allure CLI (npm's allure-commandline, which ships its own jars) needs npm and Java:
 # command -> Debian package, installed only when the command is missing (a NodeSource
 # nodejs already brings npm and conflicts with Debian's npm package).

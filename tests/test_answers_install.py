@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from host_tools import needs
 
 from harness import distro
 from harness.backends.hyperv.media import hyperv_media
@@ -23,7 +23,7 @@ from harness.media import iso as volumes
 from harness.media.install import install_media
 from harness.settings import resolve
 
-needs_xorriso = pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso not installed")
+needs_xorriso = needs("xorriso")
 
 
 def make_build(tmp_path: Path, name: str, **settings: str) -> Build:

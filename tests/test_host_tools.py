@@ -5,6 +5,7 @@ installs."""
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 from host_tools import TOOLS
@@ -30,11 +31,14 @@ def tools_looked_up() -> dict[str, set[str]]:
 
 
 def makefile_packages() -> set[str]:
-    text = (ROOT / "Makefile").read_text().replace("\\\n", " ")
-    packages: set[str] = set()
-    for var in ("APT_PACKAGES", "TEST_APT_PACKAGES"):
-        if m := re.search(rf"^{var} :?= (.*)$", text, re.M):
-            packages |= set(m.group(1).split())
+    """What ``make setup`` really installs: the package list of ``make -n host-packages``
+    (as make expands it), the Allure CLI's Java, and the Allure CLI from npm."""
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "host-packages"], capture_output=True,
+                         text=True, check=True).stdout
+    m = re.search(r"for p in ([^;]*);", dry)
+    assert m, dry
+    packages = set(m.group(1).split())
+    text = (ROOT / "Makefile").read_text()
     if m := re.search(r"^REPORT_COMMANDS :?= (.*)$", text, re.M):
         packages |= {pair.split(":", 1)[1] for pair in m.group(1).split()}
     if "allure-commandline@" in text:

@@ -36,6 +36,7 @@ from typing import IO, Any
 
 import yaml
 
+from harness import safeyaml
 from harness.archive import vhdx
 from harness.archive.errors import ArchiveError, ArchiveSpaceError
 from harness.archive.format import MANIFEST_KEYS, SNAP_DIR, VM_DIR
@@ -238,8 +239,9 @@ def open_archive(path: Path, limits: Limits | None = None) -> zipfile.ZipFile:
 
 # --- the manifest --------------------------------------------------------------------
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses duplicate keys (PyYAML keeps the last one silently)."""
+class _UniqueKeyLoader(safeyaml.Loader):
+    """safeyaml's loader (plain data only) that also refuses duplicate keys (PyYAML keeps
+    the last one silently)."""
 
 
 def _mapping_no_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -283,7 +285,7 @@ def read_text(zf: zipfile.ZipFile, entry: str, limit: int) -> str:
 
 def _load_yaml(text: str, entry: str) -> dict[str, Any]:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        data = safeyaml.load(text, _UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from harness import safeyaml
 from harness.distro import pkgmgr
 from harness.errors import DistroError
 
@@ -424,7 +425,7 @@ def known_distros(directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = (
 def load_file(path: Path) -> Distro:
     """Load and validate one distro file."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safeyaml.load(path.read_text())
     except FileNotFoundError:
         raise DistroError(f"{path}: no such distro file") from None
     except yaml.YAMLError as exc:

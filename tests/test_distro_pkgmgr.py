@@ -160,7 +160,7 @@ def test_build_from_source_units_are_written_where_systemd_reads_them(tmp_path):
 
 @needs("systemd-analyze")
 def test_build_from_source_units_pass_systemds_own_verify(tmp_path):
-    built = hvsource.plan("6.1.0-13-amd64", HvFromSource(), "true")
+    built = hv_from_source.plan("6.1.0-13-amd64", HvFromSource(), "true")
     units = [s for s in built.steps if s.startswith("cat > /etc/systemd/system/")]
     (tmp_path / "etc/systemd/system").mkdir(parents=True)
     bash("\n".join(u.replace("/etc/", f"{tmp_path}/etc/") for u in units))

@@ -115,8 +115,8 @@ _BY_KEY: dict[str, tuple[re.Pattern[str], str]] = {
     "journal_vacuum": (re.compile(r"[0-9]+[a-z]*"), "a journald time span"),
     "root_fs": (WORD, "a file system type"),
     **{key: (URL, "an http(s) URL without spaces, quotes or shell metacharacters")
-       for key in ("url", "checksum_url", "signature_url", "kernel_url", "initrd_url",
-                   "packages_url", "source_url")},
+       for key in ("folder", "archive", "point_archive", "key_url", "checksum_url", "kernel_url",
+                   "initrd_url", "packages_url", "source_url")},
 }
 # Paths in the guest (or on the ESP or ISO); the host writes some of them under the
 # build's root, so none may climb out with '..'.

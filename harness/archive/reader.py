@@ -41,6 +41,7 @@ from harness.archive import vhdx
 from harness.archive.errors import ArchiveError, ArchiveSpaceError
 from harness.archive.format import MANIFEST_KEYS, SNAP_DIR, VM_DIR
 from harness.distro import VmgenieNames
+from harness.names import VMGENIE_NAME
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -111,6 +112,10 @@ def parse_name(path: Path | str) -> VmgenieNames:
     if any(c.isspace() for c in os_ + ver):
         raise ArchiveError(f"archive name {name!r} has whitespace in os or version; vmgenie's "
                            "index splits 'GMI <Os> <Version>' on spaces: remove it")
+    if not (VMGENIE_NAME.fullmatch(os_) and VMGENIE_NAME.fullmatch(ver)):
+        raise ArchiveError(f"archive name {name!r}: os and version may hold letters, digits, '.', "
+                           "'_' and '-' only (they become VM names and parts of command lines); "
+                           "rename it")
     return VmgenieNames(os_, ver)
 
 

@@ -21,12 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.debootstrap import chroot_wrapper
-from harness.hvsource import plan
-from harness.pkgmgr import Apt, Dnf, Zypper
+from harness.backends.qemu.debootstrap import chroot_wrapper
+from harness.distro.pkgmgr import Apt, Dnf, Zypper
 from harness.ssh import Guest, KeyPair, Result
-from stages.s4_hyperv import _dq
-from stages.s5_cleanup import grub_settings_script
+from stages.hv_from_source import plan
+from stages.shell import dq as _dq
+from stages.shell import grub_settings_script
 
 # Any text a value could hold (argv cannot carry NUL; lone surrogates are not text).
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
@@ -193,7 +193,7 @@ PS_VALUE = st.recursive(VALUE | st.integers(-2**40, 2**40) | st.booleans(),
                               min_size=1, max_size=4))
 def test_local_powershell_parameters_arrive_intact_and_off_the_command_line(tmp_path: Path,
                                                                             params: dict[str, Any]):
-    from harness.hyperv.transport import LocalPowerShell, script_text
+    from harness.backends.hyperv.transport import LocalPowerShell, script_text
 
     exe = tmp_path / "pwsh"
     exe.write_text(STAND_IN_PWSH.format(python=sys.executable))
@@ -231,7 +231,7 @@ def test_remote_parameters_survive_pypsrps_clixml(value: Any):
     objects undecoded)."""
     from pypsrp.serializer import Serializer
 
-    from harness.hyperv.transport import psrp_value
+    from harness.backends.hyperv.transport import psrp_value
 
     wire = ET.tostring(Serializer().serialize(psrp_value(value)))
     assert read_clixml(ET.fromstring(wire)) == value

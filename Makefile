@@ -5,11 +5,16 @@ BACKEND ?= qemu
 ARGS ?=
 VENV := .venv
 PY := $(VENV)/bin/python
+# Tools only the harness's own tests run (tests/host_tools.py lists each test's tools;
+# tests/test_host_tools.py checks they are all installed here), so no test skips for a
+# missing tool on a fresh machine.
+TEST_APT_PACKAGES := openssl systemd procps
 # chromium: the sign-off page's screenshot test (headless). libxml2-utils, jing, debconf: the
 # installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
-# the signed checksum listings of the install ISOs.
+# the signed checksum listings of the install ISOs. xorriso: remastering install ISOs.
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools \
-	fdisk util-linux python3-venv chromium libxml2-utils jing debconf gpg gpgv
+	fdisk util-linux xorriso python3-venv chromium libxml2-utils jing debconf gpg gpgv \
+	$(TEST_APT_PACKAGES)
 # The Allure CLI (npm's allure-commandline, which ships its own jars) needs npm and Java:
 # command -> Debian package, installed only when the command is missing (a NodeSource
 # nodejs already brings npm and conflicts with Debian's npm package).
@@ -19,7 +24,7 @@ TOOLS := .tools
 ALLURE := $(TOOLS)/node_modules/.bin/allure
 ALLURE_VERSION ?= 2.46.1
 
-.PHONY: gmi test setup host-packages venv tools lint clean
+.PHONY: gmi test test-under-load setup host-packages venv tools lint clean
 
 gmi: setup
 	$(PY) -m pytest checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
@@ -77,6 +82,20 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -e '.[dev]'
 	touch $@
+
+# The harness's own tests LOAD_ROUNDS times in a row while stress-ng keeps LOAD_CPUS cores
+# busy (a loaded CI runner): no test may depend on a quiet machine. stress-ng comes from
+# Debian, installed here only (make test does not need it).
+LOAD_ROUNDS ?= 3
+LOAD_CPUS ?= 2
+test-under-load: setup
+	@command -v stress-ng >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q stress-ng; }
+	@stress-ng --cpu $(LOAD_CPUS) --quiet & load=$$!; trap 'kill $$load' EXIT; \
+	for round in $$(seq $(LOAD_ROUNDS)); do \
+		echo "== round $$round of $(LOAD_ROUNDS), stress-ng --cpu $(LOAD_CPUS) running"; \
+		$(PY) -m pytest tests -n $(TEST_WORKERS) -q $(ARGS) || exit 1; \
+	done
 
 lint: setup
 	$(PY) -m ruff check .

@@ -8,6 +8,7 @@ built-in default.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import names
 from harness.errors import ConfigError, register_secret
 
 KEEP_CHOICES = ("never", "always", "on-failure")
@@ -54,10 +56,66 @@ def _as_previous(value: Any) -> tuple[str, ...]:
 INSTALL_METHODS = ("auto", "debootstrap", "iso", "netboot")
 
 
-def _as_list(value: Any) -> tuple[str, ...]:
+def _kind(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _as_str(value: Any) -> str:
+    """A string (a TOML number, list or table is refused, not turned into text)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _checked(problem: Callable[[str], str]) -> Callable[[Any], str]:
+    """A string parser that refuses what ``problem`` (harness/names.py) finds wrong."""
+    def parse(value: Any) -> str:
+        text = _as_str(value)
+        if why := problem(text):
+            raise ValueError(why)
+        return text
+    return parse
+
+
+_as_text = _checked(names.problem_in_text)
+_as_path = _checked(names.problem_in_path)
+_as_host = _checked(lambda v: names.problem_in_text(v) or names.problem_in_host(v))
+_as_vm_name = _checked(names.problem_in_vm_name)
+_as_url = _checked(lambda v: names.problem_in_text(v) or names.problem_in_url(v))
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?[0-9]+\s*", value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"expected a whole number, got {_kind(value)}")
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
     if isinstance(value, str):
-        return tuple(v.strip() for v in value.split(",") if v.strip())
-    return tuple(str(v) for v in value)
+        with contextlib.suppress(ValueError):
+            return float(value)
+    raise ValueError(f"expected a number, got {_kind(value)}")
+
+
+def _as_list(value: Any, item: Callable[[Any], str] = _as_text) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(item(v.strip()) for v in value.split(",") if v.strip())
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a list of strings (or one string, comma-separated), got "
+                         f"{_kind(value)}")
+    return tuple(item(v) for v in value)
+
+
+def _as_paths(value: Any) -> tuple[str, ...]:
+    return _as_list(value, _as_path)
+
+
+def _as_hosts(value: Any) -> tuple[str, ...]:
+    return _as_list(value, _as_host)
 
 
 @dataclass(frozen=True)
@@ -93,119 +151,122 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("distro", "distro to build (repeatable, or 'all'); names are the files in distros/",
                 (), _as_list, multiple=True),
         Setting("gmi", "validate an existing GMI archive instead of building (repeatable)",
-                (), _as_list, multiple=True),
-        Setting("backend", "hypervisor backend", "qemu", str, BACKENDS),
+                (), _as_paths, multiple=True),
+        Setting("backend", "hypervisor backend", "qemu", _as_str, BACKENDS),
         Setting("keep", "what happens to build and clone VMs when the run ends",
-                "never", str, KEEP_CHOICES),
-        Setting("out", "where archives and reports go", "reports", str),
+                "never", _as_str, KEEP_CHOICES),
+        Setting("out", "where archives and reports go", "reports", _as_path),
         Setting("force", "allow replacing an existing archive", False, _as_bool, flag=True),
         Setting("promote", "with --gmi and --backend=hyperv: wrap each disk-only archive's VHDX in a "
                 "Generation 2 VM on the Hyper-V host, export it unbooted, run the whole checklist on "
                 "a clone of that export and, if all pass, write the full archive (.vmcx included) "
                 "to promoted/ beside the input", False, _as_bool, flag=True),
         Setting("scratch", "scratch folder for disks and build trees (outside the repo)",
-                "/var/tmp/gmi-harness", str),
+                "/var/tmp/gmi-harness", _as_path),
         Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
                 "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
-                (), _as_list, multiple=True),
+                (), _as_paths, multiple=True),
         Setting("previous", "the previous release the sign-off page compares with (repeatable, "
                 "one per distro): an earlier GMI-<Os>-<Version>.zip, its http(s) URL, or a vmgenie "
                 "repository index (file or URL); default: the newest earlier archive of the distro "
                 "under --out", (), _as_previous, multiple=True),
         Setting("janitor", "instead of a test run: 'list' or 'remove' what harness runs that died "
-                "left behind on the chosen --backend (VMs, disks, folders), then exit", "off", str,
+                "left behind on the chosen --backend (VMs, disks, folders), then exit", "off", _as_str,
                 JANITOR_CHOICES)),
     *_section("the QEMU backend",
         Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
-                "auto", str, ACCELS),
-        Setting("vm_cpus", "vCPUs of build and clone VMs", 2, int),
-        Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, int),
-        Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, int),
-        Setting("command_timeout", "seconds one guest command may take", 1800, int)),
+                "auto", _as_str, ACCELS),
+        Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _as_int),
+        Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, _as_int),
+        Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
+        Setting("command_timeout", "seconds one guest command may take", 1800, _as_int)),
     *_section("install media",
         Setting("mirror", "Debian-family archive mirror used by the local install",
-                "http://deb.debian.org/debian", str),
+                "http://deb.debian.org/debian", _as_url),
         Setting("install_method", "how Step 1 installs the OS: auto (the distro YAML's method; iso "
                 "when --iso is given), debootstrap, iso (official ISO + answer file) or netboot "
-                "(Debian installer's netboot files + preseed; local backend)", "auto", str,
+                "(Debian installer's netboot files + preseed; local backend)", "auto", _as_str,
                 INSTALL_METHODS),
         Setting("iso", "install from this local ISO instead of downloading the official one "
-                "(verified against the distro's checksum unless --iso-sha256 is given)", "", str),
+                "(verified against the distro's checksum unless --iso-sha256 is given)", "", _as_path),
         Setting("iso_sha256", "expected SHA-256 of --iso (a custom image)", "", _as_sha256),
         Setting("iso_cache", "where official ISOs are downloaded once and kept",
-                "~/.cache/gmi-harness/iso", str),
+                "~/.cache/gmi-harness/iso", _as_path),
         Setting("install_timeout", "minutes an unattended install from an ISO may take "
-                "(0: the distro YAML's install.timeout_min)", 0, int),
+                "(0: the distro YAML's install.timeout_min)", 0, _as_int),
         Setting("iso_version", "pin the install ISO's point release (e.g. 24.04.3, 13.2.0; found "
                 "in the release folder or its archive) instead of the newest one upstream lists",
-                "", str),
+                "", _as_text),
         Setting("iso_signatures", "check the OpenPGP signature of the ISO's checksum listing "
                 "against the distro's pinned key (off: record that it was not checked)", "verify",
-                str, ("verify", "off"))),
+                _as_str, ("verify", "off"))),
     *_section("the archive and the vmgenie index",
         Setting("index", "write or update this vmgenie repository index (gmi-repository.dist.yml) "
-                "for each archive that passed", "", str),
+                "for each archive that passed", "", _as_path),
         Setting("index_url", "the http(s) URL of an index entry; {archive} is replaced by the "
-                "archive's file name", "", str),
-        Setting("maintainer", "manifest maintainer", "gmi-harness", str),
-        Setting("maintainer_email", "manifest maintainer_email", "gmi-harness@localhost", str),
+                "archive's file name", "", _as_url),
+        Setting("maintainer", "manifest maintainer", "gmi-harness", _as_text),
+        Setting("maintainer_email", "manifest maintainer_email", "gmi-harness@localhost", _as_text),
         Setting("source_url", "manifest source_url",
-                "https://github.com/jesse-greathouse/vmgenie", str),
+                "https://github.com/jesse-greathouse/vmgenie", _as_url),
         Setting("credentials_dir", "user-private folder for build-time credentials",
-                "~/.local/state/gmi-harness/credentials", str)),
+                "~/.local/state/gmi-harness/credentials", _as_path)),
     *_section("the Hyper-V backend (docs/hyperv.md)",
-        Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", str),
-        Setting("hyperv_password", "password for the Hyper-V host", "", str, secret=True,
+        Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", _as_host),
+        Setting("hyperv_password", "password for the Hyper-V host", "", _as_str, secret=True,
                 cli=False),
         Setting("hyperv_hosts", "pool of Hyper-V hosts; xdist worker gwN takes host N modulo the "
-                "pool (default: just --hyperv-host)", (), _as_list),
+                "pool (default: just --hyperv-host)", (), _as_hosts),
         Setting("hyperv_local", "run PowerShell on this machine (the harness runs on the Hyper-V "
                 "host itself) instead of over PowerShell Remoting", False, _as_bool, flag=True),
-        Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", str),
-        Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", str, HYPERV_AUTHS),
-        Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, int),
+        Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", _as_text),
+        Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", _as_str, HYPERV_AUTHS),
+        Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, _as_int),
         Setting("hyperv_ca_bundle", "CA bundle (PEM) that signs the host's WinRM HTTPS certificate "
-                "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", str),
+                "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", _as_path),
         Setting("hyperv_plain_http", "use plain HTTP (port 5985) with WinRM message encryption; "
                 "never without encryption", False, _as_bool, flag=True),
-        Setting("hyperv_cert_pem", "client certificate (PEM) for --hyperv-auth=certificate", "", str),
-        Setting("hyperv_cert_key_pem", "its private key (PEM) for --hyperv-auth=certificate", "", str),
-        Setting("hyperv_switch", "Hyper-V virtual switch the build and clone VMs connect to", "", str),
+        Setting("hyperv_cert_pem", "client certificate (PEM) for --hyperv-auth=certificate", "", _as_path),
+        Setting("hyperv_cert_key_pem", "its private key (PEM) for --hyperv-auth=certificate", "", _as_path),
+        Setting("hyperv_switch", "Hyper-V virtual switch the build and clone VMs connect to", "",
+                _as_vm_name),
         Setting("hyperv_vhd_path", "host folder for the run's disks, ISOs and exports (default: "
-                "the host's VirtualHardDiskPath)", "", str),
+                "the host's VirtualHardDiskPath)", "", _as_path),
         Setting("hyperv_base_vm", "adopt this existing VM (installed by hand) as the build VM", "",
-                str),
+                _as_vm_name),
         Setting("hyperv_base_vhdx", "start from a copy of this VHDX (a path on the host) instead of "
-                "installing", "", str),
+                "installing", "", _as_path),
         Setting("hyperv_base_key", "private key (OpenSSH ed25519) root accepts on --hyperv-base-vm / "
-                "--hyperv-base-vhdx; the build's own key is added with it", "", str),
+                "--hyperv-base-vhdx; the build's own key is added with it", "", _as_path),
         Setting("hyperv_install_iso", "install ISO: a local file (uploaded) or a path on the host",
-                "", str),
-        Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", str),
+                "", _as_path),
+        Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", _as_text),
         Setting("hyperv_answer_iso", "answer media ISO (cidata / OEMDRV / preseed): local or on the "
-                "host", "", str),
+                "host", "", _as_path),
         Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "
-                "<wait5>, text)", "", str),
+                "<wait5>, text)", "", _as_text),
         Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
-                float),
-        Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", str),
+                _as_float),
+        Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", _as_host),
         Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
-                "removed with the run's folder)", "", str),
+                "removed with the run's folder)", "", _as_path),
         Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
-                "this many hours", 24.0, float)),
+                "this many hours", 24.0, _as_float)),
     *_section("your distros and seed templates (README: Your own repository)",
         Setting("distros", "extra distro catalogue folder (repeatable), searched before the "
-                "harness's own distros/; a name defined twice is an error", (), _as_list,
+                "harness's own distros/; a name defined twice is an error", (), _as_paths,
                 multiple=True),
         Setting("seed_template", "boot the clone with this seed template (vmgenie's seed-data: "
                 "user-data, meta-data, network-config with {{ USERNAME }}-style placeholders) "
                 "instead of the harness's own seed; a folder of <Os>/<Version>/seed-data/ "
-                "(vmgenie's etc/cloud) gives each distro its own", "", str),
+                "(vmgenie's etc/cloud) gives each distro its own", "", _as_path),
         Setting("seed_template_blocks_export", "a fault the seed check finds in the seed "
                 "template blocks the export and the index entry (default: it is reported; the "
                 "image is exported)", False, _as_bool, flag=True)),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
+# The checkout the harness runs from (scratch must stay outside it).
+REPO = Path(__file__).resolve().parent.parent
 
 
 class SettingsFields:
@@ -383,4 +444,11 @@ def resolve(
                           "vmgenie imports")
     if values["promote"] and not values["gmi"]:
         raise ConfigError("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
+    scratch = Path(values["scratch"]).expanduser().resolve()
+    if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
+        where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(
+            sources["scratch"], str(config_file))
+        raise ConfigError(f"{where}: scratch {scratch} is inside the repository "
+                          f"{REPO}: build trees (root-owned, gigabytes) do not belong there; "
+                          "choose a folder outside it")
     return Settings(values, sources)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# Property-based tests: no per-example deadline (a loaded 2-core machine misses any
+# deadline by accident), no example database written into the checkout.
+settings.register_profile("gmi", deadline=None, database=None, print_blob=True)
+settings.load_profile("gmi")
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import re
-import shutil
 import subprocess
 import warnings
 import xml.etree.ElementTree as ET
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from host_tools import needs
 
 from harness import distro
 from harness.build import Credentials
@@ -281,7 +281,7 @@ def test_sha512_crypt_specification_vectors(password, salt, rounds, expected):
     assert sha512_crypt(password, salt, rounds) == expected
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+@needs("openssl")
 @pytest.mark.parametrize("password", ["password", "Zx9" * 30, "ümlaut-pässword", "a"])
 def test_sha512_crypt_matches_openssl(password: str):
     salt = "Ab3./xyz0123"
@@ -335,7 +335,7 @@ def test_preseed_appended_to_the_initrd(tmp_path: Path):
     assert gzip.decompress(data).startswith(b"original initramfs")  # one stream of members
 
 
-@pytest.mark.skipif(shutil.which("xorriso") is None, reason="xorriso not installed")
+@needs("xorriso")
 def test_remastered_iso_holds_preseed_and_menu(tmp_path: Path):
     src = tmp_path / "src"
     (src / "boot/grub").mkdir(parents=True)

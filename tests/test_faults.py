@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paramiko
@@ -34,6 +35,17 @@ def qemu_pids(marker: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def wait_for(condition: Callable[[], bool], bound: float, every: float = 0.2) -> bool:
+    """True as soon as ``condition`` holds; False after ``bound`` seconds (a guard
+    against a hang, never a timing the test relies on)."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
 def blank_build(tmp_path: Path) -> Build:
     s = settings.resolve({"scratch": str(tmp_path), "out": str(tmp_path / "out"),
                         "accel": "tcg", "vm_cpus": 1, "vm_memory_mb": 512}, env={})
@@ -53,6 +65,10 @@ def test_guest_that_never_comes_up_times_out_with_console_tail(tmp_path: Path):
     os.truncate(disk, 64 * 2**20)
     vm = b.backend.new_vm(b, "never", disk, "raw", owned=[disk])  # type: ignore[attr-defined]
     try:
+        # The firmware's first console lines, however loaded the machine (this bound only
+        # keeps a broken QEMU from hanging the test), so that the wait below has a tail.
+        assert wait_for(lambda: vm.serial_tail() != "(no serial console captured)"
+                        and bool(vm.serial_tail().strip()), 300), "OVMF printed nothing"
         guest = Guest(vm.ssh_host, vm.ssh_port, "root", KeyPair.generate("t"),
                       alive=vm.is_running, console=vm.serial_tail)
         start = time.monotonic()
@@ -102,7 +118,7 @@ def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
         t = paramiko.Transport(conn)
         t.add_server_key(host_key)
         t.start_server(server=_DroppingServer())
-        chan = t.accept(10)
+        chan = t.accept(120)
         time.sleep(0.5)
         if chan is not None:
             t.close()
@@ -111,9 +127,9 @@ def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
     guest = Guest("127.0.0.1", port, "root", KeyPair.generate("c"))
-    guest.wait(10)
+    guest.wait(120)
     with pytest.raises(GuestCommandError) as exc:
-        guest.run("apt-get -y upgrade", what="upgrade", timeout=10)
+        guest.run("apt-get -y upgrade", what="upgrade", timeout=120)
     assert str(exc.value).startswith(f"SSH to root@127.0.0.1:{port} broke during 'upgrade'")
     assert "\n" not in str(exc.value)
     listener.close()
@@ -213,7 +229,7 @@ def test_fails_with_a_vm(build):
 def test_keep_policy_on_failure(tmp_path: Path, keep: str, kept: bool):
     cmd, env, scratch = inner_run(tmp_path, FAILING_TEST, f"--keep={keep}")
     proc = subprocess.run(cmd, cwd=tmp_path / "proj", env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=600)  # a hang guard: the run ends as soon as the test fails
     pids = qemu_pids(str(scratch))
     try:
         assert proc.returncode == 1, proc.stdout

@@ -3,13 +3,14 @@ host exists on the machines this harness is developed on)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from hyperv_fake import FakePowerShell, hyperv_settings, recorded
 
 from harness.backends.hyperv import janitor
+from harness.clock import fixed
 from harness.errors import GmiError
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
@@ -58,20 +59,31 @@ def test_list_mode_removes_nothing(tmp_path):
     ps = FakePowerShell({"list_leftovers": recorded("list_leftovers")})
     lines: list[str] = []
     settings = hyperv_settings(tmp_path, janitor="list", hyperv_hosts="hv01,hv02")
-    assert janitor.run(settings, "list", lines.append, transport=lambda s, h: ps) == 0
+    assert janitor.run(settings, "list", lines.append, transport=lambda s, h: ps,
+                       clock=fixed(NOW)) == 0
     assert "remove_items" not in ps.names() and ps.closed
     assert sum("DEAD" in ln for ln in lines) == 4  # two hosts (the same fake), two dead each
     assert lines[0].startswith("hv01: vm 'GMI Debian 12': DEAD (started ")
 
 
+def test_age_is_judged_by_the_clock_given_not_the_real_one(tmp_path):
+    """The same listing a month later: the young run of another machine is dead too."""
+    ps = FakePowerShell({"list_leftovers": recorded("list_leftovers")})
+    lines: list[str] = []
+    janitor.run(hyperv_settings(tmp_path), "list", lines.append, transport=lambda s, h: ps,
+                clock=fixed(NOW + timedelta(days=30)))
+    assert sum("DEAD" in ln for ln in lines) == 3, lines
+
+
 def test_remove_mode_and_no_host(tmp_path):
     ps = FakePowerShell({"list_leftovers": {"Vms": None, "Folders": None}})
     lines: list[str] = []
-    janitor.run(hyperv_settings(tmp_path), "remove", lines.append, transport=lambda s, h: ps)
+    janitor.run(hyperv_settings(tmp_path), "remove", lines.append, transport=lambda s, h: ps,
+                clock=fixed(NOW))
     assert lines == ["hv01: nothing left by gmi-harness runs"]
     with pytest.raises(GmiError, match="the janitor needs a host"):
         janitor.run(hyperv_settings(tmp_path, hyperv_host=""), "list", lines.append,
-                    transport=lambda s, h: ps)
+                    transport=lambda s, h: ps, clock=fixed(NOW))
 
 
 def test_the_pytest_option_runs_the_janitor_instead_of_tests(pytester: pytest.Pytester, monkeypatch):

@@ -120,7 +120,7 @@ def pwsh(tmp_path, monkeypatch) -> tuple[LocalPowerShell, Path]:
     exe.chmod(0o755)
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_PWSH_RECORD", str(record))
-    return LocalPowerShell(str(exe), timeout=30), record
+    return LocalPowerShell(str(exe), timeout=300), record
 
 
 def test_local_parameters_travel_on_stdin_never_in_the_command_line(pwsh):

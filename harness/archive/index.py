@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import yaml
 
+from harness import safeyaml
 from harness.archive.crc64 import crc64nvme_file, s3_checksum
 from harness.archive.errors import RepoIndexError
 from harness.archive.reader import parse_name
@@ -39,7 +40,7 @@ def load_index(index_path: Path) -> Index:
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safeyaml.load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise RepoIndexError(f"index {path} is not valid YAML ({_first_line(e)}); fix or remove it "
                              "(it was left untouched)") from e

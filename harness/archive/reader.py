@@ -36,10 +36,12 @@ from typing import IO, Any
 
 import yaml
 
+from harness import safeyaml
 from harness.archive import vhdx
 from harness.archive.errors import ArchiveError, ArchiveSpaceError
 from harness.archive.format import MANIFEST_KEYS, SNAP_DIR, VM_DIR
 from harness.distro import VmgenieNames
+from harness.names import VMGENIE_NAME
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -110,6 +112,10 @@ def parse_name(path: Path | str) -> VmgenieNames:
     if any(c.isspace() for c in os_ + ver):
         raise ArchiveError(f"archive name {name!r} has whitespace in os or version; vmgenie's "
                            "index splits 'GMI <Os> <Version>' on spaces: remove it")
+    if not (VMGENIE_NAME.fullmatch(os_) and VMGENIE_NAME.fullmatch(ver)):
+        raise ArchiveError(f"archive name {name!r}: os and version may hold letters, digits, '.', "
+                           "'_' and '-' only (they become VM names and parts of command lines); "
+                           "rename it")
     return VmgenieNames(os_, ver)
 
 
@@ -238,8 +244,9 @@ def open_archive(path: Path, limits: Limits | None = None) -> zipfile.ZipFile:
 
 # --- the manifest --------------------------------------------------------------------
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses duplicate keys (PyYAML keeps the last one silently)."""
+class _UniqueKeyLoader(safeyaml.Loader):
+    """safeyaml's loader (plain data only) that also refuses duplicate keys (PyYAML keeps
+    the last one silently)."""
 
 
 def _mapping_no_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -283,7 +290,7 @@ def read_text(zf: zipfile.ZipFile, entry: str, limit: int) -> str:
 
 def _load_yaml(text: str, entry: str) -> dict[str, Any]:
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass
+        data = safeyaml.load(text, _UniqueKeyLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from harness import distro as distro_mod
+from harness import safeyaml
 from harness.archive import reader, vhdx
 from harness.build import Build
 from harness.errors import GmiError
@@ -69,7 +70,7 @@ def _build_record(zf: Any) -> dict[str, Any]:
         return {}
     text = reader.read_text(zf, RECORD_ENTRY, reader.Limits().max_text_size)
     try:
-        data = yaml.safe_load(text)
+        data = safeyaml.load(text)
     except yaml.YAMLError:
         return {}
     return data if isinstance(data, dict) else {}

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from harness import names, safeyaml
 from harness.distro import pkgmgr
 from harness.errors import DistroError
 
@@ -424,7 +425,7 @@ def known_distros(directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = (
 def load_file(path: Path) -> Distro:
     """Load and validate one distro file."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safeyaml.load(path.read_text())
     except FileNotFoundError:
         raise DistroError(f"{path}: no such distro file") from None
     except yaml.YAMLError as exc:
@@ -447,6 +448,9 @@ def load_file(path: Path) -> Distro:
     if distro.seed_template and not (path.parent / distro.seed_template).is_dir():
         raise DistroError(f"{path}: key 'seed_template': no such folder "
                           f"{(path.parent / distro.seed_template).resolve()}")
+    key, problem = names.distro_problem(distro)
+    if problem:
+        raise DistroError(f"{path}: key '{key}': {problem}")
     return dataclasses.replace(distro, source=path)
 
 
@@ -532,7 +536,7 @@ def load(name: str, directory: Path = DISTROS_DIR, extra: Sequence[str | Path] =
     """Load the distro ``name`` from the catalogue (``extra`` folders, then ``directory``);
     an unknown name lists the known ones."""
     files = catalogue(extra, directory)
-    if name not in files:
+    if not names.DISTRO_NAME.fullmatch(name) or name not in files:
         known = ", ".join(sorted(files)) or "(none)"
         raise DistroError(f"unknown distro {name!r}; known distros: {known}")
     return load_file(files[name])

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import pytest
 import xdist
 
-from harness import __version__
+from harness import __version__, runmarker
 from harness import distro as distro_mod
 from harness.archive import validate
 from harness.backends import get_backend
@@ -91,6 +91,7 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
     except GmiError as exc:
         fail_cleanly(exc)
     workdir.mkdir(parents=True, exist_ok=True)
+    runmarker.write(workdir, run=state.run_id, worker=worker, subject=subject, backend=backend.name)
     b.attach_logfile()
     state.builds[subject] = b
     state.scratch.append(workdir)

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness.backends.hyperv.model import as_list
 from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
+from harness.clock import Now, utc_now
 from harness.errors import GmiError
 from harness.settings import Settings
 
@@ -123,15 +124,17 @@ def sweep(ps: PowerShell, leftovers: list[Leftover]) -> list[str]:
 
 
 def run(settings: Settings, mode: str, out: Callable[[str], None] = print,
-        transport: Callable[[Settings, str], PowerShell] = make_transport) -> int:
-    """List (``mode='list'``) or remove (``'remove'``) leftovers on every configured host."""
+        transport: Callable[[Settings, str], PowerShell] = make_transport,
+        clock: Now = utc_now) -> int:
+    """List (``mode='list'``) or remove (``'remove'``) leftovers on every configured host.
+    ``clock`` is what a run's age is judged against (tests give a fixed one)."""
     hosts = ["localhost"] if settings.hyperv_local else (
         list(settings.hyperv_hosts) or [settings.hyperv_host])
     if not any(hosts):
         raise GmiError("the janitor needs a host: --hyperv-host NAME (or --hyperv-hosts, or "
                        "--hyperv-local)")
     roots = [settings.hyperv_vhd_path] if settings.hyperv_vhd_path else []
-    now, me = datetime.now(UTC), socket.gethostname()
+    now, me = clock(), socket.gethostname()
     for host in hosts:
         ps = transport(settings, host)
         try:

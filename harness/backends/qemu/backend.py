@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import host
 from harness.backends.base import VM, Backend, ExportedDisk
+from harness.backends.qemu import janitor
 from harness.backends.qemu.debootstrap import install
 from harness.backends.qemu.installer import effective_method, install_from_media
 from harness.backends.qemu.vm import (
@@ -38,6 +39,11 @@ class QemuBackend(Backend):
         """QEMU's tools, and the accelerator: KVM only when a short real boot proves it."""
         host.require_tools(list(cls.tools))
         return {"accel": probe_accel(scratch, settings.accel)}
+
+    @classmethod
+    def janitor(cls, settings: Settings, mode: str) -> int:
+        """What local runs that died left in --scratch: folders, qemu, QMP sockets."""
+        return janitor.run(settings, mode)
 
     @classmethod
     def use_host_facts(cls, facts: dict[str, Any]) -> None:

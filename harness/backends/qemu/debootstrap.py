@@ -112,9 +112,9 @@ def _chroot_script(build: Build) -> str:
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 {divert}
 apt-get -q update
-apt-get -y -q install {' '.join(spec.boot_packages)}
+apt-get -y -q install {shlex.join(spec.boot_packages)}
 {undivert}
-adduser --disabled-password --gecos "" {user}
+adduser --disabled-password --gecos "" {shlex.quote(user)}
 apt-get clean
 """
 
@@ -127,20 +127,22 @@ def _chroot_setup(build: Build, root: Path) -> None:
     (root / "etc/apt/sources.list").write_text(sources)
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
     script = _chroot_script(build)
-    # A private mount namespace: proc, sys and dev exist only for the chroot's
-    # package scripts and vanish with the namespace.
-    wrapper = (
-        f"set -eu; R={shlex.quote(str(root))}; mount -t proc proc $R/proc; "
-        "mount --rbind /sys $R/sys; mount --rbind /dev $R/dev; "
-        "chroot $R /bin/sh -s"
-    )
-    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", wrapper], build,
+    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", chroot_wrapper(root)], build,
         what="installing the boot loader packages in the new system", input=script)
     # Passwords go through chpasswd's standard input: never on a command line.
     c = build.creds
     run(["chroot", str(root), "chpasswd"], build, what="setting the build passwords",
         input=f"root:{c.root_password}\n{c.admin_user}:{c.admin_password}\n")
     (root / "etc/resolv.conf").unlink()
+
+
+def chroot_wrapper(root: Path) -> str:
+    """The sh script that runs stdin in ``root``: in a private mount namespace, so
+    proc, sys and dev exist only for the chroot's package scripts and vanish with it.
+    ``$R`` is always quoted: the scratch path may hold spaces or glob characters."""
+    return (f"set -eu; R={shlex.quote(str(root))}; mount -t proc proc \"$R/proc\"; "
+            "mount --rbind /sys \"$R/sys\"; mount --rbind /dev \"$R/dev\"; "
+            "chroot \"$R\" /bin/sh -s")
 
 
 def _write_config(build: Build, root: Path, root_uuid: str, esp_serial: str,

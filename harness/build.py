@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import secrets
 import string
 import sys
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import hostos
 from harness.backends.base import VM, Backend
 from harness.distro import Distro
 from harness.errors import GmiError, register_secret
@@ -53,14 +53,14 @@ class Credentials:
         return creds
 
     def record(self, directory: Path, title: str) -> Path:
-        """Write the passwords to a user-private file (0600 in a 0700 folder), the only
-        place they are ever written. Returns its path."""
+        """Write the passwords to a user-private file (Linux: 0600 in a 0700 folder;
+        Windows: an ACL for this user alone, :mod:`harness.hostos`), the only place they
+        are ever written. Returns its path."""
         directory = directory.expanduser()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        directory.chmod(0o700)
+        private = hostos.current()
+        private.private_folder(directory)
         path = directory / f"{title.replace(' ', '-')}.txt"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with private.private_file(path) as f:
             f.write(
                 f"{title} (created {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ})\n"
                 f"  root:  {self.root_password}\n"

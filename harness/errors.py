@@ -40,11 +40,9 @@ class DistroError(GmiError):
 class MissingToolError(GmiError):
     """A host tool is missing; the message carries the install line."""
 
-    def __init__(self, tool: str, package: str) -> None:
-        super().__init__(
-            f"{tool} not found on this host: install it with "
-            f"'apt-get install -y {package}' (or run 'make setup')"
-        )
+    def __init__(self, tool: str, package: str, how: str = "") -> None:
+        how = how or f"install it with 'apt-get install -y {package}' (or run 'make setup')"
+        super().__init__(f"{tool} not found on this host: {how}")
         self.tool, self.package = tool, package
 
 

@@ -4,14 +4,15 @@ host-wide locks for work that xdist workers or two runs must not do at once."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
-import os
 import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from filelock import FileLock
+
+from harness import hostos
 from harness.errors import DiskSpaceError, MissingToolError
 
 # host tool -> the Debian package that ships it
@@ -32,7 +33,8 @@ def require_tools(tools: list[str]) -> None:
     """Raise :class:`MissingToolError` for the first tool not on PATH."""
     for tool in tools:
         if shutil.which(tool) is None:
-            raise MissingToolError(tool, TOOL_PACKAGES.get(tool, tool))
+            package = TOOL_PACKAGES.get(tool, tool)
+            raise MissingToolError(tool, package, hostos.current().install_hint(tool, package))
 
 
 def require_space(path: Path, needed_bytes: int, what: str) -> None:
@@ -58,14 +60,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def allocated_bytes(path: Path) -> int:
     """Bytes a (sparse) file really occupies on disk."""
-    return path.stat().st_blocks * 512
+    return hostos.current().allocated_bytes(path.stat())
 
 
 def tree_allocated_bytes(path: Path) -> int:
     """Bytes a folder tree occupies on disk (0 when it does not exist)."""
     if not path.exists():
         return 0
-    return sum(p.lstat().st_blocks * 512 for p in path.rglob("*")) + path.lstat().st_blocks * 512
+    occupied = hostos.current().allocated_bytes
+    return sum(occupied(p.lstat()) for p in path.rglob("*")) + occupied(path.lstat())
 
 
 def sha256_file(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
@@ -79,24 +82,15 @@ def sha256_file(path: Path, chunk: int = 4 * 1024 * 1024) -> str:
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if needed) for the ``with`` block;
-    released by the kernel even when the process dies."""
+    released by the OS even when the process dies (filelock: flock on Linux,
+    LockFileEx on Windows)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
-def folder_lock(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the folder itself (no lock file is left in it): for a
-    read-modify-write of a file there that xdist workers share (the repository index)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with FileLock(path):
         yield
-    finally:
-        os.close(fd)  # releases the lock
+
+
+def folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold an exclusive lock on the folder (on Linux the folder itself, so no lock file
+    is left in it): for a read-modify-write of a file there that xdist workers share
+    (the repository index)."""
+    return hostos.current().folder_lock(folder)

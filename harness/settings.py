@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import names
+from harness import hostos, names
 from harness.errors import ConfigError, register_secret
 
 KEEP_CHOICES = ("never", "always", "on-failure")
@@ -26,6 +26,7 @@ BACKENDS = ("qemu", "hyperv")
 ACCELS = ("auto", "kvm", "tcg")
 HYPERV_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp", "certificate")
 JANITOR_CHOICES = ("off", "list", "remove")
+USER_DIRS = hostos.current().user_dirs()  # scratch, credentials, ISO cache: per OS
 
 
 def _as_bool(value: Any) -> bool:
@@ -162,7 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
                 "a clone of that export and, if all pass, write the full archive (.vmcx included) "
                 "to promoted/ beside the input", False, _as_bool, flag=True),
         Setting("scratch", "scratch folder for disks and build trees (outside the repo)",
-                "/var/tmp/gmi-harness", _as_path),
+                USER_DIRS.scratch, _as_path),
         Setting("signoff_from", "write one sign-off page from these runs' results (run folders "
                 "or CI artifacts with signoff.json or junit.xml) and stop; builds nothing",
                 (), _as_paths, multiple=True),
@@ -191,7 +192,7 @@ SETTINGS: tuple[Setting, ...] = (
                 "(verified against the distro's checksum unless --iso-sha256 is given)", "", _as_path),
         Setting("iso_sha256", "expected SHA-256 of --iso (a custom image)", "", _as_sha256),
         Setting("iso_cache", "where official ISOs are downloaded once and kept",
-                "~/.cache/gmi-harness/iso", _as_path),
+                USER_DIRS.iso_cache, _as_path),
         Setting("install_timeout", "minutes an unattended install from an ISO may take "
                 "(0: the distro YAML's install.timeout_min)", 0, _as_int),
         Setting("iso_version", "pin the install ISO's point release (e.g. 24.04.3, 13.2.0; found "
@@ -210,7 +211,7 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("source_url", "manifest source_url",
                 "https://github.com/jesse-greathouse/vmgenie", _as_url),
         Setting("credentials_dir", "user-private folder for build-time credentials",
-                "~/.local/state/gmi-harness/credentials", _as_path)),
+                USER_DIRS.credentials, _as_path)),
     *_section("the Hyper-V backend (docs/hyperv.md)",
         Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", _as_host),
         Setting("hyperv_password", "password for the Hyper-V host", "", _as_str, secret=True,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pycdlib
 
+from harness import hostos
 from harness.errors import GmiError, MissingToolError
 
 
@@ -129,7 +130,7 @@ def remaster(iso: Path, out: Path, files: dict[str, str], grub_cfg: str) -> Path
     """A copy of ``iso`` with ``files`` at its root and ``grub_cfg`` as
     boot/grub/grub.cfg, boot records replayed as they were (xorriso)."""
     if shutil.which("xorriso") is None:
-        raise MissingToolError("xorriso", "xorriso")
+        raise MissingToolError("xorriso", "xorriso", hostos.current().install_hint("xorriso", "xorriso"))
     staging = out.with_name(out.name + ".files")
     staging.mkdir(parents=True, exist_ok=True)
     maps: list[str] = []

@@ -31,12 +31,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness import hostos
 from harness.distro import Distro
 from harness.host import file_lock, sha256_file
 from harness.media import isolisting
 from harness.media.isolisting import IsoError, Resolved
 
-CACHE_DIR = "~/.cache/gmi-harness/iso"
+CACHE_DIR = hostos.current().user_dirs().iso_cache
 CHUNK = 1024 * 1024
 TIMEOUT = 60
 _HEX = re.compile(r"[0-9a-fA-F]{64}")

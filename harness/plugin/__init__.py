@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import __version__
+from harness import __version__, hostos
 from harness import distro as distro_mod
-from harness.backends import backend_class
+from harness.backends import backend_class, check_backend
 from harness.errors import GmiError
 from harness.plugin import fixtures, hooks, matrix, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
@@ -82,6 +82,14 @@ MARKERS = (
     "index: writes a vmgenie repository index entry (--gmi with --index)",
     "promote: writes the promoted full archive (--gmi with --promote on Hyper-V)",
 )
+# ... and the warning filters, for the same reason: testinfra's paramiko backend warns
+# for every unknown host key of a fresh clone; the clone's keys are new by design (we
+# check that they differ from the build's).
+WARNING_FILTERS = (
+    "ignore:Unknown ssh-ed25519 host key:UserWarning",
+    "ignore:Unknown ecdsa-sha2-nistp256 host key:UserWarning",
+    "ignore:Unknown ssh-rsa host key:UserWarning",
+)
 
 
 def installed_checklist_wanted(config: pytest.Config) -> bool:
@@ -128,11 +136,15 @@ def settings_from(config: pytest.Config) -> Settings:
 def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS:
         config.addinivalue_line("markers", line)
+    for line in WARNING_FILTERS:
+        config.addinivalue_line("filterwarnings", line)
     default_to_loadgroup(config)
     check_dist_mode(config)
     terminate_as_interrupt()
     try:
         settings = settings_from(config)
+        if subjects(settings):
+            check_backend(settings.backend)  # e.g. QEMU on Windows: one line, before anything
     except GmiError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)
@@ -153,9 +165,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if worker is None and not inspecting and subjects(settings):
         run_dir.mkdir(parents=True, exist_ok=True)
         latest = settings.out_dir / "runs" / "latest"
-        if latest.is_symlink() or not latest.exists():
-            latest.unlink(missing_ok=True)
-            latest.symlink_to(run_id)
+        hostos.current().point_link(latest, run_id)
         # Reports land in the run folder unless the user chose otherwise.
         if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
             config.option.htmlpath = str(run_dir / "report.html")

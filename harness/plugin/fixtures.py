@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import pytest
 import xdist
 
-from harness import __version__, runmarker
+from harness import __version__, host, runmarker
 from harness import distro as distro_mod
 from harness.archive import validate
 from harness.backends import get_backend
@@ -152,5 +152,5 @@ def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
         b.record["stage_durations"] = dict(b.timings)
         b.record["scratch_peak_bytes"] = max(
             b.record.get("scratch_peak_bytes", 0),
-            sum(p.stat().st_blocks * 512 for p in b.workdir.glob("*") if p.is_file()))
+            sum(host.allocated_bytes(p) for p in b.workdir.glob("*") if p.is_file()))
     return b

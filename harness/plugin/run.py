@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness import hostos
 from harness.backends import backend_class
 from harness.backends.base import keeps
 from harness.build import Build
@@ -65,13 +66,14 @@ class RunState:
 
 
 def terminate_as_interrupt() -> None:
-    """SIGTERM/SIGHUP end the run like Ctrl-C: fixtures tear down, nothing is orphaned."""
+    """SIGTERM and the terminal going away (SIGHUP; Ctrl-Break's SIGBREAK on Windows)
+    end the run like Ctrl-C: fixtures tear down, nothing is orphaned."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(ValueError):  # not in the main thread
-            signal.signal(sig, handler)
+    for name in hostos.current().termination_signals():
+        with contextlib.suppress(ValueError, AttributeError):  # not in the main thread
+            signal.signal(getattr(signal, name), handler)
 
 
 def once_per_run(config: pytest.Config, key: str, work: Callable[[Path], Any]) -> Any:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from harness import hostos
 from harness.backends.hyperv.model import as_list
 from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
 from harness.clock import Now, utc_now
@@ -48,13 +49,7 @@ def parse_notes(notes: str) -> dict[str, str]:
 
 
 def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return hostos.current().pid_alive(pid)
 
 
 def judge(fields: dict[str, str], *, now: datetime, max_age_hours: float, hostname: str,

@@ -39,6 +39,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from harness import hostos
 from harness.errors import ConfigError, HypervisorError
 from harness.settings import Settings
 
@@ -441,8 +442,8 @@ class LocalPowerShell(PowerShell):
     host = "localhost"
 
     def __init__(self, exe: str | None = None, timeout: float = 3600) -> None:
-        found = exe or shutil.which("pwsh") or shutil.which("powershell.exe") \
-            or shutil.which("powershell")
+        found = exe or next(filter(None, map(shutil.which, hostos.current().powershell_names())),
+                            None)
         if not found:
             raise ConfigError("--hyperv-local needs pwsh or powershell.exe on PATH (it runs on "
                               "the Hyper-V host itself)")

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from harness import hostos
 from harness.backends.hyperv.transport import (
     RUNNER,
     SCRIPTS,
@@ -113,14 +115,29 @@ elif mode == "bootstrap-error":
 '''
 
 
-@pytest.fixture
-def pwsh(tmp_path, monkeypatch) -> tuple[LocalPowerShell, Path]:
-    exe = tmp_path / "pwsh"
+@pytest.fixture(params=["linux", "windows"])
+def pwsh(request, tmp_path, monkeypatch) -> Iterator[tuple[LocalPowerShell, Path]]:
+    """The stand-in, as each OS finds it: on Linux ``pwsh`` given by path; on Windows
+    (the harness on the Hyper-V host itself) ``powershell.exe`` looked up on PATH, as
+    ``--hyperv-local`` does, with the OS seam answering as Windows."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    exe = bin_dir / ("pwsh" if request.param == "linux" else "powershell.exe")
     exe.write_text(FAKE_PWSH.format(python=sys.executable))
     exe.chmod(0o755)
     record = tmp_path / "record.json"
     monkeypatch.setenv("FAKE_PWSH_RECORD", str(record))
-    return LocalPowerShell(str(exe), timeout=300), record
+    if request.param == "linux":
+        yield LocalPowerShell(str(exe), timeout=300), record
+        return
+    monkeypatch.setenv("PATH", str(bin_dir))
+    previous = hostos.use(hostos.Windows())
+    try:
+        ps = LocalPowerShell(timeout=300)
+        assert ps.exe == str(exe)
+        yield ps, record
+    finally:
+        hostos.use(previous)
 
 
 def test_local_parameters_travel_on_stdin_never_in_the_command_line(pwsh):
@@ -221,6 +238,26 @@ def test_local_needs_powershell(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ConfigError, match=r"--hyperv-local needs pwsh or powershell\.exe on PATH"):
         LocalPowerShell()
+
+
+def test_local_on_windows_prefers_pwsh_then_windows_powershell(tmp_path, monkeypatch):
+    """On Windows: PowerShell 7 when on PATH, else Windows PowerShell 5.1 from System32
+    even when PATH does not have it."""
+    system32 = tmp_path / "Windows" / "System32" / "WindowsPowerShell" / "v1.0"
+    system32.mkdir(parents=True)
+    (system32 / "powershell.exe").write_text("#!/bin/sh\n")
+    (system32 / "powershell.exe").chmod(0o755)
+    monkeypatch.setenv("SYSTEMROOT", str(tmp_path / "Windows"))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    previous = hostos.use(hostos.Windows())
+    try:
+        assert LocalPowerShell().exe == str(system32 / "powershell.exe")
+        (tmp_path / "empty").mkdir()
+        (tmp_path / "empty" / "pwsh.exe").write_text("#!/bin/sh\n")
+        (tmp_path / "empty" / "pwsh.exe").chmod(0o755)
+        assert LocalPowerShell().exe == str(tmp_path / "empty" / "pwsh.exe")
+    finally:
+        hostos.use(previous)
 
 
 def test_local_files_are_copies(tmp_path, pwsh):

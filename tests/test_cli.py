@@ -1,0 +1,146 @@
+"""``gmi`` / ``python -m harness`` (harness/cli.py): the way in without make, and what
+an installed wheel carries. The real build through ``gmi`` is recorded in the README
+(one QEMU run takes ~15 min); here: the same tests and ids as ``make gmi``, the wheel's
+contents, UTF-8 mode and Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import cli
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_checks_are_the_ones_beside_the_harness():
+    from harness.report.signoff import CHECKS_DIR
+
+    assert cli.checks_dir() == CHECKS_DIR == REPO / "checks"
+    assert (cli.checks_dir() / "test_checklist.py").is_file()
+
+
+def test_pytest_gets_the_checks_folder_its_rootdir_and_the_checkouts_options():
+    args = cli.pytest_args(["--distro=debian-12", "-n", "2"], REPO / "checks")
+    assert args == ["-p", "no:cacheprovider", "-ra", f"--rootdir={REPO}", str(REPO / "checks"),
+                    "--distro=debian-12", "-n", "2"]
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert 'addopts = "-p no:cacheprovider -ra"' in pyproject  # what cli.PYTEST_ARGS repeats
+    assert 'gmi = "harness.cli:main"' in pyproject
+
+
+def _ids(cmd: list[str], cwd: Path) -> list[str]:
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return [line for line in proc.stdout.splitlines() if "::" in line]
+
+
+def test_gmi_collects_what_make_gmi_collects(tmp_path):
+    """The same tests with the same ids (they key the reports), from the checkout and
+    from any other folder: ``make gmi`` is ``python -m pytest checks --distro=...``."""
+    make_gmi = _ids([sys.executable, "-m", "pytest", "checks", "--distro=debian-12",
+                     "--backend=qemu", "--collect-only", "-q"], REPO)
+    gmi = _ids([sys.executable, "-m", "harness", "--distro=debian-12", "--backend=qemu",
+                "--collect-only", "-q"], tmp_path)
+    assert make_gmi == gmi
+    assert len(gmi) > 30 and all(i.startswith("checks/test_") for i in gmi)
+    assert not (tmp_path / ".pytest_cache").exists()
+
+
+def test_gmi_help_shows_the_harness_options(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0
+    assert "GMI build and validation" in proc.stdout and "--hyperv-local" in proc.stdout
+
+
+def test_without_the_checks_it_says_how_to_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli, "checks_dir", lambda: tmp_path / "checks")
+    monkeypatch.setattr(cli, "run", lambda *a: pytest.fail("ran pytest"))
+    assert cli.main(["--distro=debian-12"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gmi: the checks are not installed beside the harness ({tmp_path / 'checks'}): "
+                   "install gmi-harness from its source folder (pip install .)"]
+
+
+@pytest.mark.parametrize("utf8_mode, encoding, needed", [
+    (0, "cp1252", True), (0, "cp850", True), (1, "cp1252", False),
+    (0, "UTF-8", False), (0, "utf_8", False)])
+def test_utf8_mode_is_asked_for_where_the_locale_is_a_code_page(utf8_mode, encoding, needed):
+    assert cli.needs_utf8_mode(utf8_mode, encoding) is needed
+
+
+@pytest.mark.parametrize("needed", [True, False])
+def test_pytest_runs_in_utf8_mode_where_needed(monkeypatch, needed):
+    seen: dict[str, Any] = {}
+    monkeypatch.delenv("PYTHONUTF8", raising=False)
+    monkeypatch.setattr(cli, "needs_utf8_mode", lambda: needed)
+    monkeypatch.setattr(cli, "run", lambda cmd, env: seen.update(cmd=cmd, env=env) or 3)
+    assert cli.main(["--distro=debian-12"]) == 3
+    assert seen["cmd"][:3] == [sys.executable, "-m", "pytest"]
+    assert seen["cmd"][-1] == "--distro=debian-12"
+    assert seen["env"].get("PYTHONUTF8") == ("1" if needed else None)
+
+
+def test_ctrl_c_waits_for_the_run_to_tear_down(tmp_path):
+    """Ctrl-C reaches the child too; gmi must not kill it mid-teardown but wait for it
+    and return its exit code."""
+    child = ("import signal, time, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+             "print('up', flush=True)\ntime.sleep(1.5)\nsys.exit(7)\n")
+    flag = tmp_path / "up"
+
+    def interrupt() -> None:
+        while not flag.exists():
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # lands in the main thread, in proc.wait()
+
+    cmd = [sys.executable, "-c", f"open({str(flag)!r}, 'w').close()\n" + child]
+    threading.Thread(target=interrupt, daemon=True).start()
+    assert cli.run(cmd, dict(os.environ)) == 7
+
+
+def test_the_wheel_carries_the_checks_the_catalogue_and_the_gmi_command(tmp_path):
+    """``pip install .`` (not only an editable checkout) gives gmi everything it needs:
+    built here offline from a copy of the source tree."""
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".tools", "reports", "build", "*.egg-info", "__pycache__", ".*_cache"))
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                           "--no-build-isolation", "--no-index", str(src), "-w", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    wheel = next(tmp_path.glob("gmi_harness-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for must in ("checks/conftest.py", "checks/test_checklist.py",
+                 "checks/test_zz_export.py", "distros/debian-12.yml", "distros/fedora-42.yml",
+                 "harness/cli.py", "harness/hostos.py", "harness/__main__.py",
+                 "stages/fixtures.py", "harness/backends/hyperv/scripts/new_vm.ps1"):
+        assert must in names, must
+    meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
+    entry_points = zipfile.ZipFile(wheel).read(meta).decode()
+    assert "gmi = harness.cli:main" in entry_points
+    assert "harness.plugin = harness.plugin" in entry_points
+
+
+def test_markers_and_warning_filters_need_no_ini_file(tmp_path):
+    """A run from a wheel has no pytest configuration: the plugin registers the checks'
+    markers and the host-key warning filter itself."""
+    (tmp_path / "test_x.py").write_text(
+        "import warnings, pytest\n"
+        "@pytest.mark.vm\n@pytest.mark.checklist('an item')\n@pytest.mark.export\n"
+        "def test_x():\n"
+        "    warnings.warn('Unknown ssh-ed25519 host key for [127.0.0.1]:2222', UserWarning)\n")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                           "-W", "error::pytest.PytestUnknownMarkWarning", "test_x.py"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    assert "1 passed" in proc.stdout and "Unknown ssh-ed25519" not in proc.stdout

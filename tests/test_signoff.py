@@ -364,7 +364,30 @@ def test_ci_example_builds_each_distro_and_merges():
         ("self-hosted", "linux", "kvm"), ("self-hosted", "linux", "hyperv")}
     uploads = [s for s in build["steps"] if "upload-artifact" in s.get("uses", "")]
     assert any(s.get("if") == "always()" and "out/runs/*/" in s["with"]["path"] for s in uploads)
-    assert merge["needs"] == "build" and merge["if"] == "always()"
+    assert merge["needs"] == ["build", "on-host"] and merge["if"] == "always()"
     runs = " ".join(s.get("run", "") for s in merge["steps"])
     assert "allure generate results/*/*/allure-results" in runs
     assert "gmi-signoff results/*" in runs
+
+
+def test_ci_example_runs_the_harness_on_the_windows_host_itself():
+    """The Windows job: on a self-hosted runner on the Hyper-V host, no make and no
+    Linux; the harness installed with pip and run through gmi with --hyperv-local; its
+    results uploaded like the Linux jobs' (merged by the same job); the janitor after a
+    cancelled or failed run."""
+    import yaml
+
+    flow = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions-matrix.yml").read_text())
+    job = flow["jobs"]["on-host"]
+    assert job["runs-on"] == ["self-hosted", "windows", "hyperv"]
+    assert job["defaults"]["run"]["shell"] == "powershell"
+    runs = [s.get("run", "") for s in job["steps"]]
+    assert not any("make" in r.split() for r in runs)
+    assert any(r"-m pip install ." in r for r in runs)
+    build = next(r for r in runs if "--distro=" in r)
+    assert build.startswith(r".venv\Scripts\gmi.exe ") and "--backend=hyperv --hyperv-local" in build
+    janitor = next(s for s in job["steps"] if "--janitor=remove" in s.get("run", ""))
+    assert janitor["if"] == "cancelled() || failure()"
+    results = next(s for s in job["steps"] if s.get("with", {}).get("name", "").startswith("results-"))
+    assert results["if"] == "always()" and "out/runs/*/" in results["with"]["path"]
+    assert results["with"]["name"] == "results-${{ matrix.distro }}-hyperv-local"  # merge: results-*

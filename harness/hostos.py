@@ -163,8 +163,15 @@ IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
 
 def _kernel32() -> Any:  # pragma: no cover - exists only on Windows
     import ctypes
+    from ctypes import wintypes
 
-    return getattr(ctypes, "WinDLL")("kernel32", use_last_error=True)  # noqa: B009 - not in Linux stubs
+    k32 = getattr(ctypes, "WinDLL")("kernel32", use_last_error=True)  # noqa: B009 - not in Linux stubs
+    k32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+    k32.OpenProcess.restype = wintypes.HANDLE  # None for a null handle
+    k32.GetExitCodeProcess.argtypes = (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
+    k32.GetExitCodeProcess.restype = wintypes.BOOL
+    k32.CloseHandle.argtypes = (wintypes.HANDLE,)
+    return k32
 
 
 def _last_error() -> int:  # pragma: no cover - exists only on Windows
@@ -215,8 +222,8 @@ class Windows(HostOS):
             yield
 
     def termination_signals(self) -> tuple[str, ...]:
-        """No SIGHUP on Windows; Ctrl-Break (what a CI runner sends after Ctrl-C, and a
-        closing console) is SIGBREAK."""
+        """No SIGHUP on Windows; Ctrl-Break (which a CI runner may send when it cancels
+        a job, after Ctrl-C) is SIGBREAK."""
         return ("SIGTERM", "SIGBREAK")
 
     def private_folder(self, path: Path) -> None:
@@ -273,7 +280,7 @@ class Windows(HostOS):
         try:
             import ctypes
 
-            code = ctypes.c_ulong(0)
+            code = ctypes.c_ulong(0)  # a DWORD
             if not k32.GetExitCodeProcess(handle, ctypes.byref(code)):
                 return True  # there, but its state unreadable: do not call it dead
             return code.value == STILL_ACTIVE

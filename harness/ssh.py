@@ -19,6 +19,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from harness import hostos
 from harness.errors import GuestCommandError, GuestTimeoutError, mask
 
 log = logging.getLogger("gmi.ssh")
@@ -51,10 +52,10 @@ class KeyPair:
         return paramiko.Ed25519Key.from_private_key(io.StringIO(self.private_openssh))
 
     def write_private(self, path: Path) -> Path:
+        """The private key in a file only this user may read (0600; Windows: an ACL)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.chmod(0o600)
-        path.write_text(self.private_openssh)
+        with hostos.current().private_file(path) as f:
+            f.write(self.private_openssh)
         return path
 
 

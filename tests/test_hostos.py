@@ -438,3 +438,25 @@ def test_a_missing_tool_says_how_to_get_it_on_this_os(windows, monkeypatch, tmp_
         host.require_tools(["mkfs.ext4"])
     assert str(err.value) == ("mkfs.ext4 not found on this host: install it with 'apt-get install "
                               "-y e2fsprogs' (or run 'make setup')")
+
+
+@pytest.mark.parametrize("kind", ["linux", "windows"])
+def test_the_build_key_is_private_too(tmp_path, monkeypatch, kind):
+    """The build's SSH key (written for the clone's testinfra) goes through the same
+    seam as the passwords."""
+    key = KeyPair.generate("t")
+    if kind == "linux":
+        path = key.write_private(tmp_path / "build.key")
+        assert path.stat().st_mode & 0o777 == 0o600
+    else:
+        monkeypatch.setenv("WIN_PD_OVERRIDE_LOCAL_APPDATA", r"C:\Users\b\AppData\Local")
+        run = FakeCommands()
+        run.watch = tmp_path / "build.key"
+        previous = hostos.use(hostos.Windows(run=run))
+        try:
+            path = key.write_private(tmp_path / "build.key")
+        finally:
+            hostos.use(previous)
+        assert run.calls[-1] == ["icacls", str(path), "/inheritance:r", "/grant:r", f"*{SID}:F"]
+        assert run.seen == [0, 0, 0]  # empty while it was made private
+    assert path.read_text() == key.private_openssh

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness import hostos
 from harness.errors import GmiError, MissingToolError
 
 Fetch = Callable[[str], bytes]
@@ -37,7 +38,7 @@ def normalize(fingerprint: str) -> str:
 
 def _gpg(home: str, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     if shutil.which("gpg") is None:
-        raise MissingToolError("gpg", "gpg")
+        raise MissingToolError("gpg", "gpg", hostos.current().install_hint("gpg", "gpg"))
     return subprocess.run(["gpg", "--homedir", home, "--batch", "--no-tty", "--quiet", *args],
                           input=data, capture_output=True, env={**os.environ, "GNUPGHOME": home})
 
@@ -121,7 +122,7 @@ def verify(data: bytes, signature: bytes | None, ring: Keyring, what: str) -> by
     Returns the signed text (for a clearsigned listing: only what the signature
     covers). A listing that does not verify raises :class:`SignatureError`."""
     if shutil.which("gpgv") is None:
-        raise MissingToolError("gpgv", "gpgv")
+        raise MissingToolError("gpgv", "gpgv", hostos.current().install_hint("gpgv", "gpgv"))
     with tempfile.TemporaryDirectory(prefix="gmi-gpgv-") as home:
         listing, out = Path(home, "listing"), Path(home, "signed")
         listing.write_bytes(data)

@@ -39,7 +39,8 @@ def test_the_ci_example_passes_actionlint():
 
 @pytest.mark.parametrize(("old", "new", "expected"), [
     ("--distro=${{ matrix.distro }}", "--distro=${{ matrix.distr }}", r'property "distr" is not defined'),
-    ("needs: build", "needs: biuld", r'job "merge" needs job "biuld" which does not exist'),
+    ("needs: [build, on-host]", "needs: [biuld, on-host]",
+     r'job "merge" needs job "biuld" which does not exist'),
     ("uses: actions/checkout@v5", "uses: actions/checkout@v3", r'"actions/checkout@v3" action is retired'),
     ("compression-level: 0", "compresion-level: 0", r'input "compresion-level" is not defined'),
 ])

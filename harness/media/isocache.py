@@ -4,7 +4,8 @@ before every use.
 - Which ISO: the newest one the distro's signed checksum listing names, or the point
   release ``--iso-version`` pins (:mod:`harness.media.isolisting`); what was used (URL, file,
   SHA-256, how the listing was checked) goes into the build record.
-- Cache: ``~/.cache/gmi-harness/iso`` (setting ``iso_cache``). Beside each file, its
+- Cache: ``~/.cache/gmi-harness/iso`` (on Windows in ``%LOCALAPPDATA%``; setting
+  ``iso_cache``). Beside each file, its
   expected SHA-256 (``NAME.sha256``), taken at download time from that listing.
 - Downloads resume with an HTTP Range request from ``NAME.part``, show a progress bar
   on a terminal, and hold a file lock, so parallel xdist workers download once.

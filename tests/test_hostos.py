@@ -24,6 +24,15 @@ from harness.ssh import KeyPair
 
 REPO = Path(__file__).resolve().parent.parent
 SID = "S-1-5-21-1004336348-1177238915-682003330-1001"
+LOCAL_APPDATA = r"C:\Users\builder\AppData\Local"
+
+
+def known_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """platformdirs' Windows answers, with the shell's known-folder call (ctypes, Windows
+    only) answering as it would for user ``builder``."""
+    import platformdirs.windows
+
+    monkeypatch.setattr(platformdirs.windows, "get_win_folder", lambda name: LOCAL_APPDATA)
 
 
 class FakeCommands:
@@ -49,9 +58,8 @@ class FakeCommands:
 
 @pytest.fixture
 def windows(monkeypatch) -> Any:
-    """Make the harness believe it runs on Windows, with fake Windows-only calls (the
-    user's known folders from platformdirs' override variable)."""
-    monkeypatch.setenv("WIN_PD_OVERRIDE_LOCAL_APPDATA", r"C:\Users\builder\AppData\Local")
+    """Make the harness believe it runs on Windows, with fake Windows-only calls."""
+    known_folders(monkeypatch)
     fake = hostos.Windows(run=FakeCommands())
     previous = hostos.use(fake)
     yield fake
@@ -86,10 +94,9 @@ def test_linux_folders_ignore_xdg(monkeypatch):
 
 
 def test_windows_folders_are_the_users_own(monkeypatch):
-    """platformdirs' Windows answers (its override variable stands in for the shell's
-    known-folder call): scratch in the user's temp folder, state and cache in
-    %LOCALAPPDATA%."""
-    monkeypatch.setenv("WIN_PD_OVERRIDE_LOCAL_APPDATA", r"C:\Users\builder\AppData\Local")
+    """platformdirs' Windows answers: scratch in the user's temp folder, state and cache
+    in %LOCALAPPDATA%."""
+    known_folders(monkeypatch)
     dirs = hostos.Windows().user_dirs()
     local = PureWindowsPath(r"C:\Users\builder\AppData\Local")
     assert PureWindowsPath(dirs.scratch) == local / "Temp" / "gmi-harness"
@@ -104,7 +111,7 @@ def test_settings_defaults_come_from_the_seam(monkeypatch):
 
     import harness.settings as settings_mod
 
-    monkeypatch.setenv("WIN_PD_OVERRIDE_LOCAL_APPDATA", r"C:\Users\builder\AppData\Local")
+    known_folders(monkeypatch)
     previous = hostos.use(hostos.Windows())
     try:
         fresh = importlib.reload(settings_mod)
@@ -379,12 +386,12 @@ def test_qemu_is_refused_off_linux_in_one_line(windows):
 def test_qemu_is_refused_before_the_run_starts(tmp_path):
     """What a Windows user sees from ``pytest checks --distro=debian-12`` (the default
     backend is qemu): one line, no traceback, nothing built or written."""
-    code = ("import sys, pytest\nfrom harness import hostos\nhostos.use(hostos.Windows())\n"
-            "sys.exit(pytest.main(sys.argv[1:]))\n")
+    code = ("import sys, pytest\nimport platformdirs.windows\nfrom harness import hostos\n"
+            f"platformdirs.windows.get_win_folder = lambda name: {LOCAL_APPDATA!r}\n"
+            "hostos.use(hostos.Windows())\nsys.exit(pytest.main(sys.argv[1:]))\n")
     proc = subprocess.run([sys.executable, "-c", code, "checks", "--distro=debian-12",
                            f"--out={tmp_path / 'out'}", f"--scratch={tmp_path / 'scratch'}", "-q"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120,
-                          env={**os.environ, "WIN_PD_OVERRIDE_LOCAL_APPDATA": r"C:\Users\b\AppData\Local"})
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 4  # usage error
     assert proc.stderr.strip().splitlines() == [
         "ERROR: the qemu backend needs Linux (qemu-system-x86_64, qemu-img, debootstrap and "
@@ -449,7 +456,7 @@ def test_the_build_key_is_private_too(tmp_path, monkeypatch, kind):
         path = key.write_private(tmp_path / "build.key")
         assert path.stat().st_mode & 0o777 == 0o600
     else:
-        monkeypatch.setenv("WIN_PD_OVERRIDE_LOCAL_APPDATA", r"C:\Users\b\AppData\Local")
+        known_folders(monkeypatch)
         run = FakeCommands()
         run.watch = tmp_path / "build.key"
         previous = hostos.use(hostos.Windows(run=run))

@@ -43,6 +43,26 @@ class UserDirs:
     iso_cache: str
 
 
+PROC = Path("/proc")
+
+
+def proc_start(pid: int, proc: Path = PROC) -> int | None:
+    """Linux: field 22 of ``/proc/PID/stat`` (start time in clock ticks after boot), or
+    None when there is no such process. The command name (field 2) may hold spaces and
+    parentheses: fields are counted after its last ``)``."""
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])  # field 3 is fields[0]
+
+
+def proc_boot_id(proc: Path = PROC) -> str:
+    """Linux: the kernel's id of the current boot."""
+    return (proc / "sys/kernel/random/boot_id").read_text().strip()
+
+
 class HostOS(ABC):
     """One operating system's answers; :class:`Linux` and :class:`Windows`."""
 
@@ -78,6 +98,9 @@ class HostOS(ABC):
 
     @abstractmethod
     def install_hint(self, tool: str, package: str) -> str: ...
+
+    @abstractmethod
+    def process_identity(self) -> tuple[int, str]: ...
 
 
 if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run there)
@@ -153,6 +176,13 @@ if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run t
             """How to get a missing tool (``package``: the Debian package that ships it)."""
             return f"install it with 'apt-get install -y {package}' (or run 'make setup')"
 
+        def process_identity(self) -> tuple[int, str]:
+            """This process's start time and boot (harness/runmarker.py): what tells it
+            apart from a later process given the same pid."""
+            start = proc_start(os.getpid())
+            assert start is not None  # this very process
+            return start, proc_boot_id()
+
 
 # Windows constants (kernel32 and the reparse tag of a junction).
 PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
@@ -171,6 +201,9 @@ def _kernel32() -> Any:  # pragma: no cover - exists only on Windows
     k32.GetExitCodeProcess.argtypes = (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
     k32.GetExitCodeProcess.restype = wintypes.BOOL
     k32.CloseHandle.argtypes = (wintypes.HANDLE,)
+    k32.GetCurrentProcess.restype = wintypes.HANDLE
+    k32.GetProcessTimes.argtypes = (wintypes.HANDLE, *(ctypes.POINTER(wintypes.FILETIME),) * 4)
+    k32.GetProcessTimes.restype = wintypes.BOOL
     return k32
 
 
@@ -324,6 +357,20 @@ class Windows(HostOS):
         """Windows has no package manager the harness could name; the one tool the
         Hyper-V path may need is xorriso (Debian's install ISO is remastered)."""
         return f"put a Windows build of {tool} ({tool}.exe) on PATH: Windows does not ship it"
+
+    def process_identity(self) -> tuple[int, str]:
+        """This process's creation time (100 ns units since 1601, from kernel32's
+        GetProcessTimes) and no boot id: on Windows the run markers are only written
+        (the QEMU janitor, their reader, is Linux's)."""
+        import ctypes
+        from ctypes import wintypes
+
+        k32 = self.kernel32()
+        created, exited, kernel, user = (wintypes.FILETIME() for _ in range(4))
+        if not k32.GetProcessTimes(k32.GetCurrentProcess(), ctypes.byref(created),
+                                   ctypes.byref(exited), ctypes.byref(kernel), ctypes.byref(user)):
+            return 0, ""
+        return (created.dwHighDateTime << 32) | created.dwLowDateTime, ""
 
 
 _CURRENT: HostOS

@@ -5,7 +5,9 @@ process is, i.e. the same pid with the same start time (a pid the kernel handed 
 another process since does not count) on the same boot.
 
 The start time is field 22 of ``/proc/PID/stat`` (clock ticks since boot), read again
-at judging time; the wall-clock ``started`` is only shown to people.
+at judging time; the wall-clock ``started`` is only shown to people. Reading it is the
+OS seam's (:mod:`harness.hostos`): on Windows, where only the Hyper-V backend runs and
+no janitor reads these markers, it is the process's creation time and no boot id.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import hostos
 from harness.clock import Now, utc_now
 
 MARKER = "gmi-run.json"
 TAG = "gmi-harness"
-PROC = Path("/proc")
+PROC = hostos.PROC
 
 
 @dataclass(frozen=True)
@@ -49,25 +52,18 @@ class Owner:
 
 def process_start(pid: int, proc: Path = PROC) -> int | None:
     """Field 22 of ``/proc/PID/stat`` (start time in clock ticks after boot), or None
-    when there is no such process. The command name (field 2) may hold spaces and
-    parentheses: fields are counted after its last ``)``."""
-    try:
-        stat = (proc / str(pid) / "stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[19])  # field 3 is fields[0]
+    when there is no such process (:func:`harness.hostos.proc_start`)."""
+    return hostos.proc_start(pid, proc)
 
 
 def boot_id(proc: Path = PROC) -> str:
-    return (proc / "sys/kernel/random/boot_id").read_text().strip()
+    return hostos.proc_boot_id(proc)
 
 
-def me(proc: Path = PROC) -> Owner:
-    pid = os.getpid()
-    start = process_start(pid, proc)
-    assert start is not None
-    return Owner(pid, start, boot_id(proc), socket.gethostname())
+def me() -> Owner:
+    """This process, as the OS tells it apart from a later one with the same pid."""
+    start, boot = hostos.current().process_identity()
+    return Owner(os.getpid(), start, boot, socket.gethostname())
 
 
 def write(folder: Path, clock: Now = utc_now, **fields: Any) -> Path:

@@ -467,3 +467,32 @@ def test_the_build_key_is_private_too(tmp_path, monkeypatch, kind):
         assert run.calls[-1] == ["icacls", str(path), "/inheritance:r", "/grant:r", f"*{SID}:F"]
         assert run.seen == [0, 0, 0]  # empty while it was made private
     assert path.read_text() == key.private_openssh
+
+
+# --- a run's claim on its scratch folder (harness/runmarker.py) ----------------------------
+
+def test_linux_process_identity_is_proc_start_and_boot():
+    start, boot = hostos.Linux().process_identity()
+    assert start == hostos.proc_start(os.getpid()) and len(boot) == 36
+
+
+def test_windows_run_marker_carries_the_creation_time(tmp_path, windows):
+    """Every backend's build writes a run marker; on Windows there is no /proc: the
+    marker gets the process's creation time from kernel32 (and no boot id)."""
+    from harness import runmarker
+
+    class K32(FakeKernel32):
+        def GetCurrentProcess(self) -> int:
+            return -1  # the pseudo-handle
+
+        def GetProcessTimes(self, handle: int, *times: Any) -> int:
+            assert handle == -1 and len(times) == 4
+            times[0]._obj.dwHighDateTime, times[0]._obj.dwLowDateTime = 0x01DB4A2B, 0x5C3E8000
+            return 1
+
+    windows.kernel32 = K32
+    runmarker.write(tmp_path, run="R", worker="", subject="debian-12", backend="hyperv")
+    fields, owner = runmarker.read(tmp_path)
+    assert owner is not None and owner.pid == os.getpid()
+    assert owner.start == 0x01DB4A2B5C3E8000 and owner.boot == ""
+    assert fields["backend"] == "hyperv"

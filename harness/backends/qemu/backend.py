@@ -65,7 +65,8 @@ class QemuBackend(Backend):
         )
         build.record["accel"] = vm.accel
         build.vms.append(vm)  # before start: whatever happens, teardown knows it
-        vm.start()
+        with build.working("boot"):
+            vm.start()
         return vm
 
     def provision(self, build: Build) -> VM:

@@ -41,8 +41,9 @@ def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None
         env: dict[str, str] | None = None) -> None:
     """Run a host command; its output goes to build.log; failure is one line."""
     build.log.info("$ %s", shlex.join(cmd) if input is None else f"{cmd[0]} ... (stdin)")
-    proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    with build.working("tools"):
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
     for line in (proc.stdout + proc.stderr).splitlines():
         build.log.info("  %s", line)
     if proc.returncode != 0:

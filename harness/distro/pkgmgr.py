@@ -56,6 +56,17 @@ class Apt:
             f"if [ -n \"$old\" ]; then {self.env} apt-get {self.opts} purge $old; fi"
         )
 
+    def remove_kernels_but_newest(self, boot: str = "/boot") -> str:
+        """Purge every kernel image but the newest installed one (in a chroot, where
+        ``uname -r`` is the host's kernel)."""
+        b = shlex.quote(boot)
+        return (
+            f"newest=$(ls {b}/vmlinuz-* | sed 's|^.*/vmlinuz-||' | sort -V | tail -n1); "
+            "old=$(dpkg-query -W -f='${db:Status-Status} ${Package}\\n' 'linux-image-[0-9]*' | "
+            "awk -v k=\"linux-image-$newest\" '$1==\"installed\" && $2!=k {print $2}' || true); "
+            f"if [ -n \"$old\" ]; then {self.env} apt-get {self.opts} purge $old; fi"
+        )
+
     def version_of(self, package: str) -> str:
         """Prints the installed version, or nothing (exit 1) when not installed."""
         return (

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from harness import host
 from harness.errors import GmiError, HypervisorError
 from harness.host import file_lock
+from harness.distro.pkgmgr import Apt
 
 if TYPE_CHECKING:
     from harness.build import Build
@@ -62,7 +63,7 @@ def install(build: Build, nic_names: Sequence[str]) -> Path:
     try:
         with build.step("provision: debootstrap"):
             _debootstrap(build, root)
-        with build.step("provision: boot packages, users"):
+        with build.step("provision: updates, boot packages, users"):
             _chroot_setup(build, root)
         root_uuid, esp_serial = str(uuid.uuid4()), uuid.uuid4().hex[:8].upper()
         _write_config(build, root, root_uuid, esp_serial, nic_names)
@@ -75,7 +76,8 @@ def install(build: Build, nic_names: Sequence[str]) -> Path:
                 build.record.get("scratch_peak_bytes", 0),
                 host.tree_allocated_bytes(build.workdir))
             shutil.rmtree(root, ignore_errors=True)
-    build.record["installed_by"] = f"debootstrap {spec.suite} ({d.name})"
+    build.record["installed_by"] = (f"debootstrap {spec.suite} ({d.name}), with the updates "
+                                    "and security suites applied")
     return disk
 
 
@@ -109,14 +111,21 @@ def _chroot_script(build: Build) -> str:
         f"chmod 755 {p}" for p in DIVERTED)
     undivert = "\n".join(f"rm -f {p}\ndpkg-divert --local --rename --remove {p}"
                          for p in DIVERTED)
+    pm = Apt()
+    # As the installer does: the updates and security suites (in sources.list already)
+    # are applied during the install, so the first boot is current and Step 2 finds no
+    # second kernel to boot. The installer leaves one kernel: the newest.
     return f"""set -eu
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 {divert}
-apt-get -q update
-apt-get -y -q install {' '.join(spec.boot_packages)}
+{pm.refresh()}
+{pm.upgrade()}
+{pm.install(spec.boot_packages)}
+{pm.remove_kernels_but_newest()}
 {undivert}
 adduser --disabled-password --gecos "" {user}
-apt-get clean
+apt-get -q autoclean
+rm -f /var/cache/apt/*.bin
 """
 
 
@@ -129,14 +138,21 @@ def _chroot_setup(build: Build, root: Path) -> None:
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
     script = _chroot_script(build)
     # A private mount namespace: proc, sys and dev exist only for the chroot's
-    # package scripts and vanish with the namespace.
+    # package scripts and vanish with the namespace. So does apt's package cache: the
+    # host's, per suite, kept for the next build (the new system's own stays empty;
+    # autoclean drops the versions the archive no longer has).
+    cache = CACHE_DIR.with_name("apt") / spec.suite
+    cache.mkdir(parents=True, exist_ok=True)
     wrapper = (
         f"set -eu; R={shlex.quote(str(root))}; mount -t proc proc $R/proc; "
         "mount --rbind /sys $R/sys; mount --rbind /dev $R/dev; "
+        f"mount --bind {shlex.quote(str(cache))} $R/var/cache/apt/archives; "
         "chroot $R /bin/sh -s"
     )
-    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", wrapper], build,
-        what="installing the boot loader packages in the new system", input=script)
+    with file_lock(cache.with_name(f"{spec.suite}.lock")):
+        run(["unshare", "--mount", "--propagation", "private", "sh", "-c", wrapper], build,
+            what="installing the updates and the boot loader packages in the new system",
+            input=script)
     # Passwords go through chpasswd's standard input: never on a command line.
     c = build.creds
     run(["chroot", str(root), "chpasswd"], build, what="setting the build passwords",

@@ -8,12 +8,16 @@ from __future__ import annotations
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from harness import config, debootstrap, distro, qemu
 from harness.build import Build, Credentials
-from harness.pkgmgr import Apt
+from harness.pkgmgr import Apt, family
+from stages.s5_cleanup import remove_build_only_files
+from stages.s6_seal import seal_script
 
 D = distro.load("debian-12")
+UNSAFE = next(iter(Apt.build_only_files))
 
 
 def make_build(tmp_path: Path) -> Build:
@@ -68,3 +72,66 @@ def test_a_single_kernel_purges_nothing(tmp_path: Path) -> None:
     env = _fake_tools(tmp_path, ["linux-image-6.1.0-37-amd64"])
     subprocess.run(["sh", "-euc", Apt().remove_kernels_but_newest(str(boot))], check=True, env=env)
     assert not (tmp_path / "apt.args").exists()
+
+
+# --- dpkg without fsync: during the build only -----------------------------------------
+
+
+def test_unsafe_io_is_an_apt_build_setting_only() -> None:
+    assert Apt.build_only_files[UNSAFE].splitlines()[-1] == "force-unsafe-io"
+    assert family("dnf").build_only_files == {} and family("zypper").build_only_files == {}
+
+
+def test_cleanup_removes_the_build_only_files(tmp_path: Path) -> None:
+    f = tmp_path / "zz-gmi-build-unsafe-io"
+    f.write_text("force-unsafe-io\n")
+    subprocess.run(["bash", "-euo", "pipefail", "-c", remove_build_only_files([str(f)])], check=True)
+    assert not f.exists()
+    subprocess.run(["bash", "-euo", "pipefail", "-c", remove_build_only_files([str(f)])], check=True)
+
+
+def test_cleanup_fails_when_a_build_only_file_stays(tmp_path: Path) -> None:
+    d = tmp_path / "a-folder"  # rm -f cannot remove it
+    (d / "x").mkdir(parents=True)
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", remove_build_only_files([str(d)])])
+    assert proc.returncode != 0
+
+
+def test_seal_fails_if_dpkg_would_still_skip_fsync(tmp_path: Path) -> None:
+    script = seal_script(make_build(tmp_path))
+    assert f"test ! -e {UNSAFE}" in script
+    assert script.index(f"test ! -e {UNSAFE}") < script.index("gmi-seal: done")
+
+
+# --- the build disk's write cache -------------------------------------------------------
+
+
+def _vm(tmp_path: Path, **kw: Any) -> qemu.QemuVM:
+    return qemu.QemuVM(name="v", workdir=tmp_path, disk=tmp_path / "d.raw", disk_format="raw",
+                       vars_fd=tmp_path / "v.fd", secure_boot=False, accel="tcg", cpus=2,
+                       memory_mb=2048, serial_log=tmp_path / "s.log", **kw)
+
+
+def test_disk_cache_is_writeback_unless_asked(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(qemu.hostenv, "ovmf", lambda kind: Path(f"/ovmf/{kind}"))
+    drive = next(a for a in _vm(tmp_path).command() if a.startswith("file="))
+    assert "cache=writeback" in drive
+    drive = next(a for a in _vm(tmp_path, disk_cache="unsafe").command() if a.startswith("file="))
+    assert "cache=unsafe" in drive
+
+
+def test_only_the_build_vm_gets_the_unsafe_cache(tmp_path: Path, monkeypatch) -> None:
+    made: dict[str, str] = {}
+
+    def new_vm(self: Any, build: Any, name: str, disk: Path, fmt: str, cdrom: Any = None,
+               owned: Any = None, disk_cache: str = "writeback") -> str:
+        made[name] = disk_cache
+        return name
+
+    monkeypatch.setattr(qemu.QemuBackend, "new_vm", new_vm)
+    monkeypatch.setattr(debootstrap, "install", lambda build, nics: tmp_path / "build.raw")
+    monkeypatch.setattr(qemu, "qemu_img", lambda *a: "")
+    b, backend = make_build(tmp_path), qemu.QemuBackend()
+    backend.provision(b)
+    backend.clone(b, tmp_path / "x.vhdx", tmp_path / "seed.iso", "clone")
+    assert made == {"build": "unsafe", "clone": "writeback"}

@@ -25,6 +25,13 @@ class Apt:
 
     env = "DEBIAN_FRONTEND=noninteractive"
     opts = "-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+    # Build time only: dpkg unpacks without an fsync per file (a throwaway build VM;
+    # the seal's sync and power-off make the image durable). Written by Steps 1-2,
+    # removed by the clean-up stage, checked absent by the seal and the checks.
+    build_only_files: dict[str, str] = {
+        "/etc/dpkg/dpkg.cfg.d/zz-gmi-build-unsafe-io":
+            "# gmi-harness, during the build only: no fsync per unpacked file\nforce-unsafe-io\n",
+    }
 
     def refresh(self) -> str:
         return f"{self.env} apt-get -q update"
@@ -85,6 +92,9 @@ class Apt:
 
 class _Rpm:
     """What dnf and zypper distros share: rpm queries; no debconf."""
+
+    # rpm has no per-file fsync switch that dnf or zypper expose: nothing to undo.
+    build_only_files: dict[str, str] = {}
 
     def __init__(self, keep: Iterable[str] = ()) -> None:
         self.keep = tuple(keep)

@@ -63,6 +63,8 @@ def install(build: Build, nic_names: Sequence[str]) -> Path:
     try:
         with build.step("provision: debootstrap"):
             _debootstrap(build, root)
+        for path, content in Apt.build_only_files.items():
+            (root / path.lstrip("/")).write_text(content)  # dpkg without fsync from here on
         with build.step("provision: updates, boot packages, users"):
             _chroot_setup(build, root)
         root_uuid, esp_serial = str(uuid.uuid4()), uuid.uuid4().hex[:8].upper()

@@ -146,6 +146,10 @@ class QemuVM(VM):
     serial_log: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     extra: list[str] = field(default_factory=list)  # more QEMU arguments (the installer's)
+    # The host's write cache for the disk: "unsafe" (guest flushes ignored) for the
+    # throwaway build VM, whose disk is only read again after QEMU exits; "writeback"
+    # (flushes honoured) for everything else.
+    disk_cache: str = "writeback"
 
     qmp_path: Path = field(default_factory=lambda: Path(
         tempfile.gettempdir()) / f"gmi-{os.getpid()}-{uuid.uuid4().hex[:8]}.qmp")
@@ -163,7 +167,7 @@ class QemuVM(VM):
             "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_fd}",
             "-device", "virtio-scsi-pci,id=scsi0,addr=0x4",
             "-drive", (f"file={self.disk},if=none,id=disk0,format={self.disk_format},"
-                       "discard=unmap,detect-zeroes=unmap,cache=writeback"),
+                       f"discard=unmap,detect-zeroes=unmap,cache={self.disk_cache}"),
             "-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", f"virtio-net-pci,netdev=net0,addr={NIC_SLOT:#x}",

@@ -38,7 +38,7 @@ def test_step1_upgrades_then_keeps_only_the_newest_kernel(tmp_path: Path) -> Non
              script.index("dpkg-divert --local --rename --remove /usr/sbin/update-grub")]
     assert order == sorted(order), "refresh, upgrade, boot packages, old kernels out, then undivert"
     assert "apt-get clean" not in script  # it would empty the host's package cache
-    assert "autoclean" in script and "rm -f /var/cache/apt/*.bin" in script
+    assert "autoclean" in script
 
 
 def _fake_tools(tmp_path: Path, installed: list[str]) -> dict[str, str]:

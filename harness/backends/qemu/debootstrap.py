@@ -61,10 +61,12 @@ def install(build: Build, nic_names: Sequence[str]) -> Path:
     root = build.workdir / "rootfs"
     disk = build.workdir / "build.raw"
     try:
+        # dpkg without fsync from the first package on (debootstrap's own dpkg reads it)
+        for path, content in Apt.build_only_files.items():
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / path.lstrip("/")).write_text(content)
         with build.step("provision: debootstrap"):
             _debootstrap(build, root)
-        for path, content in Apt.build_only_files.items():
-            (root / path.lstrip("/")).write_text(content)  # dpkg without fsync from here on
         with build.step("provision: updates, boot packages, users"):
             _chroot_setup(build, root)
         root_uuid, esp_serial = str(uuid.uuid4()), uuid.uuid4().hex[:8].upper()
@@ -127,7 +129,6 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 {undivert}
 adduser --disabled-password --gecos "" {user}
 apt-get -q autoclean
-rm -f /var/cache/apt/*.bin
 """
 
 

@@ -71,6 +71,7 @@ class RunFigures:
     downloaded_bytes: int = 0
     packages: int = 0
     accel: str = ""
+    load: dict[str, float] = field(default_factory=dict)  # the host's 1-min load average
 
 
 # ----------------------------------------------------------------- reading one run
@@ -194,13 +195,24 @@ def empty_caches(cache_root: Path, suite: str) -> list[str]:
     return gone
 
 
-def run_build(distro: str, out: Path, scratch: Path, extra: Sequence[str]) -> tuple[float, int]:
+def run_build(distro: str, out: Path, scratch: Path,
+              extra: Sequence[str]) -> tuple[float, int, dict[str, float]]:
+    """Run the build; returns its wall seconds, exit code and the host's load average
+    over the run (sampled every 10 s: other work on the machine shows in the figures)."""
     cmd = [sys.executable, "-m", "pytest", "checks", f"--distro={distro}", f"--out={out}",
            f"--scratch={scratch}", "-p", "no:cacheprovider", "-q", *extra]
     print("$", " ".join(cmd), flush=True)
     start = time.monotonic()
-    proc = subprocess.run(cmd, cwd=ROOT)
-    return round(time.monotonic() - start, 1), proc.returncode
+    proc = subprocess.Popen(cmd, cwd=ROOT)
+    loads = []
+    while True:
+        try:
+            proc.wait(10)
+            break
+        except subprocess.TimeoutExpired:
+            loads.append(os.getloadavg()[0])
+    load = {"mean": round(statistics.mean(loads), 2), "max": round(max(loads), 2)} if loads else {}
+    return round(time.monotonic() - start, 1), proc.returncode, load
 
 
 # ----------------------------------------------------------------- the table
@@ -236,6 +248,7 @@ def summarize(runs: Sequence[RunFigures]) -> dict[str, dict[str, Any]]:
             "sizes": {k: _median(r.sizes[k] for r in group) for k in group[0].sizes},
             "clone": {k: _median(r.clone[k] for r in group) for k in group[0].clone},
             "packages": group[0].packages,
+            "load_mean": _median(r.load.get("mean", 0.0) for r in group) or None,
         }
     return modes
 
@@ -283,6 +296,8 @@ def markdown(summary: Mapping[str, Mapping[str, Any]], machine: str) -> str:
         ("clone: boot to SSH (s)", lambda s: _s(s["clone"]["boot_to_ssh_s"]), ""),
         ("clone: cloud-init done after SSH (s)", lambda s: _s(s["clone"]["cloud_init_done_s"]), ""),
         ("packages in the build record", lambda s: str(s["packages"]), "same in every mode"),
+        ("host load average during the run", lambda s: "" if s["load_mean"] is None
+         else f"{s['load_mean']:.1f}", "2 cores: above 2 means waiting for CPU"),
     ]
     for name, cell, target in rows:
         lines.append(f"| {name} | " + " | ".join(cell(summary[m]) for m in modes) + f" | {target} |")
@@ -327,8 +342,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if mode == "cold":
                     gone = empty_caches(args.cache, suite)
                     print(f"cold: emptied {', '.join(gone) or 'nothing (no caches yet)'}", flush=True)
-                wall, rc = run_build(args.distro, out, args.scratch, args.pytest_args)
+                wall, rc, load = run_build(args.distro, out, args.scratch, args.pytest_args)
                 fig = read_run(out, f"{mode}-{i}", mode, wall, rc, cache_root=args.cache)
+                fig.load = load
                 runs.append(fig)
                 print(f"{mode}-{i}: {wall:.0f} s, exit {rc}", flush=True)
     except BenchError as exc:

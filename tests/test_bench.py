@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import config, distro, qemu
+from harness import distro, settings
+from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -21,7 +22,7 @@ D = distro.load("debian-12")
 
 
 def make_build(tmp_path: Path) -> Build:
-    b = Build(D, config.resolve({}, env={}), qemu.QemuBackend(), "r", tmp_path, tmp_path / "logs")
+    b = Build(D, settings.resolve({}, env={}), QemuBackend(), "r", tmp_path, tmp_path / "logs")
     b.progress = lambda line: None
     return b
 

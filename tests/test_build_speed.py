@@ -10,9 +10,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from harness import config, debootstrap, distro, qemu
+from harness import distro, settings
+from harness.backends.qemu import backend as qbackend
+from harness.backends.qemu import debootstrap
+from harness.backends.qemu import vm as qvm
 from harness.build import Build, Credentials
-from harness.pkgmgr import Apt, family
+from harness.distro.pkgmgr import Apt, family
 from stages.s5_cleanup import remove_build_only_files
 from stages.s6_seal import seal_script
 
@@ -21,7 +24,7 @@ UNSAFE = next(iter(Apt.build_only_files))
 
 
 def make_build(tmp_path: Path) -> Build:
-    b = Build(D, config.resolve({}, env={}), qemu.QemuBackend(), "r", tmp_path, tmp_path / "logs")
+    b = Build(D, settings.resolve({}, env={}), qbackend.QemuBackend(), "r", tmp_path, tmp_path / "logs")
     b.creds = Credentials.generate(D.admin_user, "c")
     return b
 
@@ -106,14 +109,14 @@ def test_seal_fails_if_dpkg_would_still_skip_fsync(tmp_path: Path) -> None:
 # --- the build disk's write cache -------------------------------------------------------
 
 
-def _vm(tmp_path: Path, **kw: Any) -> qemu.QemuVM:
-    return qemu.QemuVM(name="v", workdir=tmp_path, disk=tmp_path / "d.raw", disk_format="raw",
+def _vm(tmp_path: Path, **kw: Any) -> qvm.QemuVM:
+    return qvm.QemuVM(name="v", workdir=tmp_path, disk=tmp_path / "d.raw", disk_format="raw",
                        vars_fd=tmp_path / "v.fd", secure_boot=False, accel="tcg", cpus=2,
                        memory_mb=2048, serial_log=tmp_path / "s.log", **kw)
 
 
 def test_disk_cache_is_writeback_unless_asked(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(qemu.hostenv, "ovmf", lambda kind: Path(f"/ovmf/{kind}"))
+    monkeypatch.setattr(qvm, "ovmf", lambda kind: Path(f"/ovmf/{kind}"))
     drive = next(a for a in _vm(tmp_path).command() if a.startswith("file="))
     assert "cache=writeback" in drive
     drive = next(a for a in _vm(tmp_path, disk_cache="unsafe").command() if a.startswith("file="))
@@ -128,10 +131,10 @@ def test_only_the_build_vm_gets_the_unsafe_cache(tmp_path: Path, monkeypatch) ->
         made[name] = disk_cache
         return name
 
-    monkeypatch.setattr(qemu.QemuBackend, "new_vm", new_vm)
-    monkeypatch.setattr(debootstrap, "install", lambda build, nics: tmp_path / "build.raw")
-    monkeypatch.setattr(qemu, "qemu_img", lambda *a: "")
-    b, backend = make_build(tmp_path), qemu.QemuBackend()
+    monkeypatch.setattr(qbackend.QemuBackend, "new_vm", new_vm)
+    monkeypatch.setattr(qbackend, "install", lambda build, nics: tmp_path / "build.raw")
+    monkeypatch.setattr(qbackend, "qemu_img", lambda *a: "")
+    b, backend = make_build(tmp_path), qbackend.QemuBackend()
     backend.provision(b)
     backend.clone(b, tmp_path / "x.vhdx", tmp_path / "seed.iso", "clone")
     assert made == {"build": "unsafe", "clone": "writeback"}

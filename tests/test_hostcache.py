@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import hostcache, qemu
+from harness import hostcache
+from harness.backends.qemu import vm as qemu
 
 
 @pytest.fixture

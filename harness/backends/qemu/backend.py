@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import host
 from harness.backends.base import VM, Backend, ExportedDisk
+from harness.backends.qemu import journal
 from harness.backends.qemu.debootstrap import install
 from harness.backends.qemu.installer import effective_method, install_from_media
 from harness.backends.qemu.vm import (
@@ -82,6 +83,9 @@ class QemuBackend(Backend):
         assert isinstance(build.vm, QemuVM)
         src = build.vm.disk
         sizes = {"build_disk_allocated": host.allocated_bytes(src)}
+        if build.vm.disk_format == "raw":  # (Step 1's disk; an installer's qcow2 keeps its own)
+            with build.step("seal: discard the empty journal"):
+                sizes["journal_discarded"] = journal.discard_journal(src)
         tmp = vhdx.with_suffix(".vhdx.part")
         block = build.distro.hyperv.vhdx_block_size_mib
         qemu_img("convert", "-f", build.vm.disk_format, "-O", "vhdx",

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import host
+from harness.distro.pkgmgr import Apt
 from harness.errors import GmiError, HypervisorError
 from harness.host import file_lock
-from harness.distro.pkgmgr import Apt
 
 if TYPE_CHECKING:
     from harness.build import Build

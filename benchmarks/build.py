@@ -93,6 +93,21 @@ def build_record(archive: Path) -> dict[str, Any]:
     return record
 
 
+def record_from_run(signoff: Mapping[str, Any], build_log: Path) -> dict[str, Any]:
+    """The figures of a build record, from a run that wrote no archive."""
+    subject = (signoff.get("subjects") or [{}])[0]
+    record: dict[str, Any] = {"stage_durations": subject.get("timings", {}),
+                              "sizes": subject.get("sizes", {}), "accel": subject.get("accel", "")}
+    lines = build_log.read_text(errors="replace").splitlines()
+    for i, line in enumerate(lines):
+        if line.endswith("$ used bytes") and i + 1 < len(lines) and lines[i + 1].split()[-1].isdigit():
+            record["fs_used_bytes"] = int(lines[i + 1].split()[-1])
+        m = re.search(r" debootstrap --arch=\S+ .* (\S+) \S+ \S+$", line)
+        if m:
+            record["installed_by"] = f"debootstrap {m[1]}"
+    return record
+
+
 def fetched_per_stage(build_log: Path) -> dict[str, int]:
     """Bytes apt fetched, per stage, from build.log's ``Fetched N MB in`` lines."""
     per: dict[str, int] = {}
@@ -128,9 +143,13 @@ def read_run(folder: Path, label: str = "", mode: str = "", wall_s: float | None
     """The figures of one finished run folder (the ``--out`` of a pytest run)."""
     signoff_file = find_one(folder, "runs/*/signoff.json")
     signoff = json.loads(signoff_file.read_text())
-    archive = find_one(folder, "GMI-*.zip")
-    record = build_record(archive)
     build_log = find_one(signoff_file.parent, "logs/*/build.log")
+    archives = sorted(folder.glob("GMI-*.zip"))
+    archive = archives[-1] if archives else None
+    # A run whose checks failed writes no archive: what it did is in signoff.json and build.log
+    record = build_record(archive) if archive else record_from_run(signoff, build_log)
+    if not archive and exit_code == 0:
+        exit_code = 1
     durations: dict[str, float] = record.get("stage_durations", {})
     work: dict[str, dict[str, float]] = record.get("work_seconds", {})
     fetched = fetched_per_stage(build_log)
@@ -166,7 +185,8 @@ def read_run(folder: Path, label: str = "", mode: str = "", wall_s: float | None
     used = float(record.get("fs_used_bytes", 0))
     vhdx = float(sizes.get("vhdx_bytes", 0))
     scratch = float(record.get("scratch_peak_bytes", 0))
-    fig.sizes = {"fs_used_bytes": used, "vhdx_bytes": vhdx, "zip_bytes": float(archive.stat().st_size),
+    fig.sizes = {"fs_used_bytes": used, "vhdx_bytes": vhdx,
+                 "zip_bytes": float(archive.stat().st_size) if archive else 0.0,
                  "scratch_peak_bytes": scratch,
                  "build_disk_allocated_bytes": float(sizes.get("build_disk_allocated", 0)),
                  "vhdx_per_used": round(vhdx / used, 3) if used else 0.0,
@@ -257,6 +277,14 @@ def _s(v: float | None) -> str:
     return "" if v is None else f"{v:.0f}"
 
 
+def _gb(v: float) -> str:
+    return f"{v / GB:.2f}" if v else "n/a"
+
+
+def _n(v: float) -> str:
+    return f"{v:.2f}" if v else "n/a"
+
+
 def markdown(summary: Mapping[str, Mapping[str, Any]], machine: str) -> str:
     modes = list(summary)
     head = "| stage | " + " | ".join(
@@ -285,17 +313,17 @@ def markdown(summary: Mapping[str, Mapping[str, Any]], machine: str) -> str:
         ("harness overhead in the stages (%)",
          lambda s: "n/a" if s["overhead_pct"] is None else f"{s['overhead_pct']:.1f}",
          f"<= {TARGETS['overhead_pct']}"),
-        ("guest filesystem used (GB)", lambda s: f"{s['sizes']['fs_used_bytes'] / GB:.2f}", ""),
-        ("VHDX (GB)", lambda s: f"{s['sizes']['vhdx_bytes'] / GB:.2f}", ""),
-        ("VHDX / used", lambda s: f"{s['sizes']['vhdx_per_used']:.2f}", f"<= {TARGETS['vhdx_per_used']}"),
-        ("zip (GB)", lambda s: f"{s['sizes']['zip_bytes'] / GB:.2f}", ""),
-        ("peak scratch (GB)", lambda s: f"{s['sizes']['scratch_peak_bytes'] / GB:.2f}", ""),
-        ("peak scratch / VHDX", lambda s: f"{s['sizes']['scratch_per_vhdx']:.2f}",
+        ("guest filesystem used (GB)", lambda s: _gb(s["sizes"]["fs_used_bytes"]), ""),
+        ("VHDX (GB)", lambda s: _gb(s["sizes"]["vhdx_bytes"]), ""),
+        ("VHDX / used", lambda s: _n(s["sizes"]["vhdx_per_used"]), f"<= {TARGETS['vhdx_per_used']}"),
+        ("zip (GB)", lambda s: _gb(s["sizes"]["zip_bytes"]), ""),
+        ("peak scratch (GB)", lambda s: _gb(s["sizes"]["scratch_peak_bytes"]), ""),
+        ("peak scratch / VHDX", lambda s: _n(s["sizes"]["scratch_per_vhdx"]),
          f"<= {TARGETS['scratch_per_vhdx']}"),
         ("downloaded (MB)", lambda s: f"{s['downloaded_bytes'] / 1e6:.0f}", "warm: 0"),
         ("clone: boot to SSH (s)", lambda s: _s(s["clone"]["boot_to_ssh_s"]), ""),
         ("clone: cloud-init done after SSH (s)", lambda s: _s(s["clone"]["cloud_init_done_s"]), ""),
-        ("packages in the build record", lambda s: str(s["packages"]), "same in every mode"),
+        ("packages in the build record", lambda s: str(s["packages"] or "n/a"), "same in every mode"),
         ("host load average during the run", lambda s: "" if s["load_mean"] is None
          else f"{s['load_mean']:.1f}", "2 cores: above 2 means waiting for CPU"),
     ]

@@ -121,3 +121,23 @@ def test_benchmark_says_what_is_missing(tmp_path: Path, capsys) -> None:
     (tmp_path / "cold-1").mkdir()
     assert bench.main(["--from", str(tmp_path / "cold-1"), "--out", str(tmp_path / "o")]) == 2
     assert "no runs/*/signoff.json" in capsys.readouterr().err
+
+
+def test_a_run_without_an_archive_still_has_its_timings(tmp_path: Path) -> None:
+    """Checks that failed write no archive: the figures come from signoff.json and build.log."""
+    folder = tmp_path / "before-1"
+    run = folder / "runs" / "1"
+    (run / "logs" / "debian-12").mkdir(parents=True)
+    (run / "signoff.json").write_text(json.dumps({"run": {"wall_seconds": 900.0}, "subjects": [{
+        "accel": "tcg", "timings": {"provision": 200.0, "update": 300.0, "clone: boot to SSH": 60.0},
+        "sizes": {"vhdx_bytes": 1_300_000_000}}]}))
+    (run / "logs" / "debian-12" / "build.log").write_text(
+        "20:13:25 $ unshare --mount --propagation private debootstrap --arch=amd64 "
+        "--cache-dir=/c --include=a,b bookworm /s/rootfs http://deb.debian.org/debian\n"
+        "20:52:51 $ used bytes\n20:52:51   900169728\n")
+    fig = bench.read_run(folder, "before-1", "before")
+    assert fig.exit_code == 1
+    assert fig.stages["update"] == {"wall_s": 300.0, "downloaded_bytes": 0}
+    assert fig.sizes["fs_used_bytes"] == 900169728
+    assert fig.sizes["vhdx_per_used"] == pytest.approx(1.444, abs=1e-3)
+    assert fig.sizes["zip_bytes"] == 0.0

@@ -360,6 +360,14 @@ def test_build_key_absent(host, build: Build, clone: Clone) -> None:
 
 
 @checklist(item.NO_LEFTOVERS)
+def test_package_manager_syncs_its_writes(host) -> None:
+    # generic: the build may run dpkg without fsync (force-unsafe-io); a clone's must sync
+    found = host.run("grep -lsE '^[[:space:]]*force-unsafe-io' /etc/dpkg/dpkg.cfg "
+                     "/etc/dpkg/dpkg.cfg.d/* 2>/dev/null || true").stdout
+    assert found.strip() == "", f"dpkg is set to skip fsync in: {found}"
+
+
+@checklist(item.NO_LEFTOVERS)
 def test_ssh_host_keys_regenerated(host, build: Build) -> None:
     with host.sudo():
         now = {" ".join(line.split()[:2]) for line in

@@ -93,6 +93,7 @@ class Build:
     worker: str = ""  # the xdist worker running this build ("" when not under xdist)
     record: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    steps: list[str] = field(default_factory=list)  # the steps running now, outermost first
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
     progress: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True))
@@ -129,6 +130,7 @@ class Build:
         its results are written), and the duration kept in :attr:`timings`."""
         label = f"[{self.label}] {name}"
         start = time.monotonic()
+        self.steps.append(name)
         self.progress(f"{label} ...")
         self.log.info("== %s", name)
         ok = False
@@ -139,11 +141,30 @@ class Build:
                 yield
             ok = True
         finally:
+            self.steps.pop()
             took = time.monotonic() - start
             self.timings[name] = round(took, 1)
             status = "done" if ok else "FAILED"
             self.progress(f"{label} {status} in {took:.0f} s")
             self.log.info("== %s %s in %.1f s", name, status, took)
+
+    def account(self, kind: str, seconds: float) -> None:
+        """Count ``seconds`` of real work (``guest`` commands, ``boot`` waits, host
+        ``tools`` such as debootstrap and qemu-img) against the stage running now, in
+        the build record's ``work_seconds``; the rest of a stage's wall time is the
+        harness's own overhead (what benchmarks/build.py reports)."""
+        stage = self.steps[0].split(":")[0] if self.steps else "other"
+        work = self.record.setdefault("work_seconds", {}).setdefault(stage, {})
+        work[kind] = round(work.get(kind, 0.0) + seconds, 2)
+
+    @contextlib.contextmanager
+    def working(self, kind: str) -> Iterator[None]:
+        """Time the block as real work of ``kind`` (see :meth:`account`)."""
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.account(kind, time.monotonic() - start)
 
     def connect(self) -> Guest:
         """An SSH session as root to the build VM (host keys pinned when known)."""
@@ -151,7 +172,8 @@ class Build:
         vm = self.vm
         self.guest = Guest(vm.ssh_host, vm.ssh_port, "root", self.creds.key,
                            host_keys=self.record.get("build_host_keys") or None,
-                           alive=vm.is_running, console=vm.serial_tail, logger=self.log)
+                           alive=vm.is_running, console=vm.serial_tail, logger=self.log,
+                           timer=self.account)
         self.guest.wait(self.settings.boot_timeout, "the build VM's SSH")
         return self.guest
 
@@ -161,9 +183,11 @@ class Build:
         assert self.vm is not None and self.guest is not None
         self.sh("systemd-run --no-block --on-active=2 systemctl poweroff", what="power off")
         self.guest.close()
-        if not self.vm.wait_stopped(180):
-            self.vm.shutdown(60)
-        self.vm.start()
+        with self.working("guest"):
+            if not self.vm.wait_stopped(180):
+                self.vm.shutdown(60)
+        with self.working("boot"):
+            self.vm.start()
         self.connect()
 
     def sh(self, script: str, **kw: Any) -> str:

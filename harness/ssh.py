@@ -107,8 +107,11 @@ class Guest:
         alive: Callable[[], bool] = lambda: True,
         console: Callable[[], str] = lambda: "",
         logger: logging.Logger | None = None,
+        timer: Callable[[str, float], None] | None = None,
     ) -> None:
         self.host, self.port, self.user, self.key = host, port, user, key
+        # told how long each command ("guest") and each wait for SSH ("boot") took
+        self.timer = timer
         self.host_keys = host_keys
         self.alive, self.console = alive, console
         self.log = logger or log
@@ -135,8 +138,19 @@ class Guest:
         self.server_key = f"{server.get_name()} {server.get_base64()}"
         return client
 
+    def _took(self, kind: str, start: float) -> None:
+        if self.timer is not None:
+            self.timer(kind, time.monotonic() - start)
+
     def wait(self, timeout: float, what: str = "SSH") -> None:
         """Connect, retrying until ``timeout``; raise with the serial tail when it runs out."""
+        start = time.monotonic()
+        try:
+            self._wait(timeout, what)
+        finally:
+            self._took("boot", start)
+
+    def _wait(self, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
         last = "no answer"
         while True:
@@ -178,6 +192,7 @@ class Guest:
         label = what or script.strip().splitlines()[0][:80]
         self.log.info("$ %s", mask(label))
         lines: list[str] = []
+        start = time.monotonic()
         try:
             transport = self.client.get_transport()
             assert transport is not None
@@ -200,6 +215,8 @@ class Guest:
                 f"SSH to {self.where} broke during '{mask(label)}': {type(exc).__name__}: "
                 f"{exc or 'connection lost'}"
             ) from None
+        finally:
+            self._took("guest", start)
         out = "\n".join(lines)
         if check and rc != 0:
             tail = mask(next((ln for ln in reversed(lines) if ln.strip()), ""))

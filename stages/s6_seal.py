@@ -60,6 +60,8 @@ def seal_script(b: Build, console: bool = True) -> str:
         "rm -rf /var/log/journal/*",
         "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
         "rm -rf /tmp/* /var/tmp/*",
+        # The build-only settings (dpkg without fsync) are gone: an image never has them.
+        *(f"test ! -e {shlex.quote(f)}" for f in d.package_manager().build_only_files),
         "sync",
         "fstrim -a",
         f"say '{SEAL_DONE}'",
@@ -79,15 +81,9 @@ def record_facts(b: Build) -> None:
                                          what="used bytes").strip())
 
 
-def seal(b: Build) -> None:
-    assert b.vm is not None and b.guest is not None
-    record_facts(b)
-    has_console = b.vm.serial_log is not None
-    b.put("/run/gmi-seal.sh", seal_script(b, console=has_console), mode=0o700)
-    # (bash explicitly: /run is mounted noexec)
-    b.sh("systemd-run --unit=gmi-seal --no-block /bin/bash /run/gmi-seal.sh", what="seal and power off")
-    b.guest.close()
-    b.guest = None
+def _wait_powered_off(b: Build, has_console: bool) -> None:
+    """Until the seal script powers the VM off (or fails, or runs out of time)."""
+    assert b.vm is not None
     deadline = time.monotonic() + SEAL_TIMEOUT
     while not b.vm.wait_stopped(5):
         if SEAL_FAILED in b.vm.serial_tail(50) or time.monotonic() > deadline:
@@ -98,7 +94,20 @@ def seal(b: Build) -> None:
                     f"{SEAL_TIMEOUT} s (a failed seal leaves it running on a backend without a "
                     "serial console); rerun with --keep=on-failure and read "
                     "'journalctl -u gmi-seal' in the VM")
-            break
+            return
+
+
+def seal(b: Build) -> None:
+    assert b.vm is not None and b.guest is not None
+    record_facts(b)
+    has_console = b.vm.serial_log is not None
+    b.put("/run/gmi-seal.sh", seal_script(b, console=has_console), mode=0o700)
+    # (bash explicitly: /run is mounted noexec)
+    b.sh("systemd-run --unit=gmi-seal --no-block /bin/bash /run/gmi-seal.sh", what="seal and power off")
+    b.guest.close()
+    b.guest = None
+    with b.working("guest"):
+        _wait_powered_off(b, has_console)
     console = b.vm.serial_tail(200)
     if has_console and SEAL_DONE not in console:
         failed = [ln for ln in console.splitlines() if SEAL_FAILED in ln]
@@ -106,6 +115,6 @@ def seal(b: Build) -> None:
             f"sealing did not finish: {failed[-1].strip() if failed else 'no done marker'}; "
             f"see {b.vm.serial_log}")
     b.vhdx = b.workdir / f"{b.distro.vmgenie.vm_name}.vhdx"
-    with b.step("seal: compact into a dynamic VHDX"):
+    with b.step("seal: compact into a dynamic VHDX"), b.working("tools"):
         exported = b.backend.export_disk(b, b.vhdx)
         b.record["sizes"], b.vm_tree = exported.sizes, exported.vm_tree

@@ -73,9 +73,10 @@ def boot_clone(b: Build, name: str = "clone") -> Clone:
         (b.logdir / f"{name}-seed-{fname}").write_text(text)
     iso = seed.write_iso(files, b.workdir / f"{name}-seed.iso")
     start = time.monotonic()
-    vm = b.backend.clone(b, b.vhdx, iso, name)
+    with b.step(f"{name}: start"), b.working("boot"):
+        vm = b.backend.clone(b, b.vhdx, iso, name)
     guest = Guest(vm.ssh_host, vm.ssh_port, CHECK_USER, key, alive=vm.is_running,
-                  console=vm.serial_tail, logger=b.log)
+                  console=vm.serial_tail, logger=b.log, timer=b.account)
     with b.step(f"{name}: boot to SSH"):
         guest.wait(b.settings.boot_timeout, f"the {name}'s SSH as the seeded user")
     booted = time.monotonic() - start

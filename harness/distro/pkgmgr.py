@@ -25,6 +25,13 @@ class Apt:
 
     env = "DEBIAN_FRONTEND=noninteractive"
     opts = "-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
+    # Build time only: dpkg unpacks without an fsync per file (a throwaway build VM;
+    # the seal's sync and power-off make the image durable). Written by Steps 1-2,
+    # removed by the clean-up stage, checked absent by the seal and the checks.
+    build_only_files: dict[str, str] = {
+        "/etc/dpkg/dpkg.cfg.d/zz-gmi-build-unsafe-io":
+            "# gmi-harness, during the build only: no fsync per unpacked file\nforce-unsafe-io\n",
+    }
 
     def refresh(self) -> str:
         return f"{self.env} apt-get -q update"
@@ -56,6 +63,17 @@ class Apt:
             f"if [ -n \"$old\" ]; then {self.env} apt-get {self.opts} purge $old; fi"
         )
 
+    def remove_kernels_but_newest(self, boot: str = "/boot") -> str:
+        """Purge every kernel image but the newest installed one (in a chroot, where
+        ``uname -r`` is the host's kernel)."""
+        b = shlex.quote(boot)
+        return (
+            f"newest=$(ls {b}/vmlinuz-* | sed 's|^.*/vmlinuz-||' | sort -V | tail -n1); "
+            "old=$(dpkg-query -W -f='${db:Status-Status} ${Package}\\n' 'linux-image-[0-9]*' | "
+            "awk -v k=\"linux-image-$newest\" '$1==\"installed\" && $2!=k {print $2}' || true); "
+            f"if [ -n \"$old\" ]; then {self.env} apt-get {self.opts} purge $old; fi"
+        )
+
     def version_of(self, package: str) -> str:
         """Prints the installed version, or nothing (exit 1) when not installed."""
         return (
@@ -74,6 +92,9 @@ class Apt:
 
 class _Rpm:
     """What dnf and zypper distros share: rpm queries; no debconf."""
+
+    # rpm has no per-file fsync switch that dnf or zypper expose: nothing to undo.
+    build_only_files: dict[str, str] = {}
 
     def __init__(self, keep: Iterable[str] = ()) -> None:
         self.keep = tuple(keep)

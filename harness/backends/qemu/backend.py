@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import host
 from harness.backends.base import VM, Backend, ExportedDisk
-from harness.backends.qemu import janitor
+from harness.backends.qemu import janitor, journal
 from harness.backends.qemu.debootstrap import install
 from harness.backends.qemu.installer import effective_method, install_from_media
 from harness.backends.qemu.vm import (
@@ -56,7 +56,8 @@ class QemuBackend(Backend):
         ovmf("vars_ms")
 
     def new_vm(self, build: Build, name: str, disk: Path, disk_format: str,
-               cdrom: Path | None = None, owned: list[Path] | None = None) -> QemuVM:
+               cdrom: Path | None = None, owned: list[Path] | None = None,
+               disk_cache: str = "writeback") -> QemuVM:
         secure = build.distro.hyperv.secure_boot
         vars_fd = build.workdir / f"{name}.vars.fd"
         # A new VM: fresh UEFI variables (Microsoft keys enrolled when Secure Boot is on)
@@ -67,25 +68,29 @@ class QemuBackend(Backend):
             accel=probe_accel(build.workdir, build.settings.accel),
             cpus=build.settings.vm_cpus, memory_mb=build.settings.vm_memory_mb,
             cdrom=cdrom, detach=build.settings.keep != "never", owned=owned or [],
-            serial_log=build.logdir / f"{name}.serial.log",
+            serial_log=build.logdir / f"{name}.serial.log", disk_cache=disk_cache,
         )
         build.record["accel"] = vm.accel
         build.vms.append(vm)  # before start: whatever happens, teardown knows it
-        vm.start()
+        with build.working("boot"):
+            vm.start()
         return vm
 
     def provision(self, build: Build) -> VM:
         if effective_method(build) != "debootstrap":
             # The distro's own installer from its ISO (or d-i netboot), with an answer file.
             disk = install_from_media(build)
-            return self.new_vm(build, "build", disk, "qcow2", owned=[disk])
+            return self.new_vm(build, "build", disk, "qcow2", owned=[disk], disk_cache="unsafe")
         disk = install(build, NIC_NAMES)
-        return self.new_vm(build, "build", disk, "raw", owned=[disk])
+        return self.new_vm(build, "build", disk, "raw", owned=[disk], disk_cache="unsafe")
 
     def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:
         assert isinstance(build.vm, QemuVM)
         src = build.vm.disk
         sizes = {"build_disk_allocated": host.allocated_bytes(src)}
+        if build.vm.disk_format == "raw":  # (Step 1's disk; an installer's qcow2 keeps its own)
+            with build.step("seal: discard the empty journal"):
+                sizes["journal_discarded"] = journal.discard_journal(src)
         tmp = vhdx.with_suffix(".vhdx.part")
         block = build.distro.hyperv.vhdx_block_size_mib
         qemu_img("convert", "-f", build.vm.disk_format, "-O", "vhdx",

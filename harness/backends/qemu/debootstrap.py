@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import host
+from harness.distro.pkgmgr import Apt
 from harness.errors import GmiError, HypervisorError
 from harness.host import file_lock
 
@@ -41,8 +42,9 @@ def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None
         env: dict[str, str] | None = None) -> None:
     """Run a host command; its output goes to build.log; failure is one line."""
     build.log.info("$ %s", shlex.join(cmd) if input is None else f"{cmd[0]} ... (stdin)")
-    proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})})
+    with build.working("tools"):
+        proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
     for line in (proc.stdout + proc.stderr).splitlines():
         build.log.info("  %s", line)
     if proc.returncode != 0:
@@ -59,9 +61,13 @@ def install(build: Build, nic_names: Sequence[str]) -> Path:
     root = build.workdir / "rootfs"
     disk = build.workdir / "build.raw"
     try:
+        # dpkg without fsync from the first package on (debootstrap's own dpkg reads it)
+        for path, content in Apt.build_only_files.items():
+            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (root / path.lstrip("/")).write_text(content)
         with build.step("provision: debootstrap"):
             _debootstrap(build, root)
-        with build.step("provision: boot packages, users"):
+        with build.step("provision: updates, boot packages, users"):
             _chroot_setup(build, root)
         root_uuid, esp_serial = str(uuid.uuid4()), uuid.uuid4().hex[:8].upper()
         _write_config(build, root, root_uuid, esp_serial, nic_names)
@@ -74,7 +80,8 @@ def install(build: Build, nic_names: Sequence[str]) -> Path:
                 build.record.get("scratch_peak_bytes", 0),
                 host.tree_allocated_bytes(build.workdir))
             shutil.rmtree(root, ignore_errors=True)
-    build.record["installed_by"] = f"debootstrap {spec.suite} ({d.name})"
+    build.record["installed_by"] = (f"debootstrap {spec.suite} ({d.name}), with the updates "
+                                    "and security suites applied")
     return disk
 
 
@@ -108,14 +115,20 @@ def _chroot_script(build: Build) -> str:
         f"chmod 755 {p}" for p in DIVERTED)
     undivert = "\n".join(f"rm -f {p}\ndpkg-divert --local --rename --remove {p}"
                          for p in DIVERTED)
+    pm = Apt()
+    # As the installer does: the updates and security suites (in sources.list already)
+    # are applied during the install, so the first boot is current and Step 2 finds no
+    # second kernel to boot. The installer leaves one kernel: the newest.
     return f"""set -eu
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 {divert}
-apt-get -q update
-apt-get -y -q install {shlex.join(spec.boot_packages)}
+{pm.refresh()}
+{pm.upgrade()}
+{pm.install(spec.boot_packages)}
+{pm.remove_kernels_but_newest()}
 {undivert}
 adduser --disabled-password --gecos "" {shlex.quote(user)}
-apt-get clean
+apt-get -q autoclean
 """
 
 
@@ -127,8 +140,17 @@ def _chroot_setup(build: Build, root: Path) -> None:
     (root / "etc/apt/sources.list").write_text(sources)
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
     script = _chroot_script(build)
-    run(["unshare", "--mount", "--propagation", "private", "sh", "-c", chroot_wrapper(root)], build,
-        what="installing the boot loader packages in the new system", input=script)
+    # A private mount namespace: proc, sys and dev exist only for the chroot's
+    # package scripts and vanish with the namespace. So does apt's package cache: the
+    # host's, per suite, kept for the next build (the new system's own stays empty;
+    # autoclean drops the versions the archive no longer has).
+    cache = CACHE_DIR.with_name("apt") / spec.suite
+    cache.mkdir(parents=True, exist_ok=True)
+    wrapper = chroot_wrapper(root, apt_cache=cache)
+    with file_lock(cache.with_name(f"{spec.suite}.lock")):
+        run(["unshare", "--mount", "--propagation", "private", "sh", "-c", wrapper], build,
+            what="installing the updates and the boot loader packages in the new system",
+            input=script)
     # Passwords go through chpasswd's standard input: never on a command line.
     c = build.creds
     run(["chroot", str(root), "chpasswd"], build, what="setting the build passwords",
@@ -136,13 +158,16 @@ def _chroot_setup(build: Build, root: Path) -> None:
     (root / "etc/resolv.conf").unlink()
 
 
-def chroot_wrapper(root: Path) -> str:
+def chroot_wrapper(root: Path, apt_cache: Path | None = None) -> str:
     """The sh script that runs stdin in ``root``: in a private mount namespace, so
-    proc, sys and dev exist only for the chroot's package scripts and vanish with it.
+    proc, sys and dev exist only for the chroot's package scripts and vanish with it
+    (and so does ``apt_cache``, bound over the new system's package cache when given).
     ``$R`` is always quoted: the scratch path may hold spaces or glob characters."""
+    cache = (f"mount --bind {shlex.quote(str(apt_cache))} \"$R/var/cache/apt/archives\"; "
+             if apt_cache is not None else "")
     return (f"set -eu; R={shlex.quote(str(root))}; mount -t proc proc \"$R/proc\"; "
             "mount --rbind /sys \"$R/sys\"; mount --rbind /dev \"$R/dev\"; "
-            "chroot \"$R\" /bin/sh -s")
+            f"{cache}chroot \"$R\" /bin/sh -s")
 
 
 def _write_config(build: Build, root: Path, root_uuid: str, esp_serial: str,

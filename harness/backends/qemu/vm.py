@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import host
+from harness import host, hostcache
 from harness.backends.base import VM
 from harness.errors import HypervisorError, MissingToolError
 
@@ -59,43 +59,64 @@ def image_info(path: Path) -> dict[str, Any]:
     return info
 
 
+def qemu_version() -> str:
+    """The first line of ``qemu-system-x86_64 --version`` ("" when it cannot run)."""
+    try:
+        proc = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                              text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return (proc.stdout.strip().splitlines() or [""])[0]
+
+
 def probe_accel(workdir: Path, wanted: str = "auto", timeout: float = 25) -> str:
     """'kvm' when a short real boot of OVMF under KVM prints to the serial console
-    and keeps running, else 'tcg'. Cached per process."""
+    and keeps running, else 'tcg'. Cached per process, and per host boot and qemu
+    version in :mod:`harness.hostcache` (only the first run after a reboot pays the
+    probe)."""
     if wanted in ("kvm", "tcg"):
         return wanted
     if "auto" in _ACCEL_CACHE:
         return _ACCEL_CACHE["auto"]
     result = "tcg"
     if os.access("/dev/kvm", os.R_OK | os.W_OK):
-        workdir.mkdir(parents=True, exist_ok=True)
-        serial = workdir / "kvm-probe.serial"
-        vars_fd = workdir / "kvm-probe-vars.fd"
-        shutil.copyfile(ovmf("vars"), vars_fd)
-        cmd = [
-            "qemu-system-x86_64", "-nodefaults", "-display", "none", "-machine", "q35",
-            "-accel", "kvm", "-cpu", "host", "-m", "256",
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={ovmf('code')}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}",
-            "-chardev", f"file,id=ser0,path={serial}", "-serial", "chardev:ser0",
-        ]
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + timeout
-        try:
-            while time.monotonic() < deadline and proc.poll() is None:
-                if serial.exists() and serial.stat().st_size > 64:
-                    time.sleep(2)  # survive a little longer: KVM errors come at run time
-                    if proc.poll() is None:
-                        result = "kvm"
-                    break
-                time.sleep(0.5)
-        finally:
-            proc.kill()
-            proc.wait()
-            for f in (serial, vars_fd):
-                f.unlink(missing_ok=True)
+        key = f"accel, {qemu_version()}"
+        result = hostcache.remembered("accel", key) or ""
+        if not result:
+            result = "kvm" if _kvm_boots(workdir, timeout) else "tcg"
+            hostcache.remember("accel", key, result)
     _ACCEL_CACHE["auto"] = result
     return result
+
+
+def _kvm_boots(workdir: Path, timeout: float) -> bool:
+    """A short real boot of OVMF under KVM: True when it prints to the serial console
+    and is still running two seconds later (KVM errors come at run time)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    serial = workdir / "kvm-probe.serial"
+    vars_fd = workdir / "kvm-probe-vars.fd"
+    shutil.copyfile(ovmf("vars"), vars_fd)
+    cmd = [
+        "qemu-system-x86_64", "-nodefaults", "-display", "none", "-machine", "q35",
+        "-accel", "kvm", "-cpu", "host", "-m", "256",
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={ovmf('code')}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={vars_fd}",
+        "-chardev", f"file,id=ser0,path={serial}", "-serial", "chardev:ser0",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if serial.exists() and serial.stat().st_size > 64:
+                time.sleep(2)  # survive a little longer: KVM errors come at run time
+                return proc.poll() is None
+            time.sleep(0.5)
+        return False
+    finally:
+        proc.kill()
+        proc.wait()
+        for f in (serial, vars_fd):
+            f.unlink(missing_ok=True)
 
 
 def remember_accel(accel: str) -> None:
@@ -146,6 +167,10 @@ class QemuVM(VM):
     serial_log: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     extra: list[str] = field(default_factory=list)  # more QEMU arguments (the installer's)
+    # The host's write cache for the disk: "unsafe" (guest flushes ignored) for the
+    # throwaway build VM, whose disk is only read again after QEMU exits; "writeback"
+    # (flushes honoured) for everything else.
+    disk_cache: str = "writeback"
 
     qmp_path: Path = field(default_factory=lambda: Path(
         tempfile.gettempdir()) / f"gmi-{os.getpid()}-{uuid.uuid4().hex[:8]}.qmp")
@@ -163,7 +188,7 @@ class QemuVM(VM):
             "-drive", f"if=pflash,format=raw,unit=1,file={self.vars_fd}",
             "-device", "virtio-scsi-pci,id=scsi0,addr=0x4",
             "-drive", (f"file={self.disk},if=none,id=disk0,format={self.disk_format},"
-                       "discard=unmap,detect-zeroes=unmap,cache=writeback"),
+                       f"discard=unmap,detect-zeroes=unmap,cache={self.disk_cache}"),
             "-device", "scsi-hd,drive=disk0,bus=scsi0.0,bootindex=1",
             "-netdev", f"user,id=net0,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22",
             "-device", f"virtio-net-pci,netdev=net0,addr={NIC_SLOT:#x}",

@@ -173,8 +173,10 @@ def read_run(folder: Path, label: str = "", mode: str = "", wall_s: float | None
         done = sum(w.values()) if w else None
         fig.stages[stage] = {
             "wall_s": round(wall, 1),
-            **({"work_s": round(done, 1), "overhead_s": round(wall - done, 1),
-                "overhead_pct": round(100 * (wall - done) / wall, 1)} if done is not None else {}),
+            # (step timings are rounded to 0.1 s: an overhead below that shows as 0)
+            **({"work_s": round(done, 1), "overhead_s": round(max(wall - done, 0.0), 1),
+                "overhead_pct": round(100 * max(wall - done, 0.0) / wall, 1)}
+               if done is not None else {}),
             **{f"{k}_s": round(v, 1) for k, v in (w or {}).items()},
             "downloaded_bytes": fetched.get(stage, 0),
         }

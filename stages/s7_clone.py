@@ -73,7 +73,7 @@ def boot_clone(b: Build, name: str = "clone") -> Clone:
         (b.logdir / f"{name}-seed-{fname}").write_text(text)
     iso = seed.write_iso(files, b.workdir / f"{name}-seed.iso")
     start = time.monotonic()
-    with b.step(f"{name}: start"), b.working("boot"):
+    with b.step(f"{name}: start"):  # (new_vm counts the start as "boot" work)
         vm = b.backend.clone(b, b.vhdx, iso, name)
     guest = Guest(vm.ssh_host, vm.ssh_port, CHECK_USER, key, alive=vm.is_running,
                   console=vm.serial_tail, logger=b.log, timer=b.account)

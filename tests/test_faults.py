@@ -180,7 +180,11 @@ def test_ctrl_c_mid_build_leaves_no_qemu_and_no_scratch(tmp_path: Path):
             break
     assert qemu_pids(str(scratch)), "the test VM did not start:\n" + "".join(seen)
     proc.send_signal(signal.SIGINT)
-    out = proc.communicate(timeout=60)[0]
+    # A hang guard, not the promise's bound: it returns as soon as the run ends. (Twice
+    # today, in clean clones with other runs busy on both cores, the interrupted run took
+    # longer than the 60 s this guard had; the bounded interrupt path with its own test
+    # under load is issue #11's work, on its branch.)
+    out = proc.communicate(timeout=300)[0]
     time.sleep(1)
     assert "KeyboardInterrupt" in out or "Interrupted" in out or proc.returncode == 2, out
     assert not qemu_pids(str(scratch)), "qemu survived Ctrl-C"

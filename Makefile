@@ -28,7 +28,7 @@ ALLURE_VERSION ?= 2.46.1
 # refused on Windows before it is imported (harness/backends/__init__.py).
 MYPY_WIN32 := $(PY) -m mypy --platform win32 --exclude '^harness/backends/qemu/'
 
-.PHONY: gmi test test-under-load setup host-packages venv tools lint clean
+.PHONY: gmi test test-under-load seed-check setup host-packages venv tools lint clean
 
 gmi: setup
 	$(PY) -m pytest checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
@@ -38,10 +38,11 @@ gmi: setup
 # side by side (one xdist worker each: the matrix as users run it) with their checks and
 # export; then the validator on the archives those builds wrote (one more clone boot each).
 TEST_OUT := reports/make-test
-# The validator boots each archive's clone with vmgenie's own seed template for its
-# distro (<Os>/<Version>/seed-data/ under SEED_TEMPLATES, a copy kept beside the repo;
-# left out when absent): the seed check reports the templates' faults in their own
-# sign-off row without blocking the index entry (the images are fine).
+# `make seed-check` (after make test) boots each archive's clone with vmgenie's own seed
+# template for its distro (<Os>/<Version>/seed-data/ under SEED_TEMPLATES, a copy kept
+# beside the repo): the seed check reports the templates' faults in their own sign-off
+# row without blocking the index entry (the images are fine). Not part of make test: the
+# seed check fails (exit 1) for vmgenie's Debian 12 and 13 templates today, by design.
 SEED_TEMPLATES ?= ../shared/vmgenie-seed-data
 SEED_ARGS := $(if $(wildcard $(SEED_TEMPLATES)/*/*/seed-data),--seed-template=$(SEED_TEMPLATES))
 TEST_DISTROS ?= debian-12 debian-13
@@ -57,7 +58,11 @@ test: setup
 	$(PY) -m pytest checks $$(for z in $(TEST_OUT)/GMI-*.zip; do printf -- '--gmi=%s ' "$$z"; done) \
 		-n $(TEST_WORKERS) --backend=$(BACKEND) --out=$(TEST_OUT) \
 		--index=$(TEST_OUT)/gmi-repository.dist.yml \
-		--index-url='https://gmi.example.org/{archive}' $(SEED_ARGS) $(ARGS)
+		--index-url='https://gmi.example.org/{archive}' $(ARGS)
+
+seed-check: setup
+	$(PY) -m pytest checks $$(for z in $(TEST_OUT)/GMI-*.zip; do printf -- '--gmi=%s ' "$$z"; done) \
+		-n $(TEST_WORKERS) --backend=$(BACKEND) --out=$(TEST_OUT)/seed-check $(SEED_ARGS) $(ARGS)
 
 setup: host-packages venv tools
 

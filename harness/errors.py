@@ -64,3 +64,7 @@ class GuestCommandError(GmiError):
 
 class ExportError(GmiError):
     """Export refused or failed; an existing archive is left untouched."""
+
+
+class BusyError(GmiError):
+    """Another run holds what this one needs (the same archive in the same --out)."""

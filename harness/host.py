@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
+import signal
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from harness import hostos
-from harness.errors import DiskSpaceError, MissingToolError
+from harness.errors import BusyError, DiskSpaceError, MissingToolError
 
 # host tool -> the Debian package that ships it
 TOOL_PACKAGES = {
@@ -94,3 +98,88 @@ def folder_lock(folder: Path) -> contextlib.AbstractContextManager[None]:
     is left in it): for a read-modify-write of a file there that xdist workers share
     (the repository index)."""
     return hostos.current().folder_lock(folder)
+
+
+@contextlib.contextmanager
+def claim(path: Path, owner: str, what: str) -> Iterator[None]:
+    """Hold the lock file ``path`` for the ``with`` block without waiting for it: when
+    another process holds it, raise :class:`BusyError` naming that holder (``owner`` is
+    what this process writes beside it, in ``path.owner``: its pid, host and run).
+    Released by the OS even when the process dies; the lock file stays."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    told = path.with_name(path.name + ".owner")
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = told.read_text(encoding="utf-8").strip() or "another process"
+        except OSError:
+            holder = "another process"
+        raise BusyError(f"{what} is being written by {holder}; wait for that run to end, "
+                        "or choose another --out") from None
+    try:
+        told.write_text(owner, encoding="utf-8")
+        yield
+    finally:
+        told.unlink(missing_ok=True)
+        lock.release()
+
+
+# Process groups of host commands running now (debootstrap with its dpkg and wget): the
+# interrupt watchdog kills them when a run has to stop hard.
+RUNNING_GROUPS: set[int] = set()
+
+
+class HeldInterrupts:
+    """While ``depth`` > 0 (a child is being started), the run's interrupt handler
+    only notes the signal in ``pending``; :func:`run_group` raises it once it can kill
+    what it started. (Blocking the signal would not do: it is a per-thread mask, and
+    the kernel hands the signal to another thread.)"""
+
+    depth = 0
+    pending = 0
+
+
+HELD = HeldInterrupts()
+
+
+def run_group(cmd: Sequence[str], *, input: str | None = None,
+              env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+    """Run ``cmd`` in a process group of its own; (exit status, stdout, stderr). When
+    anything stops the wait (Ctrl-C), the whole group is killed, grandchildren too;
+    an interrupt that comes while the child is being started waits until it can be."""
+    HELD.depth += 1
+    try:
+        proc = subprocess.Popen(
+            list(cmd), stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(env) if env is not None else None, start_new_session=True)  # (POSIX)
+    finally:
+        HELD.depth -= 1
+    RUNNING_GROUPS.add(proc.pid)
+    with proc:
+        try:
+            if HELD.pending and not HELD.depth:
+                signum, HELD.pending = HELD.pending, 0
+                raise KeyboardInterrupt(signal.Signals(signum).name)
+            stdout, stderr = proc.communicate(input)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                if sys.platform == "win32":
+                    proc.kill()
+                else:
+                    os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        finally:
+            RUNNING_GROUPS.discard(proc.pid)
+    return proc.returncode, stdout, stderr
+
+
+def kill_running_groups() -> None:
+    """SIGKILL every process group :func:`run_group` has running (any thread may call it)."""
+    if sys.platform == "win32":  # no host tool runs in a group of its own there
+        return
+    for pgid in list(RUNNING_GROUPS):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)

@@ -210,7 +210,12 @@ class Guest:
             rc = chan.recv_exit_status()
             if rc == -1:  # the channel closed without an exit status: the link broke
                 raise EOFError("the connection closed before the command finished")
-        except (TimeoutError, OSError, EOFError, paramiko.SSHException) as exc:
+        except TimeoutError:
+            raise GuestCommandError(
+                f"'{mask(label)}' gave no sign of life for {timeout:.0f} s in the guest "
+                f"{self.where}: it hangs, or the guest does (--command-timeout bounds this)"
+            ) from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
             raise GuestCommandError(
                 f"SSH to {self.where} broke during '{mask(label)}': {type(exc).__name__}: "
                 f"{exc or 'connection lost'}"

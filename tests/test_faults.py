@@ -3,19 +3,23 @@ These boot real QEMU (OVMF with an empty disk): seconds, not minutes."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paramiko
 import pytest
 
-from harness import distro, host, settings
+from harness import distro, host, runmarker, settings
 from harness.backends.qemu import vm
 from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
@@ -255,3 +259,365 @@ def test_keep_policy_on_failure(tmp_path: Path, keep: str, kept: bool):
             for arg in args:
                 if arg.startswith(b"unix:") and b".qmp" in arg:
                     Path(arg[5:].split(b",")[0].decode()).unlink(missing_ok=True)
+
+
+# --- faults through the real plugin and QEMU: signals in each stage, a hung guest, a
+# full --out, a second run on the same --out. Each checks the exit status, the one
+# line that says what happened, the process table, what is left on disk, the older
+# archive byte for byte, and --keep.
+
+OLD_ARCHIVE = b"PK\x05\x06" + b"\0" * 18  # an (empty) zip: the archive a previous run wrote
+
+STAGE_TEST = '''
+import os, threading, time
+from harness.archive import writer
+from harness.backends.qemu import debootstrap
+from harness.build import Credentials
+
+STAGE, TOKEN = {stage!r}, {token!r}
+
+
+def blank_vm(build, name):
+    disk = build.workdir / f"{{name}}.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 64 * 2**20)
+    return build.backend.new_vm(build, name, disk, "raw", owned=[disk])
+
+
+def slow_disk(path):
+    """A disk image that is read slowly and never ends (a FIFO fed by a thread): the
+    export is surely still writing when the signal comes."""
+    os.mkfifo(path)
+    def feed():
+        with open(path, "wb") as f:
+            while True:
+                f.write(os.urandom(2**16))
+                time.sleep(0.05)
+    threading.Thread(target=feed, daemon=True).start()
+
+
+def test_stage(build):
+    build.creds = Credentials.generate(build.distro.admin_user, "fault")
+    build.vm = blank_vm(build, "build")
+    with build.step(STAGE):
+        if STAGE == "provision":  # host tools at work (debootstrap), with children of their own
+            print("READY", flush=True)
+            debootstrap.run(["bash", "-c", f"(exec -a {{TOKEN}}-grandchild sleep 1000) & "
+                             f"exec -a {{TOKEN}}-child sleep 1000"], build, what="a host tool")
+        elif STAGE == "update":  # waiting on the guest, as every guest stage does
+            print("READY", flush=True)
+            build.connect()
+        elif STAGE == "export":  # the archive being written into --out, over an older one
+            disk = build.workdir / "disk.vhdx"
+            slow_disk(disk)
+            out = build.settings.out_dir
+            threading.Timer(0.5, lambda: print("READY", flush=True)).start()
+            writer.write_archive(out, build.distro.vmgenie, disk, {{"name": "x"}}, "", {{}}, force=True)
+        else:  # "stuck": something swallows the interrupt and goes on (a bad library)
+            print("READY", flush=True)
+            while True:
+                try:
+                    time.sleep(600)
+                except KeyboardInterrupt:
+                    pass
+'''
+
+
+class Inner:
+    """A throw-away project that uses the plugin, run as a user runs pytest."""
+
+    def __init__(self, root: Path, body: str, *args: str, out: Path | None = None,
+                 name: str = "proj") -> None:
+        self.proj = root / name
+        self.proj.mkdir(parents=True)
+        (self.proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n')
+        (self.proj / "test_inner.py").write_text(body)
+        self.scratch = root / f"{name}-scratch"
+        self.out = out or root / "out"
+        # (wide: pytest shortens the summary's messages to the terminal's width)
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg", "COLUMNS": "1000"}
+        self.cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s",
+                    "--distro=debian-12", f"--scratch={self.scratch}", f"--out={self.out}",
+                    "--vm-memory-mb=512", "--vm-cpus=1", f"--rootdir={self.proj}",
+                    str(self.proj / "test_inner.py"), *args]
+        self.proc: subprocess.Popen[str] | None = None
+        self.seen: list[str] = []
+
+    def start(self, until: str) -> str:
+        """Start it; return the first output line holding ``until`` (all output kept)."""
+        self.proc = subprocess.Popen(self.cmd, cwd=self.proj, env=self.env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.seen.append(line)
+            if until in line:
+                return line
+        raise AssertionError(f"the run ended before {until!r}:\n" + "".join(self.seen))
+
+    def finish(self, guard: float = 600) -> str:
+        """Its whole output once it has ended (``guard`` only keeps a hang from hanging
+        the suite; the bounds that matter are asserted by the tests)."""
+        assert self.proc is not None
+        rest = self.proc.communicate(timeout=guard)[0]
+        return "".join(self.seen) + rest
+
+
+@contextlib.contextmanager
+def both_cores_busy() -> Iterator[None]:
+    """Every core at 100 % (busy loops, one per core) for the ``with`` block."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(os.cpu_count() or 2)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def processes_with(text: str) -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                if text in cmdline and " -m pytest " not in cmdline:  # (the runs themselves)
+                    found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def old_archive(out: Path) -> bytes:
+    """An older archive (and its .sha256) in --out, as a previous run left them."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "GMI-Debian-12.zip").write_bytes(OLD_ARCHIVE)
+    (out / "GMI-Debian-12.zip.sha256").write_text("old  GMI-Debian-12.zip\n")
+    return OLD_ARCHIVE
+
+
+def assert_nothing_left(inner: Inner, *tokens: str) -> None:
+    """No qemu of the run, no process of ``tokens``, nothing in scratch, no partial
+    file in --out, the older archive untouched."""
+    # (a SIGKILLed grandchild is reaped by init, not by the run: give the kernel a moment)
+    for text in (str(inner.scratch), *tokens):
+        assert wait_for(lambda t=text: not processes_with(t), 30), processes_with(text)
+    left = sorted(p.name for p in inner.scratch.glob("*")) if inner.scratch.exists() else []
+    assert not left, f"scratch left behind: {left}"
+    assert not [p for p in inner.out.rglob("*") if p.name.endswith(".part")]
+    assert (inner.out / "GMI-Debian-12.zip").read_bytes() == OLD_ARCHIVE
+    assert (inner.out / "GMI-Debian-12.zip.sha256").read_text() == "old  GMI-Debian-12.zip\n"
+
+
+def one_line(output: str, start: str) -> str:
+    lines = [ln for ln in output.splitlines() if ln.startswith(start)]
+    assert len(lines) == 1, f"expected one line starting {start!r}:\n{output}"
+    return lines[0]
+
+
+@pytest.mark.vm
+@needs_qemu
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("stage", ["provision", "update", "export"])
+def test_a_signal_in_any_stage_ends_the_run_within_30_s_under_load(tmp_path: Path, stage: str,
+                                                                   sig: signal.Signals):
+    token = f"gmi-fault-{os.getpid()}-{stage}-{sig.name}"
+    inner = Inner(tmp_path, STAGE_TEST.format(stage=stage, token=token))
+    old_archive(inner.out)
+    inner.start("READY")
+    assert processes_with(str(inner.scratch)), "the run's VM did not start"
+    with both_cores_busy():
+        sent = time.monotonic()
+        inner.proc.send_signal(sig)  # type: ignore[union-attr]
+        output = inner.finish()
+        took = time.monotonic() - sent
+    assert inner.proc.returncode == 2, output  # type: ignore[union-attr]
+    assert took < 30, f"the run took {took:.0f} s to end after {sig.name}"
+    line = one_line(output, "gmi-harness: run ")
+    assert line.endswith(f"interrupted by {sig.name}: its VMs were stopped and its scratch removed")
+    assert_nothing_left(inner, token)
+
+
+@pytest.mark.vm
+@needs_qemu
+@pytest.mark.parametrize("second", [False, True], ids=["grace-ends", "second-signal"])
+def test_a_run_that_swallows_the_interrupt_is_stopped_hard(tmp_path: Path, second: bool):
+    """Whatever holds up the orderly end, the run ends within 30 s of the signal: after
+    the grace (20 s) or at once at a second Ctrl-C, with its VMs stopped hard."""
+    inner = Inner(tmp_path, STAGE_TEST.format(stage="stuck", token="-"))
+    old_archive(inner.out)
+    inner.start("READY")
+    with both_cores_busy():
+        sent = time.monotonic()
+        inner.proc.send_signal(signal.SIGINT if second else signal.SIGTERM)  # type: ignore[union-attr]
+        if second:
+            time.sleep(2)
+            inner.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
+        output = inner.finish()
+        took = time.monotonic() - sent
+    assert inner.proc.returncode == 2, output  # type: ignore[union-attr]
+    assert took < (15 if second else 30), f"the run took {took:.0f} s to end"
+    why = "was interrupted a second time after SIGINT" if second else \
+        "did not end within 20 s after SIGTERM"
+    assert one_line(output, "gmi-harness: the run ") == (
+        f"gmi-harness: the run {why}: its VMs were stopped hard and its scratch removed "
+        "(what --keep keeps is left)")
+    assert_nothing_left(inner)
+
+
+HUNG_GUEST_TEST = '''
+import os
+from harness.build import Credentials
+from harness.errors import GmiError
+from harness.plugin.fixtures import fail_cleanly
+
+
+def test_the_guest_hangs(build):
+    build.creds = Credentials.generate(build.distro.admin_user, "fault")
+    disk = build.workdir / "build.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 64 * 2**20)
+    build.vm = build.backend.new_vm(build, "build", disk, "raw", owned=[disk])
+    print("QEMU", build.vm.proc.pid, flush=True)
+    try:
+        with build.step("update"):
+            build.connect()
+    except GmiError as exc:
+        fail_cleanly(exc)
+'''
+
+
+@pytest.mark.vm
+@needs_qemu
+@pytest.mark.parametrize("keep", ["never", "on-failure"])
+def test_a_hung_guest_fails_its_stage_in_one_line(tmp_path: Path, keep: str):
+    """The guest hangs (its qemu SIGSTOPped) while the stage waits on it: the bounded
+    wait fails the stage in one line, and the stopped qemu is killed (or kept)."""
+    inner = Inner(tmp_path, HUNG_GUEST_TEST, "--boot-timeout=15", f"--keep={keep}")
+    old_archive(inner.out)
+    pid = int(re.search(r"QEMU (\d+)", inner.start("QEMU")).group(1))  # type: ignore[union-attr]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        output = inner.finish()
+        assert inner.proc.returncode == 1, output  # type: ignore[union-attr]
+        line = one_line(output, "FAILED ")
+        assert re.search(r"FAILED .*test_the_guest_hangs.* - Failed: the build VM's SSH on "
+                         r"root@127\.0\.0\.1:\d+ did not answer within 15 s \(last: .*\); "
+                         r"last console lines: ", line), line
+        if keep == "never":
+            assert runmarker.process_start(pid) is None, "the hung qemu was left"
+            assert_nothing_left(inner)
+        else:
+            assert runmarker.process_start(pid) is not None, "the kept VM was stopped"
+            assert "kept running" in output and list(inner.scratch.glob("*-debian-12"))
+            assert (inner.out / "GMI-Debian-12.zip").read_bytes() == OLD_ARCHIVE
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+FULL_OUT_TEST = '''
+import os
+from harness.archive import writer
+from harness.errors import GmiError
+from harness.plugin.fixtures import fail_cleanly
+
+
+def test_export_fills_the_disk(build):
+    disk = build.workdir / "build.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 64 * 2**20)
+    build.vm = build.backend.new_vm(build, "build", disk, "raw", owned=[disk])
+    vhdx = build.workdir / "disk.vhdx"
+    with vhdx.open("wb") as f:  # incompressible: the zip is as large as the disk
+        for _ in range(48):
+            f.write(os.urandom(2**20))
+    try:
+        with build.step("export"):
+            writer.write_archive(build.settings.out_dir, build.distro.vmgenie, vhdx, {"name": "x"},
+                                 "", {}, force=True)
+    except GmiError as exc:
+        fail_cleanly(exc)
+'''
+
+
+@pytest.mark.vm
+@needs_qemu
+@pytest.mark.parametrize("keep", ["never", "on-failure"])
+def test_out_filling_up_during_the_export_is_one_line(tmp_path: Path, keep: str):
+    """A real small disk as --out (a 24 MiB tmpfs, mounted in a mount namespace of the
+    run's own, so nothing outlives it): the 48 MiB archive does not fit."""
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f"mount -t tmpfs -o size=1m tmpfs {tmp_path}"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root with CAP_SYS_ADMIN): {probe.stderr.strip()}")
+    out = tmp_path / "out"
+    out.mkdir()
+    inner = Inner(tmp_path, FULL_OUT_TEST, f"--keep={keep}", out=out)
+    listing = tmp_path / "out-listing.txt"
+    script = (f"mount -t tmpfs -o size=24m tmpfs {out} || exit 99\n"
+              f"printf 'PK\\005\\006%018d' 0 | tr 0 '\\000' > {out}/GMI-Debian-12.zip\n"
+              f"echo 'old  GMI-Debian-12.zip' > {out}/GMI-Debian-12.zip.sha256\n"
+              f"{shlex.join(inner.cmd)}\nrc=$?\n"
+              f"(cd {out} && find . -name '*.part'; sha256sum GMI-Debian-12.zip; "
+              f"cat GMI-Debian-12.zip.sha256; ls -a) > {listing}\nexit $rc\n")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", script],
+                          cwd=inner.proj, env=inner.env, capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    pids = [int(p.split(":")[0]) for p in processes_with(str(inner.scratch))]
+    try:
+        assert proc.returncode == 1, output
+        line = one_line(output, "FAILED ")
+        assert re.search(rf"FAILED .*test_export_fills_the_disk.* - Failed: {re.escape(str(out))} filled up "
+                         r"while GMI-Debian-12\.zip was being written \(\d+ MiB free after removing the "
+                         r"partial file\); nothing was replaced: free some space or choose another --out$",
+                         line), line
+        found = listing.read_text().splitlines()
+        assert found[0] == f"{hashlib.sha256(OLD_ARCHIVE).hexdigest()}  GMI-Debian-12.zip", found
+        assert found[1] == "old  GMI-Debian-12.zip"  # (no .part line before it)
+        assert "GMI-Debian-12.zip" in found[2:] and not [f for f in found if f.endswith(".part")]
+        if keep == "never":
+            assert not pids and not list(inner.scratch.glob("*-debian-12"))
+        else:
+            assert pids and "kept running" in output and list(inner.scratch.glob("*-debian-12"))
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+HOLDING_TEST = '''
+import time
+
+def test_holds_its_out(build):
+    print("HOLDING", flush=True)
+    time.sleep(600)
+'''
+
+
+@pytest.mark.vm
+@needs_qemu
+def test_a_second_run_on_the_same_out_and_distro_is_refused_in_one_line(tmp_path: Path):
+    out = tmp_path / "out"
+    old_archive(out)
+    first = Inner(tmp_path, HOLDING_TEST, out=out, name="first")
+    first.start("HOLDING")
+    second = Inner(tmp_path, HOLDING_TEST, out=out, name="second")
+    try:
+        second.start("HOLDING")
+    except AssertionError:  # it ended without holding: refused
+        pass
+    else:
+        second.proc.kill()  # type: ignore[union-attr]
+        second.finish()
+        pytest.fail("the second run was let in while the first held the archive")
+    output = second.finish()
+    assert second.proc.returncode == 1, output  # type: ignore[union-attr]
+    line = one_line(output, "ERROR ")
+    pid = first.proc.pid  # type: ignore[union-attr]
+    assert re.search(rf" - Failed: {re.escape(str(out))}/GMI-Debian-12\.zip is being written by pid {pid} "
+                     r"on \S+ \(run \S+\); wait for that run to end, or choose another --out$", line), line
+    assert not list(second.scratch.glob("*")), "the refused run left scratch"
+    assert first.proc.poll() is None and list(first.scratch.glob("*-debian-12")), "the first run was hurt"
+    first.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
+    first_output = first.finish()
+    assert first.proc.returncode == 2, first_output  # type: ignore[union-attr]
+    assert_nothing_left(first)

@@ -8,7 +8,9 @@ an existing archive is replaced only when ``force`` says so.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import zipfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -138,8 +140,13 @@ def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mappin
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(out_dir).free
+            raise ExportError(f"{out_dir} filled up while {names.archive} was being written "
+                              f"({free / 2**20:.0f} MiB free after removing the partial file); "
+                              "nothing was replaced: free some space or choose another --out") from None
         raise
     sidecar = target.with_name(target.name + ".sha256")
     side_tmp = sidecar.with_name(sidecar.name + ".part")

@@ -54,6 +54,11 @@ class VM(ABC):
     def describe(self) -> str:
         """One line telling a person how to reach a VM that was kept."""
 
+    def stop_now(self) -> None:  # noqa: B027 - optional: a backend that cannot does nothing
+        """Stop the VM at once, without waiting for anything (from the interrupt
+        watchdog's thread, when the orderly end did not come in time). Its disks stay:
+        the scratch folder they are in is removed after."""
+
     def disk_allocated(self) -> int | None:
         """Bytes the VM's disk occupies on the host now, when the backend can tell."""
         return None

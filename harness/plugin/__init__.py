@@ -156,6 +156,7 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["GMI_RUN_ID"] = run_id  # xdist workers inherit it
     run_dir = settings.out_dir / "runs" / run_id
     state = RunState(settings, run_id, run_dir)
+    run.INTERRUPT.states.append(state)
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(ResultCollector(state), f"gmi-results-{id(config)}")

@@ -5,7 +5,9 @@ fixtures use."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -90,15 +92,24 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         backend.check_host(b)
     except GmiError as exc:
         fail_cleanly(exc)
-    workdir.mkdir(parents=True, exist_ok=True)
-    runmarker.write(workdir, run=state.run_id, worker=worker, subject=subject, backend=backend.name)
-    b.attach_logfile()
-    state.builds[subject] = b
-    state.scratch.append(workdir)
-    try:
-        yield b
-    finally:
-        _finish(b, state)
+    with contextlib.ExitStack() as holding:
+        if b.archive is None:  # one run at a time writes an archive into an --out
+            archive = gmi_settings.out_dir / distro.vmgenie.archive
+            try:
+                holding.enter_context(host.claim(
+                    archive.with_name(f".{archive.name}.lock"),
+                    f"pid {os.getpid()} on {socket.gethostname()} (run {state.run_id})", str(archive)))
+            except GmiError as exc:
+                fail_cleanly(exc)
+        workdir.mkdir(parents=True, exist_ok=True)
+        runmarker.write(workdir, run=state.run_id, worker=worker, subject=subject, backend=backend.name)
+        b.attach_logfile()
+        state.builds[subject] = b
+        state.scratch.append(workdir)
+        try:
+            yield b
+        finally:
+            _finish(b, state)
 
 
 def _progress_writer(config: pytest.Config, state: RunState) -> Any:

@@ -9,6 +9,9 @@ import json
 import os
 import shutil
 import signal
+import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,7 +25,7 @@ from harness.backends import backend_class
 from harness.backends.base import keeps
 from harness.build import Build
 from harness.errors import GmiError
-from harness.host import file_lock
+from harness.host import HELD, file_lock, kill_running_groups
 from harness.settings import Settings
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
@@ -65,15 +68,116 @@ class RunState:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def terminate_as_interrupt() -> None:
-    """SIGTERM and the terminal going away (SIGHUP; Ctrl-Break's SIGBREAK on Windows)
-    end the run like Ctrl-C: fixtures tear down, nothing is orphaned."""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+# From the first interrupt to a hard stop when the orderly end (fixtures tearing down:
+# VMs destroyed, scratch removed) has not finished by then.
+GRACE = 20.0
 
-    for name in hostos.current().termination_signals():
-        with contextlib.suppress(ValueError, AttributeError):  # not in the main thread
-            signal.signal(getattr(signal, name), handler)
+
+def interrupt_signals() -> tuple[int, ...]:
+    """Ctrl-C, and what this OS sends to end a run (SIGTERM; SIGHUP on Linux, SIGBREAK
+    on Windows)."""
+    names = ("SIGINT", *hostos.current().termination_signals())
+    return tuple(int(getattr(signal, n)) for n in names if hasattr(signal, n))
+
+
+class Interrupts:
+    """Ctrl-C, SIGTERM and SIGHUP (SIGBREAK on Windows) end the run like Ctrl-C
+    (KeyboardInterrupt: fixtures tear down, nothing is orphaned), within a bound whatever
+    the main thread is doing.
+
+    The signal's number also reaches a watchdog thread through ``signal.set_wakeup_fd``
+    (a socket pair: what Windows accepts too) at once, even while the main thread is
+    stuck in a call. When the run still runs
+    :data:`GRACE` seconds later, or at a second signal, the watchdog stops every VM not
+    kept hard (``VM.stop_now``), removes the scratch not kept, says so in one line and
+    exits with pytest's "interrupted" status (2)."""
+
+    def __init__(self) -> None:
+        self.states: list[RunState] = []
+        self.signum = 0
+        self.signals: tuple[int, ...] = ()
+        self._pair: tuple[socket.socket, socket.socket] | None = None
+
+    def install(self) -> None:
+        self.signals = interrupt_signals()
+        try:
+            for sig in self.signals:
+                signal.signal(sig, self._handler)
+        except ValueError:  # not the main thread (an in-process run): Python's defaults
+            return
+        if self._pair is None:
+            reader, writer = socket.socketpair()
+            writer.setblocking(False)
+            self._pair = (reader, writer)
+            threading.Thread(target=self._watch, name="gmi-interrupt-watchdog", daemon=True).start()
+        signal.set_wakeup_fd(self._pair[1].fileno(), warn_on_full_buffer=False)
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.signum:
+            return  # a second one is the watchdog's (it stops everything at once)
+        self.signum = signum
+        if HELD.depth:  # a host command is being started: raised once it can be killed
+            HELD.pending = signum
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    def _watch(self) -> None:
+        assert self._pair is not None
+        reader = self._pair[0]
+        first = 0.0
+        while True:
+            reader.settimeout(max(0.01, first + GRACE - time.monotonic()) if first else None)
+            try:
+                signum = reader.recv(1)[0]
+            except TimeoutError:
+                return self.stop_hard(f"did not end within {GRACE:.0f} s")
+            if signum not in self.signals:
+                continue
+            if first:
+                return self.stop_hard("was interrupted a second time")
+            first = time.monotonic()
+
+    def stop_hard(self, why: str) -> None:
+        """Stop the VMs not kept, remove the scratch not kept, exit now."""
+        name = signal.Signals(self.signum).name if self.signum else "a signal"
+        kill_running_groups()  # host tools (debootstrap) first: they may be writing in scratch
+        for state in self.states:
+            for subject, build in list(state.builds.items()):
+                if state.keep(subject):
+                    continue
+                for vm in list(build.vms):
+                    with contextlib.suppress(Exception):
+                        vm.stop_now()
+                shutil.rmtree(build.workdir, ignore_errors=True)
+            remove_once_folder(state)
+        with contextlib.suppress(OSError):
+            os.write(2, f"\ngmi-harness: the run {why} after {name}: its VMs were stopped hard "
+                        "and its scratch removed (what --keep keeps is left)\n".encode())
+        os._exit(2)
+
+
+INTERRUPT = Interrupts()
+
+
+def terminate_as_interrupt() -> None:
+    """Ctrl-C, SIGTERM and the terminal going away (SIGHUP; Ctrl-Break's SIGBREAK on
+    Windows) end the run like Ctrl-C, bounded (:class:`Interrupts`)."""
+    INTERRUPT.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An interrupted run says in one line how it ended."""
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or not INTERRUPT.signum or hasattr(config, "workerinput"):
+        return
+    name = signal.Signals(INTERRUPT.signum).name
+    kept = [str(b.workdir) for s, b in state.builds.items() if state.keep(s)]
+    running = [vm.name for s, b in state.builds.items() if not state.keep(s)
+               for vm in b.vms if vm.is_running()]
+    end = (f"VMs still running: {', '.join(running)}" if running else
+           f"kept as --keep={state.settings.keep} says: {', '.join(kept)}" if kept else
+           "its VMs were stopped and its scratch removed")
+    print(f"gmi-harness: run {state.run_id} interrupted by {name}: {end}", file=sys.stderr)
 
 
 def once_per_run(config: pytest.Config, key: str, work: Callable[[Path], Any]) -> Any:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
-import subprocess
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,16 +39,17 @@ DIVERTED = ("/usr/sbin/grub-install", "/usr/sbin/update-grub")
 
 def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None,
         env: dict[str, str] | None = None) -> None:
-    """Run a host command; its output goes to build.log; failure is one line."""
+    """Run a host command; its output goes to build.log; failure is one line. The
+    command runs in a process group of its own: when the run is interrupted, the whole
+    group is killed (debootstrap's dpkg and wget too, not just the script)."""
     build.log.info("$ %s", shlex.join(cmd) if input is None else f"{cmd[0]} ... (stdin)")
     with build.working("tools"):
-        proc = subprocess.run(cmd, input=input, capture_output=True, text=True,
-                              env={**os.environ, **(env or {})})
-    for line in (proc.stdout + proc.stderr).splitlines():
+        returncode, stdout, stderr = host.run_group(cmd, input=input, env={**os.environ, **(env or {})})
+    for line in (stdout + stderr).splitlines():
         build.log.info("  %s", line)
-    if proc.returncode != 0:
-        last = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["(no output)"]
-        raise HypervisorError(f"{what} failed (exit {proc.returncode}): {last[0]}; "
+    if returncode != 0:
+        last = (stderr or stdout).strip().splitlines()[-1:] or ["(no output)"]
+        raise HypervisorError(f"{what} failed (exit {returncode}): {last[0]}; "
                               f"see {build.logdir / 'build.log'}")
 
 

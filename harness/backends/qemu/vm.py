@@ -254,6 +254,13 @@ class QemuVM(VM):
                 self.proc.wait()
         self.qmp_path.unlink(missing_ok=True)
 
+    def stop_now(self) -> None:
+        """SIGKILL, nothing asked first (the QMP socket goes too)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.qmp_path.unlink(missing_ok=True)
+
     def destroy(self) -> None:
         self.kill()
         for path in self.owned:

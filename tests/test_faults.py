@@ -139,6 +139,50 @@ def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
     listener.close()
 
 
+class _SilentServer(_DroppingServer):
+    """Takes the command and then says nothing, ever (a hung guest)."""
+
+    def check_channel_exec_request(self, channel, command):
+        return True
+
+
+def test_a_guest_command_that_hangs_is_bounded_and_one_line(tmp_path: Path):
+    import socket
+
+    host_key = paramiko.Ed25519Key.from_private_key(
+        __import__("io").StringIO(KeyPair.generate("h").private_openssh))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    done = threading.Event()
+
+    def serve():
+        conn, _ = listener.accept()
+        t = paramiko.Transport(conn)
+        t.add_server_key(host_key)
+        t.start_server(server=_SilentServer())
+        chan = t.accept(120)  # (kept: a channel object that goes away closes)
+        done.wait(300)
+        if chan is not None:
+            chan.close()
+        t.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    guest = Guest("127.0.0.1", port, "root", KeyPair.generate("c"))
+    guest.wait(120)
+    start = time.monotonic()
+    try:
+        with pytest.raises(GuestCommandError) as exc:
+            guest.run("apt-get -y upgrade", what="upgrade", timeout=3)
+    finally:
+        done.set()
+        listener.close()
+    assert str(exc.value) == (f"'upgrade' gave no sign of life for 3 s in the guest root@127.0.0.1:{port}: "
+                              "it hangs, or the guest does (--command-timeout bounds this)")
+    assert time.monotonic() - start < 3 + 60  # (only a guard: the bound is the 3 s above)
+
+
 INTERRUPT_TEST = """
 import time
 from harness.backends.qemu import QemuBackend

@@ -357,7 +357,12 @@ def test_stage(build):
             out = build.settings.out_dir
             threading.Timer(0.5, lambda: print("READY", flush=True)).start()
             writer.write_archive(out, build.distro.vmgenie, disk, {{"name": "x"}}, "", {{}}, force=True)
-        else:  # "stuck": something swallows the interrupt and goes on (a bad library)
+        else:  # "stuck": something swallows the interrupt and goes on (a bad library),
+            # while a host tool runs from another thread
+            tool = ["bash", "-c", f"exec -a {{TOKEN}}-child sleep 1000"]
+            threading.Thread(target=debootstrap.run, args=(tool, build), kwargs={{"what": "tool"}},
+                             daemon=True).start()
+            time.sleep(1)
             print("READY", flush=True)
             while True:
                 try:
@@ -486,7 +491,8 @@ def test_a_signal_in_any_stage_ends_the_run_within_30_s_under_load(tmp_path: Pat
 def test_a_run_that_swallows_the_interrupt_is_stopped_hard(tmp_path: Path, second: bool):
     """Whatever holds up the orderly end, the run ends within 30 s of the signal: after
     the grace (20 s) or at once at a second Ctrl-C, with its VMs stopped hard."""
-    inner = Inner(tmp_path, STAGE_TEST.format(stage="stuck", token="-"))
+    token = f"gmi-fault-{os.getpid()}-stuck-{second}"
+    inner = Inner(tmp_path, STAGE_TEST.format(stage="stuck", token=token))
     old_archive(inner.out)
     inner.start("READY")
     with both_cores_busy():
@@ -504,7 +510,7 @@ def test_a_run_that_swallows_the_interrupt_is_stopped_hard(tmp_path: Path, secon
     assert one_line(output, "gmi-harness: the run ") == (
         f"gmi-harness: the run {why}: its VMs were stopped hard and its scratch removed "
         "(what --keep keeps is left)")
-    assert_nothing_left(inner)
+    assert_nothing_left(inner, token)
 
 
 HUNG_GUEST_TEST = '''

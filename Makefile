@@ -36,7 +36,10 @@ gmi: setup
 # The whole suite: lint; the harness's own tests (a session of their own: their in-process
 # pytest runs must not meet the real run's Allure listener); real builds of TEST_DISTROS
 # side by side (one xdist worker each: the matrix as users run it) with their checks and
-# export; then the validator on the archives those builds wrote (one more clone boot each).
+# export; then the validator on the archives those builds wrote (one more clone boot each);
+# then the secrets scan of everything those runs wrote (harness/report/leaks.py): the
+# build passwords (plain, base64, URL-quoted) and private keys in every report, log and
+# archive (the disk image's blocks too), and on the command lines sampled during the build.
 TEST_OUT := reports/make-test
 # `make seed-check` (after make test) boots each archive's clone with vmgenie's own seed
 # template for its distro (<Os>/<Version>/seed-data/ under SEED_TEMPLATES, a copy kept
@@ -53,12 +56,15 @@ test: setup
 	$(MYPY_WIN32)
 	rm -f $(TEST_OUT)/GMI-*.zip $(TEST_OUT)/GMI-*.zip.sha256 $(TEST_OUT)/gmi-repository.dist.yml
 	$(PY) -m pytest tests -n $(TEST_WORKERS) $(ARGS)
+	$(PY) -m harness.report.leaks watch $(TEST_OUT)/cmdline-watch.json & watch=$$!; \
 	$(PY) -m pytest checks $(TEST_DISTROS:%=--distro=%) -n $(TEST_WORKERS) \
-		--backend=$(BACKEND) --out=$(TEST_OUT) $(ARGS)
+		--backend=$(BACKEND) --out=$(TEST_OUT) $(ARGS); built=$$?; \
+	kill -TERM $$watch; wait $$watch; exit $$built
 	$(PY) -m pytest checks $$(for z in $(TEST_OUT)/GMI-*.zip; do printf -- '--gmi=%s ' "$$z"; done) \
 		-n $(TEST_WORKERS) --backend=$(BACKEND) --out=$(TEST_OUT) \
 		--index=$(TEST_OUT)/gmi-repository.dist.yml \
 		--index-url='https://gmi.example.org/{archive}' $(ARGS)
+	$(PY) -m harness.report.leaks scan $(TEST_OUT) --watch $(TEST_OUT)/cmdline-watch.json
 
 seed-check: setup
 	$(PY) -m pytest checks $$(for z in $(TEST_OUT)/GMI-*.zip; do printf -- '--gmi=%s ' "$$z"; done) \

@@ -247,8 +247,8 @@ def test_windows_privacy_tool_missing_is_one_line(tmp_path):
 
 # --- signals ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind, wanted", [("linux", {"SIGTERM", "SIGHUP"}),
-                                          ("windows", {"SIGTERM", "SIGBREAK"})])
+@pytest.mark.parametrize("kind, wanted", [("linux", {"SIGINT", "SIGTERM", "SIGHUP"}),
+                                          ("windows", {"SIGINT", "SIGTERM", "SIGBREAK"})])
 def test_signals_that_end_a_run_exist_on_that_os(monkeypatch, kind, wanted):
     from harness.plugin import run
 
@@ -267,14 +267,14 @@ def test_signals_that_end_a_run_exist_on_that_os(monkeypatch, kind, wanted):
 
 
 def test_a_signal_this_interpreter_lacks_is_skipped(monkeypatch, windows):
-    """Windows' list on an interpreter without SIGBREAK: SIGTERM alone, no error."""
+    """Windows' list on an interpreter without SIGBREAK: Ctrl-C and SIGTERM, no error."""
     from harness.plugin import run
 
     installed: list[int] = []
     monkeypatch.setattr(signal, "signal", lambda sig, handler: installed.append(sig))
     monkeypatch.delattr(signal, "SIGBREAK", raising=False)
     run.terminate_as_interrupt()
-    assert installed == [signal.SIGTERM]
+    assert installed == [signal.SIGINT, signal.SIGTERM]
 
 
 # --- is the run that made a VM still alive? -----------------------------------------------

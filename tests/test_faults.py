@@ -671,3 +671,36 @@ def test_a_second_run_on_the_same_out_and_distro_is_refused_in_one_line(tmp_path
     first_output = first.finish()
     assert first.proc.returncode == 2, first_output  # type: ignore[union-attr]
     assert_nothing_left(first)
+
+
+NOTHING_TO_BUILD = '''
+import os, signal, time
+
+def test_sends_itself_ctrl_c():
+    caught = 0
+    for _ in range(2):  # each Ctrl-C is a KeyboardInterrupt, as in plain Python
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            caught += 1
+    assert caught == 2
+    time.sleep(3)  # past the (shortened) grace: the watchdog must not have armed
+'''
+
+
+def test_a_session_with_nothing_to_build_keeps_pythons_ctrl_c(tmp_path: Path):
+    """The harness's own test sessions load the plugin too: a test that sends itself a
+    Ctrl-C and catches it must not have its process stopped hard later (that crashed an
+    xdist worker of tests/test_cli.py once)."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n'
+                                      "import harness.plugin.run as run\nrun.GRACE = 1.0\n")
+    (proj / "test_inner.py").write_text(NOTHING_TO_BUILD)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           f"--rootdir={proj}", str(proj / "test_inner.py")], cwd=proj,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "gmi-harness: the run" not in proc.stdout + proc.stderr

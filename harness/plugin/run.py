@@ -113,6 +113,8 @@ class Interrupts:
         signal.set_wakeup_fd(self._pair[1].fileno(), warn_on_full_buffer=False)
 
     def _handler(self, signum: int, frame: Any) -> None:
+        if not self._busy():  # nothing built or validated: Ctrl-C as Python does it
+            raise KeyboardInterrupt(signal.Signals(signum).name)
         if self.signum:
             return  # a second one is the watchdog's (it stops everything at once)
         self.signum = signum
@@ -131,11 +133,20 @@ class Interrupts:
                 signum = reader.recv(1)[0]
             except TimeoutError:
                 return self.stop_hard(f"did not end within {GRACE:.0f} s")
-            if signum not in self.signals:
+            if signum not in self.signals or not self._guarding(signum):
                 continue
             if first:
                 return self.stop_hard("was interrupted a second time")
             first = time.monotonic()
+
+    def _guarding(self, signum: int) -> bool:
+        """Whether this signal is the watchdog's to bound: a run with something to
+        build or validate is going on (not the harness's own test session, whose tests
+        may send themselves a Ctrl-C), and the signal still reaches our handler."""
+        return self._busy() and signal.getsignal(signum) == self._handler
+
+    def _busy(self) -> bool:
+        return any(state.settings.distro or state.settings.gmi for state in self.states)
 
     def stop_hard(self, why: str) -> None:
         """Stop the VMs not kept, remove the scratch not kept, exit now."""
@@ -166,11 +177,17 @@ def terminate_as_interrupt() -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    """An interrupted run says in one line how it ended."""
+    """An interrupted run says in one line how it ended; the run is no longer one the
+    watchdog guards (an in-process run ends before its caller does)."""
     state = config.stash.get(STATE_KEY, None)
-    if state is None or not INTERRUPT.signum or hasattr(config, "workerinput"):
+    if state in INTERRUPT.states:
+        INTERRUPT.states.remove(state)
+    signum = INTERRUPT.signum
+    if not INTERRUPT.states:
+        INTERRUPT.signum = 0
+    if state is None or not signum or hasattr(config, "workerinput"):
         return
-    name = signal.Signals(INTERRUPT.signum).name
+    name = signal.Signals(signum).name
     kept = [str(b.workdir) for s, b in state.builds.items() if state.keep(s)]
     running = [vm.name for s, b in state.builds.items() if not state.keep(s)
                for vm in b.vms if vm.is_running()]

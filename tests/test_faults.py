@@ -363,9 +363,12 @@ def test_stage(build):
             threading.Thread(target=debootstrap.run, args=(tool, build), kwargs={{"what": "tool"}},
                              daemon=True).start()
             time.sleep(1)
-            print("READY", flush=True)
-            while True:
+            told = False
+            while True:  # (READY is said inside the loop: no interrupt may land before it)
                 try:
+                    if not told:
+                        told = True
+                        print("READY", flush=True)
                     time.sleep(600)
                 except KeyboardInterrupt:
                     pass

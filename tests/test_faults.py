@@ -382,7 +382,9 @@ class Inner:
                  name: str = "proj") -> None:
         self.proj = root / name
         self.proj.mkdir(parents=True)
-        (self.proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n')
+        (self.proj / "conftest.py").write_text(  # (Ctrl-C as a terminal gives it: see inner_run)
+            'import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n'
+            'pytest_plugins = ["harness.plugin"]\n')
         (self.proj / "test_inner.py").write_text(body)
         self.scratch = root / f"{name}-scratch"
         self.out = out or root / "out"
@@ -395,10 +397,10 @@ class Inner:
         self.proc: subprocess.Popen[str] | None = None
         self.seen: list[str] = []
 
-    def start(self, until: str) -> str:
+    def start(self, until: str, preexec: Callable[[], object] | None = None) -> str:
         """Start it; return the first output line holding ``until`` (all output kept)."""
         self.proc = subprocess.Popen(self.cmd, cwd=self.proj, env=self.env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+                                     stderr=subprocess.STDOUT, text=True, preexec_fn=preexec)
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             self.seen.append(line)
@@ -698,8 +700,9 @@ def test_a_session_with_nothing_to_build_keeps_pythons_ctrl_c(tmp_path: Path):
     xdist worker of tests/test_cli.py once)."""
     proj = tmp_path / "proj"
     proj.mkdir()
-    (proj / "conftest.py").write_text('pytest_plugins = ["harness.plugin"]\n'
-                                      "import harness.plugin.run as run\nrun.GRACE = 1.0\n")
+    (proj / "conftest.py").write_text(
+        'import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n'
+        'pytest_plugins = ["harness.plugin"]\nimport harness.plugin.run as run\nrun.GRACE = 1.0\n')
     (proj / "test_inner.py").write_text(NOTHING_TO_BUILD)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                            f"--rootdir={proj}", str(proj / "test_inner.py")], cwd=proj,
@@ -707,3 +710,21 @@ def test_a_session_with_nothing_to_build_keeps_pythons_ctrl_c(tmp_path: Path):
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "gmi-harness: the run" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.vm
+@needs_qemu
+def test_a_run_started_under_nohup_keeps_ignoring_sighup(tmp_path: Path):
+    """A signal the run was started ignoring stays ignored (nohup's SIGHUP): logging out
+    does not end a run someone meant to outlive the terminal."""
+    inner = Inner(tmp_path, HOLDING_TEST)
+    inner.start("HOLDING", preexec=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    inner.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+    time.sleep(3)
+    assert inner.proc.poll() is None, inner.finish()  # type: ignore[union-attr]
+    inner.proc.send_signal(signal.SIGINT)  # type: ignore[union-attr]
+    output = inner.finish()
+    assert inner.proc.returncode == 2, output  # type: ignore[union-attr]
+    assert one_line(output, "gmi-harness: run ").endswith("interrupted by SIGINT: its VMs were "
+                                                          "stopped and its scratch removed")
+

@@ -99,7 +99,9 @@ class Interrupts:
         self._pair: tuple[socket.socket, socket.socket] | None = None
 
     def install(self) -> None:
-        self.signals = interrupt_signals()
+        # A signal this process was started ignoring stays ignored, as Python leaves it:
+        # nohup's SIGHUP, the SIGINT a shell gives a job it starts in the background.
+        self.signals = tuple(s for s in interrupt_signals() if signal.getsignal(s) != signal.SIG_IGN)
         try:
             for sig in self.signals:
                 signal.signal(sig, self._handler)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -149,12 +147,13 @@ def run_group(cmd: Sequence[str], *, input: str | None = None,
     """Run ``cmd`` in a process group of its own; (exit status, stdout, stderr). When
     anything stops the wait (Ctrl-C), the whole group is killed, grandchildren too;
     an interrupt that comes while the child is being started waits until it can be."""
+    os_ = hostos.current()
     HELD.depth += 1
     try:
         proc = subprocess.Popen(
             list(cmd), stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(env) if env is not None else None, start_new_session=True)  # (POSIX)
+            env=dict(env) if env is not None else None, **os_.own_group())
     finally:
         HELD.depth -= 1
     RUNNING_GROUPS.add(proc.pid)
@@ -165,11 +164,7 @@ def run_group(cmd: Sequence[str], *, input: str | None = None,
                 raise KeyboardInterrupt(signal.Signals(signum).name)
             stdout, stderr = proc.communicate(input)
         except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                if sys.platform == "win32":
-                    proc.kill()
-                else:
-                    os.killpg(proc.pid, signal.SIGKILL)
+            os_.kill_group(proc.pid)
             raise
         finally:
             RUNNING_GROUPS.discard(proc.pid)
@@ -177,9 +172,6 @@ def run_group(cmd: Sequence[str], *, input: str | None = None,
 
 
 def kill_running_groups() -> None:
-    """SIGKILL every process group :func:`run_group` has running (any thread may call it)."""
-    if sys.platform == "win32":  # no host tool runs in a group of its own there
-        return
-    for pgid in list(RUNNING_GROUPS):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
+    """Kill every process group :func:`run_group` has running (any thread may call it)."""
+    for pid in list(RUNNING_GROUPS):
+        hostos.current().kill_group(pid)

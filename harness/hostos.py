@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import os
+import signal
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -102,6 +103,12 @@ class HostOS(ABC):
     @abstractmethod
     def process_identity(self) -> tuple[int, str]: ...
 
+    @abstractmethod
+    def own_group(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def kill_group(self, pid: int) -> None: ...
+
 
 if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run there)
 
@@ -182,6 +189,17 @@ if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run t
             start = proc_start(os.getpid())
             assert start is not None  # this very process
             return start, proc_boot_id()
+
+        def own_group(self) -> dict[str, Any]:
+            """``subprocess.Popen`` arguments that start a child in a process group of its
+            own (a new session), so its grandchildren can be killed with it."""
+            return {"start_new_session": True}
+
+        def kill_group(self, pid: int) -> None:
+            """SIGKILL the process group led by ``pid`` (started with :meth:`own_group`);
+            a group already gone is not an error."""
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 # Windows constants (kernel32 and the reparse tag of a junction).
@@ -371,6 +389,18 @@ class Windows(HostOS):
                                    ctypes.byref(exited), ctypes.byref(kernel), ctypes.byref(user)):
             return 0, ""
         return (created.dwHighDateTime << 32) | created.dwLowDateTime, ""
+
+    def own_group(self) -> dict[str, Any]:
+        """A new process group (Windows has no sessions to start; Ctrl-C then does not
+        reach the child straight from the console, the run ends it)."""
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+
+    def kill_group(self, pid: int) -> None:
+        """End ``pid`` and every process it started (``taskkill /T /F``: Windows has no
+        signal for a group); one already gone is not an error."""
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            self.run(["taskkill", "/T", "/F", "/PID", str(pid)], capture_output=True, text=True,
+                     check=False, timeout=30)
 
 
 _CURRENT: HostOS

@@ -496,3 +496,38 @@ def test_windows_run_marker_carries_the_creation_time(tmp_path, windows):
     assert owner is not None and owner.pid == os.getpid()
     assert owner.start == 0x01DB4A2B5C3E8000 and owner.boot == ""
     assert fields["backend"] == "hyperv"
+
+
+def test_linux_host_command_grandchildren_die_with_their_group():
+    """A host command (debootstrap and the dpkg it starts) is killed whole: its own
+    group, SIGKILLed by the seam, grandchildren too."""
+    os_ = hostos.Linux()
+    proc = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE,
+                            text=True, **os_.own_group())
+    assert proc.stdout is not None
+    grandchild = int(proc.stdout.readline())
+    os_.kill_group(proc.pid)
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    for _ in range(300):  # reaped by init once killed; gone from the table soon after
+        if not os_.pid_alive(grandchild) or _zombie(grandchild):
+            break
+        time.sleep(0.1)
+    assert not os_.pid_alive(grandchild) or _zombie(grandchild)
+    os_.kill_group(proc.pid)  # a group already gone is not an error
+    proc.stdout.close()
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def test_windows_host_command_group_is_a_new_group_ended_by_taskkill_tree(windows):
+    """Windows has no signal for a group: the child starts in a new process group and is
+    ended with its children by ``taskkill /T /F`` (run through the seam's command runner)."""
+    os_ = hostos.current()
+    assert os_.own_group() == {"creationflags": 0x200}  # CREATE_NEW_PROCESS_GROUP
+    os_.kill_group(4242)
+    assert windows.run.calls[-1] == ["taskkill", "/T", "/F", "/PID", "4242"]

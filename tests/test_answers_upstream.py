@@ -141,8 +141,14 @@ def kickstart_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schem
 def preseed_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas: Path) -> list[str]:
     path = tmp / "preseed.cfg"
     path.write_text(files["preseed.cfg"])
+    # A database of its own: the system's is locked while any package installs (apt,
+    # unattended-upgrades), and debconf-set-selections then fails even with --checkonly.
+    rc = tmp / "debconf.conf"
+    rc.write_text(f"Config: configdb\nTemplates: templatedb\n\n"
+                  f"Name: configdb\nDriver: File\nFilename: {tmp / 'config.dat'}\n\n"
+                  f"Name: templatedb\nDriver: File\nFilename: {tmp / 'templates.dat'}\n")
     proc = subprocess.run([tool("debconf-set-selections"), "--checkonly", str(path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env={**os.environ, "DEBCONF_SYSTEMRC": str(rc)})
     return [f"debconf-set-selections: {proc.stderr.strip() or f'exit {proc.returncode}'}"] if (
         proc.returncode != 0 or proc.stderr.strip()) else []
 

@@ -1,7 +1,9 @@
 """The seed check: the user-data the clone was booted with (the harness's own seed, or
 the template given with --seed-template) against the clone's own cloud-init schema.
-A fault here is the seed's, not the image's: it is reported in its own row and blocks
-the export only with --seed-template-blocks-export."""
+A fault in a template given with --seed-template is the template's, not the image's: it
+is reported in its own row as an expected failure (xfailed: the run's exit status stays 0)
+and fails the run and blocks the export only with --seed-template-blocks-export. A fault in
+the harness's own seed is the harness's bug and always fails."""
 
 from __future__ import annotations
 
@@ -29,10 +31,13 @@ def test_seed_user_data_passes_the_clones_cloud_init_schema(clone: Clone, build:
         return result.rc, result.output
 
     found = seed_schema.check(clone.seed_files["user-data"], validate)
-    whose = (f"the seed template {clone.template}" if clone.template is not None
-             else "the harness's own seed")
-    if found:
-        blocks = build.settings.seed_template_blocks_export
-        pytest.fail(seed_schema.describe(found, whose)
-                    + ("" if blocks else " [does not block the export: "
-                       "--seed-template-blocks-export is off]"), pytrace=False)
+    if not found:
+        return
+    if clone.template is None:  # our own seed: the harness's bug, always a failure
+        pytest.fail(seed_schema.describe(found, "the harness's own seed"), pytrace=False)
+    message = seed_schema.describe(found, f"the seed template {clone.template}")
+    if build.settings.seed_template_blocks_export:
+        pytest.fail(message + " [blocks the export: --seed-template-blocks-export]", pytrace=False)
+    # Reported (sign-off row, JUnit, Allure) as an expected failure: the template's fault,
+    # not the image's, so the run's exit status and the export do not hang on it.
+    pytest.xfail(message + " [does not block the export: --seed-template-blocks-export is off]")

@@ -15,6 +15,8 @@ from harness.checklist import SEED as SEED_ITEM
 from harness.report import signoff
 
 NODES = [f"checks/t.py::test_{i}[d]" for i in range(len(REQUIRED_ITEMS))]
+pytest_plugins = ["pytester"]
+
 SEED_NODE = "checks/test_seed.py::test_seed_user_data_passes_the_clones_cloud_init_schema[d]"
 LABELS = {**dict(zip(NODES, REQUIRED_ITEMS, strict=True)), SEED_NODE: SEED_ITEM}
 OUTCOMES = {**dict.fromkeys(NODES, "passed"), SEED_NODE: "failed"}
@@ -71,3 +73,53 @@ def test_signoff_page_shows_the_seed_row_and_a_verdict_by_the_setting(tmp_path: 
     assert "blocks the export only with --seed-template-blocks-export" in row
     assert 'data-result="fail"' in row and "users.1.home (user-data line 7)" in row, row
     assert 'id="verdict">READY TO SIGN' in html.replace("\n", "")
+
+
+# ---------------------------------------- a template's fault through the real plugin
+
+SEED_CHECKS = '''
+import pytest
+from harness.checklist import SEED
+
+@pytest.mark.checklist("boots with no errors")
+def test_boots(sealed):
+    pass
+
+@pytest.mark.checklist(SEED)
+def test_seed(sealed):
+    pytest.xfail("1 fault in the seed template /t (the seed's fault, not the image's): "
+                 "users.1.home (user-data line 7): error: not valid")
+'''
+
+
+def test_a_template_fault_is_reported_without_failing_the_run(pytester, tmp_path, monkeypatch):
+    """The seed check's verdict on a template (pytest.xfail) leaves the exit status 0 and
+    shows as the seed row's failure, with its finding, on the sign-off page, in its data,
+    in JUnit (read back as the page's --signoff-from does) and in the release item."""
+    import json
+
+    from harness.report.release import item_result
+    from tests import matrix_project
+
+    matrix_project.make(pytester, monkeypatch, tmp_path)
+    pytester.makepyfile(test_checks=SEED_CHECKS)
+    result = matrix_project.run(pytester, tmp_path, distros=("debian-12",), workers=0)
+    result.assert_outcomes(passed=1, xfailed=1)
+    assert result.ret == 0
+    folder = next((tmp_path / "runs").glob("2*"))
+    doc = json.loads((folder / "signoff.json").read_text())
+    seed = [t for t in doc["tests"] if t["item"] == SEED_ITEM]
+    assert [(t["outcome"], t["reason"].split(":")[0]) for t in seed] == [
+        ("xfailed", "1 fault in the seed template /t (the seed's fault, not the image's)")]
+    assert "users.1.home (user-data line 7)" in seed[0]["reason"]
+    (subject,) = signoff.load_data(folder / "signoff.json")
+    # the finding does not make the verdict a fail (it is "not run": this fake has one item)
+    assert subject.cell(SEED_ITEM).result == signoff.FAIL and subject.verdict == signoff.NOT_RUN
+    from_junit = {t.name.split("[")[0]: t for s in signoff.load_junit(folder) for t in s.tests}
+    assert from_junit["test_seed"].outcome == "xfailed"
+    assert "users.1.home (user-data line 7)" in from_junit["test_seed"].reason
+    html = (folder / "signoff.html").read_text()
+    row = html[html.index(f'data-item="{escape(SEED_ITEM)}"'):]
+    assert 'data-result="fail"' in row[:row.index("</tr>")]
+    assert item_result(["xfailed"]) == "fail"
+    assert "xfailed=1" in result.stdout.str()  # the GMI builds summary counts it

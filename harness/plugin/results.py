@@ -38,13 +38,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     state = item.config.stash[STATE_KEY]
     outcomes = state.outcomes.setdefault(name, {})
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        outcomes[node_key(item.nodeid)] = report.outcome
+        outcomes[node_key(item.nodeid)] = outcome_of(report)
     if report.failed:
         state.failed[name] = True
         _attach_evidence(item, report, state.builds.get(name))
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _link_logs(report, state, name)
     return report
+
+
+def outcome_of(report: pytest.TestReport) -> str:
+    """pytest's outcome word, with an expected failure told apart from a skip
+    ("xfailed": a fault that is reported but not the image's, e.g. a seed template's)."""
+    if report.skipped and getattr(report, "wasxfail", None) is not None:
+        return "xfailed"
+    return report.outcome
 
 
 def _mask_report(report: pytest.TestReport) -> None:
@@ -161,7 +169,7 @@ class ResultCollector:
             return
         if report.when == "teardown" and test["outcome"] != "passed":
             return  # the first failure says what went wrong
-        test["outcome"] = "error" if report.failed and report.when != "call" else report.outcome
+        test["outcome"] = "error" if report.failed and report.when != "call" else outcome_of(report)
         test["reason"] = _reason(report)
 
 
@@ -170,6 +178,8 @@ def _reason(report: pytest.TestReport) -> str:
     longrepr = report.longrepr
     if longrepr is None or report.passed:
         return ""
+    if outcome_of(report) == "xfailed":
+        return mask(" ".join(str(report.wasxfail).split()))[:400]
     if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: why")
         text = str(longrepr[2]).removeprefix("Skipped: ")
     elif getattr(longrepr, "reprcrash", None) is not None:

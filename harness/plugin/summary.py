@@ -13,6 +13,9 @@ from harness.plugin.results import summaries
 from harness.plugin.run import STATE_KEY
 from harness.report import allure, signoff
 
+# pytest's outcome words as the results record them ("xfailed": a seed template's fault)
+OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed")
+
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """A short table per distro: stages and their durations, archive, result."""
@@ -30,7 +33,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     tr.write_sep("=", "GMI builds")
     for name in names:
         mine, build = tests.get(name, []), builds.get(name, {})
-        counts = {o: sum(t["outcome"] == o for t in mine) for o in ("passed", "failed", "error", "skipped")}
+        counts = {o: sum(t["outcome"] == o for t in mine) for o in OUTCOMES}
         result = "FAILED" if counts["failed"] or counts["error"] else "passed" if mine else "no tests"
         stages = {k: v for k, v in build.get("timings", {}).items() if ":" not in k}
         tr.write_line(f"{name:<14} {result:<8} " + ", ".join(f"{k}={v:.0f}" for k, v in counts.items() if v)

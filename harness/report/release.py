@@ -366,7 +366,7 @@ def item_result(outcomes: Sequence[str]) -> str:
     """One checklist item's result from its tests' outcomes (as the page's matrix)."""
     if not outcomes:
         return "not run"
-    if any(o in ("failed", "error") for o in outcomes):
+    if any(o in ("failed", "error", "xfailed") for o in outcomes):
         return "fail"
     return "pass" if "passed" in outcomes else "skipped"
 

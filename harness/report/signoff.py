@@ -59,8 +59,11 @@ class SignoffError(GmiError):
 
 
 def result_of(outcome: str) -> str:
-    """pytest's outcome words (passed/failed/error/skipped) -> pass/fail/skipped."""
-    return {"passed": PASS, "failed": FAIL, "error": FAIL, "skipped": SKIP}.get(outcome, FAIL)
+    """pytest's outcome words (passed/failed/error/skipped/xfailed) -> pass/fail/skipped.
+    An expected failure (a seed template's fault, reported without failing the run) is a
+    fail of its item: the page shows it, the verdict weighs it as the item says."""
+    return {"passed": PASS, "failed": FAIL, "error": FAIL, "skipped": SKIP,
+            "xfailed": FAIL}.get(outcome, FAIL)
 
 
 @dataclass
@@ -70,7 +73,7 @@ class CheckResult:
     subject: str
     name: str  # the test function with its parameters, e.g. test_no_failed_units[debian-12]
     item: str  # its checklist item, or "" for tests that are not checklist items
-    outcome: str  # passed | failed | error | skipped
+    outcome: str  # passed | failed | error | skipped | xfailed
     reason: str = ""  # the skip reason or the failure's one-line message
     duration: float = 0.0
 
@@ -305,6 +308,8 @@ def load_junit(folder: Path) -> list[Subject]:
             el = case.find(tag)
             if el is not None:
                 outcome, reason = word, next(iter((el.get("message") or "").splitlines()), "")
+                if tag == "skipped" and el.get("type") == "pytest.xfail":
+                    outcome = "xfailed"
         s = subjects.setdefault(subject, Subject(subject, run=run, host=run.host,
                                                  backend=chosen.get("backend", "")))
         item = props.get("checklist") or labels.get(name.split("[")[0], "")

@@ -230,6 +230,16 @@ def _ids(root: Path, user: str) -> int:
     raise GmiError(f"user {user} was not created in the new system")
 
 
+def ext4_extended(offset: int) -> str:
+    """``mkfs.ext4 -E`` for the root filesystem written in place at ``offset`` bytes into
+    the sparse disk. Inode tables are marked zeroed now (holes in a new sparse file), so
+    the guest never lazily zeroes 250 GB; the journal needs no zeroing either: a new
+    sparse file reads as zeros already. The block groups' bitmaps and inode tables are
+    packed at the start of the filesystem (packed_meta_blocks), not spread over 250 GB:
+    an empty one then touches 33 MiB of a 1 MiB-block VHDX instead of 155 MiB."""
+    return f"offset={offset},lazy_itable_init=0,lazy_journal_init=1,packed_meta_blocks=1"
+
+
 def _assemble_disk(build: Build, root: Path, disk: Path, root_uuid: str,
                    esp_serial: str) -> None:
     d = build.distro
@@ -247,11 +257,8 @@ def _assemble_disk(build: Build, root: Path, disk: Path, root_uuid: str,
         "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n"
     )
     run(["sfdisk", "--quiet", str(disk)], build, what="partitioning the disk", input=layout)
-    # Root filesystem written in place at its offset. Inode tables are marked zeroed
-    # now (holes in a new sparse file), so the guest never lazily zeroes 250 GB; the
-    # journal needs no zeroing either: a new sparse file reads as zeros already.
     run(["mkfs.ext4", "-q", "-F", "-d", str(root), "-U", root_uuid, "-L", "root",
-         "-E", f"offset={root_start_mib * MiB},lazy_itable_init=0,lazy_journal_init=1",
+         "-E", ext4_extended(root_start_mib * MiB),
          str(disk), f"{root_mib}M"], build, what="mkfs.ext4 of the root filesystem")
     esp = build.workdir / "esp.img"
     esp.unlink(missing_ok=True)

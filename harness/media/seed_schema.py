@@ -15,6 +15,11 @@ of 22.4.2, Debian 12, and 25.1.4, Debian 13; recorded in ``tests/data/cloud_init
 - cloud-init stops looking inside a mapping once it has an unknown key, so a
   deprecated key beside it shows only once the unknown key is gone: :func:`check`
   therefore validates again without the unknown keys, until nothing new appears.
+- where cloud-init names no key (22.4's ``is not valid under any of the given schemas``),
+  :func:`check` finds the keys at fault itself, by validating the entry rebuilt one key
+  at a time (:func:`isolate`). Removing one key at a time would not do: 22.4 knows
+  neither ``home`` nor ``ssh-authorized-keys``, so vmgenie's templates have two keys at
+  fault in the same entry and the entry stays invalid without either one alone.
 
 Line numbers are looked up in the user-data itself (placeholders fill single lines, so
 they are the template's line numbers too).
@@ -186,6 +191,23 @@ def findings(problems: Iterable[tuple[str, str, str]], text: str) -> list[Findin
     return list(dict.fromkeys(out))
 
 
+def _node_at(data: Any, path: str) -> Any:
+    """The value at the dotted ``path`` (keys and list indexes) in loaded YAML, or None."""
+    node = data
+    for part in path.split(".") if path else []:
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _dump(data: Any) -> str:
+    return "#cloud-config\n" + yaml.safe_dump(data, sort_keys=False)
+
+
 def without_keys(text: str, drop: Iterable[str]) -> str | None:
     """``text`` (a cloud-config) without the dotted keys in ``drop``; None when nothing
     could be removed."""
@@ -195,36 +217,119 @@ def without_keys(text: str, drop: Iterable[str]) -> str | None:
         return None
     removed = False
     for dotted in drop:
-        *parents, last = dotted.split(".")
-        node: Any = data
-        for part in parents:
-            if isinstance(node, dict):
-                node = node.get(part)
-            elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-                node = node[int(part)]
-            else:
-                node = None
+        parent, _, last = dotted.rpartition(".")
+        node = _node_at(data, parent)
         if isinstance(node, dict) and last in node:
             del node[last]
             removed = True
     if not removed:
         return None
-    return "#cloud-config\n" + yaml.safe_dump(data, sort_keys=False)
+    return _dump(data)
+
+
+def keep_only(text: str, path: str, keep: Iterable[str]) -> str:
+    """``text`` (a cloud-config) with the mapping at ``path`` holding only the keys in
+    ``keep`` (in the mapping's own order, values unchanged)."""
+    data = yaml.safe_load(text)
+    node = _node_at(data, path)
+    if not isinstance(node, dict):
+        raise ValueError(f"no mapping at {path}")
+    wanted = set(keep)
+    for key in [k for k in node if k not in wanted]:
+        del node[key]
+    return _dump(data)
+
+
+NAMES_NO_KEY = "this mapping is not valid under any of the given schemas"  # as findings() words it
+MAX_KEYS = 12  # a mapping with more keys is not searched (isolate())
+
+
+def _problems(validate: Callable[[str], tuple[int, str]], text: str) -> list[tuple[str, str, str]]:
+    rc, output = validate(text)
+    problems = parse_output(output)
+    if rc != 0 and not problems:
+        tail = " | ".join(ln for ln in output.strip().splitlines()[-3:])
+        raise GmiError(f"cloud-init schema failed without naming a problem (exit {rc}): {tail}")
+    return problems
+
+
+def isolate(text: str, path: str, validate: Callable[[str], tuple[int, str]]) -> list[str] | None:
+    """The keys of the mapping at ``path`` that make it invalid, when cloud-init said only
+    that the whole mapping is (22.4's ``is not valid under any of the given schemas``);
+    None when they cannot be told.
+
+    The mapping is rebuilt one key at a time, in its own order: a key is kept when the
+    mapping with the keys kept so far and it has no error at ``path`` (or under it), and
+    is at fault otherwise; keys at fault are tried again against the keys kept since
+    (a required key such as a user's ``name`` may come after them), until a round keeps
+    nothing new. So each key reported is one the entry validates without (all the other
+    keys kept) and does not validate with, which holds for several keys at fault at once,
+    where taking one key away at a time finds none. Bounded: only mappings of 2 to
+    :data:`MAX_KEYS` (12) keys are searched, with at most two validations per key (24);
+    beyond that, or when no key ever validates (a required key is itself wrong) or none
+    is at fault, the answer is None and the whole mapping stays the finding."""
+    try:
+        mapping = _node_at(yaml.safe_load(text), path)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(mapping, dict) or not 2 <= len(mapping) <= MAX_KEYS:
+        return None
+    budget = 2 * len(mapping)
+    kept: list[str] = []
+    tried: dict[str, frozenset[str]] = {}  # a key at fault -> the keys kept when it was tried
+    suspects = list(mapping)
+    while suspects:
+        grew = False
+        for key in list(suspects):
+            if tried.get(key) == frozenset(kept):
+                continue  # already tried against these very keys
+            candidate = [k for k in mapping if k in kept or k == key]
+            if len(candidate) == len(mapping):  # the whole mapping: known to be invalid
+                tried[key] = frozenset(kept)
+                continue
+            if budget == 0:
+                return None
+            budget -= 1
+            problems = _problems(validate, keep_only(text, path, candidate))
+            if any(kind == "error" and (p == path or p.startswith(path + ".")) for kind, p, _ in problems):
+                tried[key] = frozenset(kept)
+            else:
+                kept.append(key)
+                suspects.remove(key)
+                grew = True
+        if not grew:
+            break
+    if not kept or not suspects:
+        return None
+    return [k for k in mapping if k in suspects]
 
 
 def check(user_data: str, validate: Callable[[str], tuple[int, str]], rounds: int = 5) -> list[Finding]:
     """Every fault the clone's cloud-init finds in ``user_data``. ``validate(text)`` runs
     ``cloud-init schema -c`` on ``text`` in the clone and returns its exit code and output.
-    After unknown keys are found, validates again without them (see the module's doc)."""
+    After unknown keys are found, validates again without them; where cloud-init names no
+    key of an invalid mapping, finds them with :func:`isolate` (at most 24 validations more
+    per such mapping; see the module's doc)."""
     found: list[Finding] = []
+    searched: dict[str, bool] = {}  # a mapping's path -> whether isolate() found its keys
     text = user_data
     for _ in range(rounds):
-        rc, output = validate(text)
-        problems = parse_output(output)
-        if rc != 0 and not problems:
-            tail = " | ".join(ln for ln in output.strip().splitlines()[-3:])
-            raise GmiError(f"cloud-init schema failed without naming a problem (exit {rc}): {tail}")
-        new = [f for f in findings(problems, user_data) if f not in found]
+        problems = _problems(validate, text)
+        new: list[Finding] = []
+        for f in findings(problems, user_data):
+            if f.kind == "error" and f.message == NAMES_NO_KEY and searched.get(f.key):
+                continue  # its keys at fault are findings already
+            if f.kind == "error" and f.message == NAMES_NO_KEY and f.key not in searched:
+                keys = isolate(text, f.key, validate)
+                searched[f.key] = bool(keys)
+                if keys:
+                    new += [Finding(f"{f.key}.{k}", line_of(user_data, f"{f.key}.{k}"), "error",
+                                    f"not valid here: the entry validates without this key, not with it "
+                                    f"(found by validating again; cloud-init said only that {f.key} "
+                                    f"is not valid under any of the given schemas)") for k in keys]
+                    continue
+            new.append(f)
+        new = [f for f in dict.fromkeys(new) if f not in found]
         found += new
         unknown = [f.key for f in new if f.message.startswith("unknown key ")]
         if not unknown:

@@ -123,3 +123,23 @@ def test_a_template_fault_is_reported_without_failing_the_run(pytester, tmp_path
     assert 'data-result="fail"' in row[:row.index("</tr>")]
     assert item_result(["xfailed"]) == "fail"
     assert "xfailed=1" in result.stdout.str()  # the GMI builds summary counts it
+
+
+def test_the_page_shows_each_finding_of_the_seed_row_on_a_line_of_its_own(tmp_path: Path):
+    """vmgenie's Debian 13 template has two faults; both keys are on the page, however
+    long the first one's message."""
+    long = "error: not valid here: " + "x" * 300
+    reason = ("2 faults in the seed template /t (the seed's fault, not the image's): "
+              f"users.1.home (user-data line 7): {long}; users.1.ssh-authorized-keys "
+              "(user-data line 10): deprecated: Use **ssh_authorized_keys** instead. "
+              "[does not block the export: --seed-template-blocks-export is off]")
+    assert signoff.why_lines(reason)[1:] == [f"users.1.home (user-data line 7): {long}",
+                                              reason[reason.index("users.1.ssh"):]]
+    assert signoff.why_lines("cloud-init did not run; see the log") == ["cloud-init did not run; see the log"]
+    s = page_subject(blocks=False)
+    s.tests[-1] = signoff.CheckResult("debian-13", SEED_NODE, SEED_ITEM, "xfailed", reason)
+    html = signoff.render([s], tmp_path / "signoff.html").read_text()
+    row = html[html.index(f'data-item="{escape(SEED_ITEM)}"'):]
+    row = row[:row.index("</tr>")]
+    assert "users.1.home (user-data line 7)" in row
+    assert "users.1.ssh-authorized-keys (user-data line 10)" in row

@@ -179,7 +179,7 @@ def _reason(report: pytest.TestReport) -> str:
     if longrepr is None or report.passed:
         return ""
     if outcome_of(report) == "xfailed":
-        return mask(" ".join(str(report.wasxfail).split()))[:400]
+        return mask(" ".join(str(report.wasxfail).split()))[:1200]  # each finding (the seed check)
     if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: why")
         text = str(longrepr[2]).removeprefix("Skipped: ")
     elif getattr(longrepr, "reprcrash", None) is not None:

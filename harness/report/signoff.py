@@ -314,7 +314,7 @@ def load_junit(folder: Path) -> list[Subject]:
                                                  backend=chosen.get("backend", "")))
         item = props.get("checklist") or labels.get(name.split("[")[0], "")
         s.tests.append(CheckResult(subject, name, item, outcome,
-                            mask(reason.removeprefix("Skipped: ").removeprefix("Failed: "))[:300],
+                            mask(reason.removeprefix("Skipped: ").removeprefix("Failed: "))[:1200],
                             float(case.get("time", 0) or 0)))
     for s in subjects.values():
         logdir = folder / "logs" / s.subject
@@ -358,6 +358,18 @@ def checklist_rows(subjects: Sequence[Subject]) -> list[str]:
     return list(dict.fromkeys(rows))
 
 
+SEED_FAULTS = "(the seed's fault, not the image's): "
+
+
+def why_lines(why: str) -> list[str]:
+    """A reason as the page shows it: a seed check's findings one per line (each names its
+    key and line), anything else as it is."""
+    head, sep, rest = why.partition(SEED_FAULTS)
+    if not sep:
+        return [why]
+    return [head + sep.rstrip(), *re.split(r"; (?=\S+ \((?:user-data|meta-data|network-config))", rest)]
+
+
 def human_bytes(n: int | None) -> str:
     if n is None:
         return ""
@@ -390,7 +402,7 @@ def render(subjects: Sequence[Subject], out: Path, title: str = "GMI release sig
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
                              autoescape=jinja2.select_autoescape(default=True),
                              trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(bytes=human_bytes, seconds=human_seconds, delta=human_delta)
+    env.filters.update(why_lines=why_lines, bytes=human_bytes, seconds=human_seconds, delta=human_delta)
 
     def link(s: Subject, rel: str) -> str:
         base = s.run.folder if s.run else out.parent

@@ -140,7 +140,8 @@ def test_in_the_disk_image_the_builds_keys_are_hits_and_shipped_ones_are_counted
     record) fails the scan. A bare PEM header (a constant in a binary) is no key."""
     shipped, _ = key_pair()
     build, build_public = key_pair()
-    disk = b"\0" * 100 + b"-----BEGIN OPENSSH PRIVATE KEY-----\0%s\0" + shipped.encode() + b"\0" * 50
+    header = b"-----BEGIN OPENSSH " + leaks.KEY_TAIL  # a bare header, as binaries hold it
+    disk = b"\0" * 100 + header + b"\0%s\0" + shipped.encode() + b"\0" * 50
     record = {"build_host_keys": [" ".join(build_public.split()[:2])]}
     out, creds_dir, _ = finished_run(tmp_path, disk=disk, record=record)
     proc = scan(out, creds_dir)

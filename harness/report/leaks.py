@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from harness import hostos
+
 CHUNK = 8 << 20
 CREDENTIAL_LINE = re.compile(r"^  ([a-z_][a-z0-9_-]*): +(.+)$")  # build.Credentials.record
 # A private key: a PEM header (BEGIN, the kind: RSA, OPENSSH, EC or none, then KEY_TAIL,
@@ -54,7 +56,6 @@ KEY_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)" + KEY_TAIL + rb"\r?\n[A-Za-z0
                        rb"-----END \1" + KEY_TAIL)
 LOOK_AHEAD = 16 << 10  # bytes after a key header that hold its body (RSA 4096 is ~3.3 KiB)
 LOOK_BEHIND = 64  # bytes before it that hold "-----BEGIN ... "
-DEFAULT_CREDENTIALS = "~/.local/state/gmi-harness/credentials"
 
 
 @dataclass(frozen=True)
@@ -279,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("report", type=Path)
     for p in (s, w):
         p.add_argument("--credentials-dir", type=Path,
-                       default=Path(os.environ.get("GMI_CREDENTIALS_DIR", DEFAULT_CREDENTIALS)))
+                       default=Path(os.environ.get("GMI_CREDENTIALS_DIR",
+                                                   hostos.current().user_dirs().credentials)))
     args = parser.parse_args(argv)
     if args.command == "watch":
         return watch(args.report, args.credentials_dir)

@@ -25,6 +25,7 @@ from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
 from harness.errors import GuestCommandError, GuestTimeoutError
 from harness.ssh import Guest, KeyPair
+from tests.fault_vm import blank_vm
 
 REPO = Path(__file__).resolve().parent.parent
 needs_qemu = pytest.mark.skipif(
@@ -64,10 +65,7 @@ def blank_build(tmp_path: Path) -> Build:
 @needs_qemu
 def test_guest_that_never_comes_up_times_out_with_console_tail(tmp_path: Path):
     b = blank_build(tmp_path)
-    disk = b.workdir / "blank.raw"
-    disk.write_bytes(b"")
-    os.truncate(disk, 64 * 2**20)
-    vm = b.backend.new_vm(b, "never", disk, "raw", owned=[disk])  # type: ignore[attr-defined]
+    vm = blank_vm(b, "never")
     try:
         # The firmware's first console lines, however loaded the machine (this bound only
         # keeps a broken QEMU from hanging the test), so that the wait below has a tail.
@@ -87,7 +85,7 @@ def test_guest_that_never_comes_up_times_out_with_console_tail(tmp_path: Path):
     assert "last console lines:" in message and "nothing on the serial" not in message
     assert took < 60
     assert not qemu_pids(str(b.workdir)), "qemu left running"
-    assert not disk.exists()
+    assert not (b.workdir / "never.raw").exists()
 
 
 class _DroppingServer(paramiko.ServerInterface):
@@ -185,18 +183,21 @@ def test_a_guest_command_that_hangs_is_bounded_and_one_line(tmp_path: Path):
 
 INTERRUPT_TEST = """
 import time
-from harness.backends.qemu import QemuBackend
+from tests.fault_vm import blank_vm
 
 def test_long_build(build):
-    disk = build.workdir / "blank.raw"
-    disk.write_bytes(b"")
-    import os
-    os.truncate(disk, 64 * 2**20)
-    vm = build.backend.new_vm(build, "interrupted", disk, "raw")
-    build.vm = vm
+    build.vm = blank_vm(build, "interrupted", owned=False)
     print("VM-STARTED", flush=True)
     time.sleep(120)
 """
+
+
+# The throw-away projects' conftest: the plugin, and SIGINT as a terminal delivers it. A
+# shell that starts a job in the background (make under `cmd &`, CI wrappers) makes it
+# ignore SIGINT, the ignore is inherited through exec, and Python then installs no
+# KeyboardInterrupt handler (seen: the interrupted run slept on and passed after 122 s).
+INNER_CONFTEST = ('import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n'
+                  'pytest_plugins = ["harness.plugin"]\n')
 
 
 def inner_run(tmp_path: Path, test_body: str, *args: str) -> tuple[list[str], dict, Path]:
@@ -204,13 +205,7 @@ def inner_run(tmp_path: Path, test_body: str, *args: str) -> tuple[list[str], di
     command line, its environment and its scratch folder."""
     proj = tmp_path / "proj"
     proj.mkdir()
-    # SIGINT as a terminal delivers it: a shell that starts a job in the background
-    # (make under `cmd &`, CI wrappers) makes it ignore SIGINT, the ignore is inherited
-    # through exec, and Python then installs no KeyboardInterrupt handler (seen: the
-    # interrupted run slept on and passed after 122 s).
-    (proj / "conftest.py").write_text(
-        'import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n'
-        'pytest_plugins = ["harness.plugin"]\n')
+    (proj / "conftest.py").write_text(INNER_CONFTEST)
     (proj / "test_inner.py").write_text(test_body)
     scratch = tmp_path / "scratch"
     env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg"}
@@ -268,13 +263,10 @@ def test_missing_ovmf_names_the_package(tmp_path: Path):
 
 
 FAILING_TEST = """
-import os
+from tests.fault_vm import blank_vm
 
 def test_fails_with_a_vm(build):
-    disk = build.workdir / "blank.raw"
-    disk.write_bytes(b"")
-    os.truncate(disk, 64 * 2**20)
-    build.vm = build.backend.new_vm(build, "failing", disk, "raw", owned=[disk])
+    build.vm = blank_vm(build, "failing")
     assert False, "a check failed"
 """
 
@@ -317,15 +309,9 @@ import os, threading, time
 from harness.archive import writer
 from harness.backends.qemu import debootstrap
 from harness.build import Credentials
+from tests.fault_vm import blank_vm
 
 STAGE, TOKEN = {stage!r}, {token!r}
-
-
-def blank_vm(build, name):
-    disk = build.workdir / f"{{name}}.raw"
-    disk.write_bytes(b"")
-    os.truncate(disk, 64 * 2**20)
-    return build.backend.new_vm(build, name, disk, "raw", owned=[disk])
 
 
 def slow_disk(path):
@@ -382,9 +368,7 @@ class Inner:
                  name: str = "proj") -> None:
         self.proj = root / name
         self.proj.mkdir(parents=True)
-        (self.proj / "conftest.py").write_text(  # (Ctrl-C as a terminal gives it: see inner_run)
-            'import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n'
-            'pytest_plugins = ["harness.plugin"]\n')
+        (self.proj / "conftest.py").write_text(INNER_CONFTEST)
         (self.proj / "test_inner.py").write_text(body)
         self.scratch = root / f"{name}-scratch"
         self.out = out or root / "out"
@@ -519,18 +503,15 @@ def test_a_run_that_swallows_the_interrupt_is_stopped_hard(tmp_path: Path, secon
 
 
 HUNG_GUEST_TEST = '''
-import os
 from harness.build import Credentials
 from harness.errors import GmiError
 from harness.plugin.fixtures import fail_cleanly
+from tests.fault_vm import blank_vm
 
 
 def test_the_guest_hangs(build):
     build.creds = Credentials.generate(build.distro.admin_user, "fault")
-    disk = build.workdir / "build.raw"
-    disk.write_bytes(b"")
-    os.truncate(disk, 64 * 2**20)
-    build.vm = build.backend.new_vm(build, "build", disk, "raw", owned=[disk])
+    build.vm = blank_vm(build, "build")
     print("QEMU", build.vm.proc.pid, flush=True)
     try:
         with build.step("update"):
@@ -574,13 +555,11 @@ import os
 from harness.archive import writer
 from harness.errors import GmiError
 from harness.plugin.fixtures import fail_cleanly
+from tests.fault_vm import blank_vm
 
 
 def test_export_fills_the_disk(build):
-    disk = build.workdir / "build.raw"
-    disk.write_bytes(b"")
-    os.truncate(disk, 64 * 2**20)
-    build.vm = build.backend.new_vm(build, "build", disk, "raw", owned=[disk])
+    build.vm = blank_vm(build, "build")
     vhdx = build.workdir / "disk.vhdx"
     with vhdx.open("wb") as f:  # incompressible: the zip is as large as the disk
         for _ in range(48):
@@ -701,8 +680,7 @@ def test_a_session_with_nothing_to_build_keeps_pythons_ctrl_c(tmp_path: Path):
     proj = tmp_path / "proj"
     proj.mkdir()
     (proj / "conftest.py").write_text(
-        'import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n'
-        'pytest_plugins = ["harness.plugin"]\nimport harness.plugin.run as run\nrun.GRACE = 1.0\n')
+        INNER_CONFTEST + 'import harness.plugin.run as run\nrun.GRACE = 1.0\n')
     (proj / "test_inner.py").write_text(NOTHING_TO_BUILD)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                            f"--rootdir={proj}", str(proj / "test_inner.py")], cwd=proj,

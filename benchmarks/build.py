@@ -43,7 +43,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("provision", "update", "cloud_init", "hyperv", "cleanup", "seal", "clone")
+STAGES = ("provision", "update", "cloud_init", "hyperv", "cleanup", "first_boot", "seal", "clone")
 GB = 1e9
 # The targets (#14), printed beside the figures.
 TARGETS = {"cold_wall_s": 8 * 60, "warm_wall_s": 5 * 60, "overhead_pct": 3.0,

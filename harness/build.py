@@ -21,7 +21,7 @@ from harness.distro import Distro
 from harness.errors import GmiError, register_secret
 from harness.log import MaskingFormatter
 from harness.settings import Settings
-from harness.ssh import Guest, KeyPair, Result
+from harness.ssh import Guest, KeyPair, Result, Shell
 
 
 def generate_password(length: int = 24) -> str:
@@ -84,7 +84,7 @@ class Build:
     creds: Credentials | None = None
     vm: VM | None = None
     vms: list[VM] = field(default_factory=list)  # every VM made for this build
-    guest: Guest | None = None
+    guest: Shell | None = None  # SSH to the build VM, or (--prepare=chroot) its root tree
     clone_guest: Guest | None = None  # the checks' clone, while it runs (failure evidence)
     vhdx: Path | None = None
     vm_tree: Path | None = None  # the exported VM (.vmcx) beside the VHDX; None: disk only
@@ -94,6 +94,9 @@ class Build:
     record: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # the steps running now, outermost first
+    # What needs a running system, queued while the stages run in a chroot: run by
+    # :meth:`run_live_steps` in the first boot.
+    live_steps: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
     progress: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True))
@@ -170,12 +173,36 @@ class Build:
         """An SSH session as root to the build VM (host keys pinned when known)."""
         assert self.vm is not None and self.creds is not None
         vm = self.vm
-        self.guest = Guest(vm.ssh_host, vm.ssh_port, "root", self.creds.key,
-                           host_keys=self.record.get("build_host_keys") or None,
-                           alive=vm.is_running, console=vm.serial_tail, logger=self.log,
-                           timer=self.account)
-        self.guest.wait(self.settings.boot_timeout, "the build VM's SSH")
-        return self.guest
+        guest = Guest(vm.ssh_host, vm.ssh_port, "root", self.creds.key,
+                      host_keys=self.record.get("build_host_keys") or None,
+                      alive=vm.is_running, console=vm.serial_tail, logger=self.log,
+                      timer=self.account)
+        self.guest = guest
+        guest.wait(self.settings.boot_timeout, "the build VM's SSH")
+        return guest
+
+    @property
+    def live(self) -> bool:
+        """Whether the stages reach a running system (False: its root tree, in a chroot)."""
+        return self._guest().live
+
+    def when_live(self, what: str, step: Callable[[], object]) -> None:
+        """Run ``step`` now on a running system; in a chroot, queue it for the first
+        boot (:meth:`run_live_steps`), in order. For what a root tree cannot do: the
+        mounted ESP, ``update-grub`` probing the real disk, an initramfs built for the
+        VM's hardware, ``fstrim``."""
+        if self.live:
+            step()
+        else:
+            self.log.info("(at the first boot: %s)", what)
+            self.live_steps.append((what, step))
+
+    def run_live_steps(self) -> None:
+        """The queued steps, each a named step, in the order the stages queued them."""
+        while self.live_steps:
+            what, step = self.live_steps.pop(0)
+            with self.step(f"first_boot: {what}"):
+                step()
 
     def restart(self) -> None:
         """Power the build VM off from inside (ACPI as the fallback), start it again
@@ -205,7 +232,7 @@ class Build:
         """Write a file in the build VM (as root)."""
         self._guest().put(path, text, mode)
 
-    def _guest(self) -> Guest:
+    def _guest(self) -> Shell:
         if self.guest is None:
             raise GmiError("no SSH session to the build VM")
         return self.guest

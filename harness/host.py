@@ -143,9 +143,11 @@ HELD = HeldInterrupts()
 
 
 def run_group(cmd: Sequence[str], *, input: str | None = None,
-              env: Mapping[str, str] | None = None) -> tuple[int, str, str]:
+              env: Mapping[str, str] | None = None,
+              timeout: float | None = None) -> tuple[int, str, str]:
     """Run ``cmd`` in a process group of its own; (exit status, stdout, stderr). When
-    anything stops the wait (Ctrl-C), the whole group is killed, grandchildren too;
+    anything stops the wait (Ctrl-C, ``timeout`` seconds passing: then
+    :class:`subprocess.TimeoutExpired`), the whole group is killed, grandchildren too;
     an interrupt that comes while the child is being started waits until it can be."""
     os_ = hostos.current()
     HELD.depth += 1
@@ -162,7 +164,7 @@ def run_group(cmd: Sequence[str], *, input: str | None = None,
             if HELD.pending and not HELD.depth:
                 signum, HELD.pending = HELD.pending, 0
                 raise KeyboardInterrupt(signal.Signals(signum).name)
-            stdout, stderr = proc.communicate(input)
+            stdout, stderr = proc.communicate(input, timeout=timeout)
         except BaseException:
             os_.kill_group(proc.pid)
             raise

@@ -55,6 +55,29 @@ def _as_previous(value: Any) -> tuple[str, ...]:
 
 
 INSTALL_METHODS = ("auto", "debootstrap", "iso", "netboot")
+PREPARE_MODES = ("auto", "chroot", "vm")
+
+
+def _as_prepare_item(value: Any) -> str:
+    """``MODE`` or ``DISTRO=MODE`` (that distro only)."""
+    text = _as_text(value)
+    mode = text.rpartition("=")[2]
+    if mode not in PREPARE_MODES or text.startswith("="):
+        raise ValueError(f"{text!r} is not MODE or DISTRO=MODE (MODE one of "
+                         f"{', '.join(PREPARE_MODES)})")
+    return text
+
+
+def _as_prepare(value: Any) -> tuple[str, ...]:
+    return _as_list(value, _as_prepare_item)
+
+
+def prepare_mode(values: tuple[str, ...], distro: str) -> str:
+    """The ``--prepare`` mode for ``distro``: its own ``DISTRO=MODE`` if given, else the
+    last plain ``MODE``, else auto."""
+    mine = [v.partition("=")[2] for v in values if v.partition("=")[0] == distro and "=" in v]
+    plain = [v for v in values if "=" not in v]
+    return (mine or plain or ["auto"])[-1]
 
 
 def _kind(value: Any) -> str:
@@ -177,6 +200,10 @@ SETTINGS: tuple[Setting, ...] = (
     *_section("the QEMU backend",
         Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
                 "auto", _as_str, ACCELS),
+        Setting("prepare", "where stages 2-5 run: chroot (the new system's root tree on this host, "
+                "then one boot for what needs a running system; mkosi's way), vm (over SSH in the "
+                "booted build VM, as on Hyper-V) or auto (chroot where Step 1 is debootstrap); "
+                "DISTRO=MODE for one distro (repeatable)", (), _as_prepare, multiple=True),
         Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _as_int),
         Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, _as_int),
         Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
@@ -289,6 +316,7 @@ class SettingsFields:
     janitor: str
     # the QEMU backend
     accel: str
+    prepare: tuple[str, ...]
     vm_cpus: int
     vm_memory_mb: int
     boot_timeout: int
@@ -440,6 +468,10 @@ def resolve(
             register_secret(str(values[s.name]))
     if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
         raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
+    if values["backend"] != "qemu" and any(v.endswith("chroot") for v in values["prepare"]):
+        raise ConfigError(f"--prepare=chroot is the qemu backend's (a root tree on this host); "
+                          f"the {values['backend']} backend prepares in the build VM: use "
+                          "--prepare=vm or leave it out")
     if values["promote"] and values["backend"] != "hyperv":
         raise ConfigError("--promote needs --backend=hyperv: only Hyper-V writes the .vmcx "
                           "vmgenie imports")

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import paramiko
 from cryptography.hazmat.primitives import serialization
@@ -95,6 +96,8 @@ class _RecordHostKey(paramiko.MissingHostKeyPolicy):
 class Guest:
     """An SSH session to a guest. ``alive`` tells whether the VM still runs, and
     ``console`` gives the serial tail for error messages."""
+
+    live = True  # a running system (see :class:`Shell`)
 
     def __init__(
         self,
@@ -232,18 +235,42 @@ class Guest:
 
     def put(self, path: str, content: str, mode: int = 0o644) -> None:
         """Write ``content`` to ``path`` in the guest (parents created)."""
-        eof = f"__GMI_EOF_{uuid.uuid4().hex}__"  # never a line of the content
-        self.run(
-            f"mkdir -p \"$(dirname {_sh(path)})\"\n"
-            f"cat > {_sh(path)} <<'{eof}'\n{content.rstrip(chr(10))}\n{eof}\n"
-            f"chmod {mode:o} {_sh(path)}",
-            what=f"write {path}",
-        )
+        self.run(put_script(path, content, mode), what=f"write {path}")
 
     def close(self) -> None:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+def put_script(path: str, content: str, mode: int = 0o644) -> str:
+    """The script that writes ``content`` to ``path`` from inside the guest (parents
+    created): the file is written by the guest's own tools, so a symlink on the way
+    resolves inside the guest, never on the host."""
+    eof = f"__GMI_EOF_{uuid.uuid4().hex}__"  # never a line of the content
+    return (f"mkdir -p \"$(dirname {_sh(path)})\"\n"
+            f"cat > {_sh(path)} <<'{eof}'\n{content.rstrip(chr(10))}\n{eof}\n"
+            f"chmod {mode:o} {_sh(path)}")
+
+
+class Shell(Protocol):
+    """How the stages reach the new system: :class:`Guest` (SSH to a running VM) or,
+    on the QEMU backend, a chroot of the image's root tree on this host
+    (:class:`harness.backends.qemu.chroot.ChrootShell`). ``live``: a running system
+    (services, mounted ESP, the disk to trim); what needs one waits for the first boot
+    (:meth:`harness.build.Build.when_live`)."""
+
+    live: bool
+
+    @property
+    def where(self) -> str: ...
+
+    def run(self, script: str, *, check: bool = True, timeout: float = 1800, what: str = "",
+            quiet: bool = False) -> Result: ...
+
+    def put(self, path: str, content: str, mode: int = 0o644) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _tail(console: str, lines: int = 4) -> str:

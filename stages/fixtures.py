@@ -17,6 +17,7 @@ from harness.plugin.fixtures import fail_cleanly, run_stage
 from harness.plugin.run import STATE_KEY
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
+from .s1_provision import first_boot
 from .s6_promote import promote
 from .s7_clone import CHECK_USER, Clone, boot_clone, check_template, collect_logs
 
@@ -55,8 +56,13 @@ def hyperv_integrated(request: pytest.FixtureRequest, cloud_init_prepared: Build
 
 @pytest.fixture(scope="session")
 def cleaned(request: pytest.FixtureRequest, hyperv_integrated: Build) -> Build:
-    """Step 5: journal vacuumed, GRUB timeout 0, caches and artifacts gone, trimmed."""
-    return run_stage(request, hyperv_integrated, cleanup)
+    """Step 5: journal vacuumed, GRUB timeout 0, caches and artifacts gone, trimmed.
+    After ``--prepare=chroot``: then the first boot, which runs what needed a running
+    system (the initramfs, update-grub, the EFI fallback path, fstrim)."""
+    b = run_stage(request, hyperv_integrated, cleanup)
+    if not b.live:
+        run_stage(request, b, first_boot)
+    return b
 
 
 @pytest.fixture(scope="session")

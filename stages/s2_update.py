@@ -6,7 +6,7 @@ import shlex
 
 from harness.build import Build
 
-from .shell import NEWEST_KERNEL, set_initramfs_updates
+from .shell import NEWEST_KERNEL, running_kernel, set_initramfs_updates
 
 
 def update(b: Build) -> None:
@@ -24,9 +24,12 @@ def update(b: Build) -> None:
     b.sh(spec.upgrade or pm.upgrade(), what="upgrade")
     if spec.remove_packages:
         b.sh(pm.remove(spec.remove_packages), what="remove unneeded packages")
-    running = b.sh("uname -r", what="running kernel").strip()
+    running = b.sh(running_kernel(b.live), what="running kernel").strip()
     newest = b.sh(NEWEST_KERNEL, what="newest installed kernel").strip()
-    if newest != running:
+    if not b.live:
+        # A root tree: the first boot starts the newest kernel; the others go now.
+        b.sh(pm.remove_kernels_but_newest(), what="remove the older kernels")
+    elif newest != running:
         # Boot the new kernel (as a person would after an upgrade), so that the old one
         # can go and the initramfs is rebuilt only for the kernel the image keeps.
         with b.step("update: restart into the new kernel"):

@@ -48,8 +48,10 @@ def cloud_init(b: Build) -> None:
     units = " ".join(shlex.quote(u) for u in spec.units)
     # Unit names changed in cloud-init 24.3 (and some distros patch that back out):
     # a name the installed cloud-init does not have is the YAML's mistake, said plainly.
-    missing = b.sh(f"for u in {units}; do systemctl cat \"$u\" >/dev/null 2>&1 || echo \"$u\"; done",
-                   what="cloud-init's units exist").split()
+    # (list-unit-files reads the unit folders: it answers in a chroot too, where
+    # `systemctl cat` cannot)
+    missing = b.sh(f"for u in {units}; do systemctl list-unit-files --no-legend \"$u\" | "
+                   "grep \"^$u \" >/dev/null || echo \"$u\"; done", what="cloud-init's units exist").split()
     if missing:
         have = b.sh("systemctl list-unit-files --no-legend 'cloud-*.service' | awk '{print $1}'",
                     what="cloud-init's units").split()

@@ -8,7 +8,7 @@ import shlex
 from harness.build import Build
 from stages import hv_from_source
 
-from .shell import dq, grub_settings_script, set_initramfs_updates
+from .shell import dq, grub_settings_script, running_kernel, set_initramfs_updates
 
 
 def install_daemons(b: Build) -> tuple[str, ...]:
@@ -26,12 +26,37 @@ def install_daemons(b: Build) -> tuple[str, ...]:
                           what="install the Hyper-V daemons")
         if installed.rc == 0:
             return spec.services
-    kernel = b.sh("uname -r", what="running kernel").strip()
+    kernel = b.sh(running_kernel(b.live), what="running kernel").strip()
     built = hv_from_source.plan(kernel, spec.from_source, pm.install(spec.from_source.build_packages))
     b.sh(built.script, what=f"build the Hyper-V daemons from linux-{built.kernel_version} tools/hv")
     b.record["hv_daemons_from_source"] = built.record()
     b.record["hv_services"] = list(built.enabled)
     return built.enabled
+
+
+def rebuild_initramfs(b: Build) -> None:
+    """initramfs updates back on, the initramfs rebuilt, and the hv modules in every one."""
+    d = b.distro
+    spec = d.hyperv_integration
+    if d.update.initramfs_conf:
+        b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
+             what="initramfs updates back on")
+    b.sh(spec.initramfs_update, what="rebuild the initramfs")
+    # (a module's file may spell its underscores as dashes: hid_hyperv is hid-hyperv.ko)
+    images = spec.initramfs_path.replace("{kernel}", "*")
+    b.sh(f"for i in {images}; do l=$({spec.initramfs_list} \"$i\"); for m in "
+         + " ".join(spec.initramfs_modules) + "; do grep -q \"/${m//_/[-_]}\\.ko\" <<<\"$l\" || "
+         "{ echo \"$m missing from $i\"; exit 1; }; done; done",
+         what="hv modules are in every initramfs")
+
+
+def update_grub(b: Build) -> None:
+    """update-grub in the running system (in a chroot it would write the host's root
+    device into grub.cfg), and the kernel command line that names the NIC eth0."""
+    boot = b.distro.boot
+    b.sh(boot.grub_update, what="update-grub")
+    b.sh(f"grep -q 'net.ifnames=0' {boot.cmdline_glob}",
+         what="the kernel command line names the NIC eth0")
 
 
 def hyperv(b: Build) -> None:
@@ -55,16 +80,9 @@ def hyperv(b: Build) -> None:
     b.sh(f"f={shlex.quote(spec.initramfs_modules_file)}\n"
          f"for m in {' '.join(spec.initramfs_modules)}; do "
          f"grep -qx \"{dq(line)}\" \"$f\" || echo \"{dq(line)}\" >> \"$f\"; done", what="hv modules")
-    if d.update.initramfs_conf:
-        b.sh(set_initramfs_updates(d.update.initramfs_conf, "yes"),
-             what="initramfs updates back on")
-    b.sh(spec.initramfs_update, what="rebuild the initramfs")
-    # (a module's file may spell its underscores as dashes: hid_hyperv is hid-hyperv.ko)
-    images = spec.initramfs_path.replace("{kernel}", "*")
-    b.sh(f"for i in {images}; do l=$({spec.initramfs_list} \"$i\"); for m in "
-         + " ".join(spec.initramfs_modules) + "; do grep -q \"/${m//_/[-_]}\\.ko\" <<<\"$l\" || "
-         "{ echo \"$m missing from $i\"; exit 1; }; done; done",
-         what="hv modules are in every initramfs")
+    # (in a chroot: at the first boot; initramfs-tools' MODULES=dep would read the host's
+    # hardware, and the hv modules go into the VM's initramfs as on the VM path)
+    b.when_live("the initramfs with the hv modules", lambda: rebuild_initramfs(b))
     b.record["initramfs_modules"] = mods.replace("\n", ", ")
     # eth0 on any hypervisor: kernel names, and ifupdown no longer bound to the
     # install-time name (cloud-init writes the clone's network config).
@@ -84,12 +102,12 @@ def hyperv(b: Build) -> None:
         f"mkdir -p {shlex.quote(f'{esp}/{dst}'.rsplit('/', 1)[0])}\n"
         f"cp {shlex.quote(f'{esp}/{boot.efi_vendor_dir}/{src}')} {shlex.quote(f'{esp}/{dst}')}"
         for dst, src in boot.efi_fallback.items())
-    b.sh(f"mountpoint -q {shlex.quote(esp)}\n{copies}", what="EFI fallback boot path")
+    # (in a chroot the ESP is not mounted: at the first boot)
+    b.when_live("EFI fallback boot path",
+                lambda: b.sh(f"mountpoint -q {shlex.quote(esp)}\n{copies}", what="EFI fallback boot path"))
     if boot.debconf:
         b.sh(pm.set_debconf(boot.debconf), what="keep the fallback path on GRUB upgrades")
-    b.sh(boot.grub_update, what="update-grub")
-    b.sh(f"grep -q 'net.ifnames=0' {boot.cmdline_glob}",
-         what="the kernel command line names the NIC eth0")
+    b.when_live("update-grub", lambda: update_grub(b))
     b.record.setdefault("versions", {})["integration_services"] = ", ".join(
         f"{p} {b.sh(pm.version_of(p), what=f'{p} version').strip()}" for p in spec.packages
     ) if "hv_daemons_from_source" not in b.record else (

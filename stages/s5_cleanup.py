@@ -22,8 +22,7 @@ def cleanup(b: Build) -> None:
     b.sh(f"journalctl --vacuum-time={shlex.quote(spec.journal_vacuum)}", what="vacuum the journal")
     b.sh(grub_settings_script(boot.grub_defaults_file, dict(boot.grub_settings),
                               boot.kernel_cmdline), what="GRUB: no menu, serial console")
-    b.sh(boot.grub_update, what="update-grub")
-    b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}", what="grub.cfg timeout 0")
+    b.when_live("update-grub", lambda: update_grub(b))
     b.sh(pm.autoremove(), what="autoremove")
     b.sh(pm.clean(), what="clean package cache")
     if pm.build_only_files:
@@ -34,6 +33,20 @@ def cleanup(b: Build) -> None:
     b.sh("find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete\n"
          "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
          what="truncate logs")
+    # (in a chroot: at the first boot, after what it writes)
+    b.when_live("fstrim", lambda: trim(b))
+
+
+def update_grub(b: Build) -> None:
+    """update-grub in the running system (never in a chroot: it would write the host's
+    root device), then the timeout the GRUB settings asked for."""
+    boot = b.distro.boot
+    b.sh(boot.grub_update, what="update-grub")
+    b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}", what="grub.cfg timeout 0")
+
+
+def trim(b: Build) -> None:
+    """Free space back to the host, with the disk's allocation before and after."""
     before = b.vm.disk_allocated() if b.vm else None
     out = b.sh("sync; fstrim -av", what="fstrim (free space back to the host)")
     after = b.vm.disk_allocated() if b.vm else None

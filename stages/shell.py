@@ -7,6 +7,12 @@ import shlex
 NEWEST_KERNEL = "ls /boot/vmlinuz-* | sed 's|/boot/vmlinuz-||' | sort -V | tail -n1"
 
 
+def running_kernel(live: bool) -> str:
+    """The kernel the system runs: ``uname -r``; in a chroot (where uname is the
+    host's) the newest installed one, which the first boot starts."""
+    return "uname -r" if live else NEWEST_KERNEL
+
+
 def set_initramfs_updates(conf: str, value: str) -> str:
     return (f"sed -i 's/^update_initramfs=.*/update_initramfs={value}/' {shlex.quote(conf)}\n"
             f"grep -qx 'update_initramfs={value}' {shlex.quote(conf)}")

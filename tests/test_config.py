@@ -81,3 +81,27 @@ def test_every_setting_has_a_help_section():
     assert all(s.section for s in SETTINGS)
     assert {s.section for s in SETTINGS if s.name.startswith("hyperv_")} == {
         "the Hyper-V backend (docs/hyperv.md)"}
+
+
+def test_prepare_mode_per_distro_over_the_plain_mode():
+    from harness.settings import prepare_mode
+
+    s = resolve({"prepare": ["vm", "debian-13=chroot"]}, env={})
+    assert prepare_mode(s.prepare, "debian-13") == "chroot"
+    assert prepare_mode(s.prepare, "debian-12") == "vm"
+    assert prepare_mode(resolve({}, env={}).prepare, "debian-12") == "auto"
+    env = resolve({}, env={"GMI_PREPARE": "debian-12=vm"})
+    assert prepare_mode(env.prepare, "debian-12") == "vm"
+    assert prepare_mode(env.prepare, "debian-13") == "auto"
+
+
+@pytest.mark.parametrize("value", ["container", "debian-12=", "=vm", "debian-12=fast"])
+def test_a_bad_prepare_mode_says_what_is_allowed(value: str):
+    with pytest.raises(ConfigError, match=r"is not MODE or DISTRO=MODE \(MODE one of auto, chroot, vm\)"):
+        resolve({"prepare": [value]}, env={})
+
+
+def test_chroot_preparation_is_refused_off_the_qemu_backend():
+    with pytest.raises(ConfigError, match=r"--prepare=chroot is the qemu backend's.*use --prepare=vm"):
+        resolve({"prepare": ["debian-12=chroot"], "backend": "hyperv"}, env={})
+    assert resolve({"prepare": ["vm"], "backend": "hyperv"}, env={}).prepare == ("vm",)

@@ -22,9 +22,13 @@ KERNEL = "6.14.0-27-generic"
 
 
 class RecordingGuest:
-    """Answers every command with success (or a chosen failure) and records it."""
+    """Answers every command with success (or a chosen failure) and records it.
+    ``live``: a running VM (False: a chroot of the root tree, ``--prepare=chroot``)."""
 
-    def __init__(self, fail: str = "") -> None:
+    where = "recording"
+
+    def __init__(self, fail: str = "", live: bool = True) -> None:
+        self.live = live
         self.commands: list[str] = []
         self.files: dict[str, str] = {}
         self.fail = fail
@@ -36,9 +40,10 @@ class RecordingGuest:
         if self.fail and self.fail in script:
             assert not check, f"a failing command was run with check=True: {script}"
             return Result(1, "No provider of 'hyper-v' found.")
-        if "systemctl cat" in script:  # every unit the YAML names exists, unless told
+        if "list-unit-files --no-legend \"$u\"" in script:  # every unit the YAML names exists, unless told
             return Result(0, self.missing_unit)
-        return Result(0, KERNEL if script == "uname -r" or "vmlinuz" in script else "1.0")
+        return Result(0, KERNEL if script == "uname -r" or script.startswith("ls /boot/vmlinuz")
+                      else "1.0")
 
     def put(self, path: str, content: str, mode: int = 0o644) -> None:
         self.files[path] = content
@@ -170,3 +175,51 @@ def test_a_cloud_init_unit_the_guest_lacks_is_named_in_one_line(tmp_path: Path):
                                         r"cloud-init-main\.service, which this cloud-init does not have"):
         s3.cloud_init(b)
     assert not any(c.startswith("systemctl enable") for c in g.commands)
+
+
+LIVE_ONLY = ("uname -r", "update-grub", "update-initramfs -u", "lsinitramfs", "mountpoint -q",
+             "fstrim")
+
+
+@pytest.mark.parametrize("name", ["debian-12", "debian-13"])
+def test_in_a_chroot_what_needs_a_running_system_waits_for_the_first_boot(tmp_path: Path, name: str):
+    """--prepare=chroot: stages 2-5 send nothing that needs a running system (the host's
+    kernel, the host's disk for update-grub, an unmounted ESP, MODULES=dep reading the
+    host's hardware); those steps are queued and run, in order, at the first boot."""
+    d = distro.load(name)
+    b = Build(d, settings.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b.creds = Credentials.generate(d.admin_user, "c")
+    g = RecordingGuest(live=False)
+    b.guest = g  # type: ignore[assignment]
+    for stage in (s2.update, s3.cloud_init, s4.hyperv, s5.cleanup):
+        stage(b)
+    offline = list(g.commands)
+    for needs_live in LIVE_ONLY:
+        assert not [c for c in offline if needs_live in c], needs_live
+    # the kernels but the newest go in the tree (no restart: nothing runs there)
+    assert any('linux-image-$newest' in c for c in offline)
+    assert [what for what, _ in b.live_steps] == [
+        "the initramfs with the hv modules", "EFI fallback boot path", "update-grub",
+        "update-grub", "fstrim"]
+    g.live = True  # the first boot
+    b.run_live_steps()
+    booted = g.commands[len(offline):]
+    firsts = [next(i for i, c in enumerate(booted) if word in c)
+              for word in ("update_initramfs=yes", "update-initramfs -u", "lsinitramfs",
+                           "mountpoint -q /boot/efi", "update-grub", "fstrim")]
+    assert firsts == sorted(firsts)
+    assert not b.live_steps and "first_boot: fstrim" in b.timings
+
+    # Both paths send the same commands, but for the kernel lines: the chroot has no
+    # running kernel to compare with, the VM has no queue.
+    vm = RecordingGuest()
+    b2 = Build(d, settings.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b2.creds, b2.guest = b.creds, vm  # type: ignore[assignment]
+    for stage in (s2.update, s3.cloud_init, s4.hyperv, s5.cleanup):
+        stage(b2)
+    assert not b2.live_steps
+
+    def same(commands: list[str]) -> list[str]:
+        return sorted(c for c in commands if "uname -r" not in c and "vmlinuz" not in c)
+
+    assert same(g.commands) == same(vm.commands)

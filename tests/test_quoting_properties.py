@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.backends.qemu.debootstrap import chroot_wrapper
+from harness.backends.qemu.chroot import chroot_wrapper
 from harness.distro.pkgmgr import Apt, Dnf, Zypper
 from harness.ssh import Guest, KeyPair, Result
 from stages.hv_from_source import plan

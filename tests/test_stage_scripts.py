@@ -102,6 +102,8 @@ def test_seal_fails_when_a_console_less_vm_stays_up(tmp_path: Path, monkeypatch:
     import stages.s6_seal as seal_mod
 
     class Guest:
+        live = True
+
         def put(self, *a: object, **k: object) -> None: ...
         def close(self) -> None: ...
 

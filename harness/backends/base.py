@@ -3,8 +3,9 @@
 A backend does what only the host can do: create the build VM and install the OS
 into it (Step 1), power VMs on and off, compact the disk and turn it into a dynamic
 VHDX (Step 6), and boot a brand-new VM from a finished disk with a seed ISO (the
-checks). Everything inside the guest is done over SSH by the stages, the same for
-every backend.
+checks). Everything inside the guest is done by the stages, the same for every
+backend: over SSH, or (QEMU, ``--prepare=chroot``) in the new system's root tree on
+the host before its first boot.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, GmiError
 from harness.log import clean_console
+from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
     from harness.build import Build
     from harness.settings import Settings
+    from harness.ssh import Shell
 
 class VM(ABC):
     """A virtual machine the harness created. Its SSH endpoint is (host, port)."""
@@ -120,6 +123,19 @@ class Backend(ABC):
     @abstractmethod
     def provision(self, build: Build) -> VM:
         """Step 1: a new Generation 2 VM with a fresh OS install, running, SSH reachable."""
+
+    def prepare_in_chroot(self, build: Build) -> Shell | None:
+        """Step 1 for ``--prepare=chroot``: the fresh install as a root tree on this host
+        and a shell into it, for stages 2-5; None: this build prepares in its VM
+        (:meth:`provision`). A backend without root trees refuses ``chroot``."""
+        if prepare_mode(build.settings.prepare, build.distro.name) == "chroot":
+            raise ConfigError(f"--prepare=chroot: the {self.name} backend prepares in the build VM; "
+                              "use --prepare=vm (or auto)")
+        return None
+
+    def first_boot(self, build: Build) -> VM:
+        """After ``--prepare=chroot``: the disk made from the prepared tree, booted."""
+        raise GmiError(f"the {self.name} backend has no prepared root tree to boot")
 
     @abstractmethod
     def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:

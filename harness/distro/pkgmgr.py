@@ -150,6 +150,8 @@ class Dnf(_Rpm):
         return ("old=$(dnf -q repoquery --installonly --latest-limit=-1); "
                 f"if [ -n \"$old\" ]; then dnf {self.opts} remove $old; fi")
 
+    remove_kernels_but_newest = remove_other_kernels
+
 
 class Zypper(_Rpm):
     """openSUSE Leap and Tumbleweed."""
@@ -191,6 +193,8 @@ class Zypper(_Rpm):
     def remove_other_kernels(self) -> str:
         # zypp.conf's multiversion.kernels (latest, running) says which ones stay.
         return f"{self.zy} purge-kernels"
+
+    remove_kernels_but_newest = remove_other_kernels
 
 
 PackageManager = Apt | Dnf | Zypper

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from harness import host
 from harness.backends.base import VM, Backend, ExportedDisk
 from harness.backends.qemu import janitor, journal
-from harness.backends.qemu.debootstrap import install
+from harness.backends.qemu.chroot import ChrootShell
+from harness.backends.qemu.debootstrap import FIRST_BOOT_NIC, first_boot_disk, install
 from harness.backends.qemu.installer import effective_method, install_from_media
 from harness.backends.qemu.vm import (
     NIC_NAMES,
@@ -24,10 +25,18 @@ from harness.backends.qemu.vm import (
     qemu_img,
     remember_accel,
 )
+from harness.errors import ConfigError
+from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
     from harness.build import Build
     from harness.settings import Settings
+    from harness.ssh import Shell
+
+# Kernel parameters of the first boot after --prepare=chroot only: cloud-init stays
+# out of it (no seed: it would make its default user); update-grub in that boot
+# writes the image's own command line.
+FIRST_BOOT_ONLY = ("cloud-init=disabled",)
 
 
 class QemuBackend(Backend):
@@ -82,6 +91,25 @@ class QemuBackend(Backend):
             disk = install_from_media(build)
             return self.new_vm(build, "build", disk, "qcow2", owned=[disk], disk_cache="unsafe")
         disk = install(build, NIC_NAMES)
+        return self.new_vm(build, "build", disk, "raw", owned=[disk], disk_cache="unsafe")
+
+    def prepare_in_chroot(self, build: Build) -> Shell | None:
+        mode = prepare_mode(build.settings.prepare, build.distro.name)
+        method = effective_method(build)
+        if mode == "vm" or (mode == "auto" and method != "debootstrap"):
+            return None
+        if method != "debootstrap":
+            raise ConfigError(f"--prepare=chroot: {build.distro.name} installs with {method}, which "
+                              "leaves no root tree to prepare; use --prepare=vm or "
+                              "--install-method=debootstrap")
+        root = install(build, NIC_NAMES, keep_tree=True)
+        return ChrootShell(root, logger=build.log, timer=build.account)
+
+    def first_boot(self, build: Build) -> VM:
+        d = build.distro
+        disk = first_boot_disk(build, [*d.hyperv_integration.kernel_cmdline, *FIRST_BOOT_ONLY])
+        build.record["first_boot_only"] = {"files": [FIRST_BOOT_NIC],
+                                           "kernel_cmdline": list(FIRST_BOOT_ONLY)}
         return self.new_vm(build, "build", disk, "raw", owned=[disk], disk_cache="unsafe")
 
     def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:

@@ -9,12 +9,16 @@ filesystem is written straight into the disk file at its partition's offset with
 It leaves what a fresh minimal install from the official installer leaves: the base
 system, a kernel, the SSH server, GRUB + shim on the ESP, root and the admin user
 with generated passwords, DHCP on the NIC. Everything after that is done by the
-stages, over SSH.
+stages: over SSH in the booted disk (``--prepare=vm``), or (``--prepare=chroot``, the
+default here) in the root tree before the disk is made, with ``grub-install`` and
+``update-grub`` diverted until :func:`first_boot_disk` makes the disk for the one boot
+that runs what needs a running system.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import uuid
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import host
+from harness.backends.qemu.chroot import chroot_wrapper
 from harness.distro.pkgmgr import Apt
 from harness.errors import GmiError, HypervisorError
 from harness.host import file_lock
@@ -35,6 +40,8 @@ CACHE_DIR = Path("~/.cache/gmi-harness/debootstrap").expanduser()
 SHIM_DIR = "usr/lib/shim"
 GRUB_SIGNED = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
 DIVERTED = ("/usr/sbin/grub-install", "/usr/sbin/update-grub")
+FIRST_BOOT_NIC = "/etc/network/interfaces.d/zz-gmi-first-boot"
+ROOTFS = "rootfs"  # the new system's root tree, in the build's scratch folder
 
 
 def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None,
@@ -53,13 +60,17 @@ def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None
                               f"see {build.logdir / 'build.log'}")
 
 
-def install(build: Build, nic_names: Sequence[str]) -> Path:
-    """Build the disk of a freshly installed system; returns the raw disk's path."""
+def install(build: Build, nic_names: Sequence[str], *, keep_tree: bool = False) -> Path:
+    """Build the disk of a freshly installed system; returns the raw disk's path. With
+    ``keep_tree``: the installed root tree instead, for the stages to prepare in a
+    chroot (GRUB's tools diverted, the host's resolv.conf in place) until
+    :func:`first_boot_disk` makes the disk from it."""
     d, spec = build.distro, build.distro.install
     assert build.creds is not None
     host.require_space(build.workdir, spec.scratch_min_gib * 2**30, "the build")
-    root = build.workdir / "rootfs"
+    root = build.workdir / ROOTFS
     disk = build.workdir / "build.raw"
+    done = False
     try:
         # dpkg without fsync from the first package on (debootstrap's own dpkg reads it)
         for path, content in Apt.build_only_files.items():
@@ -68,21 +79,54 @@ def install(build: Build, nic_names: Sequence[str]) -> Path:
         with build.step("provision: debootstrap"):
             _debootstrap(build, root)
         with build.step("provision: updates, boot packages, users"):
-            _chroot_setup(build, root)
+            _chroot_setup(build, root, keep_tree=keep_tree)
         root_uuid, esp_serial = str(uuid.uuid4()), uuid.uuid4().hex[:8].upper()
         _write_config(build, root, root_uuid, esp_serial, nic_names)
+        build.record["installed_by"] = (f"debootstrap {spec.suite} ({d.name}), with the updates "
+                                        "and security suites applied")
+        if keep_tree:
+            done = True
+            return root
         with build.step("provision: disk"):
             _assemble_disk(build, root, disk, root_uuid, esp_serial)
+        done = True
+    finally:
+        if root.exists() and not (keep_tree and done):
+            _remove_tree(build, root)
+    return disk
+
+
+def first_boot_disk(build: Build, cmdline: Sequence[str]) -> Path:
+    """The disk made from the root tree the stages prepared in a chroot, for its first
+    boot: GRUB's tools back, the host's resolv.conf gone, a grub.cfg for the newest
+    kernel with ``cmdline`` added (the update-grub of that boot replaces it), the
+    tree removed. Returns the raw disk's path."""
+    root, disk = build.workdir / ROOTFS, build.workdir / "build.raw"
+    try:
+        run(["unshare", "--mount", "--propagation", "private", "sh", "-c", chroot_wrapper(root)],
+            build, what="putting GRUB's tools back in the new system", input=undivert_script())
+        (root / "etc/resolv.conf").unlink(missing_ok=True)
+        # The NIC for this boot only (cloud-init is off in it; the stage removes this
+        # file once logged in: clones get theirs from cloud-init).
+        nic = root / FIRST_BOOT_NIC.lstrip("/")
+        nic.parent.mkdir(parents=True, exist_ok=True)
+        nic.write_text("# gmi-harness: the build's first boot only\n"
+                       "allow-hotplug eth0\niface eth0 inet dhcp\n")
+        root_uuid, esp_uuid = build.record["root_uuid"], build.record["esp_uuid"]
+        _write_grub_cfg(build, root, root_uuid, cmdline)
+        with build.step("first_boot: disk"):
+            _assemble_disk(build, root, disk, root_uuid, esp_uuid.replace("-", ""))
     finally:
         if root.exists():
-            _refuse_mounted(root)
-            build.record["scratch_peak_bytes"] = max(
-                build.record.get("scratch_peak_bytes", 0),
-                host.tree_allocated_bytes(build.workdir))
-            shutil.rmtree(root, ignore_errors=True)
-    build.record["installed_by"] = (f"debootstrap {spec.suite} ({d.name}), with the updates "
-                                    "and security suites applied")
+            _remove_tree(build, root)
     return disk
+
+
+def _remove_tree(build: Build, root: Path) -> None:
+    _refuse_mounted(root)
+    build.record["scratch_peak_bytes"] = max(
+        build.record.get("scratch_peak_bytes", 0), host.tree_allocated_bytes(build.workdir))
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _refuse_mounted(root: Path) -> None:
@@ -108,38 +152,47 @@ def _debootstrap(build: Build, root: Path) -> None:
             build, what="debootstrap")
 
 
-def _chroot_script(build: Build) -> str:
-    spec, user = build.distro.install, build.distro.admin_user
-    divert = "\n".join(
+def divert_script() -> str:
+    """grub-install and update-grub replaced by no-ops (run in a chroot, they would
+    write the host's root device into grub.cfg)."""
+    return "\n".join(
         f"dpkg-divert --local --rename --add {p}\nprintf '#!/bin/sh\\nexit 0\\n' > {p}\n"
         f"chmod 755 {p}" for p in DIVERTED)
-    undivert = "\n".join(f"rm -f {p}\ndpkg-divert --local --rename --remove {p}"
-                         for p in DIVERTED)
+
+
+def undivert_script() -> str:
+    """GRUB's own tools back in place."""
+    return "set -eu\n" + "\n".join(f"rm -f {p}\ndpkg-divert --local --rename --remove {p}"
+                                    for p in DIVERTED) + "\n"
+
+
+def _chroot_script(build: Build, keep_diverted: bool = False) -> str:
+    spec, user = build.distro.install, build.distro.admin_user
     pm = Apt()
     # As the installer does: the updates and security suites (in sources.list already)
     # are applied during the install, so the first boot is current and Step 2 finds no
     # second kernel to boot. The installer leaves one kernel: the newest.
     return f"""set -eu
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-{divert}
+{divert_script()}
 {pm.refresh()}
 {pm.upgrade()}
 {pm.install(spec.boot_packages)}
 {pm.remove_kernels_but_newest()}
-{undivert}
+{"" if keep_diverted else undivert_script()}
 adduser --disabled-password --gecos "" {shlex.quote(user)}
 apt-get -q autoclean
 """
 
 
-def _chroot_setup(build: Build, root: Path) -> None:
+def _chroot_setup(build: Build, root: Path, keep_tree: bool = False) -> None:
     spec = build.distro.install
     assert build.creds is not None
     sources = spec.apt_sources.format(mirror=build.settings.mirror,
                                       security_mirror=spec.security_mirror)
     (root / "etc/apt/sources.list").write_text(sources)
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
-    script = _chroot_script(build)
+    script = _chroot_script(build, keep_diverted=keep_tree)
     # A private mount namespace: proc, sys and dev exist only for the chroot's
     # package scripts and vanish with the namespace. So does apt's package cache: the
     # host's, per suite, kept for the next build (the new system's own stays empty;
@@ -155,19 +208,8 @@ def _chroot_setup(build: Build, root: Path) -> None:
     c = build.creds
     run(["chroot", str(root), "chpasswd"], build, what="setting the build passwords",
         input=f"root:{c.root_password}\n{c.admin_user}:{c.admin_password}\n")
-    (root / "etc/resolv.conf").unlink()
-
-
-def chroot_wrapper(root: Path, apt_cache: Path | None = None) -> str:
-    """The sh script that runs stdin in ``root``: in a private mount namespace, so
-    proc, sys and dev exist only for the chroot's package scripts and vanish with it
-    (and so does ``apt_cache``, bound over the new system's package cache when given).
-    ``$R`` is always quoted: the scratch path may hold spaces or glob characters."""
-    cache = (f"mount --bind {shlex.quote(str(apt_cache))} \"$R/var/cache/apt/archives\"; "
-             if apt_cache is not None else "")
-    return (f"set -eu; R={shlex.quote(str(root))}; mount -t proc proc \"$R/proc\"; "
-            "mount --rbind /sys \"$R/sys\"; mount --rbind /dev \"$R/dev\"; "
-            f"{cache}chroot \"$R\" /bin/sh -s")
+    if not keep_tree:  # (the stages in the chroot still need to resolve the mirror)
+        (root / "etc/resolv.conf").unlink()
 
 
 def _write_config(build: Build, root: Path, root_uuid: str, esp_serial: str,
@@ -204,22 +246,33 @@ def _write_config(build: Build, root: Path, root_uuid: str, esp_serial: str,
     # prove the clones no longer have them.
     build.record["build_host_keys"] = sorted(
         " ".join(p.read_text().split()[:2]) for p in (root / "etc/ssh").glob("ssh_host_*_key.pub"))
-    kernels = sorted(p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*"))
+    _write_grub_cfg(build, root, root_uuid)
+    build.record["esp_uuid"], build.record["root_uuid"] = esp_uuid, root_uuid
+
+
+def _write_grub_cfg(build: Build, root: Path, root_uuid: str, extra: Sequence[str] = ()) -> None:
+    """The installer runs update-grub in the installed system; ours cannot (it would
+    probe the host), so it writes the equivalent for the newest kernel. The guest's own
+    update-grub regenerates it from /etc/default/grub at the first kernel or GRUB change."""
+    kernels = sorted((p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*")),
+                     key=_version_key)
     if not kernels:
         raise GmiError("the new system has no kernel in /boot: check install.include")
     kver = kernels[-1]
-    cmdline = f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8 quiet"
+    cmdline = " ".join([f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8 quiet",
+                        *extra])
     (root / "boot/grub").mkdir(parents=True, exist_ok=True)
-    # The installer runs update-grub in the installed system; ours cannot (it would
-    # probe the host), so it writes the equivalent. The guest's own update-grub
-    # regenerates it from /etc/default/grub at the first kernel or GRUB change.
-    (root / d.boot.grub_cfg.lstrip("/")).write_text(
+    (root / build.distro.boot.grub_cfg.lstrip("/")).write_text(
         f"set default=0\nset timeout=5\n"
-        f"menuentry '{d.description}' {{\n"
+        f"menuentry '{build.distro.description}' {{\n"
         f"  search --no-floppy --fs-uuid --set=root {root_uuid}\n"
         f"  linux /boot/vmlinuz-{kver} {cmdline}\n"
         f"  initrd /boot/initrd.img-{kver}\n}}\n")
-    build.record["esp_uuid"], build.record["root_uuid"] = esp_uuid, root_uuid
+
+
+def _version_key(version: str) -> list[tuple[int, str]]:
+    """Sorts kernel versions as ``sort -V`` does for them (6.1.0-9 before 6.1.0-10)."""
+    return [(int(p), "") if p.isdigit() else (-1, p) for p in re.split(r"(\d+)", version) if p]
 
 
 def _ids(root: Path, user: str) -> int:

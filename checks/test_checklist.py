@@ -368,6 +368,21 @@ def test_package_manager_syncs_its_writes(host) -> None:
 
 
 @checklist(item.NO_LEFTOVERS)
+def test_first_boot_settings_gone(host, build: Build) -> None:
+    # generic: cloud-init is never switched off on the kernel command line (the build's
+    # first boot after --prepare=chroot is the only one that may)
+    grub_cfg = shlex.quote(build.distro.boot.grub_cfg)
+    with host.sudo():
+        found = host.run(f"grep -ls 'cloud-init=disabled' /proc/cmdline {grub_cfg} /etc/default/grub "
+                         "/etc/default/grub.d/* 2>/dev/null || true").stdout
+        # what the build's first boot had for itself only, when the build record names it
+        only = build.record.get("first_boot_only", {})
+        left = [f for f in only.get("files", []) if host.file(f).exists]
+    assert found.strip() == "", f"cloud-init is disabled on the kernel command line in: {found}"
+    assert not left, f"the build's first-boot-only files are still there: {left}"
+
+
+@checklist(item.NO_LEFTOVERS)
 def test_ssh_host_keys_regenerated(host, build: Build) -> None:
     with host.sudo():
         now = {" ".join(line.split()[:2]) for line in

@@ -186,13 +186,17 @@ class Build:
         """Whether the stages reach a running system (False: its root tree, in a chroot)."""
         return self._guest().live
 
-    def when_live(self, what: str, step: Callable[[], object]) -> None:
+    def when_live(self, what: str, step: Callable[[], object], once: bool = False) -> None:
         """Run ``step`` now on a running system; in a chroot, queue it for the first
         boot (:meth:`run_live_steps`), in order. For what a root tree cannot do: the
         mounted ESP, ``update-grub`` probing the real disk, an initramfs built for the
-        VM's hardware, ``fstrim``."""
+        VM's hardware, ``fstrim``. ``once``: the step only reads the system's present
+        configuration (update-grub regenerating grub.cfg): queued once, where it was
+        first asked for, since every queued step runs after all the chroot's work."""
         if self.live:
             step()
+        elif once and any(w == what for w, _ in self.live_steps):
+            self.log.info("(at the first boot, queued already: %s)", what)
         else:
             self.log.info("(at the first boot: %s)", what)
             self.live_steps.append((what, step))

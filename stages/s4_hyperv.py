@@ -50,15 +50,6 @@ def rebuild_initramfs(b: Build) -> None:
          what="hv modules are in every initramfs")
 
 
-def update_grub(b: Build) -> None:
-    """update-grub in the running system (in a chroot it would write the host's root
-    device into grub.cfg), and the kernel command line that names the NIC eth0."""
-    boot = b.distro.boot
-    b.sh(boot.grub_update, what="update-grub")
-    b.sh(f"grep -q 'net.ifnames=0' {boot.cmdline_glob}",
-         what="the kernel command line names the NIC eth0")
-
-
 def hyperv(b: Build) -> None:
     d = b.distro
     pm, spec, boot = d.package_manager(), d.hyperv_integration, d.boot
@@ -107,7 +98,10 @@ def hyperv(b: Build) -> None:
                 lambda: b.sh(f"mountpoint -q {shlex.quote(esp)}\n{copies}", what="EFI fallback boot path"))
     if boot.debconf:
         b.sh(pm.set_debconf(boot.debconf), what="keep the fallback path on GRUB upgrades")
-    b.when_live("update-grub", lambda: update_grub(b))
+    b.when_live("update-grub", lambda: b.sh(boot.grub_update, what="update-grub"), once=True)
+    b.when_live("the kernel command line names the NIC eth0",
+                lambda: b.sh(f"grep -q 'net.ifnames=0' {boot.cmdline_glob}",
+                             what="the kernel command line names the NIC eth0"))
     b.record.setdefault("versions", {})["integration_services"] = ", ".join(
         f"{p} {b.sh(pm.version_of(p), what=f'{p} version').strip()}" for p in spec.packages
     ) if "hv_daemons_from_source" not in b.record else (

@@ -22,7 +22,11 @@ def cleanup(b: Build) -> None:
     b.sh(f"journalctl --vacuum-time={shlex.quote(spec.journal_vacuum)}", what="vacuum the journal")
     b.sh(grub_settings_script(boot.grub_defaults_file, dict(boot.grub_settings),
                               boot.kernel_cmdline), what="GRUB: no menu, serial console")
-    b.when_live("update-grub", lambda: update_grub(b))
+    # (in a chroot update-grub would write the host's root device: at the first boot)
+    b.when_live("update-grub", lambda: b.sh(boot.grub_update, what="update-grub"), once=True)
+    b.when_live("grub.cfg timeout 0",
+                lambda: b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}",
+                             what="grub.cfg timeout 0"))
     b.sh(pm.autoremove(), what="autoremove")
     b.sh(pm.clean(), what="clean package cache")
     if pm.build_only_files:
@@ -35,14 +39,6 @@ def cleanup(b: Build) -> None:
          what="truncate logs")
     # (in a chroot: at the first boot, after what it writes)
     b.when_live("fstrim", lambda: trim(b))
-
-
-def update_grub(b: Build) -> None:
-    """update-grub in the running system (never in a chroot: it would write the host's
-    root device), then the timeout the GRUB settings asked for."""
-    boot = b.distro.boot
-    b.sh(boot.grub_update, what="update-grub")
-    b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}", what="grub.cfg timeout 0")
 
 
 def trim(b: Build) -> None:

@@ -204,6 +204,10 @@ SETTINGS: tuple[Setting, ...] = (
                 "then one boot for what needs a running system; mkosi's way), vm (over SSH in the "
                 "booted build VM, as on Hyper-V) or auto (chroot where Step 1 is debootstrap); "
                 "DISTRO=MODE for one distro (repeatable)", (), _as_prepare, multiple=True),
+        Setting("incremental", "reuse Step 1's installed tree (debootstrap, updates, boot packages) "
+                "while the archive's InRelease files and the inputs are the same (mkosi's "
+                "Incremental=); kept in ~/.cache/gmi-harness/trees, one per suite", "on", _as_str,
+                ("on", "off")),
         Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _as_int),
         Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, _as_int),
         Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
@@ -317,6 +321,7 @@ class SettingsFields:
     # the QEMU backend
     accel: str
     prepare: tuple[str, ...]
+    incremental: str
     vm_cpus: int
     vm_memory_mb: int
     boot_timeout: int

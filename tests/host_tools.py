@@ -18,6 +18,7 @@ TOOLS = {
     "qemu-img": "qemu-utils",
     "qemu-system-x86_64": "qemu-system-x86",
     "pgrep": "procps",
+    "unshare": "util-linux",
     "chromium": "chromium",  # test_signoff also accepts the other names of the browser
     "chromium-browser": "chromium",
     "google-chrome": "chromium",

@@ -12,12 +12,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from host_tools import needs
 
 from harness.backends.qemu.chroot import ChrootShell
 from harness.errors import GuestCommandError
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
-                                reason="chroot and mount namespaces need root and unshare")
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="chroot and mount namespaces need root"),
+    needs("unshare"),
+]
 
 TOOLS = ("bash", "sh", "cat", "mkdir", "dirname", "chmod", "sleep", "ls", "env", "readlink")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import host
+from harness.backends.qemu import treecache
 from harness.backends.qemu.chroot import chroot_wrapper
 from harness.distro.pkgmgr import Apt
 from harness.errors import GmiError, HypervisorError
@@ -72,14 +73,27 @@ def install(build: Build, nic_names: Sequence[str], *, keep_tree: bool = False) 
     disk = build.workdir / "build.raw"
     done = False
     try:
-        # dpkg without fsync from the first package on (debootstrap's own dpkg reads it)
-        for path, content in Apt.build_only_files.items():
-            (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
-            (root / path.lstrip("/")).write_text(content)
-        with build.step("provision: debootstrap"):
-            _debootstrap(build, root)
-        with build.step("provision: updates, boot packages, users"):
-            _chroot_setup(build, root, keep_tree=keep_tree)
+        key = _incremental_key(build)
+        reused = False
+        if key is not None:
+            with build.step("provision: Step 1's cached tree"):
+                reused = treecache.restore(build, root, spec.suite, key)
+        if not reused:
+            # dpkg without fsync from the first package on (debootstrap's own dpkg reads it)
+            for path, content in Apt.build_only_files.items():
+                (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+                (root / path.lstrip("/")).write_text(content)
+            with build.step("provision: debootstrap"):
+                _debootstrap(build, root)
+            with build.step("provision: updates and boot packages"):
+                _install_packages(build, root)
+            if key is not None:
+                with build.step("provision: keep the tree for the next build"):
+                    treecache.store(build, root, spec.suite, key)
+        build.record["step1_tree"] = ("reused (incremental)" if reused else
+                                      "made, and kept for the next build" if key else "made")
+        with build.step("provision: users"):
+            _per_build(build, root, keep_tree=keep_tree, fresh_ids=reused)
         root_uuid, esp_serial = str(uuid.uuid4()), uuid.uuid4().hex[:8].upper()
         _write_config(build, root, root_uuid, esp_serial, nic_names)
         build.record["installed_by"] = (f"debootstrap {spec.suite} ({d.name}), with the updates "
@@ -166,8 +180,14 @@ def undivert_script() -> str:
                                     for p in DIVERTED) + "\n"
 
 
-def _chroot_script(build: Build, keep_diverted: bool = False) -> str:
-    spec, user = build.distro.install, build.distro.admin_user
+def _sources(build: Build) -> str:
+    spec = build.distro.install
+    return spec.apt_sources.format(mirror=build.settings.mirror, security_mirror=spec.security_mirror)
+
+
+def _packages_script(build: Build) -> str:
+    """Step 1's package work in the new system (what the tree cache keeps)."""
+    spec = build.distro.install
     pm = Apt()
     # As the installer does: the updates and security suites (in sources.list already)
     # are applied during the install, so the first boot is current and Step 2 finds no
@@ -179,31 +199,76 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 {pm.upgrade()}
 {pm.install(spec.boot_packages)}
 {pm.remove_kernels_but_newest()}
+"""
+
+
+def _per_build_script(build: Build, keep_diverted: bool, fresh_ids: bool) -> str:
+    """What each build does to the tree itself: GRUB's tools back (unless the stages
+    still run in the chroot), new SSH host keys and machine-id for a reused tree (as a
+    fresh install makes them), the admin user."""
+    ids = ("rm -f /etc/ssh/ssh_host_*\nssh-keygen -A\n"
+           "rm -f /etc/machine-id\nsystemd-machine-id-setup\n") if fresh_ids else ""
+    return f"""set -eu
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 {"" if keep_diverted else undivert_script()}
-adduser --disabled-password --gecos "" {shlex.quote(user)}
+{ids}adduser --disabled-password --gecos "" {shlex.quote(build.distro.admin_user)}
 apt-get -q autoclean
 """
 
 
-def _chroot_setup(build: Build, root: Path, keep_tree: bool = False) -> None:
+def _chroot_script(build: Build, keep_diverted: bool = False) -> str:
+    """Step 1's whole script in the new system, as one build from scratch runs it."""
+    return _packages_script(build) + _per_build_script(build, keep_diverted, fresh_ids=False)
+
+
+def _incremental_key(build: Build) -> str | None:
+    """The tree cache's key for this build's Step 1, or None: --incremental=off, or
+    the mirror's InRelease files cannot be read (then Step 1 runs from scratch and
+    says why in build.log)."""
     spec = build.distro.install
-    assert build.creds is not None
-    sources = spec.apt_sources.format(mirror=build.settings.mirror,
-                                      security_mirror=spec.security_mirror)
-    (root / "etc/apt/sources.list").write_text(sources)
-    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
-    script = _chroot_script(build, keep_diverted=keep_tree)
-    # A private mount namespace: proc, sys and dev exist only for the chroot's
-    # package scripts and vanish with the namespace. So does apt's package cache: the
-    # host's, per suite, kept for the next build (the new system's own stays empty;
-    # autoclean drops the versions the archive no longer has).
-    cache = CACHE_DIR.with_name("apt") / spec.suite
+    if build.settings.incremental != "on":
+        return None
+    sources = _sources(build)
+    try:
+        state = treecache.archive_state(sources)
+    except OSError as exc:
+        build.log.info("incremental: the archive's state could not be read (%s): Step 1 from scratch",
+                       exc)
+        return None
+    rc, version, _ = host.run_group(["debootstrap", "--version"])
+    return treecache.tree_key(
+        [spec.suite, build.settings.mirror, sources, ",".join(spec.include), _packages_script(build),
+         repr(sorted(Apt.build_only_files.items())), version.strip() if rc == 0 else "?"], state)
+
+
+def _in_chroot(build: Build, root: Path, script: str, what: str) -> None:
+    """``script`` in the new system with the host's apt package cache for the suite
+    bound over its own: in a private mount namespace, proc, sys and dev exist only for
+    the chroot's package scripts and vanish with the namespace, and so does the bind
+    (the new system's own cache stays empty; the host's is kept for the next build)."""
+    cache = CACHE_DIR.with_name("apt") / build.distro.install.suite
     cache.mkdir(parents=True, exist_ok=True)
     wrapper = chroot_wrapper(root, apt_cache=cache)
-    with file_lock(cache.with_name(f"{spec.suite}.lock")):
+    with file_lock(cache.with_name(f"{build.distro.install.suite}.lock")):
         run(["unshare", "--mount", "--propagation", "private", "sh", "-c", wrapper], build,
-            what="installing the updates and the boot loader packages in the new system",
-            input=script)
+            what=what, input=script)
+
+
+def _install_packages(build: Build, root: Path) -> None:
+    (root / "etc/apt/sources.list").write_text(_sources(build))
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    try:
+        _in_chroot(build, root, _packages_script(build),
+                   "installing the updates and the boot loader packages in the new system")
+    finally:
+        (root / "etc/resolv.conf").unlink(missing_ok=True)  # (never kept in a cached tree)
+
+
+def _per_build(build: Build, root: Path, keep_tree: bool, fresh_ids: bool) -> None:
+    assert build.creds is not None
+    shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    _in_chroot(build, root, _per_build_script(build, keep_tree, fresh_ids),
+               "the admin user and the build's own files in the new system")
     # Passwords go through chpasswd's standard input: never on a command line.
     c = build.creds
     run(["chroot", str(root), "chpasswd"], build, what="setting the build passwords",

@@ -6,8 +6,8 @@ cold and warm, with per-stage figures.
 
 Each run is ``pytest checks --distro=D`` into a folder of its own under ``--out``. A
 cold run first empties this machine's caches for the distro (debootstrap's package
-cache for its suite, the accelerator verdict); a warm run keeps what the runs before it
-left. Nothing is measured twice: the figures come from what the run itself wrote (the
+cache for its suite, Step 1's apt packages and its kept trees (``--incremental``), the
+accelerator verdict); a warm run keeps what the runs before it left. Nothing is measured twice: the figures come from what the run itself wrote (the
 archive's ``gmi-build-record.yml``, the run's ``signoff.json`` and ``build.log``):
 
 - wall seconds per stage, and how much of it was real work (guest commands, waits for
@@ -204,9 +204,11 @@ def read_run(folder: Path, label: str = "", mode: str = "", wall_s: float | None
 
 
 def empty_caches(cache_root: Path, suite: str) -> list[str]:
-    """What a cold run must not find: this suite's package caches, the accel verdict."""
+    """What a cold run must not find: this suite's package caches and Step 1 trees
+    (--incremental), the accel verdict."""
     gone = []
     for path in (cache_root / "debootstrap" / suite, cache_root / "apt" / suite,
+                 *sorted((cache_root / "trees").glob(f"{suite}-*.tar.zst")),
                  cache_root / "host-verdicts.json"):
         if path.is_dir():
             shutil.rmtree(path)

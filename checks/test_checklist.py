@@ -368,6 +368,14 @@ def test_package_manager_syncs_its_writes(host) -> None:
 
 
 @checklist(item.NO_LEFTOVERS)
+def test_package_manager_uses_no_build_proxy(host) -> None:
+    # generic: the build's package cache (a proxy on the build host) is never the clone's
+    found = host.run("command -v apt-config >/dev/null || exit 0; "
+                     "apt-config dump | grep -i '::proxy' || true").stdout
+    assert found.strip() == "", f"apt is set to use a proxy: {found.strip()}"
+
+
+@checklist(item.NO_LEFTOVERS)
 def test_first_boot_settings_gone(host, build: Build) -> None:
     # generic: cloud-init is never switched off on the kernel command line (the build's
     # first boot after --prepare=chroot is the only one that may)

@@ -89,6 +89,7 @@ class Build:
     vhdx: Path | None = None
     vm_tree: Path | None = None  # the exported VM (.vmcx) beside the VHDX; None: disk only
     archive: Path | None = None  # validating an existing GMI instead of building one
+    package_proxy_port: int = 0  # the run's package cache on 127.0.0.1 (0: none)
     subject: str = ""  # what the run's results are keyed by: the --distro or gmi:<path>
     worker: str = ""  # the xdist worker running this build ("" when not under xdist)
     record: dict[str, Any] = field(default_factory=dict)
@@ -180,6 +181,21 @@ class Build:
         self.guest = guest
         guest.wait(self.settings.boot_timeout, "the build VM's SSH")
         return guest
+
+    def build_only_files(self) -> dict[str, str]:
+        """Files that speed the build up and never stay in the image: the package
+        manager's (dpkg without fsync) and, with a package cache, its proxy setting,
+        addressed as the system being prepared reaches this host (its loopback from a
+        chroot, the backend's host address from the build VM). Written by Steps 1-2,
+        removed by the clean-up stage, absent at the seal and in the checks."""
+        pm = self.distro.package_manager()
+        files = dict(pm.build_only_files)
+        if self.package_proxy_port:
+            live = self.guest is not None and self.guest.live
+            address = self.backend.host_from_guest if live else "127.0.0.1"
+            if address:
+                files.update(pm.proxy_files(f"http://{address}:{self.package_proxy_port}/"))
+        return files
 
     @property
     def live(self) -> bool:

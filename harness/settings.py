@@ -208,6 +208,9 @@ SETTINGS: tuple[Setting, ...] = (
                 "while the archive's InRelease files and the inputs are the same (mkosi's "
                 "Incremental=); kept in ~/.cache/gmi-harness/trees, one per suite", "on", _as_str,
                 ("on", "off")),
+        Setting("package_cache", "a package cache for repeat builds: apt-cacher-ng on 127.0.0.1 for "
+                "the run, the build's apt through it during the build only (its cache in "
+                "~/.cache/gmi-harness/apt-cacher-ng)", "on", _as_str, ("on", "off")),
         Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _as_int),
         Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, _as_int),
         Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
@@ -322,6 +325,7 @@ class SettingsFields:
     accel: str
     prepare: tuple[str, ...]
     incremental: str
+    package_cache: str
     vm_cpus: int
     vm_memory_mb: int
     boot_timeout: int

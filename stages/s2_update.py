@@ -13,7 +13,7 @@ def update(b: Build) -> None:
     """Fully update the OS, drop what is not needed, and give the admin sudo."""
     spec, user = b.distro.update, b.distro.admin_user
     pm = b.distro.package_manager()
-    for path, content in pm.build_only_files.items():  # (Step 1 may have written them)
+    for path, content in b.build_only_files().items():  # (Step 1 may have written them)
         b.put(path, content)
     if spec.initramfs_conf:
         b.sh(set_initramfs_updates(spec.initramfs_conf, "no"),

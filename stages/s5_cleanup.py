@@ -29,8 +29,8 @@ def cleanup(b: Build) -> None:
                              what="grub.cfg timeout 0"))
     b.sh(pm.autoremove(), what="autoremove")
     b.sh(pm.clean(), what="clean package cache")
-    if pm.build_only_files:
-        b.sh(remove_build_only_files(pm.build_only_files),
+    if b.build_only_files():
+        b.sh(remove_build_only_files(b.build_only_files()),
              what="remove the build-only package manager settings")
     b.sh("shopt -s nullglob\nrm -rf -- " + " ".join(spec.remove_paths),
          what="remove caches, histories, leases, temp files")

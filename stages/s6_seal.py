@@ -61,7 +61,7 @@ def seal_script(b: Build, console: bool = True) -> str:
         "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
         "rm -rf /tmp/* /var/tmp/*",
         # The build-only settings (dpkg without fsync) are gone: an image never has them.
-        *(f"test ! -e {shlex.quote(f)}" for f in d.package_manager().build_only_files),
+        *(f"test ! -e {shlex.quote(f)}" for f in b.build_only_files()),
         "sync",
         "fstrim -a",
         f"say '{SEAL_DONE}'",

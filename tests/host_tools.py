@@ -19,6 +19,7 @@ TOOLS = {
     "qemu-system-x86_64": "qemu-system-x86",
     "pgrep": "procps",
     "unshare": "util-linux",
+    "apt-cacher-ng": "apt-cacher-ng",
     "chromium": "chromium",  # test_signoff also accepts the other names of the browser
     "chromium-browser": "chromium",
     "google-chrome": "chromium",

@@ -22,6 +22,7 @@ from harness.log import clean_console
 from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
+    from harness.backends.qemu.pkgcache import PackageCache
     from harness.build import Build
     from harness.settings import Settings
     from harness.ssh import Shell
@@ -99,6 +100,15 @@ class Backend(ABC):
     :data:`harness.backends.BACKENDS`."""
 
     name: str
+    # The address of this host as the build VM sees it ("": the VM cannot reach this
+    # host's loopback services, such as the package cache)
+    host_from_guest: str = ""
+
+    @classmethod
+    def start_package_cache(cls, settings: Settings, logdir: Path) -> PackageCache | None:
+        """Once per run, on the controller: the package cache the builds' apt goes
+        through (``--package-cache``), or None where the backend has none."""
+        return None
 
     @classmethod
     def prepare_host(cls, settings: Settings, scratch: Path) -> dict[str, Any]:

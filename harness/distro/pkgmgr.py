@@ -32,6 +32,13 @@ class Apt:
         "/etc/dpkg/dpkg.cfg.d/zz-gmi-build-unsafe-io":
             "# gmi-harness, during the build only: no fsync per unpacked file\nforce-unsafe-io\n",
     }
+    proxy_file = "/etc/apt/apt.conf.d/zz-gmi-build-proxy"
+
+    def proxy_files(self, url: str) -> dict[str, str]:
+        """Build time only: apt's http through the run's package cache at ``url`` (https
+        goes direct); removed with the other build-only files."""
+        return {self.proxy_file: "// gmi-harness, during the build only: the run's package "
+                                 f'cache\nAcquire::http::Proxy "{url}";\n'}
 
     def refresh(self) -> str:
         return f"{self.env} apt-get -q update"
@@ -95,6 +102,10 @@ class _Rpm:
 
     # rpm has no per-file fsync switch that dnf or zypper expose: nothing to undo.
     build_only_files: dict[str, str] = {}
+
+    def proxy_files(self, url: str) -> dict[str, str]:
+        """No package cache for dnf and zypper yet (docs/distros.md: their equivalents)."""
+        return {}
 
     def __init__(self, keep: Iterable[str] = ()) -> None:
         self.keep = tuple(keep)

@@ -174,6 +174,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if not getattr(config.option, "xmlpath", None):
             config.option.xmlpath = str(run_dir / "junit.xml")
         (run_dir / "settings.txt").write_text("\n".join(settings.describe()) + "\n")
+        if settings.distro:  # builds: the run's package cache, for every worker's builds
+            try:
+                run.start_package_cache(state)
+            except GmiError as exc:
+                raise pytest.UsageError(str(exc)) from None
     if not inspecting and subjects(settings) and hasattr(config.option, "allure_report_dir") \
             and not config.option.allure_report_dir:
         # before allure-pytest's own pytest_configure reads it (this hook is tryfirst);

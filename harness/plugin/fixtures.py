@@ -24,7 +24,7 @@ from harness.backends.base import release
 from harness.build import Build
 from harness.errors import GmiError
 from harness.plugin.matrix import archive_path, is_archive, subject_id
-from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, host_facts
+from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, host_facts, package_proxy_port
 from harness.report import allure
 from harness.settings import Settings
 
@@ -87,6 +87,9 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
     b.progress = _progress_writer(request.config, state)
     b.step_listeners.append(allure.step)
     b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
+    b.package_proxy_port = package_proxy_port()
+    b.record["package_cache"] = (f"apt-cacher-ng on 127.0.0.1:{b.package_proxy_port}"
+                                 if b.package_proxy_port else "none")
     try:
         host_facts(request.config)
         backend.check_host(b)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -28,6 +28,11 @@ from harness.errors import GmiError
 from harness.host import HELD, file_lock, kill_running_groups
 from harness.settings import Settings
 
+if TYPE_CHECKING:
+    from harness.backends.qemu.pkgcache import PackageCache
+
+# The run's package cache's port, for its xdist workers (they inherit the environment).
+PACKAGE_PROXY_ENV = "GMI_RUN_PACKAGE_PROXY"
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
 
@@ -52,6 +57,7 @@ class RunState:
         self.started_at = datetime.now(UTC)
         self.tests: dict[str, dict[str, Any]] = {}  # nodeid -> one test's result
         self.signoff_page: Path | None = None
+        self.package_cache: PackageCache | None = None  # started by the controller
         self.report_error = ""  # why the sign-off page could not be written
 
     def keep(self, subject: str) -> bool:
@@ -60,6 +66,7 @@ class RunState:
 
     def emergency_cleanup(self) -> None:
         """Last resort at interpreter exit: no orphaned qemu, no scratch left behind."""
+        stop_package_cache(self)
         for name, build in self.builds.items():
             if not self.keep(name):
                 for vm in build.vms:
@@ -178,10 +185,40 @@ def terminate_as_interrupt() -> None:
     INTERRUPT.install()
 
 
+def start_package_cache(state: RunState) -> None:
+    """The backend's package cache for the run (``--package-cache``); its port goes to
+    the xdist workers in the environment they inherit."""
+    cache = backend_class(state.settings.backend).start_package_cache(
+        state.settings, state.run_dir / "logs" / "package-cache")
+    if cache is not None:
+        state.package_cache = cache
+        os.environ[PACKAGE_PROXY_ENV] = str(cache.port)
+
+
+def stop_package_cache(state: RunState) -> None:
+    """Stopped at the end of the run; what it fetched and served in the run folder."""
+    cache, state.package_cache = state.package_cache, None
+    if cache is None:
+        return
+    os.environ.pop(PACKAGE_PROXY_ENV, None)
+    figures = cache.stop()
+    with contextlib.suppress(OSError):
+        (state.run_dir / "package-cache.json").write_text(json.dumps(figures, indent=1) + "\n")
+
+
+def package_proxy_port() -> int:
+    """The run's package cache's port in this process (0: none)."""
+    value = os.environ.get(PACKAGE_PROXY_ENV, "")
+    return int(value) if value.isdigit() else 0
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     """An interrupted run says in one line how it ended; the run is no longer one the
-    watchdog guards (an in-process run ends before its caller does)."""
+    watchdog guards (an in-process run ends before its caller does); the controller
+    stops the run's package cache."""
     state = config.stash.get(STATE_KEY, None)
+    if state is not None and not hasattr(config, "workerinput"):
+        stop_package_cache(state)
     if state in INTERRUPT.states:
         INTERRUPT.states.remove(state)
     signum = INTERRUPT.signum

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness import host
 from harness.backends.base import VM, Backend, ExportedDisk
-from harness.backends.qemu import janitor, journal
+from harness.backends.qemu import janitor, journal, pkgcache
 from harness.backends.qemu.chroot import ChrootShell
 from harness.backends.qemu.debootstrap import FIRST_BOOT_NIC, first_boot_disk, install
 from harness.backends.qemu.installer import effective_method, install_from_media
@@ -42,6 +42,13 @@ FIRST_BOOT_ONLY = ("cloud-init=disabled",)
 class QemuBackend(Backend):
     name = "qemu"
     tools = ["qemu-system-x86_64", "qemu-img"]
+    host_from_guest = "10.0.2.2"  # QEMU's user-mode network: the host's loopback
+
+    @classmethod
+    def start_package_cache(cls, settings: Settings, logdir: Path) -> pkgcache.PackageCache | None:
+        if settings.package_cache != "on":
+            return None
+        return pkgcache.start(logdir)
 
     @classmethod
     def prepare_host(cls, settings: Settings, scratch: Path) -> dict[str, Any]:

@@ -163,7 +163,14 @@ def _debootstrap(build: Build, root: Path) -> None:
         run(["unshare", "--mount", "--propagation", "private",
              "debootstrap", "--arch=amd64", f"--cache-dir={cache}",
              f"--include={','.join(spec.include)}", spec.suite, str(root), build.settings.mirror],
-            build, what="debootstrap")
+            build, what="debootstrap", env=_proxy_env(build))
+
+
+def _proxy_env(build: Build) -> dict[str, str]:
+    """debootstrap's downloads (wget) through the run's package cache, when there is one."""
+    if not build.package_proxy_port:
+        return {}
+    return {"http_proxy": f"http://127.0.0.1:{build.package_proxy_port}/"}
 
 
 def divert_script() -> str:
@@ -257,11 +264,17 @@ def _in_chroot(build: Build, root: Path, script: str, what: str) -> None:
 def _install_packages(build: Build, root: Path) -> None:
     (root / "etc/apt/sources.list").write_text(_sources(build))
     shutil.copyfile("/etc/resolv.conf", root / "etc/resolv.conf")
+    # (the package cache's setting, addressed from here: apt in the chroot is on this host)
+    proxy = {p: c for p, c in build.build_only_files().items() if p not in Apt.build_only_files}
+    for path, content in proxy.items():
+        (root / path.lstrip("/")).write_text(content)
     try:
         _in_chroot(build, root, _packages_script(build),
                    "installing the updates and the boot loader packages in the new system")
     finally:
-        (root / "etc/resolv.conf").unlink(missing_ok=True)  # (never kept in a cached tree)
+        # (neither is ever kept in a cached tree; the stages write the proxy setting again)
+        for path in ["/etc/resolv.conf", *proxy]:
+            (root / path.lstrip("/")).unlink(missing_ok=True)
 
 
 def _per_build(build: Build, root: Path, keep_tree: bool, fresh_ids: bool) -> None:

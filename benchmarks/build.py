@@ -70,6 +70,8 @@ class RunFigures:
     sizes: dict[str, float] = field(default_factory=dict)
     clone: dict[str, float] = field(default_factory=dict)
     downloaded_bytes: int = 0
+    # what the run's package cache fetched from the mirrors (None: the run had none)
+    mirror_bytes: int | None = None
     packages: int = 0
     accel: str = ""
     load: dict[str, float] = field(default_factory=dict)  # the host's 1-min load average
@@ -184,6 +186,9 @@ def read_run(folder: Path, label: str = "", mode: str = "", wall_s: float | None
     built = sum(s["wall_s"] for s in fig.stages.values())
     fig.stages["checks and export"] = {"wall_s": round(max(run_wall - built, 0.0), 1)}
     fig.downloaded_bytes = sum(fetched.values())
+    cache_file = signoff_file.parent / "package-cache.json"
+    if cache_file.is_file():
+        fig.mirror_bytes = int(json.loads(cache_file.read_text()).get("fetched_bytes", 0))
     sizes = record.get("sizes", {})
     used = float(record.get("fs_used_bytes", 0))
     vhdx = float(sizes.get("vhdx_bytes", 0))
@@ -270,6 +275,8 @@ def summarize(runs: Sequence[RunFigures]) -> dict[str, dict[str, Any]]:
             "overhead_pct": (round(100 * (_median(walls) - _median(work)) / _median(walls), 1)
                              if has_work and walls else None),
             "downloaded_bytes": _median(r.downloaded_bytes for r in group),
+            "mirror_bytes": (_median(r.mirror_bytes or 0 for r in group)
+                             if all(r.mirror_bytes is not None for r in group) else None),
             "sizes": {k: _median(r.sizes[k] for r in group) for k in group[0].sizes},
             "clone": {k: _median(r.clone[k] for r in group) for k in group[0].clone},
             "packages": group[0].packages,
@@ -325,7 +332,10 @@ def markdown(summary: Mapping[str, Mapping[str, Any]], machine: str) -> str:
         ("peak scratch (GB)", lambda s: _gb(s["sizes"]["scratch_peak_bytes"]), ""),
         ("peak scratch / VHDX", lambda s: _n(s["sizes"]["scratch_per_vhdx"]),
          f"<= {TARGETS['scratch_per_vhdx']}"),
-        ("downloaded (MB)", lambda s: f"{s['downloaded_bytes'] / 1e6:.0f}", "warm: 0"),
+        ("downloaded by apt and debootstrap (MB)", lambda s: f"{s['downloaded_bytes'] / 1e6:.0f}", ""),
+        ("of it fetched from the mirrors by the package cache (MB)",
+         lambda s: "no cache" if s.get("mirror_bytes") is None else f"{s['mirror_bytes'] / 1e6:.0f}",
+         "warm: 0"),
         ("clone: boot to SSH (s)", lambda s: _s(s["clone"]["boot_to_ssh_s"]), ""),
         ("clone: cloud-init done after SSH (s)", lambda s: _s(s["clone"]["cloud_init_done_s"]), ""),
         ("packages in the build record", lambda s: str(s["packages"] or "n/a"), "same in every mode"),

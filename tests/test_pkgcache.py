@@ -68,6 +68,11 @@ def fetch(proxy_port: int, url: str) -> bytes:
 def test_a_package_fetched_once_is_served_from_the_cache(tmp_path: Path, mirror):
     port, root, server = mirror
     cache = pkgcache.start(tmp_path / "logs", tmp_path / "cache", extra={"AllowUserPorts": str(port)})
+    assert cache is not None
+    # one apt-cacher-ng per cache folder: a second run on this host goes without
+    assert pkgcache.start(tmp_path / "logs2", tmp_path / "cache") is None
+    said = (tmp_path / "logs2/not-started.txt").read_text()
+    assert "another run on this host uses the package cache" in said
     try:
         assert pkgcache.PORTS[0] <= cache.port <= pkgcache.PORTS[1]
         url = f"http://127.0.0.1:{port}/{DEB}"
@@ -83,6 +88,9 @@ def test_a_package_fetched_once_is_served_from_the_cache(tmp_path: Path, mirror)
     assert figures["fetched_files"] == 1 and figures["served_files"] == 2
     assert figures["fetched_bytes"] >= 200_000 and figures["served_bytes"] >= 400_000
     assert any((tmp_path / "cache").rglob("hello_2.10-3_amd64.deb"))
+    again = pkgcache.start(tmp_path / "logs3", tmp_path / "cache")  # released by stop()
+    assert again is not None
+    again.stop()
 
 
 @needs("apt-cacher-ng")

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 from harness.errors import GmiError
 
 CACHE_DIR = Path("~/.cache/gmi-harness/apt-cacher-ng").expanduser()
@@ -52,6 +54,7 @@ class PackageCache:
     port: int
     logdir: Path
     confdir: Path
+    held: FileLock | None = None  # this run's claim on the cache folder
 
     @property
     def url(self) -> str:
@@ -69,6 +72,8 @@ class PackageCache:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         shutil.rmtree(self.confdir, ignore_errors=True)
+        if self.held is not None:
+            self.held.release()
         return traffic(self.logdir / "apt-cacher.log")
 
 
@@ -112,14 +117,26 @@ def _answers(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start(logdir: Path, cache_dir: Path = CACHE_DIR, extra: dict[str, str] | None = None) -> PackageCache:
+def start(logdir: Path, cache_dir: Path | None = None,
+          extra: dict[str, str] | None = None) -> PackageCache | None:
     """Start apt-cacher-ng on 127.0.0.1 with the cache in ``cache_dir`` and its logs in
-    ``logdir``; ``extra``: more of its settings (``Name=value``)."""
+    ``logdir``; ``extra``: more of its settings (``Name=value``). None when another run
+    on this host has the cache folder (one apt-cacher-ng per folder): this run then
+    fetches from the mirrors directly, and says so in ``logdir``."""
     if shutil.which("apt-cacher-ng") is None:
         raise GmiError("--package-cache=on needs apt-cacher-ng: apt-get install apt-cacher-ng "
                        "(make setup installs it), or run with --package-cache=off")
+    cache_dir = cache_dir or CACHE_DIR
     cache_dir.mkdir(parents=True, exist_ok=True)
     logdir.mkdir(parents=True, exist_ok=True)
+    held = FileLock(cache_dir / ".gmi-run.lock")
+    try:
+        held.acquire(timeout=0)
+    except Timeout:
+        (logdir / "not-started.txt").write_text(
+            f"another run on this host uses the package cache {cache_dir}: this run fetched "
+            "from the mirrors directly\n")
+        return None
     rng = random.Random()
     last = ""
     for _ in range(3):  # (a port taken between the check and the bind: another one)
@@ -141,9 +158,11 @@ def start(logdir: Path, cache_dir: Path = CACHE_DIR, extra: dict[str, str] | Non
         while time.monotonic() < deadline and proc.poll() is None and not _answers(port):
             time.sleep(0.1)
         if proc.poll() is None and _answers(port):
+            cache.held = held  # released by stop()
             return cache
         cache.stop()
         said = (logdir / "apt-cacher-ng.out").read_text(errors="replace").strip().splitlines()
         last = said[-1] if said else f"no answer on port {port} within {START_TIMEOUT:.0f} s"
+    held.release()
     raise GmiError(f"the package cache (apt-cacher-ng) did not start: {last}; see {logdir} "
                    "(or run with --package-cache=off)")

@@ -31,7 +31,8 @@ def _check_template(build: Build) -> None:
 
 @pytest.fixture(scope="session")
 def provisioned(request: pytest.FixtureRequest, build: Build) -> Build:
-    """Step 1: the build VM exists with a fresh install and answers SSH."""
+    """Step 1: the build VM exists with a fresh install and answers SSH; with
+    ``--prepare=chroot``: the fresh install's root tree, entered by a chroot shell."""
     _check_template(build)
     return run_stage(request, build, provision)
 

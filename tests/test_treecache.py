@@ -97,6 +97,10 @@ def test_a_tree_comes_back_as_it_was_kept(tmp_path: Path, trees: Path, build: Si
     (root / "bin").symlink_to("usr/bin")
     (root / "dev").mkdir()
     os.mknod(root / "dev/null", stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/ssh/ssh_host_ed25519_key").write_text("the build's host key")
+    (root / "etc/ssh/sshd_config").write_text("kept")
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
     treecache.store(build, root, "bookworm", "k1")  # type: ignore[arg-type]
     assert [p.name for p in trees.glob("*.tar.zst")] == ["bookworm-k1.tar.zst"]
 
@@ -109,6 +113,9 @@ def test_a_tree_comes_back_as_it_was_kept(tmp_path: Path, trees: Path, build: Si
     assert st.st_ino == (back / "usr/bin/ping-hardlink").stat().st_ino
     assert os.readlink(back / "bin") == "usr/bin"
     assert stat.S_ISCHR((back / "dev/null").lstat().st_mode)
+    # never kept: the making build's host keys and machine-id
+    assert (back / "etc/ssh/sshd_config").exists() and not (back / "etc/ssh/ssh_host_ed25519_key").exists()
+    assert not (back / "etc/machine-id").exists()
 
     # a newer key of the suite replaces the older tree; other suites' trees stay
     treecache.store(build, root, "trixie", "t1")  # type: ignore[arg-type]

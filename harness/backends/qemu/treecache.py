@@ -8,7 +8,8 @@ new key), the sources, debootstrap's package set and version, the package script
 the build-only dpkg setting. Nothing of a build is in the tree: users, passwords, the
 build's SSH key and the per-build files are written after it is restored; SSH host
 keys and the machine-id are made anew for each build, as a fresh install makes them.
-One tree per suite is kept (``~/.cache/gmi-harness/trees/<suite>-<key>.tar.zst``).
+The tree is kept without them (:data:`EXCLUDED`). One tree per suite is kept
+(``~/.cache/gmi-harness/trees/<suite>-<key>.tar.zst``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
     from harness.build import Build
 
 TREES = Path("~/.cache/gmi-harness/trees").expanduser()
-FORMAT = "1"  # bumped when what a cached tree holds changes
+FORMAT = "2"  # bumped when what a cached tree holds changes
+# What a kept tree never holds: the SSH host keys and the machine-id of the build that
+# made it (each build that reuses the tree makes its own, as a fresh install does).
+EXCLUDED = ("./etc/ssh/ssh_host_*", "./etc/machine-id", "./var/lib/dbus/machine-id")
 # tar keeps owners by number, modes, hard links, symlinks, device nodes and extended
 # attributes (file capabilities: ping's cap_net_raw) as mkfs.ext4 -d then copies them
 TAR = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*", "-I", "zstd -T0 -3"]
@@ -86,7 +90,8 @@ def store(build: Build, root: Path, suite: str, key: str) -> None:
     part = cached.with_name(cached.name + ".part")
     TREES.mkdir(parents=True, exist_ok=True)
     with file_lock(TREES / f"{suite}.lock"):
-        rc, _, err = host.run_group([*TAR, "-cf", str(part), "-C", str(root), "."])
+        rc, _, err = host.run_group([*TAR, *(f"--exclude={x}" for x in EXCLUDED),
+                                     "-cf", str(part), "-C", str(root), "."])
         if rc != 0:
             part.unlink(missing_ok=True)
             build.log.info("the tree was not cached (tar: %s)", err.strip().splitlines()[-1:])

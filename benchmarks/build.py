@@ -7,7 +7,7 @@ cold and warm, with per-stage figures.
 Each run is ``pytest checks --distro=D`` into a folder of its own under ``--out``. A
 cold run first empties this machine's caches for the distro (debootstrap's package
 cache for its suite, Step 1's apt packages and its kept trees (``--incremental``), the
-accelerator verdict); a warm run keeps what the runs before it left. Nothing is
+package cache's folder (``--package-cache``), the accelerator verdict); a warm run keeps what the runs before it left. Nothing is
 measured twice: the figures come from what the run itself wrote (the archive's
 ``gmi-build-record.yml``, the run's ``signoff.json`` and ``build.log``):
 
@@ -215,6 +215,7 @@ def empty_caches(cache_root: Path, suite: str) -> list[str]:
     gone = []
     for path in (cache_root / "debootstrap" / suite, cache_root / "apt" / suite,
                  *sorted((cache_root / "trees").glob(f"{suite}-*.tar.zst")),
+                 cache_root / "apt-cacher-ng",
                  cache_root / "host-verdicts.json"):
         if path.is_dir():
             shutil.rmtree(path)

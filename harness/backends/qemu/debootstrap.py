@@ -73,10 +73,11 @@ def install(build: Build, nic_names: Sequence[str], *, keep_tree: bool = False) 
     disk = build.workdir / "build.raw"
     done = False
     try:
-        key = _incremental_key(build)
+        with build.working("tools"):  # (the mirror's InRelease files, read for the key)
+            key = _incremental_key(build)
         reused = False
         if key is not None:
-            with build.step("provision: Step 1's cached tree"):
+            with build.step("provision: Step 1's cached tree"), build.working("tools"):
                 reused = treecache.restore(build, root, spec.suite, key)
         if not reused:
             # dpkg without fsync from the first package on (debootstrap's own dpkg reads it)
@@ -88,7 +89,7 @@ def install(build: Build, nic_names: Sequence[str], *, keep_tree: bool = False) 
             with build.step("provision: updates and boot packages"):
                 _install_packages(build, root)
             if key is not None:
-                with build.step("provision: keep the tree for the next build"):
+                with build.step("provision: keep the tree for the next build"), build.working("tools"):
                     treecache.store(build, root, spec.suite, key)
         build.record["step1_tree"] = ("reused (incremental)" if reused else
                                       "made, and kept for the next build" if key else "made")

@@ -7,9 +7,10 @@ cold and warm, with per-stage figures.
 Each run is ``pytest checks --distro=D`` into a folder of its own under ``--out``. A
 cold run first empties this machine's caches for the distro (debootstrap's package
 cache for its suite, Step 1's apt packages and its kept trees (``--incremental``), the
-package cache's folder (``--package-cache``), the accelerator verdict); a warm run keeps
-what the runs before it left. Nothing is measured twice: the figures come from what the run itself wrote (the archive's
-``gmi-build-record.yml``, the run's ``signoff.json`` and ``build.log``):
+package cache's folder (``--package-cache``), the accelerator verdict); a warm run
+keeps what the runs before it left. Nothing is measured twice: the figures come from
+what the run itself wrote (the archive's ``gmi-build-record.yml``, the run's
+``signoff.json`` and ``build.log``):
 
 - wall seconds per stage, and how much of it was real work (guest commands, waits for
   a boot, host tools such as debootstrap and qemu-img: the record's ``work_seconds``);

@@ -46,7 +46,8 @@ class QemuBackend(Backend):
 
     @classmethod
     def start_package_cache(cls, settings: Settings, logdir: Path) -> pkgcache.PackageCache | None:
-        if settings.package_cache != "on":
+        # (without apt-cacher-ng every build fails its host check, naming the package)
+        if settings.package_cache != "on" or shutil.which("apt-cacher-ng") is None:
             return None
         return pkgcache.start(logdir)
 
@@ -67,7 +68,8 @@ class QemuBackend(Backend):
             remember_accel(facts["accel"])
 
     def check_host(self, build: Build) -> None:
-        host.require_tools(self.tools + installer_tools(build))
+        cache = ["apt-cacher-ng"] if build.archive is None and build.settings.package_cache == "on" else []
+        host.require_tools(self.tools + installer_tools(build) + cache)
         ovmf("code_secboot")
         ovmf("vars_ms")
 

@@ -7,6 +7,8 @@ session-scoped fixture.
 3. cloud_init       Step 3: cloud-init installed, restricted to NoCloud and None
 4. hyperv           Step 4: Hyper-V daemons, hv modules in the initramfs, eth0, EFI fallback
 5. cleanup          Step 5: journal, GRUB timeout, caches and artifacts, free space
+   (first_boot       after --prepare=chroot: the disk from the root tree, its one boot,
+                     what needed a running system; stages.s1_provision.first_boot)
 6. seal             Step 6: cloud-init clean, lock and scrub, power off, compact to VHDX
 
 (``--gmi`` runs none of them: the archive's disk is read instead, and with ``--promote``

@@ -15,14 +15,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.errors import ConfigError, GmiError
 from harness.log import clean_console
 from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
-    from harness.backends.qemu.pkgcache import PackageCache
     from harness.build import Build
     from harness.settings import Settings
     from harness.ssh import Shell
@@ -93,6 +92,16 @@ class HostView(ABC):
     @abstractmethod
     def integration_service_problems(self) -> list[str]:
         """Integration services the host finds missing, off or unhealthy (empty: fine)."""
+
+
+class PackageCache(Protocol):
+    """A package cache a backend runs for the run (QEMU: apt-cacher-ng on loopback)."""
+
+    port: int
+
+    def stop(self) -> dict[str, int]:
+        """Stop it; what it fetched from the mirrors and served (bytes, files)."""
+        ...
 
 
 class Backend(ABC):

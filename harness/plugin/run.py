@@ -16,20 +16,17 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
 from harness import hostos
 from harness.backends import backend_class
-from harness.backends.base import keeps
+from harness.backends.base import PackageCache, keeps
 from harness.build import Build
 from harness.errors import GmiError
 from harness.host import HELD, file_lock, kill_running_groups
 from harness.settings import Settings
-
-if TYPE_CHECKING:
-    from harness.backends.qemu.pkgcache import PackageCache
 
 # The run's package cache's port, for its xdist workers (they inherit the environment).
 PACKAGE_PROXY_ENV = "GMI_RUN_PACKAGE_PROXY"

@@ -13,7 +13,7 @@ TEST_APT_PACKAGES := openssl systemd procps
 # installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
 # the signed checksum listings of the install ISOs. xorriso: remastering install ISOs.
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools \
-	fdisk util-linux apt-cacher-ng xorriso python3-venv chromium libxml2-utils jing debconf gpg gpgv \
+	fdisk util-linux zstd apt-cacher-ng xorriso python3-venv chromium libxml2-utils jing debconf gpg gpgv \
 	$(TEST_APT_PACKAGES)
 # The Allure CLI (npm's allure-commandline, which ships its own jars) needs npm and Java:
 # command -> Debian package, installed only when the command is missing (a NodeSource

@@ -20,6 +20,7 @@ TOOLS = {
     "pgrep": "procps",
     "unshare": "util-linux",
     "apt-cacher-ng": "apt-cacher-ng",
+    "zstd": "zstd",
     "chromium": "chromium",  # test_signoff also accepts the other names of the browser
     "chromium-browser": "chromium",
     "google-chrome": "chromium",

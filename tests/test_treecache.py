@@ -14,6 +14,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from host_tools import needs
 
 from harness.backends.qemu import treecache
 
@@ -84,6 +85,7 @@ def test_the_key_changes_with_the_archive_and_with_every_input(mirror: tuple[str
         treecache.archive_state(f"deb {url} trixie main\n")
 
 
+@needs("zstd")
 @pytest.mark.skipif(os.geteuid() != 0, reason="owners and device nodes need root")
 def test_a_tree_comes_back_as_it_was_kept(tmp_path: Path, trees: Path, build: SimpleNamespace):
     root = tmp_path / "root"

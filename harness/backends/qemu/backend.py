@@ -68,7 +68,8 @@ class QemuBackend(Backend):
             remember_accel(facts["accel"])
 
     def check_host(self, build: Build) -> None:
-        cache = ["apt-cacher-ng"] if build.archive is None and build.settings.package_cache == "on" else []
+        building = build.archive is None
+        cache = ["apt-cacher-ng"] if building and build.settings.package_cache == "on" else []
         host.require_tools(self.tools + installer_tools(build) + cache)
         ovmf("code_secboot")
         ovmf("vars_ms")
@@ -145,8 +146,9 @@ class QemuBackend(Backend):
 
 def installer_tools(build: Build) -> list[str]:
     if build.archive is None and effective_method(build) == "debootstrap":
+        trees = ["zstd"] if build.settings.incremental == "on" else []  # (Step 1's kept trees)
         return ["debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "sfdisk", "unshare",
-                "chroot"]
+                "chroot", *trees]
     if build.archive is None and effective_method(build) == "iso" and build.distro.install.remaster_grub_cfg:
         return ["xorriso"]  # the ISO is remastered with the answer file
     return []

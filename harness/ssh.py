@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -162,6 +163,12 @@ class Guest:
                     f"the VM stopped before {what} answered on {self.where}; "
                     f"last console lines: {_tail(self.console())}"
                 )
+            console = self.console()
+            if PANIC in console:  # it will never answer: say so now, not at the timeout
+                oops = [ln.strip() for ln in console.splitlines() if OOPS.search(ln)]
+                raise GuestTimeoutError(
+                    f"the guest's kernel panicked before {what} answered on {self.where}"
+                    + (f" ({oops[0]})" if oops else "") + f"; last console lines: {_tail(console)}")
             try:
                 self.client = self._connect_once(min(20.0, max(1.0, deadline - time.monotonic())))
                 return
@@ -241,6 +248,10 @@ class Guest:
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+PANIC = "Kernel panic - not syncing"
+OOPS = re.compile(r"\] (Oops|BUG|general protection fault|RIP)[: ]")
 
 
 def put_script(path: str, content: str, mode: int = 0o644) -> str:

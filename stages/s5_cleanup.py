@@ -29,8 +29,9 @@ def cleanup(b: Build) -> None:
                              what="grub.cfg timeout 0"))
     b.sh(pm.autoremove(), what="autoremove")
     b.sh(pm.clean(), what="clean package cache")
-    if b.build_only_files():
-        b.sh(remove_build_only_files(b.build_only_files()),
+    build_only = b.build_only_files()
+    if build_only:
+        b.sh(remove_build_only_files(build_only),
              what="remove the build-only package manager settings")
     b.sh("shopt -s nullglob\nrm -rf -- " + " ".join(spec.remove_paths),
          what="remove caches, histories, leases, temp files")

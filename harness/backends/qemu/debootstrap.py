@@ -224,11 +224,6 @@ apt-get -q autoclean
 """
 
 
-def _chroot_script(build: Build, keep_diverted: bool = False) -> str:
-    """Step 1's whole script in the new system, as one build from scratch runs it."""
-    return _packages_script(build) + _per_build_script(build, keep_diverted, fresh_ids=False)
-
-
 def _incremental_key(build: Build) -> str | None:
     """The tree cache's key for this build's Step 1, or None: --incremental=off, or
     the mirror's InRelease files cannot be read (then Step 1 runs from scratch and

@@ -16,10 +16,11 @@ import time
 import zipfile
 from pathlib import Path
 
+from harness.stages.s7_clone import boot_clone
+
 from harness import distro, settings
 from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
-from stages.s7_clone import boot_clone
 
 
 def allocated(path: Path) -> int:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from stages.s7_clone import Clone
+from harness.stages.s7_clone import Clone
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ import shlex
 
 import paramiko
 import pytest
+from harness.stages.s7_clone import Clone
 
 from harness import checklist as item
 from harness.backends.base import HostView
 from harness.build import Build
 from harness.distro import Distro
 from harness.media import seed_schema
-from stages.s7_clone import Clone
 
 pytestmark = pytest.mark.vm
 

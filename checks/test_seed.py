@@ -10,11 +10,11 @@ from __future__ import annotations
 import shlex
 
 import pytest
+from harness.stages.s7_clone import Clone
 
 from harness.build import Build
 from harness.checklist import SEED as SEED_ITEM
 from harness.media import seed_schema
-from stages.s7_clone import Clone
 
 pytestmark = pytest.mark.vm
 

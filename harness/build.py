@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import hostos
 from harness.backends.base import VM, Backend
 from harness.distro import Distro
 from harness.errors import GmiError, register_secret
+from harness.host import hostos
 from harness.log import MaskingFormatter
 from harness.settings import Settings
 from harness.ssh import Guest, KeyPair, Result, Shell
@@ -54,7 +54,7 @@ class Credentials:
 
     def record(self, directory: Path, title: str) -> Path:
         """Write the passwords to a user-private file (Linux: 0600 in a 0700 folder;
-        Windows: an ACL for this user alone, :mod:`harness.hostos`), the only place they
+        Windows: an ACL for this user alone, :mod:`harness.host.hostos`), the only place they
         are ever written. Returns its path."""
         directory = directory.expanduser()
         private = hostos.current()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from harness import shipped
+
 BOOTS = "boots with no errors"
 DHCP = "DHCP assigns an IPv4 address on eth0"
 CLOUD_INIT = "cloud-init ran on first boot"
@@ -27,7 +29,7 @@ ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED
 ADVISORY_ITEMS = (SEED,)
 
 
-CHECKS_DIR = Path(__file__).resolve().parent.parent / "checks"
+CHECKS_DIR = shipped("checks")
 
 
 def labels_from_source(checks: Path = CHECKS_DIR) -> dict[str, str]:

@@ -23,16 +23,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness import shipped
+
 # What pyproject.toml's addopts give a run in a checkout, for runs from a wheel (which
 # has no pytest configuration): no cache folder in site-packages, the short summary.
 PYTEST_ARGS = ("-p", "no:cacheprovider", "-ra")
 
 
 def checks_dir() -> Path:
-    """The installed checks: the ``checks`` folder next to the ``harness`` package (the
-    sign-off page reads the same one). Found without importing the rest of the harness:
-    pytest imports its plugin itself, and rewrites its asserts only when it is first."""
-    return Path(__file__).resolve().parents[1] / "checks"
+    """The installed checks (the sign-off page reads the same folder). Found without
+    importing the rest of the harness: pytest imports its plugin itself, and rewrites
+    its asserts only when it is first."""
+    return shipped("checks")
 
 
 def pytest_args(args: Sequence[str], checks: Path) -> list[str]:

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import hostos, names
+from harness import names
 from harness.errors import ConfigError, register_secret
+from harness.host import hostos
 
 KEEP_CHOICES = ("never", "always", "on-failure")
 BACKENDS = ("qemu", "hyperv")

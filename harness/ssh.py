@@ -21,8 +21,8 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harness import hostos
 from harness.errors import GuestCommandError, GuestTimeoutError, mask
+from harness.host import hostos
 
 log = logging.getLogger("gmi.ssh")
 # paramiko logs every refused banner while a guest boots at ERROR level; the wait

@@ -6,8 +6,8 @@ from __future__ import annotations
 import shlex
 
 from harness.build import Build
-from stages import hv_from_source
 
+from . import hv_from_source
 from .shell import dq, grub_settings_script, running_kernel, set_initramfs_updates
 
 

@@ -21,12 +21,12 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from harness.stages.s1_provision import provision
 
 from harness import distro
 from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
 from harness.settings import resolve
-from stages.s1_provision import provision
 
 pytestmark = [pytest.mark.slow, pytest.mark.vm]
 

@@ -10,6 +10,9 @@ Rules:
 - ``media/`` never imports a backend: each backend adapts the one install medium;
 - ``build.py`` and ``log.py`` never import ``report/`` (report listeners are injected);
 - nothing under ``harness/`` imports ``stages`` or ``checks``;
+- ``stages/`` and ``checks/`` are imported by their installed names, ``harness.stages``
+  and ``harness.checks`` (pyproject.toml installs them inside ``harness``), never as the
+  generic top-level ``stages`` or ``checks``;
 - no import circle among the harness's modules, except through type-only imports.
 """
 
@@ -36,10 +39,17 @@ class Import:
     type_only: bool
 
 
+# The repository's top-level folders installed inside ``harness`` (pyproject.toml's
+# package-dir): their modules' names are the installed ones.
+INSTALLED_INSIDE = {"stages": "harness.stages", "checks": "harness.checks"}
+
+
 def module_name(path: Path, root: Path) -> str:
     parts = list(path.relative_to(root).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts and parts[0] in INSTALLED_INSIDE:
+        parts[0] = INSTALLED_INSIDE[parts[0]]
     return ".".join(parts)
 
 
@@ -102,9 +112,12 @@ def violations(imports: list[Import]) -> list[str]:
             found.append(f"{where} (media/ never imports a backend)")
         if imp.source in ("harness.build", "harness.log") and _within(imp.target, "harness.report"):
             found.append(f"{where} (the build context never imports report/)")
-        if _within(imp.source, "harness") and (
-                _within(imp.target, "stages") or _within(imp.target, "checks")):
+        outside = [t for t in INSTALLED_INSIDE.values() if _within(imp.source, t)] == []
+        if outside and _within(imp.source, "harness") and any(
+                _within(imp.target, t) for t in INSTALLED_INSIDE.values()):
             found.append(f"{where} (nothing under harness/ imports stages/ or checks/)")
+        if any(_within(imp.target, t) for t in INSTALLED_INSIDE):
+            found.append(f"{where} (stages/ and checks/ are harness.stages and harness.checks)")
     found += [f"import circle: {' -> '.join(c)}" for c in circles(imports)]
     return found
 
@@ -156,7 +169,8 @@ def test_the_reader_sees_the_imports_that_matter():
     assert ("harness.backends.qemu.backend", "harness.backends.qemu.installer", False) in edges
     assert ("harness.build", "harness.backends.base", False) in edges
     assert ("harness.backends.base", "harness.build", True) in edges  # under TYPE_CHECKING
-    assert ("stages.fixtures", "harness.plugin.fixtures", False) in edges
+    assert ("harness.stages.fixtures", "harness.plugin.fixtures", False) in edges
+    assert ("harness.checks.conftest", "harness.stages.s7_clone", False) in edges
 
 
 # --- and each rule fails when it is broken ----------------------------------------------
@@ -181,8 +195,10 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> list[Import]:
       "harness/backends/qemu/vm.py": ""}, "media/ never imports a backend"),
     ({"harness/build.py": "from harness.report import allure\n",
       "harness/report/allure.py": ""}, "never imports report/"),
-    ({"harness/host.py": "import stages.shell\n", "stages/shell.py": ""},
+    ({"harness/build.py": "import harness.stages.shell\n", "stages/shell.py": ""},
      "nothing under harness/ imports stages/"),
+    ({"checks/test_x.py": "from stages.s7_clone import Clone\n", "stages/s7_clone.py": ""},
+     "are harness.stages and harness.checks"),
     ({"harness/a.py": "from harness import b\n", "harness/b.py": "def f():\n    from harness import a\n"},
      "import circle: harness.a -> harness.b -> harness.a"),
 ])

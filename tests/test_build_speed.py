@@ -10,14 +10,15 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from harness.stages.s5_cleanup import remove_build_only_files
+from harness.stages.s6_seal import seal_script
+
 from harness import distro, settings
 from harness.backends.qemu import backend as qbackend
 from harness.backends.qemu import debootstrap
 from harness.backends.qemu import vm as qvm
 from harness.build import Build, Credentials
 from harness.distro.pkgmgr import Apt, family
-from stages.s5_cleanup import remove_build_only_files
-from stages.s6_seal import seal_script
 
 D = distro.load("debian-12")
 UNSAFE = next(iter(Apt.build_only_files))

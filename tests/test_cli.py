@@ -122,13 +122,17 @@ def test_the_wheel_carries_the_checks_the_catalogue_and_the_gmi_command(tmp_path
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("checks/conftest.py", "checks/test_checklist.py",
                  "checks/test_zz_export.py", "distros/debian-12.yml", "distros/fedora-42.yml",
-                 "harness/cli.py", "harness/hostos.py", "harness/__main__.py",
-                 "stages/fixtures.py", "harness/backends/hyperv/scripts/new_vm.ps1"):
-        assert must in names, must
+                 "cli.py", "host/hostos.py", "__main__.py",
+                 "stages/fixtures.py", "backends/hyperv/scripts/new_vm.ps1"):
+        assert f"harness/{must}" in names, must
+    # one top-level name, none generic beside a user's own packages
+    tops = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert tops == {"harness"}, tops
     meta = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     entry_points = zipfile.ZipFile(wheel).read(meta).decode()
     assert "gmi = harness.cli:main" in entry_points
     assert "harness.plugin = harness.plugin" in entry_points
+    assert "harness.stages.fixtures = harness.stages.fixtures" in entry_points
 
 
 def test_markers_and_warning_filters_need_no_ini_file(tmp_path):

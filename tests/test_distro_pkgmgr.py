@@ -6,13 +6,13 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from harness.stages import hv_from_source
 from host_tools import needs
 
 from harness import distro
 from harness.distro import HvFromSource
 from harness.distro.pkgmgr import Apt, Dnf, Zypper, family
 from harness.errors import GmiError
-from stages import hv_from_source
 
 METHODS = ("refresh", "upgrade", "autoremove", "clean", "install", "remove",
            "remove_other_kernels", "version_of", "list_installed", "set_debconf")

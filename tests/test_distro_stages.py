@@ -7,16 +7,16 @@ import re
 import subprocess
 from pathlib import Path
 
+import harness.stages.s2_update as s2
+import harness.stages.s3_cloud_init as s3
+import harness.stages.s4_hyperv as s4
+import harness.stages.s5_cleanup as s5
 import pytest
+from harness.stages.s6_seal import seal_script
 
-import stages.s2_update as s2
-import stages.s3_cloud_init as s3
-import stages.s4_hyperv as s4
-import stages.s5_cleanup as s5
 from harness import distro, settings
 from harness.build import Build, Credentials
 from harness.ssh import Result
-from stages.s6_seal import seal_script
 
 KERNEL = "6.14.0-27-generic"
 

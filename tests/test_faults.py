@@ -20,11 +20,13 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from harness import distro, host, runmarker, settings
+from harness import distro, settings
 from harness.backends.qemu import vm
 from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
 from harness.errors import GuestCommandError, GuestTimeoutError
+from harness.host import runmarker
+from harness.host import tools as host
 from harness.ssh import Guest, KeyPair
 from tests.fault_vm import blank_vm
 

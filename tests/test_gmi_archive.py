@@ -24,7 +24,7 @@ from harness.archive import vhdx, writer
 from harness.archive.errors import ArchiveError, ArchiveSpaceError, VhdxError
 from harness.distro import VmgenieNames
 from harness.errors import DiskSpaceError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 NAMES = VmgenieNames("Debian", "12")
 MiB = 1024 * 1024

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import hostcache
 from harness.backends.qemu import vm as qemu
+from harness.host import cache as hostcache
 
 
 @pytest.fixture

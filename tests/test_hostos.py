@@ -1,4 +1,4 @@
-"""The operating-system seam (harness/hostos.py): the Linux branches for real, the
+"""The operating-system seam (harness/host/hostos.py): the Linux branches for real, the
 Windows branches on Linux with only the calls Windows alone has faked (``whoami`` and
 ``icacls``, kernel32, ``_winapi``). No Windows machine exists where this is developed;
 ``mypy --platform win32`` (make lint / make test) checks the rest."""
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from harness import hostos
 from harness.backends import backend_class, check_backend
 from harness.build import Credentials
 from harness.errors import ConfigError, MissingToolError
+from harness.host import hostos
 from harness.ssh import KeyPair
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,10 +129,10 @@ def test_settings_defaults_come_from_the_seam(monkeypatch):
 HOLD_AND_REPORT = """
 import sys, time
 from pathlib import Path
-from harness import hostos
+from harness.host import hostos
 if sys.argv[2] == "windows":
     hostos.use(hostos.Windows())
-from harness.host import folder_lock
+from harness.host.tools import folder_lock
 print("waiting", flush=True)
 with folder_lock(Path(sys.argv[1])):
     print(time.monotonic(), flush=True)
@@ -143,7 +143,7 @@ with folder_lock(Path(sys.argv[1])):
 def test_folder_lock_is_exclusive_across_processes(tmp_path, kind):
     """Two processes updating one index: the second waits for the first (Windows: a
     lock file in the folder, through filelock, since a folder cannot be opened)."""
-    from harness.host import folder_lock
+    from harness.host.tools import folder_lock
 
     folder = tmp_path / "index"
     previous = hostos.use(hostos.Windows() if kind == "windows" else hostos.Linux())
@@ -167,10 +167,10 @@ def test_folder_lock_is_exclusive_across_processes(tmp_path, kind):
 
 def test_file_lock_is_filelock_and_released_when_the_holder_dies(tmp_path):
     """A holder that is killed does not keep the lock (the OS releases it)."""
-    from harness.host import file_lock
+    from harness.host.tools import file_lock
 
     lock = tmp_path / "x.lock"
-    code = ("import sys, time; from pathlib import Path; from harness.host import file_lock\n"
+    code = ("import sys, time; from pathlib import Path; from harness.host.tools import file_lock\n"
             "with file_lock(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdout=subprocess.PIPE,
                             text=True, cwd=REPO)
@@ -386,7 +386,7 @@ def test_qemu_is_refused_off_linux_in_one_line(windows):
 def test_qemu_is_refused_before_the_run_starts(tmp_path):
     """What a Windows user sees from ``pytest checks --distro=debian-12`` (the default
     backend is qemu): one line, no traceback, nothing built or written."""
-    code = ("import sys, pytest\nimport platformdirs.windows\nfrom harness import hostos\n"
+    code = ("import sys, pytest\nimport platformdirs.windows\nfrom harness.host import hostos\n"
             f"platformdirs.windows.get_win_folder = lambda name: {LOCAL_APPDATA!r}\n"
             "hostos.use(hostos.Windows())\nsys.exit(pytest.main(sys.argv[1:]))\n")
     proc = subprocess.run([sys.executable, "-c", code, "checks", "--distro=debian-12",
@@ -432,7 +432,7 @@ def test_windows_latest_replaces_the_previous_link(tmp_path, monkeypatch):
 def test_a_missing_tool_says_how_to_get_it_on_this_os(windows, monkeypatch, tmp_path):
     """Debian's install ISO is remastered with xorriso, on Hyper-V too: on Windows the
     message cannot name a Debian package."""
-    from harness import host
+    from harness.host import tools as host
     from harness.media import iso
 
     monkeypatch.setenv("PATH", str(tmp_path))
@@ -469,7 +469,7 @@ def test_the_build_key_is_private_too(tmp_path, monkeypatch, kind):
     assert path.read_text() == key.private_openssh
 
 
-# --- a run's claim on its scratch folder (harness/runmarker.py) ----------------------------
+# --- a run's claim on its scratch folder (harness/host/runmarker.py) ----------------------------
 
 def test_linux_process_identity_is_proc_start_and_boot():
     start, boot = hostos.Linux().process_identity()
@@ -479,7 +479,7 @@ def test_linux_process_identity_is_proc_start_and_boot():
 def test_windows_run_marker_carries_the_creation_time(tmp_path, windows):
     """Every backend's build writes a run marker; on Windows there is no /proc: the
     marker gets the process's creation time from kernel32 (and no boot id)."""
-    from harness import runmarker
+    from harness.host import runmarker
 
     class K32(FakeKernel32):
         def GetCurrentProcess(self) -> int:

@@ -10,8 +10,8 @@ import pytest
 from hyperv_fake import FakePowerShell, hyperv_settings, recorded
 
 from harness.backends.hyperv import janitor
-from harness.clock import fixed
 from harness.errors import GmiError
+from harness.host.clock import fixed
 
 NOW = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness.stages.s6_promote import promote
 from hyperv_fake import FakePowerShell, Seq, make_build, recorded
 
 from harness.archive import reader, vhdx, writer
@@ -36,7 +37,6 @@ from harness.checklist import ITEMS, SERVICES_RUNNING
 from harness.errors import ConfigError, ExportError, GmiError, HypervisorError
 from harness.media import seed
 from harness.settings import resolve
-from stages.s6_promote import promote
 
 FOLDER = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
 UPLOADED = FOLDER + "\\GMI Debian 12.vhdx"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from harness import hostos
 from harness.backends.hyperv.transport import (
     RUNNER,
     SCRIPTS,
@@ -27,6 +26,7 @@ from harness.backends.hyperv.transport import (
     script_text,
 )
 from harness.errors import ConfigError, mask, register_secret
+from harness.host import hostos
 
 HYPERV = Path(__file__).parent.parent / "harness" / "backends" / "hyperv"
 SCRIPT_FILES = sorted(p.name for p in SCRIPTS.iterdir() if p.name.endswith(".ps1"))

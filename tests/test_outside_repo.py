@@ -54,16 +54,19 @@ def uses_entry_points(python: Path, cwd: Path) -> None:
     probe = run([python, "-c", "from importlib.metadata import entry_points; "
                  "print(sorted(e.value for e in entry_points(group='pytest11') "
                  "if e.value.startswith(('harness', 'stages'))))"], cwd)
-    assert "'harness.plugin'" in probe.stdout and "'stages.fixtures'" in probe.stdout, probe.stdout
+    assert probe.stdout.split() == ["['harness.plugin',", "'harness.stages.fixtures']"], probe.stdout
 
 
 def test_pip_install_puts_the_harness_its_checklist_and_catalogue_in_the_venv(outside):
     repo, python = outside
-    where = run([python, "-c", "import harness, pathlib; p = pathlib.Path(harness.__file__).parents[1]; "
+    where = run([python, "-c", "import harness, pathlib; p = pathlib.Path(harness.__file__).parent; "
                  "print(p); print(sorted(x.name for x in (p / 'checks').glob('test_*.py'))); "
-                 "print(len(list((p / 'distros').glob('*.yml'))))"], repo)
-    site, checks, distros = where.stdout.splitlines()
+                 "print(len(list((p / 'distros').glob('*.yml')))); "
+                 "print(sorted(x.name for x in p.parent.iterdir() "
+                 "if x.name in ('checks', 'distros', 'stages')))"], repo)
+    site, checks, distros, generic = where.stdout.splitlines()
     assert Path(site).is_relative_to(python.parents[1]), f"harness imported from {site}, not the new venv"
+    assert generic == "[]", f"generic top-level names installed into site-packages: {generic}"
     assert "test_checklist.py" in checks and "test_seed.py" in checks
     assert int(distros) == len(list((ROOT / "distros").glob("*.yml")))
 

@@ -8,7 +8,7 @@ import yaml
 from harness.archive import writer
 from harness.archive.format import MANIFEST_KEYS
 from harness.errors import ExportError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 NAMES = writer.Names("Debian", "12")
 

@@ -15,18 +15,18 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import harness.stages.s2_update as s2
+import harness.stages.s5_cleanup as s5
 import pytest
+from harness.stages.s6_seal import seal_script
 from host_tools import needs
 
-import stages.s2_update as s2
-import stages.s5_cleanup as s5
 from harness import distro, settings
 from harness.backends.qemu import pkgcache
 from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build, Credentials
 from harness.errors import GmiError
 from harness.plugin import run
-from stages.s6_seal import seal_script
 from tests.test_distro_stages import RecordingGuest
 
 DEB = "debian/pool/main/h/hello/hello_2.10-3_amd64.deb"

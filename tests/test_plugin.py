@@ -261,10 +261,10 @@ def test_file_lock_is_exclusive_across_processes(tmp_path):
     import sys
     import time
 
-    from harness.host import file_lock
+    from harness.host.tools import file_lock
 
     lock = tmp_path / "bookworm.lock"
-    code = ("import sys, time; from pathlib import Path; from harness.host import file_lock\n"
+    code = ("import sys, time; from pathlib import Path; from harness.host.tools import file_lock\n"
             "print('waiting', flush=True)\n"
             "with file_lock(Path(sys.argv[1])): print(time.monotonic(), flush=True)\n")
     with file_lock(lock):

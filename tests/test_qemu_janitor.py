@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from host_tools import needs
 
-from harness import runmarker
 from harness.backends.qemu import janitor
+from harness.host import runmarker
 from harness.settings import resolve
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 DYING_RUN = textwrap.dedent("""
     import subprocess, sys, time
     from pathlib import Path
-    from harness import runmarker
+    from harness.host import runmarker
     folder = Path(sys.argv[1])
     folder.mkdir(parents=True)
     runmarker.write(folder, run=folder.name, worker="", subject="debian-12", backend="qemu")

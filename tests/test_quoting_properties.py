@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from harness.stages.hv_from_source import plan
+from harness.stages.shell import dq as _dq
+from harness.stages.shell import grub_settings_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.backends.qemu.chroot import chroot_wrapper
 from harness.distro.pkgmgr import Apt, Dnf, Zypper
 from harness.ssh import Guest, KeyPair, Result
-from stages.hv_from_source import plan
-from stages.shell import dq as _dq
-from stages.shell import grub_settings_script
 
 # Any text a value could hold (argv cannot carry NUL; lone surrogates are not text).
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import yaml
+from harness.stages.s3_cloud_init import datasource_config
+from harness.stages.s5_cleanup import grub_settings_script
+from harness.stages.s6_seal import SEAL_DONE, SEAL_FAILED, seal_script
 
 from harness import distro, settings
 from harness.build import Build, Credentials
 from harness.distro.pkgmgr import Apt
 from harness.errors import HypervisorError, mask
-from stages.s3_cloud_init import datasource_config
-from stages.s5_cleanup import grub_settings_script
-from stages.s6_seal import SEAL_DONE, SEAL_FAILED, seal_script
 
 D = distro.load("debian-12")
 
@@ -99,7 +99,7 @@ def test_without_a_console_a_failed_seal_leaves_the_vm_running(tmp_path: Path):
 
 
 def test_seal_fails_when_a_console_less_vm_stays_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    import stages.s6_seal as seal_mod
+    import harness.stages.s6_seal as seal_mod
 
     class Guest:
         live = True

@@ -13,7 +13,7 @@ import pytest
 
 from harness.archive import writer
 from harness.distro import VmgenieNames
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -10,7 +10,7 @@ from harness.archive import writer
 from harness.build import Build
 from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS
 from harness.errors import ExportError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 
 def gate(checklist: list[str], outcomes: Mapping[str, str],

@@ -25,7 +25,7 @@ from harness import safeyaml
 from harness.archive.crc64 import crc64nvme_file, s3_checksum
 from harness.archive.errors import RepoIndexError
 from harness.archive.reader import parse_name
-from harness.host import folder_lock
+from harness.host.tools import folder_lock
 
 INDEX_NAME = "gmi-repository.dist.yml"
 ENTRY_KEYS = ("name", "version", "url", "crc64nvme", "last_modified", "maintainer",

@@ -24,7 +24,7 @@ from harness.archive.export import gate
 from harness.build import Build
 from harness.checklist import SERVICES_RUNNING
 from harness.errors import ExportError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 PROMOTED_DIR = "promoted"
 RECORD_ENTRY = "gmi-build-record.yml"

@@ -16,7 +16,7 @@ from harness import safeyaml
 from harness.archive import reader, vhdx
 from harness.build import Build
 from harness.errors import GmiError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 RECORD_ENTRY = "gmi-build-record.yml"
 # Facts an archive's build record may carry that sharpen the checks (else generic).

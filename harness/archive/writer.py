@@ -22,7 +22,7 @@ import yaml
 from harness.archive.format import SNAP_DIR, VM_DIR
 from harness.distro import VmgenieNames
 from harness.errors import ExportError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 
 def utc_now() -> str:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import importlib
 
-from harness import hostos
 from harness.backends.base import Backend
 from harness.errors import ConfigError
+from harness.host import hostos
 
 BACKENDS = {
     "qemu": "harness.backends.qemu:QemuBackend",

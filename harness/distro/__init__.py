@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from harness import names, safeyaml
+from harness import names, safeyaml, shipped
 from harness.distro import pkgmgr
 from harness.errors import DistroError
 
-DISTROS_DIR = Path(__file__).resolve().parents[2] / "distros"
+DISTROS_DIR = shipped("distros")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import GmiError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 from harness.media import isocache
 from harness.media.answers import render
 from harness.media.iso import remaster, volume_label, write_volume

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pycdlib
 
-from harness import hostos
 from harness.errors import GmiError, MissingToolError
+from harness.host import hostos
 
 
 def _iso9660_name(name: str) -> str:

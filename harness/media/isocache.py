@@ -32,9 +32,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import hostos
 from harness.distro import Distro
-from harness.host import file_lock, sha256_file
+from harness.host import hostos
+from harness.host.tools import file_lock, sha256_file
 from harness.media import isolisting
 from harness.media.isolisting import IsoError, Resolved
 

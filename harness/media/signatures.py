@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import hostos
 from harness.errors import GmiError, MissingToolError
+from harness.host import hostos
 
 Fetch = Callable[[str], bytes]
 Log = Callable[[str], None]

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import __version__, hostos
+from harness import __version__
 from harness import distro as distro_mod
 from harness.backends import backend_class, check_backend
 from harness.errors import GmiError
+from harness.host import hostos
 from harness.plugin import fixtures, hooks, matrix, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
 from harness.plugin.results import ResultCollector

@@ -16,13 +16,15 @@ from typing import Any, NoReturn
 import pytest
 import xdist
 
-from harness import __version__, host, runmarker
+from harness import __version__
 from harness import distro as distro_mod
 from harness.archive import validate
 from harness.backends import get_backend
 from harness.backends.base import release
 from harness.build import Build
 from harness.errors import GmiError
+from harness.host import runmarker
+from harness.host import tools as host
 from harness.plugin.matrix import archive_path, is_archive, subject_id
 from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, host_facts, package_proxy_port
 from harness.report import allure

@@ -142,7 +142,7 @@ def _archive_sha256(archive: Path) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    from harness.host import sha256_file
+    from harness.host.tools import sha256_file
 
     return sha256_file(Path(path))
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from harness import hostos
 from harness.backends import backend_class
 from harness.backends.base import PackageCache, keeps
 from harness.build import Build
 from harness.errors import GmiError
-from harness.host import HELD, file_lock, kill_running_groups
+from harness.host import hostos
+from harness.host.tools import HELD, file_lock, kill_running_groups
 from harness.settings import Settings
 
 # The run's package cache's port, for its xdist workers (they inherit the environment).

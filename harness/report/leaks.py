@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from harness import hostos
+from harness.host import hostos
 
 CHUNK = 8 << 20
 CREDENTIAL_LINE = re.compile(r"^  ([a-z_][a-z0-9_-]*): +(.+)$")  # build.Credentials.record

@@ -39,7 +39,7 @@ from harness.backends.hyperv.model import (
 )
 from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
 from harness.errors import ConfigError, GuestTimeoutError, HypervisorError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 from harness.settings import Settings
 
 if TYPE_CHECKING:

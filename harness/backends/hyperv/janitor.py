@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from harness import hostos
 from harness.backends.hyperv.model import as_list
 from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
-from harness.clock import Now, utc_now
 from harness.errors import GmiError
+from harness.host import hostos
+from harness.host.clock import Now, utc_now
 from harness.settings import Settings
 
 

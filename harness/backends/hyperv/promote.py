@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from harness.backends.hyperv.backend import HostState, HyperVBackend, host_join
 from harness.backends.hyperv.model import ExportResult, FileHash
 from harness.errors import ConfigError, HypervisorError
-from harness.host import sha256_file
+from harness.host.tools import sha256_file
 
 if TYPE_CHECKING:
     from harness.build import Build

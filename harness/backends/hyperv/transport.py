@@ -39,8 +39,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from harness import hostos
 from harness.errors import ConfigError, HypervisorError
+from harness.host import hostos
 from harness.settings import Settings
 
 SCRIPTS = resources.files("harness.backends.hyperv") / "scripts"

@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import host
 from harness.backends.base import VM, Backend, ExportedDisk
 from harness.backends.qemu import janitor, journal, pkgcache
 from harness.backends.qemu.chroot import ChrootShell
@@ -26,6 +25,7 @@ from harness.backends.qemu.vm import (
     remember_accel,
 )
 from harness.errors import ConfigError
+from harness.host import tools as host
 from harness.settings import prepare_mode
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from harness import host
 from harness.errors import GuestCommandError, mask
+from harness.host import tools as host
 from harness.ssh import Result, put_script
 
 # The environment the chroot's commands see: none of the host's (its locale, its

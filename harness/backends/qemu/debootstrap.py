@@ -26,12 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import host
 from harness.backends.qemu import treecache
 from harness.backends.qemu.chroot import chroot_wrapper
 from harness.distro.pkgmgr import Apt
 from harness.errors import GmiError, HypervisorError
-from harness.host import file_lock
+from harness.host import tools as host
+from harness.host.tools import file_lock
 
 if TYPE_CHECKING:
     from harness.build import Build

@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import host
 from harness.backends.qemu.vm import QemuVM, ovmf, probe_accel, qemu_img
 from harness.errors import ConfigError, GuestTimeoutError
+from harness.host import tools as host
 from harness.media import answers, iso, isocache
 from harness.media.install import install_media
 

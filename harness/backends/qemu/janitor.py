@@ -2,7 +2,7 @@
 their scratch folders (build trees, disks, overlays, UEFI variables), the qemu
 processes that still use them, and QMP sockets nobody listens on any more.
 
-A folder belongs to a dead run when its ``gmi-run.json`` marker (harness/runmarker.py)
+A folder belongs to a dead run when its ``gmi-run.json`` marker (harness/host/runmarker.py)
 names a process that no longer runs: gone, a pid the kernel gave to another process
 since (its start time differs), or a boot ago. A folder without a readable marker is
 never touched, nor is anything of a run that is still alive. A qemu process belongs
@@ -26,8 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import runmarker
 from harness.errors import GmiError
+from harness.host import runmarker
 from harness.settings import Settings
 
 QEMU = "qemu-system-x86_64"

@@ -21,8 +21,8 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import host
-from harness.host import file_lock
+from harness.host import tools as host
+from harness.host.tools import file_lock
 
 if TYPE_CHECKING:
     from harness.build import Build

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import host, hostcache
 from harness.backends.base import VM
 from harness.errors import HypervisorError, MissingToolError
+from harness.host import cache as hostcache
+from harness.host import tools as host
 
 if TYPE_CHECKING:
     pass
@@ -72,7 +73,7 @@ def qemu_version() -> str:
 def probe_accel(workdir: Path, wanted: str = "auto", timeout: float = 25) -> str:
     """'kvm' when a short real boot of OVMF under KVM prints to the serial console
     and keeps running, else 'tcg'. Cached per process, and per host boot and qemu
-    version in :mod:`harness.hostcache` (only the first run after a reboot pays the
+    version in :mod:`harness.host.cache` (only the first run after a reboot pays the
     probe)."""
     if wanted in ("kvm", "tcg"):
         return wanted

@@ -184,7 +184,7 @@ if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run t
             return f"install it with 'apt-get install -y {package}' (or run 'make setup')"
 
         def process_identity(self) -> tuple[int, str]:
-            """This process's start time and boot (harness/runmarker.py): what tells it
+            """This process's start time and boot (harness/host/runmarker.py): what tells it
             apart from a later process given the same pid."""
             start = proc_start(os.getpid())
             assert start is not None  # this very process

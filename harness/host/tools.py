@@ -14,8 +14,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from harness import hostos
 from harness.errors import BusyError, DiskSpaceError, MissingToolError
+from harness.host import hostos
 
 # host tool -> the Debian package that ships it
 TOOL_PACKAGES = {

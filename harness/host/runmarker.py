@@ -6,7 +6,7 @@ another process since does not count) on the same boot.
 
 The start time is field 22 of ``/proc/PID/stat`` (clock ticks since boot), read again
 at judging time; the wall-clock ``started`` is only shown to people. Reading it is the
-OS seam's (:mod:`harness.hostos`): on Windows, where only the Hyper-V backend runs and
+OS seam's (:mod:`harness.host.hostos`): on Windows, where only the Hyper-V backend runs and
 no janitor reads these markers, it is the process's creation time and no boot id.
 """
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import hostos
-from harness.clock import Now, utc_now
+from harness.host import hostos
+from harness.host.clock import Now, utc_now
 
 MARKER = "gmi-run.json"
 TAG = "gmi-harness"
@@ -52,7 +52,7 @@ class Owner:
 
 def process_start(pid: int, proc: Path = PROC) -> int | None:
     """Field 22 of ``/proc/PID/stat`` (start time in clock ticks after boot), or None
-    when there is no such process (:func:`harness.hostos.proc_start`)."""
+    when there is no such process (:func:`harness.host.hostos.proc_start`)."""
     return hostos.proc_start(pid, proc)
 
 

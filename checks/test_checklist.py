@@ -456,3 +456,23 @@ def test_build_passwords_not_in_image(host, build: Build, clone: Clone) -> None:
     finally:
         host.run(f"rm -f {path}")
     assert hits.strip() == "", f"a build password is written in: {hits}"
+
+
+# --- the exported VM imports (Hyper-V) ----------------------------------------------
+
+
+@checklist(item.IMPORTS)
+def test_exported_vm_imports_on_hyperv(sealed: Build) -> None:
+    """vmgenie imports the GMI with ``Import-VM -Path <vmcx> -Copy``: right after
+    Export-VM the backend asked Hyper-V itself (``Compare-VM -Path <vmcx> -Copy
+    -GenerateNewId`` into a scratch folder; it registers nothing) and every
+    incompatibility it reported fails here, in Hyper-V's own words."""
+    if sealed.vm_tree is None:
+        pytest.skip(f"the {sealed.backend.name} backend exported no .vmcx (a disk-only archive): "
+                    "nothing to import; promote it on Hyper-V (--promote)")
+    report = sealed.record.get("hyperv_import_check")
+    assert isinstance(report, dict), "Export-VM ran but Compare-VM did not: the export is unproven"
+    problems = [f"{p.get('MessageId', '?')}: {p.get('Message', '?')}"
+                for p in report.get("incompatibilities") or []]
+    assert not problems, (f"Compare-VM -Path {report.get('vmcx')} -Copy -GenerateNewId on "
+                          f"{report.get('host', '?')} found: " + "; ".join(problems))

@@ -27,6 +27,9 @@ BACKENDS = ("qemu", "hyperv")
 ACCELS = ("auto", "kvm", "tcg")
 HYPERV_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp", "certificate")
 JANITOR_CHOICES = ("off", "list", "remove")
+# Hyper-V's Secure Boot templates (Set-VMFirmware -SecureBootTemplate)
+SECURE_BOOT_TEMPLATES = ("MicrosoftUEFICertificateAuthority", "MicrosoftWindows",
+                         "OpenSourceShieldedVM")
 USER_DIRS = hostos.current().user_dirs()  # scratch, credentials, ISO cache: per OS
 
 
@@ -212,10 +215,21 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("package_cache", "a package cache for repeat builds: apt-cacher-ng on 127.0.0.1 for "
                 "the run, the build's apt through it during the build only (its cache in "
                 "~/.cache/gmi-harness/apt-cacher-ng)", "on", _as_str, ("on", "off")),
-        Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _as_int),
-        Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, _as_int),
+        Setting("vm_cpus", "vCPUs of the build VM (the checklist's clone: --clone-cpus)", 2, _as_int),
+        Setting("vm_memory_mb", "memory of the build VM (MiB; the checklist's clone: "
+                "--clone-memory-mb)", 2048, _as_int),
         Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
         Setting("command_timeout", "seconds one guest command may take", 1800, _as_int)),
+    *_section("the checklist's clone (vmgenie's VM shape, on every backend)",
+        Setting("clone_cpus", "vCPUs of the clone the checklist runs on (vmgenie provisions 1)",
+                1, _as_int),
+        Setting("clone_memory_mb", "static memory of the clone the checklist runs on (MiB; vmgenie "
+                "provisions 512)", 512, _as_int),
+        Setting("clone_secure_boot", "Secure Boot on the clone (vmgenie always turns it on)", "on",
+                _as_str, ("on", "off")),
+        Setting("clone_secure_boot_template", "the clone's Secure Boot template (vmgenie's: "
+                "MicrosoftUEFICertificateAuthority)", "MicrosoftUEFICertificateAuthority", _as_str,
+                SECURE_BOOT_TEMPLATES)),
     *_section("install media",
         Setting("mirror", "Debian-family archive mirror used by the local install",
                 "http://deb.debian.org/debian", _as_url),
@@ -331,6 +345,11 @@ class SettingsFields:
     vm_memory_mb: int
     boot_timeout: int
     command_timeout: int
+    # the checklist's clone
+    clone_cpus: int
+    clone_memory_mb: int
+    clone_secure_boot: str
+    clone_secure_boot_template: str
     # install media
     mirror: str
     install_method: str
@@ -478,6 +497,9 @@ def resolve(
             register_secret(str(values[s.name]))
     if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
         raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
+    if values["clone_cpus"] < 1 or values["clone_memory_mb"] < 256:
+        raise ConfigError("clone_cpus must be >= 1 and clone_memory_mb >= 256 (vmgenie's VM has 1 "
+                          "vCPU and 512 MB)")
     if values["backend"] != "qemu" and any(v.endswith("chroot") for v in values["prepare"]):
         raise ConfigError(f"--prepare=chroot is the qemu backend's (a root tree on this host); "
                           f"the {values['backend']} backend prepares in the build VM: use "

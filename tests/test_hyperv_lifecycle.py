@@ -27,7 +27,7 @@ from hyperv_fake import FakePowerShell, Seq, make_build, recorded
 from harness.archive import export, reader, vhdx, writer
 from harness.archive.format import MANIFEST_KEYS
 from harness.backends.hyperv import HyperVBackend, HyperVVM, services_problems
-from harness.checklist import REQUIRED_ITEMS
+from harness.checklist import required_items
 from harness.media import seed
 
 FOLDER = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
@@ -105,8 +105,9 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
     clone.destroy()
 
     # Step 7: the archive, gated on the checks (all passed here).
-    checklist = [f"checks/test_checklist.py::test_{i}[debian-12]" for i in range(5)]
-    labels = dict(zip(checklist, REQUIRED_ITEMS, strict=True))
+    required = required_items(exports_vmcx=True)  # Compare-VM's item too: there is a .vmcx
+    checklist = [f"checks/test_checklist.py::test_{i}[debian-12]" for i in range(len(required))]
+    labels = dict(zip(checklist, required, strict=True))
     archive = export.export(b, checklist, dict.fromkeys(checklist, "passed"), labels)
 
     # The end of the run: every VM the build made goes, with the run's folder.

@@ -356,3 +356,30 @@ def test_promoting_in_a_pytest_run_deselects_the_export_of_builds(tmp_path):
     plain = collect()
     assert "test_archive_name_follows_vmgenie[GMI-Debian-12.zip]" in plain  # it did collect
     assert "test_promoted_gmi_archive" not in plain
+
+
+def test_promote_is_the_backends_own_capability_and_qemu_refuses_it(tmp_path):
+    """The stage asks ``Backend.promote``; a backend that writes no .vmcx refuses in one
+    line. The stage knows no backend: of ``harness.backends`` it may import only
+    ``base`` (here: nothing at all)."""
+    import ast
+
+    from harness.stages import s6_promote
+
+    from harness import distro as distro_mod
+    from harness.backends.qemu.backend import QemuBackend
+    from harness.build import Build
+
+    source = Path(s6_promote.__file__).read_text()
+    nodes = list(ast.walk(ast.parse(source)))
+    imported = {n.module or "" for n in nodes if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+    backends = {m for m in imported if m.startswith("harness.backends")}
+    assert backends <= {"harness.backends.base"}, backends
+    assert "isinstance" not in source
+    b = Build(distro_mod.load("debian-12"), resolve({}, env={}), QemuBackend(), "r", tmp_path,
+              tmp_path / "logs")
+    b.record["layout"] = {"disk_only": True, "vmcx_entry": None}
+    with pytest.raises(ConfigError, match=r"^--promote needs a backend that writes the \.vmcx .* "
+                                          r"the qemu backend cannot$"):
+        promote(b)

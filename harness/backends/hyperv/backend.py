@@ -37,7 +37,7 @@ from harness.backends.hyperv.model import (
     IntegrationService,
     VmStatus,
 )
-from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
+from harness.backends.hyperv.transport import TAG, PowerShell, host_join, make_transport
 from harness.errors import ConfigError, GuestTimeoutError, HypervisorError
 from harness.host.tools import sha256_file
 from harness.settings import Settings
@@ -54,10 +54,6 @@ def pick_host(settings: Settings, worker: str = "") -> str:
         return ""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
     return pool[index % len(pool)]
-
-
-def host_join(folder: str, *parts: str) -> str:
-    return str(PureWindowsPath(folder, *parts))
 
 
 @dataclass
@@ -401,6 +397,15 @@ class HyperVBackend(Backend):
         if got != exported.vhdx_sha256:
             raise HypervisorError(f"the fetched VHDX's SHA-256 {got} differs from the host's "
                                   f"{exported.vhdx_sha256}: the copy broke; run again")
+
+    # --- promote ------------------------------------------------------------------
+
+    def promote(self, b: Build) -> None:
+        """``--promote``: the archive's disk in a new Gen2 VM, exported unbooted
+        (:mod:`harness.backends.hyperv.promote`)."""
+        from harness.backends.hyperv.promote import promote_disk
+
+        promote_disk(self, b)
 
     # --- the validation clone --------------------------------------------------------
 

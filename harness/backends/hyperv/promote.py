@@ -16,22 +16,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.backends.hyperv.backend import HostState, HyperVBackend, host_join
 from harness.backends.hyperv.model import ExportResult, FileHash
-from harness.errors import ConfigError, HypervisorError
+from harness.backends.hyperv.transport import host_join
+from harness.errors import HypervisorError
 from harness.host.tools import sha256_file
 
 if TYPE_CHECKING:
+    from harness.backends.hyperv.backend import HostState, HyperVBackend
     from harness.build import Build
 
 
-def promote_disk(b: Build) -> None:
+def promote_disk(backend: HyperVBackend, b: Build) -> None:
     """Upload ``b.vhdx``, wrap it in a Gen2 VM, export it unbooted; the exported tree's
     ``Virtual Machines/`` comes back under ``b.vm_tree``. The VHDX is fetched back only
     when Export-VM changed its bytes (it copies the disk; it should not)."""
-    backend = b.backend
-    if not isinstance(backend, HyperVBackend):
-        raise ConfigError("--promote needs --backend=hyperv")
     assert b.vhdx is not None, "the archive's disk is extracted first"
     st: HostState = backend.state(b)
     s, names, hv = b.settings, b.distro.vmgenie, b.distro.hyperv

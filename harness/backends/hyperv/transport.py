@@ -36,7 +36,7 @@ import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from harness.errors import ConfigError, HypervisorError
@@ -484,6 +484,11 @@ class LocalPowerShell(PowerShell):
 
 # The tag every VM and folder of a run carries (in Notes, and a run marker file).
 TAG = "gmi-harness"
+
+
+def host_join(folder: str, *parts: str) -> str:
+    """A path on the (Windows) host."""
+    return str(PureWindowsPath(folder, *parts))
 
 
 def make_transport(settings: Settings, host: str) -> PowerShell:

@@ -401,39 +401,44 @@ class RemotePowerShell(PowerShell):
                                  f"{_first_line(str(exc))}") from None
 
     def get(self, remote: str, local: Path) -> None:
-        """Fetch in chunks (``read_chunk.ps1``), written to ``local`` only when complete.
-        pypsrp's ``Client.fetch`` is not used: it reads the whole file into one base64
-        string on the host, which fails beyond about 800 MB. The caller checks the
-        result's SHA-256 against the host's."""
-        local.parent.mkdir(parents=True, exist_ok=True)
-        part = local.with_name(local.name + ".part")
-        offset = 0
-        try:
-            with part.open("wb") as out:
-                while True:
-                    reply = self.run("read_chunk", Path=remote, Offset=offset,
-                                     Count=self.fetch_chunk)
-                    n = reply.get("N") if isinstance(reply, dict) else None
-                    data = reply.get("Data") if isinstance(reply, dict) else None
-                    if not isinstance(n, int) or isinstance(n, bool) or not isinstance(data, str):
-                        raise ScriptError(f"read_chunk.ps1 on {self.host} returned no valid "
-                                          f"chunk of {remote} at offset {offset}")
-                    chunk = base64.b64decode(data, validate=True)
-                    if len(chunk) != n:
-                        raise ScriptError(f"read_chunk.ps1 on {self.host}: {len(chunk)} bytes "
-                                          f"at offset {offset} of {remote}, announced {n}")
-                    if n == 0:
-                        break
-                    out.write(chunk)
-                    offset += n
-            part.replace(local)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+        """Fetch in chunks (``read_chunk.ps1``); pypsrp's ``Client.fetch`` is not used: it
+        reads the whole file into one base64 string on the host, which fails beyond
+        about 800 MB."""
+        fetch_in_chunks(self, remote, local, self.fetch_chunk)
 
     def close(self) -> None:
         # the pool may be gone with the host: nothing left to release then
         self._drop()
+
+
+def fetch_in_chunks(ps: PowerShell, remote: str, local: Path, chunk: int = FETCH_CHUNK) -> None:
+    """The host's file ``remote`` to ``local`` in chunks (``read_chunk.ps1``), written to
+    ``local`` only when complete. The caller checks the result's SHA-256 against the
+    host's."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    part = local.with_name(local.name + ".part")
+    offset = 0
+    try:
+        with part.open("wb") as out:
+            while True:
+                reply = ps.run("read_chunk", Path=remote, Offset=offset, Count=chunk)
+                n = reply.get("N") if isinstance(reply, dict) else None
+                data = reply.get("Data") if isinstance(reply, dict) else None
+                if not isinstance(n, int) or isinstance(n, bool) or not isinstance(data, str):
+                    raise ScriptError(f"read_chunk.ps1 on {ps.host} returned no valid "
+                                      f"chunk of {remote} at offset {offset}")
+                got = base64.b64decode(data, validate=True)
+                if len(got) != n:
+                    raise ScriptError(f"read_chunk.ps1 on {ps.host}: {len(got)} bytes "
+                                      f"at offset {offset} of {remote}, announced {n}")
+                if n == 0:
+                    break
+                out.write(got)
+                offset += n
+        part.replace(local)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
 
 
 class LocalPowerShell(PowerShell):

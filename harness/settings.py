@@ -142,6 +142,14 @@ def _as_paths(value: Any) -> tuple[str, ...]:
     return _as_list(value, _as_path)
 
 
+def _as_config_version(value: Any) -> str:
+    """A Hyper-V configuration version, as Get-VMHostSupportedVersion writes it (8.0, 9.1)."""
+    text = _as_str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,2}\.[0-9]", text):
+        raise ValueError(f"expected a configuration version such as 8.0 or 9.0, got {value!r}")
+    return text
+
+
 def _as_hosts(value: Any) -> tuple[str, ...]:
     return _as_list(value, _as_host)
 
@@ -297,6 +305,10 @@ SETTINGS: tuple[Setting, ...] = (
                 "<wait5>, text)", "", _as_text),
         Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
                 _as_float),
+        Setting("hyperv_vm_version", "the build VM's configuration version (New-VM -Version): the "
+                "oldest hosts that import the GMI support it; 8.0, the default, imports on Windows "
+                "Server 2016 and newer, Windows 10 1607 and newer (docs/hyperv.md)", "8.0",
+                _as_config_version),
         Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", _as_host),
         Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
                 "removed with the run's folder)", "", _as_path),
@@ -388,6 +400,7 @@ class SettingsFields:
     hyperv_answer_iso: str
     hyperv_boot_command: str
     hyperv_boot_wait: float
+    hyperv_vm_version: str
     hyperv_guest_address: str
     hyperv_export_dir: str
     hyperv_janitor_hours: float

@@ -231,6 +231,7 @@ class HostModel(PowerShell):
         self.guests: list[Guest] = []  # given to the next VMs New-VM creates, in order
         self.uploads = 0
         self.break_upload_at: int | None = None  # the session breaks after this many bytes
+        self.corrupt_next_chunk = False  # the next chunk arrives with a bit flipped
         for folder in ("C:\\", "D:\\", "E:\\", vhd_root, "D:\\iso"):
             self.mkdir(folder)
 
@@ -364,7 +365,7 @@ class HostModel(PowerShell):
         self.write(disk, b"vhdx:" + name.encode(), by_service=True)
         vm.drives.append(Drive("HardDiskDrive", disk, vm.id))
         for n in range(checkpoints):
-            child = f"{disk[:-5]}_{uuid.uuid4()}.avhdx".upper().replace(".AVHDX", ".avhdx")
+            child = f"{disk[:-5]}_{str(uuid.uuid4()).upper()}.avhdx"  # Hyper-V's <disk>_<GUID>.avhdx
             self.write(child, f"delta {n}".encode(), by_service=True)
             vm.checkpoints.append(child)
             vm.drives[0].path = child
@@ -699,6 +700,9 @@ class HostModel(PowerShell):
     def c_get_vhd(self, Path: str) -> dict[str, Any]:
         if key(Path) not in self.files:
             raise HostError(f"The system cannot find the file '{Path}'.")
+        if Path.lower().endswith(".avhdx"):  # a checkpoint's differencing disk
+            return {"Path": Path, "VhdType": "Differencing", "ParentPath": Path.rsplit("_", 1)[0] + ".vhdx",
+                    "Size": 250 << 30}
         return {"Path": Path, "VhdType": "Dynamic", "ParentPath": None, "Size": 250 << 30}
 
     def c_merge_vhd(self, Path: str, DestinationPath: str, Confirm: bool = True) -> None:
@@ -893,6 +897,10 @@ class HostModel(PowerShell):
 
     def c_set_content(self, LiteralPath: str, Value: str, Encoding: str = "UTF8") -> None:
         self.write(LiteralPath, b"\xef\xbb\xbf" + Value.encode() + b"\r\n")
+
+    def c_select_object(self, _pipe: Any, First: int) -> Any:
+        items = _pipe if isinstance(_pipe, list) else [_pipe]
+        return items[0] if items and First == 1 else None
 
     def c_join_path(self, _path: str, _child: str) -> str:
         """Join-Path A B (positional) puts one '\\' between the parts; it does not

@@ -49,14 +49,16 @@ def _splat_keys(text: str, name: str) -> list[str]:
 
 
 def calls(text: str, script: str = "") -> list[Call]:
-    """The commands ``text`` calls by name (not ``& $block``), in source order."""
+    """The commands ``text`` calls by name (not ``& $block``, not the script's own
+    functions), in source order."""
     source = text.encode("utf-8")
     found: list[Call] = []
+    own = {m.lower() for m in re.findall(r"(?im)^\s*function\s+([\w-]+)", text)}
 
     def walk(node: tree_sitter.Node) -> None:
         if node.type == "command":
             name = next((c for c in node.children if c.type == "command_name"), None)
-            if name is not None:
+            if name is not None and source[name.start_byte:name.end_byte].decode().lower() not in own:
                 params: list[str] = []
                 elements = next((c for c in node.children if c.type == "command_elements"), None)
                 for el in elements.children if elements is not None else []:

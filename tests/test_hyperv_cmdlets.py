@@ -67,6 +67,9 @@ def problems(call: Call, script_text: str) -> list[str]:
         return [f"{where}: {call.cmdlet} is not in the reference (a typo, or run "
                 "tests/data/make_powershell_reference.py for a new cmdlet)"]
     name, pages = known
+    if not docsets(pages):
+        return [f"{where}: {name} has no reference page (a typo, or a cmdlet of a module "
+                "the reference does not cover)"]
     found = []
     for docset in docsets(pages):
         page = pages[docset]
@@ -96,13 +99,7 @@ def test_the_reference_covers_the_supported_hosts_and_names_its_sources():
         or any("Version" in s for s in REFERENCE["cmdlets"]["New-VM"]["winserver2016-ps"]["sets"].values())
 
 
-# Written before their fix (review finding 1): they must fail until it lands.
-BEFORE_THE_FIX = {"adopt_vm.ps1", "new_clone_vm.ps1", "new_vm.ps1"}
-
-
-@pytest.mark.parametrize("script", [
-    pytest.param(s, marks=pytest.mark.xfail(strict=True, reason="finding 1: not fixed yet"))
-    if s in BEFORE_THE_FIX else s for s in sorted({c.script for c in script_calls()})])
+@pytest.mark.parametrize("script", sorted({c.script for c in script_calls()}))
 def test_every_cmdlet_call_matches_microsofts_reference(script):
     text = (Path(__file__).resolve().parent.parent / "harness" / "backends" / "hyperv" / "scripts"
             / script).read_text(encoding="utf-8")
@@ -110,7 +107,6 @@ def test_every_cmdlet_call_matches_microsofts_reference(script):
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="#22 items 2-4: not built yet")
 def test_the_new_calls_are_there_and_checked():
     """The calls this backend depends on for a real host (issue #22) are in the scripts,
     so the test above has checked them against their pages."""
@@ -144,3 +140,20 @@ def test_a_guarded_parameter_is_accepted_and_aliases_resolve():
             "Set-VM -VMName 'x' -Notes '' -ErrorAction Stop\n"
             "Remove-VMSnapshot -VMName x -Confirm:$false\n")
     assert [p for c in calls(text, "probe.ps1") for p in problems(c, text)] == []
+
+
+def test_the_preflight_asks_the_host_for_every_parameter_the_scripts_pass():
+    """``SCRIPT_PARAMETERS`` (what host_info.ps1 asks the host's Hyper-V module for) is
+    what the scripts call, except a parameter a script asks the host for itself."""
+    from harness.backends.hyperv.backend import SCRIPT_PARAMETERS
+
+    scripts = Path(__file__).resolve().parent.parent / "harness" / "backends" / "hyperv" / "scripts"
+    wanted: dict[str, set[str]] = {}
+    for c in script_calls():
+        pages = CMDLETS.get(c.cmdlet.lower(), ("", {}))[1]
+        if not any(p.get("module") == "Hyper-V" for d, p in pages.items() if d in SUPPORTED_HOSTS):
+            continue
+        text = (scripts / c.script).read_text(encoding="utf-8")
+        wanted.setdefault(c.cmdlet, set()).update(
+            p for p in c.parameters if p.lower() not in COMMON and not guarded(text, c.cmdlet, p))
+    assert {k: set(v) for k, v in SCRIPT_PARAMETERS.items()} == wanted

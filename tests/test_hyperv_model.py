@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from hyperv_fake import make_build
-from hyperv_model import Guest, HostModel, key
+from hyperv_model import Guest, HostError, HostModel, key
 
 from harness.backends.hyperv import HyperVBackend
 from harness.build import Build
@@ -31,11 +31,6 @@ from harness.media import seed
 ISO = "D:\\iso\\debian-12.8.0-amd64-netinst.iso"
 ISO_BYTES = b"the install ISO"
 CANONICAL = "GMI Debian 12"
-
-
-def before_fix(finding: str) -> pytest.MarkDecorator:
-    """Written before the fix of review finding ``finding``: it must fail until then."""
-    return pytest.mark.xfail(strict=True, reason=f"review finding {finding}: not fixed yet")
 
 
 @pytest.fixture
@@ -67,8 +62,7 @@ def build_and_export(h: HostModel, b: Build) -> Any:
     assert isinstance(backend, HyperVBackend)
     backend.check_host(b)
     b.vm = backend.provision(b)
-    build_vm = next(v for v in h.vms.values() if v.state == "Running" and v.notes.startswith("gmi-harness"))
-    h.guest_powers_off(build_vm)
+    h.guest_powers_off(model_vm(h, b.vm))
     b.vhdx = b.workdir / f"{CANONICAL}.vhdx"
     exported = backend.export_disk(b, b.vhdx)
     b.vm_tree = exported.vm_tree
@@ -81,8 +75,10 @@ def clone(b: Build) -> Any:
 
 
 def teardown(b: Build) -> None:
-    for vm in list(b.vms):
-        vm.destroy()
+    """The end of the run, as the build fixture ends it (backends/base.py release)."""
+    from harness.backends.base import release
+
+    release(b.vms, False, print)
 
 
 def exported_config(b: Build) -> dict[str, Any]:
@@ -127,7 +123,6 @@ def touched(h: HostModel, vm_id: str) -> list[str]:
 # --- 2: a host that also runs vmgenie ------------------------------------------------
 
 
-@before_fix("2")
 def test_a_host_that_runs_vmgenie_builds_beside_its_base_vm_and_never_touches_it(host, tmp_path):
     """vmgenie's ImportGmi leaves its base VM registered as 'GMI Debian 12' (its name,
     no Notes). The build runs under a name of its own, addresses its VMs by Id, is
@@ -147,12 +142,12 @@ def test_a_host_that_runs_vmgenie_builds_beside_its_base_vm_and_never_touches_it
     assert exported_config(b)["Name"] == CANONICAL  # what vmgenie imports and looks up
     made = host.params("new_vm")["Name"]
     assert made != CANONICAL and made.startswith(CANONICAL)  # unique, and still says what it is
-    by_name = [n for n, p in host.scripts_run if "Name" in p and n not in ("new_vm", "new_clone_vm")]
+    by_name = [n for n, p in host.scripts_run
+               if "Name" in p and n not in ("new_vm", "new_clone_vm", "new_run_folder")]
     assert by_name == [], f"scripts that looked a VM up by name: {by_name}"
     assert len(host.vms) == 1  # everything the run made is gone
 
 
-@before_fix("2")
 def test_adopting_by_a_name_two_vms_share_is_refused_with_their_ids(host, tmp_path):
     person = host.add_vm(CANONICAL)
     vmgenies = host.add_vm(CANONICAL)
@@ -164,7 +159,6 @@ def test_adopting_by_a_name_two_vms_share_is_refused_with_their_ids(host, tmp_pa
     assert touched(host, person.id) == touched(host, vmgenies.id) == []
 
 
-@before_fix("2")
 def test_promote_on_a_vmgenie_host(host, tmp_path):
     """--promote wraps the disk in a VM of its own name too, beside vmgenie's base VM."""
     from harness.stages.s6_promote import promote
@@ -188,7 +182,6 @@ def test_promote_on_a_vmgenie_host(host, tmp_path):
 # --- 3: the configuration version ----------------------------------------------------
 
 
-@before_fix("3")
 @pytest.mark.parametrize("consumer", ["winserver2016-ps", "winserver2019-ps", "winserver2022-ps",
                                       "winserver2025-ps"])
 def test_a_gmi_built_on_server_2025_imports_on_every_supported_host(tmp_path, consumer):
@@ -203,19 +196,17 @@ def test_a_gmi_built_on_server_2025_imports_on_every_supported_host(tmp_path, co
     h.check_twins()
 
 
-@before_fix("3")
 def test_the_vm_version_is_an_option_checked_against_the_host_read_once(host, tmp_path):
     b = on(host, tmp_path, hyperv_vm_version="9.0")
     build_and_export(host, b)
     assert exported_config(b)["Version"] == "9.0"
     assert import_on("winserver2019-ps", b) == []
-    with pytest.raises(GmiError, match=r"configuration version 9\.0 is not supported"):
+    with pytest.raises(HostError, match=r"configuration version 9\.0 is not supported"):
         import_on("winserver2016-ps", b)
     second = on(host, tmp_path / "2", hyperv_vm_version="9.0")
     second.backend = b.backend  # the same worker: the host's versions are known already
     second.backend.check_host(second)
-    asked = [c for s, c, _ in host.calls if c == "Get-VMHostSupportedVersion"]
-    assert asked == ["Get-VMHostSupportedVersion"]  # once for both builds
+    assert host.names_run().count("host_info") == 1  # the host's versions read once for both
     bad = on(host, tmp_path / "3", hyperv_vm_version="12.0")
     with pytest.raises(ConfigError, match=r"^--hyperv-vm-version 12\.0: hv01 \(HV01\) supports "
                                           r"8\.0, .*10\.0$"):
@@ -227,7 +218,6 @@ def test_the_vm_version_is_an_option_checked_against_the_host_read_once(host, tm
 # --- 4: the export is proven importable -------------------------------------------------
 
 
-@before_fix("4")
 def test_compare_vm_runs_after_export_and_registers_nothing(host, tmp_path):
     b = on(host, tmp_path)
     build_and_export(host, b)
@@ -239,7 +229,6 @@ def test_compare_vm_runs_after_export_and_registers_nothing(host, tmp_path):
     assert sum(1 for v in host.vms.values()) == 1  # Compare-VM registered nothing
 
 
-@before_fix("4")
 def test_an_incompatibility_fails_the_checklist_item_in_hyperv_s_words(host, tmp_path):
     import importlib.util
 
@@ -262,7 +251,6 @@ def test_an_incompatibility_fails_the_checklist_item_in_hyperv_s_words(host, tmp
 # --- 1: Windows Server 2016 -------------------------------------------------------------
 
 
-@before_fix("1")
 def test_a_server_2016_host_builds(tmp_path):
     h = HostModel("winserver2016-ps")
     b = on(h, tmp_path)
@@ -276,7 +264,6 @@ def test_a_server_2016_host_builds(tmp_path):
 # --- 8: vmgenie's VM shape ----------------------------------------------------------------
 
 
-@before_fix("8")
 def test_the_clone_is_vmgenies_vm(host, tmp_path):
     b = on(host, tmp_path)
     build_and_export(host, b)
@@ -292,7 +279,6 @@ def test_the_clone_is_vmgenies_vm(host, tmp_path):
 # --- 18: no Save, no start with the host, no checkpoints -----------------------------------
 
 
-@before_fix("18")
 def test_build_and_clone_vms_do_not_save_start_with_the_host_or_checkpoint(host, tmp_path):
     b = on(host, tmp_path)
     build_and_export(host, b)
@@ -316,7 +302,6 @@ def test_the_recorded_boot_order_is_what_set_vmfirmware_leaves(host, tmp_path):
 # --- 6: uploads -------------------------------------------------------------------------------
 
 
-@before_fix("6")
 def test_an_upload_that_breaks_resumes_inside_the_run_folder_and_is_verified(host, tmp_path):
     iso = tmp_path / "debian-12.8.0-amd64-netinst.iso"
     iso.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: several chunks
@@ -331,7 +316,19 @@ def test_an_upload_that_breaks_resumes_inside_the_run_folder_and_is_verified(hos
     assert outside == [] and not host.exists(f"{folder}\\{iso.name}.part")
 
 
-@before_fix("6")
+def test_an_upload_whose_checksum_differs_is_removed_and_sent_again(host, tmp_path):
+    iso = tmp_path / "debian-12.8.0-amd64-netinst.iso"
+    iso.write_bytes(bytes(range(256)) * 1024)
+    host.corrupt_next_chunk = True
+    b = make_build(tmp_path, host, hyperv_install_iso=str(iso),  # type: ignore[arg-type]
+                   hyperv_install_sha256=hashlib.sha256(iso.read_bytes()).hexdigest())
+    b.backend.check_host(b)
+    b.vm = b.backend.provision(b)
+    folder = b.backend.folder(b)  # type: ignore[attr-defined]
+    assert host.read(f"{folder}\\{iso.name}") == iso.read_bytes()
+    assert host.names_run().count("finish_upload") == 2  # refused once, then the good copy
+
+
 def test_the_janitor_lists_a_dead_runs_partial_upload(host, tmp_path):
     from harness.backends.hyperv import janitor
 
@@ -350,7 +347,6 @@ def test_the_janitor_lists_a_dead_runs_partial_upload(host, tmp_path):
 # --- 10: errors are not hidden -------------------------------------------------------------
 
 
-@before_fix("10")
 def test_access_denied_is_not_reported_as_a_missing_vm(host, tmp_path):
     b = on(host, tmp_path)
     b.backend.check_host(b)
@@ -364,13 +360,13 @@ def test_access_denied_is_not_reported_as_a_missing_vm(host, tmp_path):
 # --- 11: an adopted VM's media and checkpoints --------------------------------------------
 
 
-@before_fix("11")
 def test_an_adopted_vms_iso_stays_out_of_the_export_and_its_checkpoints_are_named(host, tmp_path,
                                                                                    monkeypatch):
     import harness.backends.hyperv.backend as backend_mod
 
     monkeypatch.setattr(backend_mod, "authorize_build_key", lambda build, vm: None)
-    person = host.add_vm("debian by hand", dvd=ISO, checkpoints=2, state="Running")
+    person = host.add_vm("debian by hand", dvd=ISO, checkpoints=2, state="Running", version="8.0",
+                         disk="D:\\Hyper-V\\debian by hand\\GMI Debian 12.vhdx")
     host.write(ISO, ISO_BYTES)
     b = on(host, tmp_path, hyperv_base_vm="debian by hand", hyperv_base_key=str(tmp_path / "k"))
     warnings: list[str] = []
@@ -385,10 +381,29 @@ def test_an_adopted_vms_iso_stays_out_of_the_export_and_its_checkpoints_are_name
     assert person.id in host.vms  # adopted: stopped, never removed
 
 
+def test_an_adopted_vm_newer_than_the_asked_version_or_with_a_disk_named_otherwise_is_refused(
+        host, tmp_path):
+    """An adopted VM keeps its configuration version and its disk's file name (vmgenie
+    finds the disk by it): both are checked before anything is changed."""
+    newer = host.add_vm("newer", version="10.0", disk="D:\\Hyper-V\\newer\\GMI Debian 12.vhdx")
+    b = on(host, tmp_path, hyperv_base_vm="newer", hyperv_base_key=str(tmp_path / "k"))
+    b.backend.check_host(b)
+    with pytest.raises(GmiError, match=r"configuration version 10\.0, newer than "
+                                       r"--hyperv-vm-version 8\.0: .* New-VM -Version 8\.0"):
+        b.backend.provision(b)
+    other = host.add_vm("other disk", version="8.0")
+    b = on(host, tmp_path / "2", hyperv_base_vm="other disk", hyperv_base_key=str(tmp_path / "k"))
+    b.backend.check_host(b)
+    with pytest.raises(GmiError, match=r"its disk is 'other disk.vhdx'; .* 'GMI Debian 12.vhdx'"):
+        b.backend.provision(b)
+    for vm in (newer, other):  # read, never changed
+        assert set(touched(host, vm.id)) <= {"Get-VMHardDiskDrive"}, touched(host, vm.id)
+        assert vm.automatic_checkpoints is True and vm.state == "Off"
+
+
 # --- 12: right after power-off the disk is still in use -------------------------------------
 
 
-@before_fix("12")
 def test_a_disk_still_in_use_after_power_off_is_waited_for(host, tmp_path):
     host.held_after_off = 2
     b = on(host, tmp_path)
@@ -403,7 +418,6 @@ def test_a_disk_still_in_use_after_power_off_is_waited_for(host, tmp_path):
 # --- 14: a session that broke during Export-VM ---------------------------------------------
 
 
-@before_fix("14")
 def test_clean_up_after_a_broken_export_waits_for_it(host, tmp_path):
     b = on(host, tmp_path)
     b.backend.check_host(b)
@@ -420,7 +434,6 @@ def test_clean_up_after_a_broken_export_waits_for_it(host, tmp_path):
 # --- 15: a folder mounted on the same drive letter ---------------------------------------
 
 
-@before_fix("15")
 def test_an_export_dir_on_a_volume_mounted_in_a_folder_is_copied(tmp_path):
     h = HostModel("winserver2022-ps", volumes=("C:\\", "D:\\", "D:\\Mounts\\Export"))
     h.mkdir("D:\\Mounts\\Export")
@@ -433,7 +446,6 @@ def test_an_export_dir_on_a_volume_mounted_in_a_folder_is_copied(tmp_path):
 # --- 16: forward slashes ---------------------------------------------------------------------
 
 
-@before_fix("16")
 def test_forward_slashes_in_the_vhd_path(host, tmp_path):
     """--hyperv-vhd-path D:/VMs: Join-Path on the host keeps the '/', Python's Windows
     paths do not; promote's disk must still be found as the one named after the VM."""
@@ -454,7 +466,6 @@ def test_forward_slashes_in_the_vhd_path(host, tmp_path):
 # --- 17: a file the account may not read ----------------------------------------------------
 
 
-@before_fix("17")
 def test_an_unreadable_iso_says_access_denied_not_missing(host, tmp_path):
     host.write(ISO, ISO_BYTES)
     host.denied.add(ISO)
@@ -468,7 +479,6 @@ def test_an_unreadable_iso_says_access_denied_not_missing(host, tmp_path):
 # --- 9: typing the boot command -----------------------------------------------------------------
 
 
-@before_fix("9")
 def test_typing_is_paced_and_4096_means_started(host, tmp_path):
     host.keyboard_return = 4096  # "job started" (Msvm_Keyboard)
     host.keyboard_drops = True   # unpaced long runs lose keys (hashicorp/packer#5291)
@@ -483,7 +493,6 @@ def test_typing_is_paced_and_4096_means_started(host, tmp_path):
 # --- 7 and the preflight: rights on the VHD folder, the module's parameters -------------------
 
 
-@before_fix("7")
 def test_a_vhd_folder_the_account_cannot_change_fails_before_anything_is_made(tmp_path):
     h = HostModel("winserver2022-ps", admin=False, inherited_modify=False)
     b = on(h, tmp_path)
@@ -494,7 +503,6 @@ def test_a_vhd_folder_the_account_cannot_change_fails_before_anything_is_made(tm
     h.check_twins()
 
 
-@before_fix("7")
 def test_a_module_without_a_parameter_the_scripts_use_fails_in_one_line(tmp_path, monkeypatch):
     import hyperv_model
 
@@ -508,7 +516,6 @@ def test_a_module_without_a_parameter_the_scripts_use_fails_in_one_line(tmp_path
     h.check_twins()
 
 
-@before_fix("7")
 def test_a_healthy_host_preflight_leaves_nothing_behind(host, tmp_path):
     b = on(host, tmp_path)
     b.backend.check_host(b)

@@ -155,6 +155,7 @@ def test_a_disk_only_gmi_is_promoted_end_to_end(tmp_path):
         "new_run_folder", "put", "file_hash",  # the run's folder; upload; SHA-256 on the host
         "new_vm",                             # the wizard's settings around the disk
         "export_vm",                          # Export-VM, never started before
+        "import_check",                       # Compare-VM: would the export import?
         *["get"] * 3,                         # the exported VM's files (not the disk)
         "put", "new_clone_vm",                # the seed; the clone from the export
         "vm_status", "vm_status",             # its address: not yet, then KVP
@@ -164,7 +165,10 @@ def test_a_disk_only_gmi_is_promoted_end_to_end(tmp_path):
     assert "start_vm" not in ps.names()  # the image's first boot is the clone's, not ours
     assert ps.files[UPLOADED] == disk
     vm = ps.params("new_vm")
-    assert vm["UseVhdx"] == UPLOADED and vm["Name"] == "GMI Debian 12" and vm["Folder"] == FOLDER
+    assert vm["UseVhdx"] == UPLOADED and vm["Folder"] == FOLDER
+    assert (vm["Name"], vm["DiskName"], vm["Version"]) == ("GMI Debian 12 (gmi-harness RUN main)",
+                                                           "GMI Debian 12", "8.0")
+    assert ps.params("export_vm")["ExportName"] == "GMI Debian 12"
     assert (vm["MemoryMB"], vm["DynamicMemory"], vm["SecureBoot"], vm["SecureBootTemplate"]) == (
         b.distro.hyperv.memory_mb, b.distro.hyperv.dynamic_memory, True,
         "MicrosoftUEFICertificateAuthority")
@@ -196,7 +200,7 @@ def test_a_disk_only_gmi_is_promoted_end_to_end(tmp_path):
     assert record["promoted"]["from_archive"] == "GMI-Debian-12.zip"
     assert record["promoted"]["booted_before_export"] is False
     assert record["promoted"]["disk_fetched_back"] is False
-    assert record["hyperv_vm"]["BootOrder"] == ["Drive", "Network"]
+    assert record["hyperv_vm"]["BootOrder"] == ["Drive"]  # Set-VMFirmware -BootOrder <disk>
     sidecar = promoted.with_name("GMI-Debian-12.zip.sha256").read_text()
     assert sidecar.split()[0] == hashlib.sha256(promoted.read_bytes()).hexdigest()
     if shutil.which("qemu-img"):
@@ -332,7 +336,7 @@ def test_the_new_vm_script_attaches_the_disk_as_it_is():
     text = script_text("new_vm")
     use = text.index("if ($UseVhdx) {")
     assert use < text.index("} elseif ($BaseVhdx) {") < text.index("New-VHD @vhdArgs")
-    assert "if ($UseVhdx -ne $vhdx) { throw" in text  # the disk named after the VM
+    assert "if ([IO.Path]::GetFullPath($UseVhdx) -ne $vhdx) { throw" in text  # named after the GMI
     assert "Start-VM" not in text  # never started here
 
 

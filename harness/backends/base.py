@@ -220,9 +220,10 @@ def keeps(policy: str, failed: bool) -> bool:
 
 
 def release(vms: Iterable[VM], keep: bool, say: Callable[[str], None]) -> None:
-    """The end of VMs: destroyed, or (kept) left as they are with a line telling a
-    person how to reach each one that still runs."""
-    for vm in vms:
+    """The end of VMs, the last made first (a clone before the VM whose disk or folder
+    it uses): destroyed, or (kept) left as they are with a line telling a person how to
+    reach each one that still runs."""
+    for vm in reversed(list(vms)):
         if not keep:
             vm.destroy()
         elif vm.is_running():

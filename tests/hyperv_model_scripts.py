@@ -57,6 +57,15 @@ def guard_automatic_checkpoints(h: HostModel, vm: VM) -> None:
         h.cmd("Set-VM", _pipe=vm, AutomaticCheckpointsEnabled=False)
 
 
+def secure_boot(h: HostModel, vm: VM, p: dict[str, Any]) -> None:
+    """new_vm's and new_clone_vm's Secure Boot lines (the template, or off)."""
+    if p.get("SecureBoot", True):
+        h.cmd("Set-VMFirmware", _pipe=vm, EnableSecureBoot="On",
+              SecureBootTemplate=p.get("SecureBootTemplate", "MicrosoftUEFICertificateAuthority"))
+    else:
+        h.cmd("Set-VMFirmware", _pipe=vm, EnableSecureBoot="Off")
+
+
 def join(h: HostModel, path: str, child: str) -> str:
     """Join-Path with positional arguments, as the scripts write it."""
     return str(h.cmd("Join-Path", _path=path, _child=child))
@@ -166,11 +175,7 @@ def new_vm(h: HostModel, p: dict[str, Any]) -> Any:
                   MinimumBytes=512 << 20, MaximumBytes=1 << 40)
         else:
             h.cmd("Set-VMMemory", _pipe=vm, DynamicMemoryEnabled=False, StartupBytes=memory)
-        if p.get("SecureBoot", True):
-            h.cmd("Set-VMFirmware", _pipe=vm, EnableSecureBoot="On",
-                  SecureBootTemplate=p.get("SecureBootTemplate", "MicrosoftUEFICertificateAuthority"))
-        else:
-            h.cmd("Set-VMFirmware", _pipe=vm, EnableSecureBoot="Off")
+        secure_boot(h, vm, p)
         security = h.cmd("Get-VMSecurity", VM=vm)
         if security["TpmEnabled"] or security["Shielded"]:
             raise HostError(f"the new VM '{name}' has a TPM or shielding enabled by host policy; turn it off")
@@ -534,11 +539,7 @@ def new_clone_vm(h: HostModel, p: dict[str, Any]) -> Any:
               AutomaticStopAction="ShutDown", AutomaticStartAction="Nothing")
         guard_automatic_checkpoints(h, vm)
         h.cmd("Set-VMMemory", _pipe=vm, DynamicMemoryEnabled=False, StartupBytes=memory)
-        if p.get("SecureBoot", True):
-            h.cmd("Set-VMFirmware", _pipe=vm, EnableSecureBoot="On",
-                  SecureBootTemplate=p.get("SecureBootTemplate", "MicrosoftUEFICertificateAuthority"))
-        else:
-            h.cmd("Set-VMFirmware", _pipe=vm, EnableSecureBoot="Off")
+        secure_boot(h, vm, p)
         h.cmd("Add-VMDvdDrive", VM=vm, Path=p["SeedIso"])
         h.cmd("Set-VMFirmware", _pipe=vm, FirstBootDevice=h.cmd("Get-VMHardDiskDrive", VM=vm)[0])
         h.cmd("Start-VM", VM=vm)

@@ -302,30 +302,30 @@ def test_the_recorded_boot_order_is_what_set_vmfirmware_leaves(host, tmp_path):
 # --- 6: uploads -------------------------------------------------------------------------------
 
 
-def test_an_upload_that_breaks_resumes_inside_the_run_folder_and_is_verified(host, tmp_path):
+def provision_from_a_local_iso(host: HostModel, tmp_path: Path) -> tuple[Path, str]:
+    """Step 1 with a local install ISO (256 KiB: several chunks), uploaded into the run's
+    folder; the ISO and that folder."""
     iso = tmp_path / "debian-12.8.0-amd64-netinst.iso"
-    iso.write_bytes(bytes(range(256)) * 1024)  # 256 KiB: several chunks
-    host.break_upload_at = 100_000
+    iso.write_bytes(bytes(range(256)) * 1024)
     b = make_build(tmp_path, host, hyperv_install_iso=str(iso),  # type: ignore[arg-type]
                    hyperv_install_sha256=hashlib.sha256(iso.read_bytes()).hexdigest())
     b.backend.check_host(b)
     b.vm = b.backend.provision(b)
     folder = b.backend.folder(b)  # type: ignore[attr-defined]
     assert host.read(f"{folder}\\{iso.name}") == iso.read_bytes()
+    return iso, folder
+
+
+def test_an_upload_that_breaks_resumes_inside_the_run_folder_and_is_verified(host, tmp_path):
+    host.break_upload_at = 100_000
+    iso, folder = provision_from_a_local_iso(host, tmp_path)
     outside = [p for p in host.files if not p.startswith(key(folder)) and p.endswith((".tmp", ".part"))]
     assert outside == [] and not host.exists(f"{folder}\\{iso.name}.part")
 
 
 def test_an_upload_whose_checksum_differs_is_removed_and_sent_again(host, tmp_path):
-    iso = tmp_path / "debian-12.8.0-amd64-netinst.iso"
-    iso.write_bytes(bytes(range(256)) * 1024)
     host.corrupt_next_chunk = True
-    b = make_build(tmp_path, host, hyperv_install_iso=str(iso),  # type: ignore[arg-type]
-                   hyperv_install_sha256=hashlib.sha256(iso.read_bytes()).hexdigest())
-    b.backend.check_host(b)
-    b.vm = b.backend.provision(b)
-    folder = b.backend.folder(b)  # type: ignore[attr-defined]
-    assert host.read(f"{folder}\\{iso.name}") == iso.read_bytes()
+    provision_from_a_local_iso(host, tmp_path)
     assert host.names_run().count("finish_upload") == 2  # refused once, then the good copy
 
 

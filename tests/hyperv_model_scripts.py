@@ -103,6 +103,9 @@ def host_info(h: HostModel, p: dict[str, Any]) -> Any:
     versions = [v["Version"] for v in h.cmd("Get-VMHostSupportedVersion")]
     default = h.cmd("Get-VMHostSupportedVersion", Default=True)["Version"]
     root = p.get("Root") or vm_host["VirtualHardDiskPath"]
+    if not h.cmd("Test-Path", LiteralPath=root, PathType="Container"):
+        raise HostError(f"the VHD folder {root} does not exist on {vm_host['ComputerName']} "
+                        "(--hyperv-vhd-path, else the host's VirtualHardDiskPath)")
     account = "CORP\\gmi-builder"
     probe = join(h, root, "gmi-preflight-0a1b2c3d")
     renamed = probe + "-renamed"

@@ -516,6 +516,12 @@ def test_a_module_without_a_parameter_the_scripts_use_fails_in_one_line(tmp_path
     h.check_twins()
 
 
+def test_a_vhd_folder_that_does_not_exist_is_named_as_such(host, tmp_path):
+    b = on(host, tmp_path, hyperv_vhd_path="E:\\VMs")
+    with pytest.raises(HypervisorError, match=r"the VHD folder E:\\VMs does not exist on HV01"):
+        b.backend.check_host(b)
+
+
 def test_a_healthy_host_preflight_leaves_nothing_behind(host, tmp_path):
     b = on(host, tmp_path)
     b.backend.check_host(b)

@@ -40,6 +40,9 @@ if ($SwitchName -and -not ($switches -contains $SwitchName)) {
 $versions = @(Get-VMHostSupportedVersion | ForEach-Object { $_.Version.ToString() })
 $default = (Get-VMHostSupportedVersion -Default).Version.ToString()
 if (-not $Root) { $Root = $vmHost.VirtualHardDiskPath }
+if (-not (Test-Path -LiteralPath $Root -PathType Container)) {
+    throw "the VHD folder $Root does not exist on $($vmHost.ComputerName) (--hyperv-vhd-path, else the host's VirtualHardDiskPath)"
+}
 $account = [Security.Principal.WindowsIdentity]::GetCurrent().Name
 $probe = Join-Path $Root "gmi-preflight-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
 $renamed = "$probe-renamed"

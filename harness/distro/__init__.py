@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -292,6 +293,19 @@ class ChecksSpec:
 
 
 @dataclass(frozen=True)
+class SupportSpec:
+    """The release's life upstream: ``end_of_life`` is the last day its makers publish
+    updates for it (YYYY-MM-DD), as ``source_url`` says; a rolling release has none
+    (``rolling: true``). A run after that day says so (harness/distro/lifecycle.py)."""
+
+    source_url: str
+    end_of_life: str = ""
+    rolling: bool = False
+    # What else the source says (the end of regular support before an LTS, say).
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Distro:
     """Everything distro-specific, as data."""
 
@@ -314,6 +328,8 @@ class Distro:
     # The seed template the clone boots with (vmgenie's seed-data folder), relative to
     # this file; "" means the harness's own seed. --seed-template overrides it.
     seed_template: str = ""
+    # The release's end of life (every entry of ours has one; another catalogue's may not).
+    support: SupportSpec | None = None
     generic: bool = False  # expectations borrowed for a GMI not in the catalogue
     source: Path = field(default=Path(), compare=False)
 
@@ -490,6 +506,8 @@ def _check_install(d: Distro, fname: str) -> None:
                   "{answer_label})")
     if d.iso is not None:
         _check_iso(d.iso, bad)
+    if d.support is not None:
+        _check_support(d.support, bad)
     if d.hyperv_integration.from_source.mode not in HV_SOURCE_MODES:
         raise bad("hyperv_integration.from_source.mode",
                   f"expected one of {', '.join(HV_SOURCE_MODES)}")
@@ -530,6 +548,20 @@ def _check_iso(iso: IsoSpec, bad: typing.Callable[[str, str], DistroError]) -> N
     for ring in iso.keyrings:
         if not ring.startswith("/"):
             raise bad("iso.keyrings", f"expected an absolute path, got {ring!r}")
+
+
+def _check_support(spec: SupportSpec, bad: typing.Callable[[str, str], DistroError]) -> None:
+    if spec.rolling == bool(spec.end_of_life):
+        raise bad("support.end_of_life", "a date (YYYY-MM-DD), or rolling: true for a rolling "
+                  "release, not both")
+    if spec.end_of_life:
+        try:
+            date.fromisoformat(spec.end_of_life)
+        except ValueError:
+            raise bad("support.end_of_life", f"expected a date YYYY-MM-DD, got {spec.end_of_life!r}") \
+                from None
+    if not spec.source_url:
+        raise bad("support.source_url", "missing (where the end-of-life date is published)")
 
 
 def load(name: str, directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = ()) -> Distro:

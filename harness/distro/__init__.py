@@ -74,16 +74,18 @@ class HyperVSettings:
 class IsoSpec:
     """The official install ISO, found at use time, never pinned (harness/media/isolisting.py):
     the newest file in ``folder``'s checksum listing ``checksums`` whose name matches
-    ``pattern`` (``{version}``: the point release), with its SHA-256 from that listing.
-    ``series`` keeps only that release's versions. ``archive``: the release's folder
-    after its end of life; ``point_archive``: where a
-    superseded point release lives (``{version}``), for ``--iso-version``.
+    ``pattern`` (``{version}``: the point release), with its digest from that listing.
+    ``series`` keeps only that release's versions. A ``checksums`` name with ``{version}``
+    (Fedora's compose, a Leap 16 build) is found in the folder's index. ``archive``: the
+    release's folder after its end of life; ``point_archive``: where a superseded point
+    release lives (``{version}``), for ``--iso-version``.
 
     The listing's OpenPGP signature: ``signature`` is the detached signature's file name
-    in the same folder, ``inline`` for a clearsigned listing, or "" when upstream
-    publishes none (then ``unsigned`` says so, with its source). ``fingerprints`` are the
-    signing keys accepted (published facts; ``key_source`` says where); the keys come
-    from ``keyrings`` (host keyring package files) or ``key_url``."""
+    in the same folder (``{listing}``: the listing's own name), ``inline`` for a
+    clearsigned listing, or "" when upstream publishes none (then ``unsigned`` says so,
+    with its source). ``fingerprints`` are the signing keys accepted (published facts;
+    ``key_source`` says where); the keys come from ``keyrings`` (host keyring package
+    files) or ``key_url``."""
 
     folder: str
     pattern: str
@@ -141,8 +143,9 @@ class InstallSpec:
     # base system (SSH server, Hyper-V daemons, sudo).
     answer: str = ""
     answer_label: str = ""
-    # The rules its installer checks it against: debconf (preseed), subiquity-<series>
-    # and autoyast-<branch> (the schema folders in shared/schemas), pykickstart-<syntax>.
+    # The rules its installer checks it against: debconf (preseed), subiquity-<series>,
+    # autoyast-<branch> and agama-<branch> (the schema folders in shared/schemas),
+    # pykickstart-<syntax>.
     answer_rules: str = ""
     packages: tuple[str, ...] = ()
     # Lines added to the answer file as they are (a kickstart's repositories, say).
@@ -342,10 +345,11 @@ class Distro:
 # The package-manager families are declared once, in harness/distro/pkgmgr.py.
 FAMILIES = tuple(pkgmgr.FAMILIES)
 METHODS = ("debootstrap", "iso")
-ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV"}
+ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV",
+           "agama": "OEMDRV"}
 # What install.answer_rules starts with, per answer kind.
 ANSWER_RULES = {"preseed": "debconf", "autoinstall": "subiquity-", "kickstart": "pykickstart-",
-                "autoyast": "autoyast-"}
+                "autoyast": "autoyast-", "agama": "agama-"}
 HV_SOURCE_MODES = ("never", "fallback", "always")
 
 
@@ -533,6 +537,11 @@ def _check_iso(iso: IsoSpec, bad: typing.Callable[[str, str], DistroError]) -> N
     for key in ("checksums", "signature"):
         if "/" in getattr(iso, key):
             raise bad(f"iso.{key}", "a file name in iso.folder, not a path")
+    if iso.checksums.count("{version}") > 1:
+        raise bad("iso.checksums", "{version} at most once (a listing named per version, found in "
+                  "the folder's index)")
+    if re.sub(r"\{listing\}", "", iso.signature).count("{"):
+        raise bad("iso.signature", "the only placeholder is {listing} (the listing's file name)")
     if not iso.checksums:
         raise bad("iso.checksums", "missing (the checksum listing's file name in iso.folder)")
     if not iso.signature and not iso.unsigned:

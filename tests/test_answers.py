@@ -265,7 +265,8 @@ def test_agama_profile(name: str):
     assert {"openssh", "sudo", "hyper-v"} <= set(p["software"]["packages"])
     (post,) = p["scripts"]["post"]
     assert post["chroot"] is True and post["content"].startswith("#!/bin/bash\nset -euo pipefail\n")
-    assert f"echo '{CREDS.key.public_openssh.strip()}' > /home/gmiadmin/.ssh/authorized_keys" in post["content"]
+    key = CREDS.key.public_openssh.strip()
+    assert f"echo '{key}' > /home/gmiadmin/.ssh/authorized_keys" in post["content"]
     assert "usermod -aG wheel gmiadmin" in post["content"]
     subprocess.run(["bash", "-n", "-c", post["content"]], check=True)
     no_plaintext(files)

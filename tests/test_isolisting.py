@@ -137,7 +137,8 @@ def publish(server: Server, d: distro.Distro, folder: str, files: dict[str, byte
         else:
             server.files[base + listing_name] = text
             if d.iso.signature:
-                server.files[base + d.iso.signature.replace("{listing}", listing_name)] = key.detach_sign(text)
+                signature = d.iso.signature.replace("{listing}", listing_name)
+                server.files[base + signature] = key.detach_sign(text)
     for name, data in files.items():
         server.files[base + name] = data
     if per_version:

@@ -142,6 +142,7 @@ def test_a_run_for_an_end_of_life_release_says_so_and_goes_on(project: pytest.Py
     assert support["state"] == lifecycle.END_OF_LIFE and support["line"] == eol[0]
     page = (run / signoff.PAGE_FILE).read_text()
     assert 'id="eol-ubuntu-25.04"' in page and "reached its end of life on 2026-01-17" in page
+    assert result.stdout.lines.count(eol[0]) == 2  # and again at the end of the run
 
 
 def test_quiet_collection_still_names_the_end_of_life_releases(project: pytest.Pytester, tmp_path: Path):

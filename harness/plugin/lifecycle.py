@@ -3,7 +3,8 @@
 
 At the start: pytest's header names every distro of the run with its support status,
 and a release past its end of life gets its own line (the run goes on). With ``-q``
-the header is not shown, so the same lines follow the collection instead. The
+the header is not shown, so the same lines follow the collection instead; the end of a
+run repeats the end-of-life lines (under ``-q -n N`` they are the only ones). The
 sign-off page carries each distro's status and, for an end-of-life release, where its
 install ISO came from."""
 
@@ -55,6 +56,15 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
     if state is None or config.get_verbosity() >= 0:
         return []
     return lines(state)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or hasattr(config, "workerinput") or config.option.collectonly:
+        return
+    for status in statuses(state):
+        if status.ended:
+            terminalreporter.write_line(status.line(), yellow=True)
 
 
 def with_support(built: list[dict[str, Any]], state: RunState) -> list[dict[str, Any]]:

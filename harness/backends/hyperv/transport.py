@@ -6,7 +6,7 @@ splatted onto the script block), never pasted into script text: VM names contain
 spaces and paths contain quotes.
 
 Two implementations: :class:`RemotePowerShell` over PowerShell Remoting (WSMan, with
-pypsrp) and :class:`LocalPowerShell` (``pwsh``/``powershell.exe`` as a subprocess, when
+pypsrp) and :class:`LocalPowerShell` (``powershell.exe``, else ``pwsh``, as a subprocess, when
 the harness runs on the Hyper-V host itself). Both fail the same way: a terminating
 error, anything in the error stream or a non-zero ``$LASTEXITCODE`` raises
 :class:`ScriptError` naming the script and the host.
@@ -517,7 +517,8 @@ def upload_in_chunks(ps: PowerShell, local: Path, remote: str, chunk: int = UPLO
 
 
 class LocalPowerShell(PowerShell):
-    """``pwsh`` (or Windows PowerShell) as a subprocess on the Hyper-V host itself."""
+    """Windows PowerShell 5.1 (``pwsh`` where 5.1 is missing) as a subprocess on the
+    Hyper-V host itself."""
 
     host = "localhost"
 
@@ -581,7 +582,7 @@ def host_join(folder: str, *parts: str) -> str:
 
 
 def make_transport(settings: Settings, host: str) -> PowerShell:
-    """The transport the settings ask for (local ``pwsh`` or PowerShell Remoting)."""
+    """The transport the settings ask for (local PowerShell or PowerShell Remoting)."""
     if settings.hyperv_local:
         return LocalPowerShell()
     return RemotePowerShell(RemoteOptions(

@@ -50,9 +50,7 @@ def _as_sha256(value: Any) -> str:
 
 def _as_previous(value: Any) -> tuple[str, ...]:
     """``--previous`` values: each an http(s) URL or an existing local archive or index."""
-    from harness.report.release import check_source  # (the report's own rule)
-
-    return tuple(check_source(v) for v in _as_list(value))
+    return tuple(names.check_source(v) for v in _as_list(value))
 
 
 INSTALL_METHODS = ("auto", "debootstrap", "iso", "netboot")

@@ -27,15 +27,15 @@ RECORD_FACTS = ("build_host_keys", "build_machine_id", "build_public_key", "admi
 def distro_for(path: Path, directory: Path = distro_mod.DISTROS_DIR,
                extra: Sequence[str | Path] = ()) -> distro_mod.Distro:
     """The catalogue entry (``extra`` folders included) whose vmgenie names match the
-    archive's name, or, for a GMI not in the catalogue, the reference profile (debian-12)
-    with the archive's names, marked ``generic`` so that reports say the expectations
-    were generic."""
+    archive's name, or, for a GMI not in the catalogue, the catalogue's reference profile
+    (``reference: true``) with the archive's names, marked ``generic`` so that reports
+    say the expectations were generic."""
     names = reader.parse_name(path)
     for file in distro_mod.catalogue(extra, directory).values():
         d = distro_mod.load_file(file)
         if (d.vmgenie.os, d.vmgenie.version) == (names.os, names.version):
             return d
-    reference = distro_mod.load("debian-12", directory)
+    reference = distro_mod.reference_profile(directory)
     return dataclasses.replace(reference, vmgenie=names, generic=True,
                                description=f"{names.vm_name} (not in the catalogue)")
 

@@ -314,6 +314,9 @@ class Distro:
     # The seed template the clone boots with (vmgenie's seed-data folder), relative to
     # this file; "" means the harness's own seed. --seed-template overrides it.
     seed_template: str = ""
+    # The catalogue's reference profile: a GMI not in the catalogue is judged by its
+    # expectations (exactly one distro of the harness's own catalogue says so).
+    reference: bool = False
     generic: bool = False  # expectations borrowed for a GMI not in the catalogue
     source: Path = field(default=Path(), compare=False)
 
@@ -464,8 +467,8 @@ def _check_install(d: Distro, fname: str) -> None:
     if spec.method not in METHODS:
         raise bad("install.method", f"unknown install method {spec.method!r} (known: {', '.join(METHODS)})")
     if spec.method == "debootstrap":
-        if d.family != "apt":
-            raise bad("install.method", "debootstrap installs the apt family only")
+        if not pkgmgr.FAMILIES[d.family].debootstrap:
+            raise bad("install.method", f"debootstrap cannot install the {d.family} family")
         for key in ("suite", "include", "boot_packages", "apt_sources", "interfaces", "grub_defaults"):
             if not getattr(spec, key):
                 raise bad(f"install.{key}", "missing (install.method debootstrap needs it)")
@@ -497,7 +500,7 @@ def _check_install(d: Distro, fname: str) -> None:
     if not hv.enable_services and not hv.udev_rule_glob:
         raise bad("hyperv_integration.udev_rule_glob",
                   "missing (enable_services false: the udev rule that starts the daemons)")
-    if d.boot.debconf and d.family != "apt":
+    if d.boot.debconf and not pkgmgr.FAMILIES[d.family].debconf:
         raise bad("boot.debconf", f"the {d.family} family has no debconf")
     if "{module}" not in d.hyperv_integration.initramfs_modules_line:
         raise bad("hyperv_integration.initramfs_modules_line", "must contain {module}")
@@ -530,6 +533,16 @@ def _check_iso(iso: IsoSpec, bad: typing.Callable[[str, str], DistroError]) -> N
     for ring in iso.keyrings:
         if not ring.startswith("/"):
             raise bad("iso.keyrings", f"expected an absolute path, got {ring!r}")
+
+
+def reference_profile(directory: Path = DISTROS_DIR) -> Distro:
+    """The distro of ``directory`` whose YAML says ``reference: true`` (exactly one):
+    the expectations a GMI that is not in the catalogue is judged by."""
+    found = [d for d in map(load_file, catalogue((), directory).values()) if d.reference]
+    if len(found) != 1:
+        raise DistroError(f"{directory}: {len(found)} distros say 'reference: true' "
+                          f"({', '.join(d.name for d in found) or 'none'}); exactly one must")
+    return found[0]
 
 
 def load(name: str, directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = ()) -> Distro:

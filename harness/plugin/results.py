@@ -117,7 +117,7 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
         "title": build.distro.vmgenie.vm_name, "subject": build.label,
         "backend": build.backend.name, "accel": str(build.record.get("accel", "?")),
         "prepared_in": str(build.record.get("prepared_in", "")),
-        "host": build.settings.hyperv_host or socket.gethostname(),
+        "host": build.backend.host_label(build),
         "expectations": "generic (not in the catalogue)" if build.distro.generic else "catalogue",
         "archive": archive, "sha256": _archive_sha256(Path(archive)) if archive else "",
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),

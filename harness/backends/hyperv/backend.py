@@ -182,6 +182,14 @@ def catalogue_media(b: Build) -> InstallMedia:
 
 class HyperVBackend(Backend):
     name = "hyperv"
+    writes_vmcx = True  # Export-VM: the .vmcx beside the VHDX
+    has_vmbus = True
+
+    def host_label(self, build: Build) -> str:
+        """The Hyper-V host this build's VMs ran on (this machine with --hyperv-local)."""
+        if build.settings.hyperv_local:
+            return socket.gethostname()
+        return pick_host(build.settings, build.worker) or socket.gethostname()
 
     @classmethod
     def janitor(cls, settings: Settings, mode: str) -> int:

@@ -5,20 +5,18 @@ against the manifest's checksum and the VHDX format, and then booted like any bu
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness import distro as distro_mod
-from harness import safeyaml
 from harness.archive import reader, vhdx
+from harness.archive.errors import ArchiveError
 from harness.build import Build
 from harness.errors import GmiError
 from harness.host.tools import sha256_file
 
-RECORD_ENTRY = "gmi-build-record.yml"
 # Facts an archive's build record may carry that sharpen the checks (else generic).
 RECORD_FACTS = ("build_host_keys", "build_machine_id", "build_public_key", "admin_user",
                 "hv_services")
@@ -49,7 +47,7 @@ def import_archive(b: Build) -> None:
     with reader.open_archive(b.archive) as zf:
         manifest = reader.read_manifest(zf, names)
         layout = reader.layout(zf, names, manifest)
-        record = _build_record(zf)
+        record = _archived_record(zf, b)
         b.vhdx = reader.extract_vhdx(zf, names, b.workdir, manifest)
     info = vhdx.inspect(b.vhdx)
     b.record.update(
@@ -65,12 +63,11 @@ def import_archive(b: Build) -> None:
             b.record[f"archived_{key}"] = record[key]
 
 
-def _build_record(zf: Any) -> dict[str, Any]:
-    if RECORD_ENTRY not in zf.namelist():
-        return {}
-    text = reader.read_text(zf, RECORD_ENTRY, reader.Limits().max_text_size)
+def _archived_record(zf: zipfile.ZipFile, b: Build) -> dict[str, Any]:
+    """The archive's build record, for the facts that sharpen the checks; one that cannot
+    be read sharpens nothing (vmgenie needs none): said in the build log, not fatal."""
     try:
-        data = safeyaml.load(text)
-    except yaml.YAMLError:
+        return reader.build_record(zf) or {}
+    except ArchiveError as exc:
+        b.log.warning("the archive's build record is not used: %s", exc)
         return {}
-    return data if isinstance(data, dict) else {}

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from harness import names, safeyaml, shipped
+from harness.archive.format import VHD_DIR
 from harness.distro import pkgmgr
 from harness.errors import DistroError
 
@@ -45,7 +46,7 @@ class VmgenieNames:
 
     @property
     def vhdx_entry(self) -> str:
-        return f"Virtual Hard Disks/{self.vm_name}.vhdx"
+        return f"{VHD_DIR}/{self.vm_name}.vhdx"
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,11 @@ import yaml
 from harness import checklist
 from harness.archive import reader
 from harness.archive.errors import ArchiveError
+from harness.archive.format import RECORD_ENTRY
 from harness.distro import VmgenieNames
 from harness.errors import GmiError
 from harness.names import INDEX_SUFFIXES, is_url
 
-RECORD_ENTRY = "gmi-build-record.yml"
 # The versions the page compares, in its order, with their labels.
 VERSIONS = (("os", "OS"), ("kernel", "kernel"), ("cloud-init", "cloud-init"),
             ("integration_services", "integration services"))
@@ -111,16 +111,12 @@ def _test_name(name: str, distro: str) -> str:
 
 
 def _record(zf: zipfile.ZipFile, where: str) -> dict[str, Any]:
-    if RECORD_ENTRY not in zf.namelist():
-        raise ReleaseError(f"{where} holds no {RECORD_ENTRY}: nothing to compare with")
-    text = reader.read_text(zf, RECORD_ENTRY, reader.Limits().max_text_size)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ReleaseError(f"{where}: its {RECORD_ENTRY} is not valid YAML "
-                           f"({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(data, dict):
-        raise ReleaseError(f"{where}: its {RECORD_ENTRY} is not a mapping")
+        data = reader.build_record(zf)
+    except ArchiveError as exc:
+        raise ReleaseError(f"{where}: {exc}") from None
+    if data is None:
+        raise ReleaseError(f"{where} holds no {RECORD_ENTRY}: nothing to compare with")
     return data
 
 

@@ -5,10 +5,11 @@ against the manifest's checksum and the VHDX format, and then booted like any bu
 from __future__ import annotations
 
 import dataclasses
+import typing
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness import distro as distro_mod
 from harness.archive import reader, vhdx
@@ -18,8 +19,14 @@ from harness.errors import GmiError
 from harness.host.tools import sha256_file
 
 # Facts an archive's build record may carry that sharpen the checks (else generic).
-RECORD_FACTS = ("build_host_keys", "build_machine_id", "build_public_key", "admin_user",
-                "hv_services")
+RecordFact = Literal["build_host_keys", "build_machine_id", "build_public_key", "admin_user",
+                     "hv_services"]
+RECORD_FACTS: tuple[RecordFact, ...] = typing.get_args(RecordFact)
+# What the archived record says of its build, kept beside this run's own figures.
+ARCHIVED: tuple[tuple[str, Literal["archived_versions", "archived_sizes",
+                                   "archived_stage_durations", "archived_accel"]], ...] = (
+    ("versions", "archived_versions"), ("sizes", "archived_sizes"),
+    ("stage_durations", "archived_stage_durations"), ("accel", "archived_accel"))
 
 
 def distro_for(path: Path, directory: Path = distro_mod.DISTROS_DIR,
@@ -50,17 +57,18 @@ def import_archive(b: Build) -> None:
         record = _archived_record(zf, b)
         b.vhdx = reader.extract_vhdx(zf, names, b.workdir, manifest)
     info = vhdx.inspect(b.vhdx)
-    b.record.update(
-        manifest=dict(manifest), layout=dataclasses.asdict(layout),
-        vhdx_info=dataclasses.asdict(info), vhdx_sha256=sha256_file(b.vhdx),
-        archived_record=bool(record), expectations="generic" if b.distro.generic else "catalogue",
-    )
+    b.record.update({
+        "manifest": dict(manifest), "layout": dataclasses.asdict(layout),
+        "vhdx_info": dataclasses.asdict(info), "vhdx_sha256": sha256_file(b.vhdx),
+        "archived_record": bool(record),
+        "expectations": "generic" if b.distro.generic else "catalogue",
+    })
     for key in RECORD_FACTS:
         if key in record:
             b.record[key] = record[key]
-    for key in ("versions", "sizes", "stage_durations", "accel"):
-        if key in record:
-            b.record[f"archived_{key}"] = record[key]
+    for theirs, ours in ARCHIVED:
+        if theirs in record:
+            b.record[ours] = record[theirs]
 
 
 def _archived_record(zf: zipfile.ZipFile, b: Build) -> dict[str, Any]:

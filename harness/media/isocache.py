@@ -30,13 +30,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.distro import Distro
 from harness.host import hostos
 from harness.host.tools import file_lock, sha256_file
 from harness.media import isolisting
 from harness.media.isolisting import IsoError, Resolved
+
+if TYPE_CHECKING:
+    from harness.build import BuildFacts
 
 CACHE_DIR = hostos.current().user_dirs().iso_cache
 CHUNK = 1024 * 1024
@@ -263,7 +266,7 @@ def cached_fallback(d: Distro, directory: Path, version: str) -> Path | None:
 
 
 def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha256: str = "",
-            log: Log = print, record: dict[str, Any] | None = None) -> tuple[Path, str]:
+            log: Log = print, record: BuildFacts | None = None) -> tuple[Path, str]:
     """The verified install ISO of distro ``d``: ``iso`` (or the ``iso`` setting) when
     given, else the cached official download of the ISO its signed checksum listing
     names. Returns (path, sha256); what was used goes into ``record["install_iso"]``."""

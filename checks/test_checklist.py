@@ -17,19 +17,13 @@ from harness.backends.base import HostView
 from harness.build import Build
 from harness.distro import Distro
 from harness.media import seed_schema
+from harness.plugin.matrix import checklist
 
 pytestmark = pytest.mark.vm
 
 SERIAL_ERRORS = re.compile(
     r"Kernel panic|Call Trace:|\[FAILED\]|emergency mode|Security Violation|"
     r"Failed to (start|mount)|not found, aborting|Timed out waiting", re.I)
-
-
-def checklist(label: str) -> pytest.MarkDecorator:
-    """Label a test with its checklist item (one of :data:`harness.checklist.ITEMS`)."""
-    if label not in item.ITEMS:
-        raise ValueError(f"{label!r} is not a checklist item; known: {item.ITEMS}")
-    return pytest.mark.checklist(label)
 
 
 def host_view(build: Build, clone: Clone, what: str) -> HostView:

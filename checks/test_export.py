@@ -1,4 +1,5 @@
-"""The export: only when every checklist item of the distro passed (collected last)."""
+"""The export: only when every checklist item of the subject passed (run after its other
+tests: plugin/matrix.py orders them by their markers, export, promote and index)."""
 
 from __future__ import annotations
 

@@ -162,7 +162,7 @@ def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
         with b.step(name):
             stage(b)
     except GmiError as exc:
-        state.failed[b.subject] = True
+        state.mark_failed(b.subject)
         fail_cleanly(GmiError(f"stage {name}: {exc}"))
     finally:
         b.record["stage_durations"] = dict(b.timings)

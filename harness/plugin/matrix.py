@@ -106,7 +106,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         mark = item.get_closest_marker("checklist")
         label = str(mark.args[0]) if mark else None
         if label is not None:
-            state.labels.setdefault(name, {})[node_key(item.nodeid)] = label
+            state.label(name, node_key(item.nodeid), label)
         # The reports' grouping: JUnit properties (also how the xdist controller learns
         # each result's distro and item) and Allure labels.
         short = subject_id(name)

@@ -36,11 +36,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if name is None:
         return report
     state = item.config.stash[STATE_KEY]
-    outcomes = state.outcomes.setdefault(name, {})
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        outcomes[node_key(item.nodeid)] = outcome_of(report)
+        state.record_outcome(name, node_key(item.nodeid), outcome_of(report))
     if report.failed:
-        state.failed[name] = True
+        state.mark_failed(name)
         _attach_evidence(item, report, state.builds.get(name))
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _link_logs(report, state, name)

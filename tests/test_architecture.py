@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import re
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -622,3 +623,27 @@ def test_the_reviews_violations_fail_on_a_scratch_copy(tmp_path: Path, baseline:
     new = [v for v in violations(all_imports(root)) if v not in baseline]
     for line in expected:
         assert any(line in v for v in new), f"{line!r} not among the new violations:\n" + "\n".join(new)
+
+
+# --- docs/architecture.md draws the same layers ----------------------------------------
+
+
+def _drawn_as(prefix: str) -> str:
+    if prefix == "harness":
+        return "harness/__init__"
+    if prefix == "harness.backends":
+        return "backends/__init__"
+    if prefix == "harness.backends.*":
+        return "backends/qemu/"
+    path = prefix.removeprefix("harness.").replace(".", "/")
+    return path + ("/" if (ROOT / "harness" / path).is_dir() or path in ("stages", "checks", "rootfs")
+                   else ".py")
+
+
+def test_the_documented_layers_are_the_tested_ones():
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    drawn = {int(m[1]): m[2] for m in re.finditer(r"^ {1,2}(\d{1,2})  (.*)$", text, re.M)}
+    assert sorted(drawn) == list(range(len(LAYERS))), sorted(drawn)
+    for layer, families in enumerate(LAYERS):
+        for prefix in (p for fam in families for p in fam.split("|")):
+            assert _drawn_as(prefix) in drawn[layer].split("-->")[0], (layer, prefix, drawn[layer])

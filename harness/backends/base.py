@@ -1,4 +1,5 @@
-"""The hypervisor interface, and the table of backends (imported only when chosen).
+"""The hypervisor interface (the table of backends, each imported only when chosen, is
+:mod:`harness.backends`).
 
 A backend does what only the host can do: create the build VM and install the OS
 into it (Step 1), power VMs on and off, compact the disk and turn it into a dynamic

@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from harness import __version__
+from harness import __version__, git_revision
 from harness.build import Build
 from harness.errors import GmiError, mask
 from harness.log import clean_console
@@ -207,16 +206,6 @@ def run_facts(config: pytest.Config, state: RunState) -> dict[str, Any]:
         "command": "pytest " + shlex.join(mask(str(a)) for a in config.invocation_params.args),
         "settings": state.settings.describe(),
     }
-
-
-def git_revision(where: Path) -> str:
-    """``git describe --always --dirty`` of the harness, or "unknown" outside git."""
-    try:
-        out = subprocess.run(["git", "-C", str(where), "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def summaries(state: RunState) -> list[dict[str, Any]]:

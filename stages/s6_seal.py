@@ -9,6 +9,7 @@ import time
 
 from harness.build import Build
 from harness.errors import HypervisorError
+from harness.evidence import release as evidence
 
 from .shell import NEWEST_KERNEL
 
@@ -79,6 +80,7 @@ def record_facts(b: Build) -> None:
                                        quiet=True).splitlines())
     b.record["fs_used_bytes"] = int(b.sh("df -B1 --output=used / | tail -n1",
                                          what="used bytes").strip())
+    evidence.record_inventory(b)  # (the SBOMs' source: the image's package database)
 
 
 def _wait_powered_off(b: Build, has_console: bool) -> None:
@@ -118,3 +120,5 @@ def seal(b: Build) -> None:
     with b.step("seal: compact into a dynamic VHDX"), b.working("tools"):
         exported = b.backend.export_disk(b, b.vhdx)
         b.record["sizes"], b.vm_tree = exported.sizes, exported.vm_tree
+    with b.step("seal: SBOMs"):
+        evidence.after_seal(b)

@@ -27,7 +27,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ("harness.backends", "harness.media", "harness.distro", "harness.archive",
-           "harness.report")
+           "harness.report", "harness.evidence")
 TEST_FRAMEWORKS = ("pytest", "_pytest", "xdist", "pluggy")
 
 

@@ -16,6 +16,7 @@ from harness import safeyaml
 from harness.archive import reader, vhdx
 from harness.build import Build
 from harness.errors import GmiError
+from harness.evidence import release as evidence
 from harness.host.tools import sha256_file
 
 RECORD_ENTRY = "gmi-build-record.yml"
@@ -51,6 +52,7 @@ def import_archive(b: Build) -> None:
         layout = reader.layout(zf, names, manifest)
         record = _build_record(zf)
         b.vhdx = reader.extract_vhdx(zf, names, b.workdir, manifest)
+        evidence.from_archive(b, zf)  # its SBOMs, and their known vulnerabilities
     info = vhdx.inspect(b.vhdx)
     b.record.update(
         manifest=dict(manifest), layout=dataclasses.asdict(layout),

@@ -44,6 +44,18 @@ RPM_SCRIPT = (
 )
 
 
+# What the clone has installed, one ``name:arch`` a line (the SBOM check compares).
+CLONE_LISTING = {
+    "apt": "dpkg-query -W -f='${db:Status-Status} ${Package}:${Architecture}\\n' "
+           "| awk '$1 == \"installed\" {print $2}'",
+    "rpm": "rpm -qa --qf '%{NAME}:%{ARCH}\\n' | grep -v '^gpg-pubkey:'",
+}
+
+
+def clone_listing(family: str) -> str:
+    return CLONE_LISTING["apt" if family == "apt" else "rpm"]
+
+
 class InventoryError(GmiError):
     """The image's package list cannot be read."""
 

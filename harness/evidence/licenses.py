@@ -139,7 +139,7 @@ def from_debian_copyright(text: str, source: str) -> Licence:
     level, quiet.level = quiet.level, logging.ERROR  # ("Fixing Format URL" per old draft URL)
     try:
         parsed = Copyright(io.StringIO(text), strict=False)
-        synopses = [p.license.synopsis for p in parsed.all_files_paragraphs()
+        synopses = [str(p.license.synopsis) for p in parsed.all_files_paragraphs()  # type: ignore[attr-defined]
                     if p.license is not None]
     except NotMachineReadableError:
         return Licence(source=f"{source} (not machine-readable)")

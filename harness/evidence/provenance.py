@@ -101,3 +101,38 @@ def read(path: Path) -> tuple[dict[str, Any], Any]:
 
     env = Envelope.from_dict(json.loads(path.read_text().splitlines()[0]))
     return json.loads(env.payload), env
+
+
+# The package repositories' signed metadata the image was updated from, read in the image
+# by the clean-up stage before it removes apt's lists (or dnf's and zypper's caches).
+REPOSITORY_METADATA_SCRIPT = r"""shopt -s nullglob
+for f in /var/lib/apt/lists/*_InRelease /var/cache/dnf/*/repodata/repomd.xml \
+         /var/cache/libdnf5/*/repodata/repomd.xml /var/cache/zypp/raw/*/repodata/repomd.xml; do
+  sha256sum "$f"
+done
+cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+  | awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /:\/\//) { print "source", $i; break } }'
+true"""
+
+
+def repository_metadata(output: str) -> list[dict[str, str]]:
+    """:data:`REPOSITORY_METADATA_SCRIPT`'s output as materials: each file's SHA-256 with
+    the URL it was fetched from (apt names its lists after the URL: ``_`` for ``/``,
+    ``%5f`` for ``_``, the scheme left out, which the sources list gives back)."""
+    from urllib.parse import unquote
+
+    sources = [line.split()[1] for line in output.splitlines() if line.startswith("source ")]
+    found = []
+    for line in output.splitlines():
+        digest, _, path = line.partition("  ")
+        if line.startswith("source ") or len(digest) != 64 or not path:
+            continue
+        name = path.rsplit("/", 1)[-1]
+        uri = Path(path).as_uri()
+        if path.startswith("/var/lib/apt/lists/"):
+            bare = unquote(name.replace("_", "/"))
+            scheme = next((s.split("://", 1)[0] for s in sources
+                           if bare.startswith(s.split("://", 1)[-1].rstrip("/") + "/")), "http")
+            uri = f"{scheme}://{bare}"
+        found.append({"name": name, "uri": uri, "sha256": digest})
+    return found

@@ -16,7 +16,7 @@ import os
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness import git_revision
 from harness.errors import ExportError
@@ -47,6 +47,20 @@ def source_date(default: datetime | None = None) -> datetime:
     if epoch.isdigit():
         return datetime.fromtimestamp(int(epoch), UTC)
     return default or datetime.now(UTC)
+
+
+# ----------------------------------------------------------------------- at start
+
+
+def check_at_start(settings: Any) -> list[str]:
+    """Before anything is built or read: ``--sign-key`` can sign, and with
+    ``--verify-key`` each ``--gmi`` archive's signed SHA256SUMS verifies and lists it
+    unchanged. Returns what was verified; a failure raises a one-line error."""
+    if settings.sign_key:
+        signing_key(settings.sign_key)
+    if not settings.verify_key:
+        return []
+    return [signing.verify_archive(Path(a), settings.verify_key) for a in settings.gmi]
 
 
 # ----------------------------------------------------------------------- the seal
@@ -128,6 +142,11 @@ def gate(b: Build) -> None:
     report = b.record.get(VULN_KEY) or {}
     if rule != "off" and report.get("blocked"):
         raise ExportError(f"export refused by {report.get('verdict', rule)}")
+
+
+def signing_key(value: str) -> signing.Key | None:
+    """The ``--sign-key`` (checked), or None when none is given."""
+    return signing.signing_key(value) if value else None
 
 
 def archive_members(b: Build) -> list[tuple[Path, str]]:

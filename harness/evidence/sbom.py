@@ -262,3 +262,21 @@ def spdx_packages(path: Path) -> list[Mapping[str, Any]]:
         raise SbomError(f"{path}: not an SPDX JSON document ({exc})") from None
     return [p for p in doc.get("packages", []) if isinstance(p, dict)
             and any(r.get("referenceType") == "purl" for r in p.get("externalRefs", []))]
+
+
+def _key(purl_text: str) -> str:
+    from packageurl import PackageURL
+
+    p = PackageURL.from_string(purl_text)
+    arch = (p.qualifiers or {}).get("arch", "") if isinstance(p.qualifiers, dict) else ""
+    return f"{p.name}:{arch}"
+
+
+def listed(path: Path) -> list[str]:
+    """The packages an SBOM (either format) lists, as ``name:arch``, sorted."""
+    if path.name.endswith(SPDX_SUFFIX):
+        purls = [r["referenceLocator"] for p in spdx_packages(path) for r in p.get("externalRefs", [])
+                 if r.get("referenceType") == "purl"]
+    else:
+        purls = [str(c["purl"]) for c in components(path)]
+    return sorted(_key(p) for p in purls)

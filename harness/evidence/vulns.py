@@ -39,7 +39,6 @@ from urllib.parse import urlsplit
 from harness.errors import GmiError
 from harness.evidence import versions
 
-GATES = ("off", "fixable", "high")
 HIGH = ("high", "critical", "important")
 REPORT_FILE = "vulnerabilities.json"
 MAX_DB_BYTES = 2 << 30  # the whole tracker is ~80 MB; OSV's biggest all.zip under 1 GB
@@ -381,13 +380,13 @@ def write(report: Report, path: Path) -> Path:
 def clean(value: Any) -> dict[str, Any]:
     """A report as a sign-off page may show it (CI artifacts are not trusted): known keys,
     plain values."""
-    if not isinstance(value, dict):
+    if not isinstance(value, dict) or not value:
         return {}
     text = ("source", "format", "data_sha256", "read_at", "release", "gate", "verdict", "none")
     out: dict[str, Any] = {k: str(value[k]) for k in text if k in value}
     out["blocked"] = bool(value.get("blocked"))
     out["packages"] = int(value["packages"]) if str(value.get("packages", "")).isdigit() else 0
-    counts = value.get("counts") if isinstance(value.get("counts"), dict) else {}
+    counts: dict[str, Any] = value["counts"] if isinstance(value.get("counts"), dict) else {}
     out["counts"] = {k: int(counts[k]) for k in ("total", "fixable", "high")
                      if str(counts.get(k, "")).isdigit()}
     rows = []

@@ -21,6 +21,7 @@ import pytest
 from harness import __version__, git_revision
 from harness.build import Build
 from harness.errors import GmiError, mask
+from harness.evidence import release as evidence
 from harness.log import clean_console
 from harness.plugin.matrix import node_key, subject_id, subject_of, subjects
 from harness.plugin.run import STATE_KEY, RunState, remove_once_folder
@@ -122,6 +123,8 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),
         "sizes": dict(build.record.get("sizes", {})),
         "install_iso": dict(build.record.get("install_iso", {})),
+        "vulnerabilities": dict(build.record.get(evidence.VULN_KEY, {})),
+        "evidence": dict(build.record.get(evidence.EVIDENCE_KEY, {})),
         "logs": [str(p.relative_to(run_dir)) if run_dir and p.is_relative_to(run_dir) else str(p)
                  for p in logs],
     }

@@ -63,6 +63,7 @@ def seal_script(b: Build, console: bool = True) -> str:
         "rm -rf /tmp/* /var/tmp/*",
         # The build-only settings (dpkg without fsync) are gone: an image never has them.
         *(f"test ! -e {shlex.quote(f)}" for f in b.build_only_files()),
+        *evidence.clamp_mtimes_script(),  # (with SOURCE_DATE_EPOCH: reproducible builds)
         "sync",
         "fstrim -a",
         f"say '{SEAL_DONE}'",

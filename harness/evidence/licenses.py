@@ -161,7 +161,7 @@ def from_rpm_tag(tag: str, source: str) -> Licence:
     licensing = get_spdx_licensing()
     try:
         info = licensing.validate(tag, strict=True)
-    except ExpressionError:
+    except (ExpressionError, AttributeError):  # (license-expression 30.4 on some bad input)
         return Licence(source=f"{source}: {tag!r} is not an SPDX expression")
     if info.errors:
         return Licence(source=f"{source}: {tag!r} is not an SPDX expression")

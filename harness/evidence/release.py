@@ -41,12 +41,24 @@ def names(b: Build) -> dict[str, str]:
             "provenance": stem + provenance.SUFFIX, "sums": stem + signing.SUMS_SUFFIX}
 
 
+def source_date_epoch() -> str:
+    """``SOURCE_DATE_EPOCH`` (reproducible-builds.org) when set to a time, else ""."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    return epoch if epoch.isdigit() else ""
+
+
+def clamp_mtimes_script() -> list[str]:
+    """With ``SOURCE_DATE_EPOCH``: the seal's last touch of the root filesystem, every
+    file written after that time set back to it (as mkosi and other reproducible image
+    builders do), so two builds from the same mirror state differ in fewer files."""
+    epoch = source_date_epoch()
+    return [f"find / -xdev -newermt @{epoch} -exec touch -h -d @{epoch} {{}} +"] if epoch else []
+
+
 def source_date(default: datetime | None = None) -> datetime:
     """``SOURCE_DATE_EPOCH`` when set (reproducible builds), else ``default`` or now."""
-    epoch = os.environ.get("SOURCE_DATE_EPOCH", "")
-    if epoch.isdigit():
-        return datetime.fromtimestamp(int(epoch), UTC)
-    return default or datetime.now(UTC)
+    epoch = source_date_epoch()
+    return datetime.fromtimestamp(int(epoch), UTC) if epoch else default or datetime.now(UTC)
 
 
 # ----------------------------------------------------------------------- at start
@@ -69,6 +81,8 @@ def check_at_start(settings: Any) -> list[str]:
 def record_inventory(b: Build) -> None:
     """In the running build VM, before it is sealed: its package database."""
     inventory.record(b)
+    if source_date_epoch():
+        b.record["source_date_epoch"] = int(source_date_epoch())
 
 
 def after_seal(b: Build) -> None:
@@ -223,8 +237,8 @@ def _write_provenance(b: Build, archive: Path, target: Path, key: signing.Key | 
         builder_id=f"urn:gmi-harness:builder:{s.backend}", revision=git_revision(),
         distro=b.distro.name, backend=s.backend,
         settings={line.split(" = ", 1)[0]: line.split(" = ", 1)[1] for line in s.describe()},
-        internal={k: b.record[k] for k in ("accel", "prepared_in", "installed_by", "step1_tree")
-                  if k in b.record},
+        internal={k: b.record[k] for k in ("accel", "prepared_in", "installed_by", "step1_tree",
+                                           "source_date_epoch") if k in b.record},
         materials=_materials(b), invocation=b.run_id, started=started,
         finished=str(b.record.get("built") or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
         byproducts=[(p.name, sha256_file(p)) for p in

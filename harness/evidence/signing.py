@@ -141,8 +141,8 @@ def _gpg_verify(key: Key, data: bytes, signature: bytes, what: str) -> None:
         try:
             signatures.verify(data, signature, signatures.Keyring(ring, tuple(fprs), key.where), what)
         except signatures.SignatureError as exc:
-            raise SigningError(str(exc).replace("; not used (a tampered mirror, or a key the YAML "
-                                                "does not pin)", "")) from None
+            why = str(exc).replace("; not used (a tampered mirror, or a key the YAML does not pin)", "")
+            raise SigningError(why.replace("pinned key", "given key")) from None
 
 
 # ----------------------------------------------------------------------- SSH
@@ -183,10 +183,10 @@ def _ssh_verify(key: Key, data: bytes, signature: bytes, what: str) -> None:
         proc = _run([tool, "-Y", "verify", "-f", str(allowed), "-I", SSH_IDENTITY, "-n", SSH_NAMESPACE,
                      "-s", str(sig)], data)
     if proc.returncode != 0:
-        why = _last_line(proc)
-        if "incorrect signature" in why.lower() or "signature verification failed" in why.lower():
-            why = "the signature does not match (changed after signing, or another key signed it)"
-        raise SigningError(f"{what}: {why}")
+        said = (proc.stdout + proc.stderr).decode(errors="replace").strip().splitlines()
+        raise SigningError(f"{what}: the signature does not verify with {Path(key.where).name} "
+                           f"(changed after signing, or another key signed it; ssh-keygen: "
+                           f"{said[-1] if said else f'exit status {proc.returncode}'})")
 
 
 # ----------------------------------------------------------------------- either

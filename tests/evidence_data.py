@@ -47,6 +47,8 @@ def dpkg_status() -> str:
                  f"Version: {version}"]
         if source:
             lines.insert(2, f"Source: {source}")
+        if name.startswith("linux-image-"):  # (as Debian's signed kernels say it)
+            lines.append("Built-Using: linux (= 6.1.119-1), sbsigntool (= 0.9.4-3.1)")
         paras.append("\n".join(lines))
     name, version, arch = REMOVED
     paras.append(f"Package: {name}\nStatus: deinstall ok config-files\nArchitecture: {arch}\n"
@@ -85,3 +87,27 @@ openssl-libs\t1\t3.0.7\t27.el9\tx86_64\topenssl-3.0.7-27.el9.src.rpm\tASL 2.0
 kernel-core\t0\t5.14.0\t427.13.1.el9_4\tx86_64\tkernel-5.14.0-427.13.1.el9_4.src.rpm\t\
 GPLv2 and Redistributable, no modification permitted
 """
+
+
+def synthetic_tracker(release: str = "bookworm") -> dict:
+    """Data in the security tracker's JSON format for source packages every Debian GMI
+    has, with made-up CVE ids (CVE-2099-*) and versions chosen to show each case: a fix in
+    the archive (high), a fix not yet in it, an open one, an undetermined one, one for the
+    signed kernel's source (linux, through Built-Using) and one the image is not affected
+    by. What the real builds' sign-off pages showed (docs/evidence.md) was made from this:
+    ``python -c 'import json, tests.evidence_data as d; print(json.dumps(d.synthetic_tracker()))'``."""
+    def entry(status: str, urgency: str, fixed: str = "", **repos: str) -> dict:
+        rel: dict = {"status": status, "urgency": urgency, "repositories": {release: "0", **repos}}
+        if fixed:
+            rel["fixed_version"] = fixed
+        return {"description": "made-up test data for gmi-harness (not a real vulnerability)",
+                "scope": "local", "releases": {release: rel}}
+
+    return {
+        "openssl": {"CVE-2099-1001": entry("resolved", "high", "99:1", **{f"{release}-security": "99:1"})},
+        "systemd": {"CVE-2099-1002": entry("resolved", "medium", "99:1")},
+        "glibc": {"CVE-2099-1003": entry("open", "low")},
+        "openssh": {"CVE-2099-1004": entry("undetermined", "not yet assigned")},
+        "linux": {"CVE-2099-1005": entry("resolved", "medium", "99:1", **{release: "99:1"})},
+        "bash": {"CVE-2099-1006": entry("resolved", "high", "1.0-1")},  # fixed long ago
+    }

@@ -217,6 +217,8 @@ def tracker_data() -> dict:
             "CVE-2099-0005": rel("resolved", "0", "unimportant"),
         },
         "bash": {"CVE-2099-0006": {"releases": {"trixie": {"status": "open"}}}},
+        # the signed kernel's package is linux-signed-amd64's; its CVEs are linux's
+        "linux": {"CVE-2099-0007": rel("resolved", "6.1.123-1", "medium", bookworm="6.1.123-1")},
     }
 
 
@@ -230,14 +232,16 @@ def test_security_tracker_data_against_the_sbom(tmp_path: Path):
     report = vulns.scan("tracker.json", installed(tmp_path), family="apt", os_id="debian",
                         os_version="12", codename="bookworm", data=data)
     rows = {f.id: f for f in report.findings}
-    assert sorted(rows) == ["CVE-2099-0001", "CVE-2099-0003", "CVE-2099-0004"]
+    assert sorted(rows) == ["CVE-2099-0001", "CVE-2099-0003", "CVE-2099-0004", "CVE-2099-0007"]
+    kernel = rows["CVE-2099-0007"]
+    assert (kernel.package, kernel.installed, kernel.fix_in_archive) == ("linux", "6.1.119-1", True)
     first = rows["CVE-2099-0001"]
     assert (first.package, first.binaries, first.installed, first.fixed) == (
         "openssl", ("libssl3", "openssl"), "3.0.15-1~deb12u1", "3.0.15-1~deb12u2")
     assert first.fix_in_archive and first.high
     assert not rows["CVE-2099-0003"].fix_in_archive and rows["CVE-2099-0003"].fixed == ""
     assert not rows["CVE-2099-0004"].fix_in_archive  # no suite carries the fixed version yet
-    assert [f.id for f in report.blocking("fixable")] == ["CVE-2099-0001"]
+    assert [f.id for f in report.blocking("fixable")] == ["CVE-2099-0007", "CVE-2099-0001"]
     assert [f.id for f in report.blocking("high")] == ["CVE-2099-0001"]
     assert report.blocking("off") == []
     # gzip, as the tracker serves it compressed
@@ -279,7 +283,7 @@ def test_vuln_db_is_read_from_a_url(tmp_path: Path):
     with serving({"/tracker.json": json.dumps(tracker_data()).encode()}) as server:
         report = vulns.scan(f"{server.url}/tracker.json", installed(tmp_path), family="apt", os_id="debian",
                             os_version="12", codename="bookworm")
-    assert len(report.findings) == 3
+    assert len(report.findings) == 4
     with pytest.raises(vulns.VulnDbError, match="cannot be read"):
         vulns.read_bytes("http://127.0.0.1:9/none.json", timeout=5)
 
@@ -325,8 +329,9 @@ def sealed_build(tmp_path: Path, **cli: str) -> Build:
 def test_vuln_gate_blocks_the_export(tmp_path: Path):
     b = sealed_build(tmp_path, vuln_db=str(tmp_path / "tracker.json"), vuln_gate="fixable")
     assert (b.logdir / vulns.REPORT_FILE).is_file()
-    with pytest.raises(ExportError, match=r"export refused by --vuln-gate=fixable: 1 known vulnerability "
-                                          r"with a fix in the archive: CVE-2099-0001 \(openssl\)"):
+    with pytest.raises(ExportError, match=r"export refused by --vuln-gate=fixable: 2 known vulnerabilities "
+                                          r"with a fix in the archive: CVE-2099-0007 \(linux\), "
+                                          r"CVE-2099-0001 \(openssl\)"):
         export(b, CHECKS, dict.fromkeys(CHECKS, "passed"), LABELS)
     assert not (tmp_path / "out").exists()  # nothing written
 
@@ -335,7 +340,7 @@ def test_export_writes_the_evidence_in_and_beside_the_archive(tmp_path: Path):
     import zipfile
 
     b = sealed_build(tmp_path, vuln_db=str(tmp_path / "tracker.json"))  # report only
-    assert b.record[evidence.VULN_KEY]["counts"] == {"total": 3, "fixable": 1, "high": 1}
+    assert b.record[evidence.VULN_KEY]["counts"] == {"total": 4, "fixable": 2, "high": 1}
     archive = export(b, CHECKS, dict.fromkeys(CHECKS, "passed"), LABELS)
     out = archive.parent
     with zipfile.ZipFile(archive) as zf:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
 import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,6 +72,9 @@ class Package:
     source_version: str
     licence: Licence = field(default_factory=Licence)
     epoch: str = ""  # rpm's epoch (deb keeps it inside the version)
+    # deb's Built-Using: the sources a package was built from besides its own (a signed
+    # kernel or boot loader is the signing template's package, built from linux, grub2, shim)
+    built_using: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -195,8 +199,10 @@ def from_dpkg(status: str, copyrights: Mapping[str, str]) -> list[Package]:
         where = f"/usr/share/doc/{name}/copyright"
         licence = (licenses.from_debian_copyright(text, where) if text is not None
                    else Licence(source=f"{where} missing"))
+        built_using = tuple((m[1], m[2]) for m in re.finditer(
+            r"([a-z0-9][a-z0-9+.-]+)\s*\(\s*=\s*([^)\s]+)\s*\)", para.get("Built-Using", "")))
         packages.append(Package(name, version, para.get("Architecture", ""), source,
-                                source_version, licence))
+                                source_version, licence, built_using=built_using))
     return sorted(packages, key=lambda p: (p.name, p.arch))
 
 

@@ -193,6 +193,7 @@ def cyclonedx_bom(inv: Inventory, image: Image) -> Any:
         props = [Property(name=f"{PROPERTY}:source-package", value=p.source),
                  Property(name=f"{PROPERTY}:source-version", value=p.source_version or p.version),
                  Property(name=f"{PROPERTY}:architecture", value=p.arch)]
+        props += [Property(name=f"{PROPERTY}:built-using", value=f"{n} {v}") for n, v in p.built_using]
         if p.licence.expression == NOASSERTION:
             props.append(Property(name=f"{PROPERTY}:license", value=NOASSERTION))
         if p.licence.source:

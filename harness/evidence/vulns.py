@@ -61,6 +61,7 @@ class Installed:
     version: str  # deb: [epoch:]version; rpm: [epoch:]version-release
     source: str
     source_version: str
+    built_using: tuple[tuple[str, str], ...] = ()  # deb: other sources it was built from
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,11 @@ def installed_from_sbom(components: Iterable[Mapping[str, Any]]) -> list[Install
         if q.get("epoch"):
             version = f"{q['epoch']}:{version}"
         source, _, source_version = str(q.get("upstream", "")).partition("@")
-        found.append(Installed(p.name, version, source or p.name, source_version or version))
+        built = tuple(tuple(str(prop.get("value", "")).split(" ", 1)) for prop in c.get("properties") or []
+                      if isinstance(prop, dict) and prop.get("name") == "gmi-harness:built-using"
+                      and " " in str(prop.get("value", "")))
+        found.append(Installed(p.name, version, source or p.name, source_version or version,
+                               built))  # type: ignore[arg-type]
     return found
 
 
@@ -225,8 +230,9 @@ def scan_debian(tracker: Mapping[str, Any], packages: Iterable[Installed],
                 codename: str) -> list[Finding]:
     """Findings from the security tracker's data for the release ``codename``."""
     by_source: dict[tuple[str, str], list[str]] = {}
-    for p in packages:
-        by_source.setdefault((p.source, p.source_version), []).append(p.name)
+    for p in packages:  # (a signed kernel's CVEs are linux's: its Built-Using)
+        for origin in ((p.source, p.source_version), *p.built_using):
+            by_source.setdefault(origin, []).append(p.name)
     findings = []
     for (source, installed), binaries in sorted(by_source.items()):
         entries = tracker.get(source)

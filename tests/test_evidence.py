@@ -500,3 +500,55 @@ def test_a_signing_key_that_cannot_sign_is_refused_at_start(tmp_path: Path):
     garbage.write_text("hello")
     with pytest.raises(signing.SigningError, match="neither an OpenPGP key nor an OpenSSH key"):
         signing.signing_key(str(garbage))
+
+
+# --------------------------------------------------------------------- reproducibility
+
+
+def disk(tmp_path: Path, name: str, files: dict[str, str], mtime: int = 1_700_000_000) -> Path:
+    """A GPT disk with one ext4 partition holding ``files``, as a dynamic VHDX: made the
+    way the build makes its disk (mkfs.ext4 -d at the partition's offset, sfdisk)."""
+    for tool in ("mkfs.ext4", "sfdisk", "qemu-img", "debugfs"):
+        if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
+            pytest.skip(f"{tool} is not installed (make setup installs it)")
+    tree = tmp_path / f"{name}-tree"
+    for rel, text in files.items():
+        path = tree / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.utime(path, (mtime, mtime))
+    raw = tmp_path / f"{name}.raw"
+    subprocess.run(["truncate", "-s", "64M", str(raw)], check=True)
+    subprocess.run(["sfdisk", "-q", str(raw)], input="label: gpt\nstart=2048, size=100000, "
+                   "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n", text=True, check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "offset=1048576", "-d", str(tree), str(raw),
+                    "48M"], check=True)
+    vhdx = tmp_path / f"{name}.vhdx"
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vhdx", "-o", "subformat=dynamic",
+                    str(raw), str(vhdx)], check=True)
+    return vhdx
+
+
+def test_repro_lists_every_difference_with_its_cause(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from harness.evidence import repro
+
+    same = {"usr/bin/tool": "binary", "etc/hostname": "localhost\n"}
+    a = disk(tmp_path, "a", {**same, "etc/fstab": "UUID=aaaa / ext4\n", "var/old": "x"})
+    b = disk(tmp_path, "b", {**same, "etc/fstab": "UUID=bbbb / ext4\n", "var/new": "x",
+                             "usr/bin/tool": "binary"}, mtime=1_700_000_100)
+    out = tmp_path / "repro.json"
+    assert repro.main([str(a), str(b), "--json", str(out), "--scratch", str(tmp_path)]) == 1
+    doc = json.loads(out.read_text())
+    kinds = {(d["path"], d["kind"]): d["cause"] for d in doc["all"]}
+    assert kinds[("etc/fstab", "content")].startswith("the root filesystem's UUID")
+    assert kinds[("var/old", "only-in-a")] == repro.UNEXPLAINED
+    assert kinds[("var/new", "only-in-b")] == repro.UNEXPLAINED
+    # VHDX files carry no build record: no SOURCE_DATE_EPOCH known, so a later mtime is the
+    # build's own time
+    assert "without SOURCE_DATE_EPOCH" in kinds[("usr/bin/tool", "mtime")]
+    assert ("etc/hostname", "content") not in kinds
+    printed = capsys.readouterr().out
+    assert "var/new" in printed and "differ" in printed
+    assert not list(tmp_path.glob("gmi-repro-*"))  # the copied-out trees are gone
+    # the same disk twice: nothing differs
+    assert repro.main([str(a), str(a), "--scratch", str(tmp_path)]) == 0

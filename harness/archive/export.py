@@ -56,7 +56,6 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
     if b.vhdx is None or not b.vhdx.exists():
         raise ExportError("the sealed VHDX is missing; the seal stage did not finish")
     evidence.gate(b)  # --vuln-gate
-    members = evidence.archive_members(b)  # the SBOMs
     names = b.distro.vmgenie
     checksum = sha256_file(b.vhdx)
     results = {n.split("::")[-1]: outcomes[n] for n in checklist}
@@ -77,6 +76,7 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
     record["manifest"] = dict(manifest)
     if b.vm_tree is not None and not b.vm_tree.is_dir():
         raise ExportError(f"the exported VM (with its .vmcx) is missing from {b.vm_tree}")
+    members = evidence.archive_members(b)  # the SBOMs
     key = evidence.signing_key(s.sign_key)
     archive = writer.write_archive(
         s.out_dir, names, b.vhdx, manifest, writer.readme(names, record, disk_only),

@@ -552,3 +552,46 @@ def test_repro_lists_every_difference_with_its_cause(tmp_path: Path, capsys: pyt
     assert not list(tmp_path.glob("gmi-repro-*"))  # the copied-out trees are gone
     # the same disk twice: nothing differs
     assert repro.main([str(a), str(a), "--scratch", str(tmp_path)]) == 0
+
+
+# ------------------------------------------------------------------ what the seal runs
+
+
+def test_the_seals_package_script_reads_a_root_tree(tmp_path: Path):
+    """inventory.APT_SCRIPT, run by bash on a root tree made here (the seal runs it in the
+    build VM with ``cd /``): dpkg's status and every copyright file, a doc folder that is a
+    link to another package's and a copyright file reached twice included."""
+    root = tmp_path / "root"
+    evidence_data.dpkg_record(tmp_path / "made.tar.gz")
+    import tarfile
+
+    with tarfile.open(tmp_path / "made.tar.gz") as tar:
+        tar.extractall(root, filter="data")
+    # libssl3's doc folder is a link to openssl's, as multi-binary sources often do
+    shutil.rmtree(root / "usr/share/doc/libssl3")
+    (root / "usr/share/doc/libssl3").symlink_to("openssl")
+    script = inventory.APT_SCRIPT.replace("cd /\n", f"cd {root}\n", 1)
+    out = subprocess.run(["bash", "-c", "set -euo pipefail\n" + script], capture_output=True,
+                         text=True, check=True).stdout
+    recorded = tmp_path / inventory.APT_RECORD
+    import base64
+
+    recorded.write_bytes(base64.b64decode("".join(out.split())))
+    inv = inventory.read(recorded, "apt", "debian", "12", "bookworm", evidence_data.KERNEL)
+    licences = {p.name: p.licence.expression for p in inv.packages}
+    assert licences["libssl3"] == licences["openssl"] == "Apache-2.0 AND GPL-2.0-or-later"
+    assert licences["base-files"] == licenses.NOASSERTION
+    assert len(inv.packages) == len(evidence_data.PACKAGES)
+
+
+def test_the_seal_clamps_mtimes_only_with_source_date_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from harness.stages import s6_seal
+
+    b = Build(D12, settings.resolve({}, env={}), NoBackend(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    assert "touch -h" not in s6_seal.seal_script(b)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764547200")
+    script = s6_seal.seal_script(b)
+    clamp = "find / -xdev -newermt @1764547200 -exec touch -h -d @1764547200 {} + || true"
+    assert clamp in script
+    assert script.index(clamp) < script.index("\nsync\n") < script.rindex("systemctl poweroff")

@@ -50,9 +50,11 @@ def source_date_epoch() -> str:
 def clamp_mtimes_script() -> list[str]:
     """With ``SOURCE_DATE_EPOCH``: the seal's last touch of the root filesystem, every
     file written after that time set back to it (as mkosi and other reproducible image
-    builders do), so two builds from the same mirror state differ in fewer files."""
+    builders do), so two builds from the same mirror state differ in fewer files. Best
+    effort: a file that vanishes meanwhile fails no seal (the repro command shows what is
+    left)."""
     epoch = source_date_epoch()
-    return [f"find / -xdev -newermt @{epoch} -exec touch -h -d @{epoch} {{}} +"] if epoch else []
+    return [f"find / -xdev -newermt @{epoch} -exec touch -h -d @{epoch} {{}} + || true"] if epoch else []
 
 
 def source_date(default: datetime | None = None) -> datetime:

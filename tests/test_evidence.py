@@ -595,3 +595,47 @@ def test_the_seal_clamps_mtimes_only_with_source_date_epoch(tmp_path: Path, monk
     clamp = "find / -xdev -newermt @1764547200 -exec touch -h -d @1764547200 {} + || true"
     assert clamp in script
     assert script.index(clamp) < script.index("\nsync\n") < script.rindex("systemctl poweroff")
+
+
+def test_the_signoff_page_shows_the_vulnerabilities_and_links_the_evidence(tmp_path: Path):
+    """The page from a run's signoff.json (the xdist controller's path, and --signoff-from's):
+    the report's rows, the gate's verdict, links to the files beside the archive."""
+    from html.parser import HTMLParser
+
+    from harness.report import signoff
+
+    b = sealed_build(tmp_path, vuln_db=str(tmp_path / "tracker.json"), sign_key=str(ssh_key(tmp_path, "k")))
+    archive = export(b, CHECKS, dict.fromkeys(CHECKS, "passed"), LABELS)
+    run = tmp_path / "out" / "runs" / "r1"
+    run.mkdir(parents=True)
+    subject = {"subject": "debian-12", "title": "GMI Debian 12", "archive": str(archive),
+               "vulnerabilities": b.record[evidence.VULN_KEY], "evidence": b.record[evidence.EVIDENCE_KEY]}
+    signoff.write_data(run, signoff.run_data({"id": "r1"}, [subject], []))
+    page = signoff.render(signoff.collect([run]), run / "signoff.html")
+
+    class Rows(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cves: list[str] = []
+            self.links: dict[str, str] = {}
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            a = dict(attrs)
+            if tag == "tr" and a.get("data-cve"):
+                self.cves.append(str(a["data-cve"]))
+            if tag == "a" and a.get("data-evidence"):
+                self.links[str(a["data-evidence"])] = str(a["href"])
+
+    rows = Rows()
+    rows.feed(page.read_text())
+    assert sorted(rows.cves) == ["CVE-2099-0001", "CVE-2099-0003", "CVE-2099-0004", "CVE-2099-0007"]
+    assert set(rows.links) == {"spdx", "cyclonedx", "provenance", "sums", "signature"}
+    for href in rows.links.values():
+        assert (page.parent / href).resolve().is_file()
+    assert "report only (--vuln-gate=off)" in page.read_text()
+    # a CI artifact's signoff.json is not trusted: no link outside the archive's folder
+    doc = json.loads((run / "signoff.json").read_text())
+    doc["subjects"][0]["evidence"]["spdx"] = "../../../etc/passwd"
+    (run / "signoff.json").write_text(json.dumps(doc))
+    (subject_again,) = signoff.collect([run])
+    assert subject_again.evidence_link("spdx") == ""

@@ -28,6 +28,7 @@ from harness.evidence import release as evidence
 from harness.host.tools import sha256_file
 from tests import evidence_data
 from tests.gpg_keys import make_key
+from tests.host_tools import why_missing
 
 D12 = distro.load("debian-12")
 BUILT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -168,8 +169,8 @@ DPKG_PAIRS = [("1.0", "1.0-1"), ("1:1.0", "2.0"), ("1.0~rc1", "1.0"), ("1.0+b1",
 
 @pytest.mark.parametrize(("a", "b"), DPKG_PAIRS)
 def test_dpkg_order_matches_dpkg(a: str, b: str):
-    if shutil.which("dpkg") is None:
-        pytest.skip("dpkg is not installed here")
+    if reason := why_missing("dpkg"):
+        pytest.skip(reason)
     want = next(r for r, op in ((-1, "lt"), (0, "eq"), (1, "gt"))
                 if subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0)
     assert versions.dpkg_compare(a, b) == want
@@ -398,8 +399,8 @@ def test_provenance_masks_secrets():
 
 
 def ssh_key(tmp_path: Path, name: str) -> Path:
-    if shutil.which("ssh-keygen") is None:
-        pytest.skip("ssh-keygen is not installed (openssh-client)")
+    if reason := why_missing("ssh-keygen"):
+        pytest.skip(reason)
     key = tmp_path / name
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
     return key
@@ -508,9 +509,8 @@ def test_a_signing_key_that_cannot_sign_is_refused_at_start(tmp_path: Path):
 def disk(tmp_path: Path, name: str, files: dict[str, str], mtime: int = 1_700_000_000) -> Path:
     """A GPT disk with one ext4 partition holding ``files``, as a dynamic VHDX: made the
     way the build makes its disk (mkfs.ext4 -d at the partition's offset, sfdisk)."""
-    for tool in ("mkfs.ext4", "sfdisk", "qemu-img", "debugfs"):
-        if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
-            pytest.skip(f"{tool} is not installed (make setup installs it)")
+    if reason := why_missing("mkfs.ext4", "sfdisk", "qemu-img", "debugfs"):
+        pytest.skip(reason)
     tree = tmp_path / f"{name}-tree"
     for rel, text in files.items():
         path = tree / rel

@@ -639,3 +639,21 @@ def test_the_signoff_page_shows_the_vulnerabilities_and_links_the_evidence(tmp_p
     (run / "signoff.json").write_text(json.dumps(doc))
     (subject_again,) = signoff.collect([run])
     assert subject_again.evidence_link("spdx") == ""
+
+
+def test_an_openpgp_key_id_from_the_users_keyring_signs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    key = make_key("keyring-user")
+    try:
+        monkeypatch.setenv("GNUPGHOME", key.home)  # (the user's own keyring)
+        signer = signing.signing_key(key.fingerprint)
+        assert signer.in_keyring and signer.keyid == key.fingerprint.upper()
+        listing = tmp_path / "SUMS"
+        listing.write_text("0" * 64 + "  a.zip\n")
+        sig = signing.sign_file(signer, listing)
+        public = tmp_path / "pub.asc"
+        public.write_bytes(key.public())
+        signing.verify_bytes(signing.verifying_key(str(public)), listing.read_bytes(), sig.read_bytes(), "t")
+        with pytest.raises(signing.SigningError, match="no such secret key"):
+            signing.signing_key("0123456789ABCDEF")
+    finally:
+        key.close()

@@ -105,6 +105,9 @@ class Subject:
     # archive (kind -> file name: SBOMs, provenance, SHA256SUMS, its signature)
     vulnerabilities: dict[str, Any] = field(default_factory=dict)
     evidence: dict[str, str] = field(default_factory=dict)
+    # The release's support on the run's date (harness.distro.lifecycle.Status.record):
+    # state, end_of_life, source_url, short, line, and iso_from_archive when so.
+    support: dict[str, str] = field(default_factory=dict)
     run: Run | None = None
     tests: list[CheckResult] = field(default_factory=list)
 
@@ -274,6 +277,9 @@ def load_data(path: Path) -> list[Subject]:
         ev = known.get("evidence")
         known["evidence"] = {str(k): str(v) for k, v in ev.items() if re.fullmatch(r"[\w.:+/=-]+", str(v))
                              } if isinstance(ev, dict) else {}
+        support = known.get("support")
+        known["support"] = ({str(k): str(v) for k, v in support.items()}
+                            if isinstance(support, dict) else {})
         subjects[s["subject"]] = Subject(**known, run=run)
     for t in doc["tests"]:
         subject = subjects.setdefault(t["subject"], Subject(t["subject"], run=run))

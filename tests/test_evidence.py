@@ -375,6 +375,7 @@ def test_provenance_parses_with_the_in_toto_attestation_bindings(tmp_path: Path)
     assert pb.predicate_type == "https://slsa.dev/provenance/v1"
     assert [s.name for s in pb.subject] == ["GMI-Debian-12.zip", "Virtual Hard Disks/GMI Debian 12.vhdx"]
     assert pb.subject[0].digest["sha256"] == sha256_file(archive)
+    assert pb.subject[1].digest["sha256"] == sha256_file(b.vhdx)  # type: ignore[arg-type]
     materials = {m.name: m for m in prov.build_definition.resolved_dependencies}
     assert set(materials) == {"distro debian-12",
                               "package repository deb.debian.org_debian_dists_bookworm_InRelease",

@@ -94,15 +94,16 @@ def after_seal(b: Build) -> None:
     inv = inventory.load(b)
     folder = inventory.evidence_dir(b)
     n = names(b)
+    vhdx_sha256 = sha256_file(b.vhdx)
     image = sbom.Image(b.distro.vmgenie.vm_name, str(b.record.get("versions", {}).get("os", "")),
                        b.distro.os_release.version_id, b.distro.vmgenie.vhdx_entry,
-                       sha256_file(b.vhdx), source_date())
+                       vhdx_sha256, source_date())
     sbom.write_spdx(inv, image, folder / n["spdx"])
     sbom.write_cyclonedx(inv, image, folder / n["cyclonedx"])
     b.record[SBOM_KEY] = {
         "packages": len(inv.packages), "kernel": inv.kernel, "formats": ["SPDX-2.3", "CycloneDX-1.5"],
         "licences_noassertion": sum(p.licence.expression == "NOASSERTION" for p in inv.packages),
-        "files": [n["spdx"], n["cyclonedx"]]}
+        "files": [n["spdx"], n["cyclonedx"]], "vhdx_sha256": vhdx_sha256}
     scan(b)
 
 
@@ -229,7 +230,7 @@ def beside_archive(b: Build, archive: Path, key: signing.Key | None) -> dict[str
 
 def _write_provenance(b: Build, archive: Path, target: Path, key: signing.Key | None) -> Path:
     s = b.settings
-    vhdx_sha = str(b.record.get("manifest", {}).get("checksum_sha256", ""))
+    vhdx_sha = str(b.record.get(SBOM_KEY, {}).get("vhdx_sha256") or sha256_file(b.vhdx))  # type: ignore[arg-type]
     try:  # the run id begins with the run's start (UTC)
         started = datetime.strptime(b.run_id[:15], "%Y%m%d-%H%M%S").strftime("%Y-%m-%dT%H:%M:%SZ")
     except ValueError:

@@ -518,6 +518,9 @@ def disk(tmp_path: Path, name: str, files: dict[str, str], mtime: int = 1_700_00
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         os.utime(path, (mtime, mtime))
+    link = tree / "usr/bin/alias"  # a link's own time (rdump does not keep it: read back)
+    link.symlink_to("tool")
+    os.utime(link, (1_600_000_000, 1_600_000_000), follow_symlinks=False)
     raw = tmp_path / f"{name}.raw"
     subprocess.run(["truncate", "-s", "64M", str(raw)], check=True)
     subprocess.run(["sfdisk", "-q", str(raw)], input="label: gpt\nstart=2048, size=100000, "
@@ -551,8 +554,12 @@ def test_repro_lists_every_difference_with_its_cause(tmp_path: Path, capsys: pyt
     printed = capsys.readouterr().out
     assert "var/new" in printed and "differ" in printed
     assert not list(tmp_path.glob("gmi-repro-*"))  # the copied-out trees are gone
-    # the same disk twice: nothing differs
-    assert repro.main([str(a), str(a), "--scratch", str(tmp_path)]) == 0
+    # the same disk twice: nothing differs; a link keeps its own mtime in the copy
+    keep = tmp_path / "kept"
+    keep.mkdir()
+    assert repro.main([str(a), str(a), "--scratch", str(keep), "--keep"]) == 0
+    (copy,) = keep.glob("gmi-repro-*/a/root/usr/bin/alias")
+    assert copy.is_symlink() and copy.lstat().st_mtime == 1_600_000_000
 
 
 # ------------------------------------------------------------------ what the seal runs

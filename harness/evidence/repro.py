@@ -143,9 +143,34 @@ def unpack(source: Path, into: Path) -> Path:
     offset = root_partition(raw)
     root = into / "root"
     root.mkdir()
-    _run([_tool("debugfs", "e2fsprogs"), "-R", f"rdump / {root}", f"{raw}?offset={offset}"])
+    device = f"{raw}?offset={offset}"
+    _run([_tool("debugfs", "e2fsprogs"), "-R", f"rdump / {root}", device])
+    _link_times(root, device, into / "link-stats")
     raw.unlink()
     return root
+
+
+def _link_times(root: Path, device: str, commands: Path) -> None:
+    """``rdump`` makes symbolic links with the time it made them: their mtimes are read
+    from the filesystem (one debugfs session) and set on the copies."""
+    links = [Path(folder, n) for folder, dirs, files in os.walk(root) for n in [*dirs, *files]
+             if Path(folder, n).is_symlink()]
+    if not links:
+        return
+    rels = ["/" + p.relative_to(root).as_posix() for p in links]
+    commands.write_text("".join(f'stat "{r}"\n' for r in rels if '"' not in r))
+    out = _run([_tool("debugfs", "e2fsprogs"), "-f", str(commands), device]).stdout
+    times: dict[str, int] = {}
+    current = ""
+    for line in out.splitlines():
+        if line.startswith('debugfs: stat "'):
+            current = line[len('debugfs: stat "'):-1]
+        elif line.strip().startswith("mtime: 0x") and current:
+            times[current] = int(line.split("0x", 1)[1].split(":", 1)[0], 16)
+            current = ""
+    for path, rel in zip(links, rels, strict=True):
+        if rel in times:
+            os.utime(path, (times[rel], times[rel]), follow_symlinks=False)
 
 
 def _sha256(path: Path) -> str:

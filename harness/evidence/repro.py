@@ -37,17 +37,23 @@ CAUSES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("etc/fstab", ("content",), "the root filesystem's UUID, new for every build (mkfs.ext4)"),
     ("boot/grub/grub.cfg", ("content",), "the root filesystem's UUID (search --fs-uuid, root=UUID=)"),
     ("boot/initrd.img-*", ("content",),
-     "the initramfs: the root filesystem's UUID in its conf/conf.d/ and the build time of each "
-     "file in the cpio archive (initramfs-tools does not honour SOURCE_DATE_EPOCH)"),
+     "the initramfs, made at the build's first boot: its cpio archive holds the time each file "
+     "was copied in (update-initramfs in Debian 12 does not clamp them to SOURCE_DATE_EPOCH)"),
     ("var/cache/ldconfig/aux-cache", ("content",),
      "ldconfig's auxiliary cache: the inode numbers and ctimes of the libraries it read"),
-    ("etc/shadow", ("content",), "the day the build set the accounts' passwords (field 3, days "
-                                 "since 1970): differs only between builds on different days"),
-    ("etc/shadow-", ("content",), "as etc/shadow"),
+    ("etc/shadow", ("content",),
+     "the day each account was made or last changed (field 3, days since 1970): shadow's tools "
+     "write SOURCE_DATE_EPOCH's day when it is set, else the build's; a Step 1 tree kept by "
+     "--incremental has the day of the build that made it"),
     ("var/lib/systemd/timesync/clock", ("mtime",),
      "systemd-timesyncd touches it when it stops, at the seal's power-off"),
     ("var/lib/systemd/timers/*", ("mtime",), "systemd's timer stamps, touched when a timer ran"),
     ("var/log/journal", ("mtime",), "journald removes the build's journal files at the seal"),
+    ("dev/*", ("mtime",), "under /dev: hidden at the seal by the running system's devtmpfs, out of "
+                          "the clamp's reach; the time Step 1's tree was made (debootstrap, or the "
+                          "kept tree's build)"),
+    ("run/*", ("mtime",), "under /run: hidden at the seal by the running system's tmpfs, out of the "
+                          "clamp's reach; the time Step 1's tree was made"),
 )
 # Only for builds made without SOURCE_DATE_EPOCH (their build records say so)
 UNCLAMPED = ("*", ("mtime",), "written during the build, at the build's own time: built without "

@@ -16,7 +16,7 @@ import os
 import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from harness import git_revision
 from harness.errors import ExportError
@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 # Build-record keys (a leading "_" keeps them out of the archive's record: the report is
 # about today's data, not about the image).
-SBOM_KEY = "sbom"
-VULN_KEY = "_vulnerabilities"
-EVIDENCE_KEY = "evidence_files"
+SBOM_KEY: Final = "sbom"
+VULN_KEY: Final = "_vulnerabilities"
+EVIDENCE_KEY: Final = "evidence_files"
 MAX_SBOM_BYTES = 64 << 20
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from harness import __version__
 from harness import distro as distro_mod
-from harness.backends import backend_class, check_backend
+from harness.backends import backend_class, choose
 from harness.errors import GmiError
 from harness.evidence import release as evidence
 from harness.host import hostos
@@ -146,7 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = settings_from(config)
         if subjects(settings):
-            check_backend(settings.backend)  # e.g. QEMU on Windows: one line, before anything
+            choose(settings)  # e.g. QEMU on Windows, --promote on QEMU: one line, before anything
         if getattr(config, "workerinput", None) is None:  # the keys; signed archives verified
             for line in evidence.check_at_start(settings):
                 print(f"gmi-harness: {line}", file=sys.stderr)

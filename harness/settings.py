@@ -53,10 +53,12 @@ def _as_previous(value: Any) -> tuple[str, ...]:
 
 
 def _as_vuln_db(value: Any) -> str:
-    """``--vuln-db``: an http(s) URL or an existing file (the evidence's own rule)."""
-    from harness.evidence.vulns import check_source
-
-    return check_source(_as_text(value))
+    """``--vuln-db``: an http(s) URL, or a local file that exists (checked at start)."""
+    text = _as_text(value)
+    if text and not text.startswith(("http://", "https://")) and not Path(text).expanduser().is_file():
+        raise ValueError(f"{text}: no such file (a Debian security tracker JSON or OSV records, "
+                         "or an http(s) URL to one)")
+    return text
 
 
 VULN_GATES = ("off", "fixable", "high")

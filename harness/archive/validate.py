@@ -57,7 +57,9 @@ def import_archive(b: Build) -> None:
         layout = reader.layout(zf, names, manifest)
         record = _archived_record(zf, b)
         b.vhdx = reader.extract_vhdx(zf, names, b.workdir, manifest)
-        evidence.from_archive(b, zf)  # its SBOMs, and their known vulnerabilities
+        # its SBOMs, and their known vulnerabilities
+        evidence.from_archive(b, lambda entry, limit: reader.read_text(zf, entry, limit)
+                              if entry in zf.namelist() else None)
     info = vhdx.inspect(b.vhdx)
     b.record.update({
         "manifest": dict(manifest), "layout": dataclasses.asdict(layout),

@@ -13,7 +13,7 @@ existing archive brings, what the export puts in and beside the archive.
 from __future__ import annotations
 
 import os
-import zipfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -133,17 +133,16 @@ def scan(b: Build) -> None:
 # ----------------------------------------------------------------------- --gmi
 
 
-def from_archive(b: Build, zf: zipfile.ZipFile) -> None:
+def from_archive(b: Build, read: Callable[[str, int], str | None]) -> None:
     """An existing archive's SBOMs into the evidence folder (for the checks), then its
-    vulnerability report against ``--vuln-db``."""
-    from harness.archive import reader
-
+    vulnerability report against ``--vuln-db``. ``read(entry, limit)``: an entry's text
+    as the archive reader reads it (None when the archive has no such entry)."""
     folder = inventory.evidence_dir(b)
     folder.mkdir(parents=True, exist_ok=True)
     found = []
     for kind, name in names(b).items():
-        if kind in ("spdx", "cyclonedx") and name in zf.namelist():
-            (folder / name).write_text(reader.read_text(zf, name, MAX_SBOM_BYTES))
+        if kind in ("spdx", "cyclonedx") and (text := read(name, MAX_SBOM_BYTES)) is not None:
+            (folder / name).write_text(text)
             found.append(name)
     if found:
         b.record[SBOM_KEY] = {"files": found, "from_archive": True}

@@ -140,16 +140,6 @@ def is_url(source: str) -> bool:
     return urlsplit(source).scheme in ("http", "https", "file")
 
 
-def check_source(source: str) -> str:
-    """``--vuln-db``: an http(s) URL, or a local file that exists (checked at start)."""
-    if not source or is_url(source):
-        return source
-    if not Path(source).expanduser().is_file():
-        raise ValueError(f"{source}: no such file (a Debian security tracker JSON or OSV "
-                         "records, or an http(s) URL to one)")
-    return source
-
-
 def read_bytes(source: str, timeout: float = 120) -> bytes:
     """The data as stored: a file, or what an http(s) URL serves (bounded)."""
     try:

@@ -17,6 +17,7 @@ from harness import checklist as item
 from harness.backends.base import HostView
 from harness.build import Build
 from harness.distro import Distro
+from harness.distro.pkgmgr import is_deb
 from harness.evidence import inventory, sbom
 from harness.evidence import release as evidence
 from harness.media import seed_schema
@@ -495,7 +496,7 @@ def test_sboms_list_every_installed_package(host, build: Build, distro: Distro) 
         pytest.skip(f"{build.archive.name} holds no SBOMs (made before the harness wrote them)")
     with host.sudo():
         installed = sorted(host.check_output(inventory.clone_listing(distro.family)).split())
-        if distro.family == "apt":  # what `dpkg -l` shows as installed (ii, or hi: held)
+        if is_deb(distro.family):  # what `dpkg -l` shows as installed (ii, or hi: held)
             dpkg_l = int(host.check_output("dpkg -l | grep -c '^[hi]i ' || true"))
             assert dpkg_l == len(installed), f"dpkg -l: {dpkg_l}, dpkg-query: {len(installed)}"
     for f in files:

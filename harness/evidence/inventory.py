@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.distro.pkgmgr import is_deb
 from harness.errors import GmiError
 from harness.evidence import licenses
 from harness.evidence.licenses import Licence
@@ -47,14 +48,14 @@ RPM_SCRIPT = (
 
 # What the clone has installed, one ``name:arch`` a line (the SBOM check compares).
 CLONE_LISTING = {
-    "apt": "dpkg-query -W -f='${db:Status-Status} ${Package}:${Architecture}\\n' "
+    "deb": "dpkg-query -W -f='${db:Status-Status} ${Package}:${Architecture}\\n' "
            "| awk '$1 == \"installed\" {print $2}'",
     "rpm": "rpm -qa --qf '%{NAME}:%{ARCH}\\n' | grep -v '^gpg-pubkey:'",
 }
 
 
 def clone_listing(family: str) -> str:
-    return CLONE_LISTING["apt" if family == "apt" else "rpm"]
+    return CLONE_LISTING["deb" if is_deb(family) else "rpm"]
 
 
 class InventoryError(GmiError):
@@ -94,7 +95,7 @@ class Inventory:
 
     @property
     def purl_type(self) -> str:
-        return "deb" if self.family == "apt" else "rpm"
+        return "deb" if is_deb(self.family) else "rpm"
 
     @property
     def distro_qualifier(self) -> str:
@@ -111,11 +112,11 @@ class Inventory:
 
 
 def script_for(family: str) -> str:
-    return APT_SCRIPT if family == "apt" else RPM_SCRIPT
+    return APT_SCRIPT if is_deb(family) else RPM_SCRIPT
 
 
 def record_name(family: str) -> str:
-    return APT_RECORD if family == "apt" else RPM_RECORD
+    return APT_RECORD if is_deb(family) else RPM_RECORD
 
 
 def evidence_dir(b: Build) -> Path:
@@ -131,7 +132,7 @@ def record(b: Build) -> Path:
     folder = evidence_dir(b)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / record_name(family)
-    if family == "apt":
+    if is_deb(family):
         try:
             path.write_bytes(base64.b64decode("".join(out.split()), validate=True))
         except binascii.Error as exc:
@@ -152,7 +153,7 @@ def load(b: Build) -> Inventory:
 
 def read(path: Path, family: str, os_id: str, os_version: str, codename: str,
          kernel: str) -> Inventory:
-    packages = from_dpkg(*_untar(path)) if family == "apt" else from_rpm_qa(path.read_text())
+    packages = from_dpkg(*_untar(path)) if is_deb(family) else from_rpm_qa(path.read_text())
     if not packages:
         raise InventoryError(f"{path}: no installed package in the image's package database")
     return Inventory(family, os_id, os_version, codename, tuple(packages), kernel)

@@ -72,7 +72,8 @@ def _namespace(image: Image) -> str:
 
 
 def spdx_document(inv: Inventory, image: Image) -> Any:
-    """The SPDX 2.3 document (spdx-tools' model)."""
+    """The SPDX 2.3 document (spdx-tools' model).
+    Long on purpose: the whole document in one place, in the order its reader meets it."""
     from license_expression import get_spdx_licensing
     from spdx_tools.spdx.model import (
         Actor,
@@ -167,7 +168,8 @@ def write_spdx(inv: Inventory, image: Image, path: Path) -> Path:
 
 
 def cyclonedx_bom(inv: Inventory, image: Image) -> Any:
-    """The CycloneDX BOM (cyclonedx-python-lib's model)."""
+    """The CycloneDX BOM (cyclonedx-python-lib's model).
+    Long on purpose: the whole BOM in one place, as spdx_document."""
     from cyclonedx.model import HashAlgorithm, HashType, Property
     from cyclonedx.model.bom import Bom, BomMetaData
     from cyclonedx.model.component import Component, ComponentType

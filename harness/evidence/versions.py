@@ -3,6 +3,8 @@ implementation of Debian policy 5.6.12) and rpm's ``rpmvercmp`` with epoch and r
 
 from __future__ import annotations
 
+from harness.distro.pkgmgr import is_deb
+
 
 def dpkg_compare(a: str, b: str) -> int:
     """-1, 0 or 1 as ``dpkg --compare-versions`` orders ``a`` and ``b``."""
@@ -15,7 +17,8 @@ def dpkg_compare(a: str, b: str) -> int:
 def rpmvercmp(a: str, b: str) -> int:
     """rpm's comparison of one version (or release) string: alternating digit and letter
     segments, other characters only separate, ``~`` sorts before anything (even the end)
-    and ``^`` after the end but before anything else."""
+    and ``^`` after the end but before anything else.
+    Long on purpose: rpm's own loop (rpmio/rpmvercmp.c), step for step, to read beside it."""
     if a == b:
         return 0
     i = j = 0
@@ -84,4 +87,4 @@ def rpm_compare(a: str, b: str) -> int:
 
 def compare(family: str, a: str, b: str) -> int:
     """``a`` against ``b`` in the order of the family's package manager."""
-    return dpkg_compare(a, b) if family == "apt" else rpm_compare(a, b)
+    return dpkg_compare(a, b) if is_deb(family) else rpm_compare(a, b)

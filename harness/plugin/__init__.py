@@ -22,6 +22,7 @@ from harness import __version__
 from harness import distro as distro_mod
 from harness.backends import backend_class, choose
 from harness.errors import GmiError
+from harness.evidence import release as evidence
 from harness.host import hostos
 from harness.plugin import fixtures, hooks, lifecycle, matrix, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
@@ -146,6 +147,9 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = settings_from(config)
         if subjects(settings):
             choose(settings)  # e.g. QEMU on Windows, --promote on QEMU: one line, before anything
+        if getattr(config, "workerinput", None) is None:  # the keys; signed archives verified
+            for line in evidence.check_at_start(settings):
+                print(f"gmi-harness: {line}", file=sys.stderr)
     except GmiError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)

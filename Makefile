@@ -24,9 +24,10 @@ TOOLS := .tools
 ALLURE := $(TOOLS)/node_modules/.bin/allure
 ALLURE_VERSION ?= 2.46.1
 # The type check as Windows sees the harness (it runs there with --backend=hyperv). The
-# QEMU backend is left out: it drives Linux tools (setsid, unix sockets, chown) and is
+# QEMU backend and the root-tree builders (harness/rootfs/, used only by it) are left out:
+# they drive Linux tools (setsid, unix sockets, chown, chroot) and are
 # refused on Windows before it is imported (harness/backends/__init__.py).
-MYPY_WIN32 := $(PY) -m mypy --platform win32 --exclude '^harness/backends/qemu/'
+MYPY_WIN32 := $(PY) -m mypy --platform win32 --exclude '^harness/(backends/qemu|rootfs)/'
 
 .PHONY: gmi test test-under-load setup host-packages venv tools lint clean
 

@@ -95,9 +95,6 @@ class Build:
     record: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # the steps running now, outermost first
-    # What needs a running system, queued while the stages run in a chroot: run by
-    # :meth:`run_live_steps` in the first boot.
-    live_steps: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
     progress: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True))
@@ -201,28 +198,6 @@ class Build:
     def live(self) -> bool:
         """Whether the stages reach a running system (False: its root tree, in a chroot)."""
         return self._guest().live
-
-    def when_live(self, what: str, step: Callable[[], object], once: bool = False) -> None:
-        """Run ``step`` now on a running system; in a chroot, queue it for the first
-        boot (:meth:`run_live_steps`), in order. For what a root tree cannot do: the
-        mounted ESP, ``update-grub`` probing the real disk, an initramfs built for the
-        VM's hardware, ``fstrim``. ``once``: the step only reads the system's present
-        configuration (update-grub regenerating grub.cfg): queued once, where it was
-        first asked for, since every queued step runs after all the chroot's work."""
-        if self.live:
-            step()
-        elif once and any(w == what for w, _ in self.live_steps):
-            self.log.info("(at the first boot, queued already: %s)", what)
-        else:
-            self.log.info("(at the first boot: %s)", what)
-            self.live_steps.append((what, step))
-
-    def run_live_steps(self) -> None:
-        """The queued steps, each a named step, in the order the stages queued them."""
-        while self.live_steps:
-            what, step = self.live_steps.pop(0)
-            with self.step(f"first_boot: {what}"):
-                step()
 
     def restart(self) -> None:
         """Power the build VM off from inside (ACPI as the fallback), start it again

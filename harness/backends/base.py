@@ -5,7 +5,7 @@ into it (Step 1), power VMs on and off, compact the disk and turn it into a dyna
 VHDX (Step 6), and boot a brand-new VM from a finished disk with a seed ISO (the
 checks). Everything inside the guest is done by the stages, the same for every
 backend: over SSH, or (QEMU, ``--prepare=chroot``) in the new system's root tree on
-the host before its first boot.
+the host, so that the image's first boot is the checks' clone.
 """
 
 from __future__ import annotations
@@ -152,9 +152,11 @@ class Backend(ABC):
                               "use --prepare=vm (or auto)")
         return None
 
-    def first_boot(self, build: Build) -> VM:
-        """After ``--prepare=chroot``: the disk made from the prepared tree, booted."""
-        raise GmiError(f"the {self.name} backend has no prepared root tree to boot")
+    def export_tree(self, build: Build, vhdx: Path) -> ExportedDisk:
+        """Step 6 on the host after ``--prepare=chroot``: the prepared and sealed root
+        tree made into the image's disk, and that disk into a dynamic VHDX at ``vhdx``
+        (the image never booted: its first boot is the checks' clone)."""
+        raise GmiError(f"the {self.name} backend has no prepared root tree")
 
     @abstractmethod
     def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:

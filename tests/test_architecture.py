@@ -8,6 +8,8 @@ Rules:
   ``report/``) never import ``harness.plugin`` or pytest: they are a library that
   runs without a test session;
 - ``media/`` never imports a backend: each backend adapts the one install medium;
+- ``rootfs/`` never imports a backend: root trees are the package manager's, any VM
+  runner boots what it makes (mkosi's ``installer/`` beside its ``qemu.py``);
 - ``build.py`` and ``log.py`` never import ``report/`` (report listeners are injected);
 - nothing under ``harness/`` imports ``stages`` or ``checks``;
 - ``stages/`` and ``checks/`` are imported by their installed names, ``harness.stages``
@@ -27,7 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ("harness.backends", "harness.media", "harness.distro", "harness.archive",
-           "harness.report")
+           "harness.report", "harness.rootfs")
 TEST_FRAMEWORKS = ("pytest", "_pytest", "xdist", "pluggy")
 
 
@@ -110,6 +112,8 @@ def violations(imports: list[Import]) -> list[str]:
                 found.append(f"{where} (the library below the plugin never imports pytest)")
         if _within(imp.source, "harness.media") and _within(imp.target, "harness.backends"):
             found.append(f"{where} (media/ never imports a backend)")
+        if _within(imp.source, "harness.rootfs") and _within(imp.target, "harness.backends"):
+            found.append(f"{where} (rootfs/ never imports a backend)")
         if imp.source in ("harness.build", "harness.log") and _within(imp.target, "harness.report"):
             found.append(f"{where} (the build context never imports report/)")
         outside = [t for t in INSTALLED_INSIDE.values() if _within(imp.source, t)] == []
@@ -171,6 +175,7 @@ def test_the_reader_sees_the_imports_that_matter():
     assert ("harness.backends.base", "harness.build", True) in edges  # under TYPE_CHECKING
     assert ("harness.stages.fixtures", "harness.plugin.fixtures", False) in edges
     assert ("harness.checks.conftest", "harness.stages.s7_clone", False) in edges
+    assert ("harness.backends.qemu.backend", "harness.rootfs", False) in edges
 
 
 # --- and each rule fails when it is broken ----------------------------------------------
@@ -193,6 +198,10 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> list[Import]:
     ({"harness/archive/reader.py": "def f():\n    import pytest\n"}, "never imports pytest"),
     ({"harness/media/iso.py": "from harness.backends.qemu import vm\n",
       "harness/backends/qemu/vm.py": ""}, "media/ never imports a backend"),
+    ({"harness/rootfs/debootstrap.py": "from harness.backends.qemu.vm import QemuVM\n",
+      "harness/backends/qemu/vm.py": ""}, "rootfs/ never imports a backend"),
+    ({"harness/rootfs/chroot.py": "def f():\n    from harness.backends import base\n",
+      "harness/backends/base.py": ""}, "rootfs/ never imports a backend"),
     ({"harness/build.py": "from harness.report import allure\n",
       "harness/report/allure.py": ""}, "never imports report/"),
     ({"harness/build.py": "import harness.stages.shell\n", "stages/shell.py": ""},

@@ -94,7 +94,7 @@ def test_benchmark_reads_a_run(tmp_path: Path) -> None:
     assert fig.stages["update"]["overhead_pct"] == 5.0
     assert fig.stages["update"]["downloaded_bytes"] == 1_024_000
     assert fig.stages["clone"]["wall_s"] == 100.0
-    assert fig.stages["checks and export"]["wall_s"] == 700.0 - 260.0
+    assert fig.stages["checks"]["wall_s"] == 700.0 - 260.0
     assert fig.sizes["vhdx_per_used"] == pytest.approx(1.111, abs=1e-3)
     assert fig.sizes["scratch_per_vhdx"] == 2.0
     assert fig.clone == {"boot_to_ssh_s": 70.0, "cloud_init_done_s": 30.0, "boot_seconds_record": 0.0}

@@ -47,6 +47,7 @@ class ParallelDeflate:
         self._pending: deque[Future[bytes]] = deque()
         self._buf = bytearray()
         self._tail = b""
+        self._closed = False
         self.blocks = 0
 
     def _submit(self, block: bytes, last: bool) -> None:
@@ -68,6 +69,8 @@ class ParallelDeflate:
         return self._collect(keep=2 * self.workers)
 
     def flush(self) -> bytes:
+        if self._closed:  # (the write failed: zipfile still closes the entry, never read)
+            return b""
         try:
             self._submit(bytes(self._buf), last=True)
             self._buf.clear()
@@ -77,6 +80,7 @@ class ParallelDeflate:
 
     def close(self) -> None:
         """Give the threads back without finishing the stream (an interrupted write)."""
+        self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

@@ -453,7 +453,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fig.load = load
                 runs.append(fig)
                 print(f"{mode}-{i}: {wall:.0f} s, exit {rc}", flush=True)
-        pair = run_pair(args, runs) if args.pair and not args.folders else None
+                if rc != 0:  # (the figures of a failed build measure the failure: stop)
+                    print(f"{mode}-{i} failed: see {out}; no more runs", flush=True)
+                    break
+        ok = all(r.exit_code == 0 for r in runs)
+        pair = run_pair(args, runs) if args.pair and not args.folders and ok else None
     except BenchError as exc:
         print(f"benchmark: {exc}", file=sys.stderr)
         return 2

@@ -48,6 +48,19 @@ def test_step1_upgrades_then_keeps_only_the_newest_kernel(tmp_path: Path) -> Non
     assert "autoclean" in script
 
 
+def test_in_a_chroot_only_grub_install_stays_diverted(tmp_path: Path) -> None:
+    """--prepare=chroot: update-grub is GRUB's own in the tree (the chroot's grub-probe
+    answers for the image's disk), grub-install stays diverted until the disk is made
+    (the ESP is a folder until then), and the disk's script puts it back."""
+    b = make_build(tmp_path)
+    script = debootstrap._per_build_script(b, keep_tree=True, fresh_ids=False)
+    assert "dpkg-divert --local --rename --remove /usr/sbin/update-grub" in script
+    assert "/usr/sbin/grub-install" not in script
+    back = debootstrap.undivert_script([debootstrap.GRUB_INSTALL])
+    assert "dpkg-divert --local --rename --remove /usr/sbin/grub-install" in back
+    assert "update-grub" not in back
+
+
 def _fake_tools(tmp_path: Path, installed: list[str]) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()

@@ -23,7 +23,7 @@ from harness import distro as distro_mod
 from harness.backends import backend_class, check_backend
 from harness.errors import GmiError
 from harness.host import hostos
-from harness.plugin import fixtures, hooks, matrix, results, run, summary
+from harness.plugin import fixtures, hooks, lifecycle, matrix, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
 from harness.plugin.results import ResultCollector
 from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, terminate_as_interrupt
@@ -31,7 +31,7 @@ from harness.report import allure, signoff
 from harness.settings import SETTINGS, Settings, resolve
 
 # The plugin's parts, registered with it (see pytest_addhooks).
-PARTS = (run, matrix, results, summary, fixtures)
+PARTS = (run, matrix, results, summary, fixtures, lifecycle)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

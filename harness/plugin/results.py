@@ -23,6 +23,7 @@ from harness import __version__
 from harness.build import Build
 from harness.errors import GmiError, mask
 from harness.log import clean_console
+from harness.plugin import lifecycle
 from harness.plugin.matrix import node_key, subject_id, subject_of, subjects
 from harness.plugin.run import STATE_KEY, RunState, remove_once_folder
 from harness.report import allure, release, signoff
@@ -240,7 +241,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return  # nothing ran (--collect-only, --fixtures, no subject)
     try:
         facts = run_facts(session.config, state)
-        built = summaries(state)
+        built = lifecycle.with_support(summaries(state), state)
         release.attach_diffs(built, state.settings.out_dir, state.settings.previous)
         doc = signoff.run_data(facts, built, state.tests.values())
         signoff.write_data(state.run_dir, doc)

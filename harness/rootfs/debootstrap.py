@@ -150,10 +150,12 @@ def disk_from_tree(build: Build) -> Path:
             input=undivert_script([GRUB_INSTALL]))
         (root / "etc/resolv.conf").unlink(missing_ok=True)
         root_uuid, esp_uuid = build.record["root_uuid"], build.record["esp_uuid"]
-        _assemble_disk(build, root, disk, root_uuid, esp_uuid.replace("-", ""))
+        with build.step("seal: assemble the disk"):
+            _assemble_disk(build, root, disk, root_uuid, esp_uuid.replace("-", ""))
     finally:
         if root.exists():
-            _remove_tree(build, root)
+            with build.step("seal: remove the tree"):
+                _remove_tree(build, root)
     return disk
 
 

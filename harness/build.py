@@ -95,6 +95,7 @@ class Build:
     record: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # the steps running now, outermost first
+    working_depth: int = 0  # inside how many working() blocks (the outermost one counts)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
     progress: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True))
@@ -153,19 +154,30 @@ class Build:
         """Count ``seconds`` of real work (``guest`` commands, ``boot`` waits, host
         ``tools`` such as debootstrap and qemu-img) against the stage running now, in
         the build record's ``work_seconds``; the rest of a stage's wall time is the
-        harness's own overhead (what benchmarks/build.py reports)."""
+        harness's own overhead (what benchmarks/build.py reports). Inside a
+        :meth:`working` block the block counts, once."""
+        if self.working_depth:
+            return
+        self._add_work(kind, seconds)
+
+    def _add_work(self, kind: str, seconds: float) -> None:
         stage = self.steps[0].split(":")[0] if self.steps else "other"
         work = self.record.setdefault("work_seconds", {}).setdefault(stage, {})
         work[kind] = round(work.get(kind, 0.0) + seconds, 2)
 
     @contextlib.contextmanager
     def working(self, kind: str) -> Iterator[None]:
-        """Time the block as real work of ``kind`` (see :meth:`account`)."""
+        """Time the block as real work of ``kind`` (see :meth:`account`); work timed
+        inside it (a host tool's run, a chroot command) is part of it, not counted
+        again."""
         start = time.monotonic()
+        self.working_depth += 1
         try:
             yield
         finally:
-            self.account(kind, time.monotonic() - start)
+            self.working_depth -= 1
+            if not self.working_depth:
+                self._add_work(kind, time.monotonic() - start)
 
     def connect(self) -> Guest:
         """An SSH session as root to the build VM (host keys pinned when known)."""

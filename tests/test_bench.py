@@ -55,6 +55,17 @@ def test_working_counts_even_when_the_block_fails(tmp_path: Path) -> None:
     assert b.steps == []
 
 
+def test_work_inside_a_working_block_is_counted_once(tmp_path: Path) -> None:
+    """A host tool's run (its own working block) or a chroot command inside a timed
+    block is part of the block: the stage's work never exceeds its wall time."""
+    b = make_build(tmp_path)
+    with b.step("seal"), b.working("tools"):
+        with b.working("tools"):
+            b.account("guest", 100.0)
+    assert b.record["work_seconds"]["seal"]["tools"] < 5 and "guest" not in b.record["work_seconds"]["seal"]
+    assert b.working_depth == 0
+
+
 # --- the benchmark reads what a run wrote -----------------------------------------------
 
 

@@ -145,7 +145,7 @@ class Backend(ABC):
 
     def prepare_in_chroot(self, build: Build) -> Shell | None:
         """Step 1 for ``--prepare=chroot``: the fresh install as a root tree on this host
-        and a shell into it, for stages 2-5; None: this build prepares in its VM
+        and a shell into it, for stages 2-6; None: this build prepares in its VM
         (:meth:`provision`). A backend without root trees refuses ``chroot``."""
         if prepare_mode(build.settings.prepare, build.distro.name) == "chroot":
             raise ConfigError(f"--prepare=chroot: the {self.name} backend prepares in the build VM; "

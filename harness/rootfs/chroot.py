@@ -2,7 +2,7 @@
 host, entered with ``chroot`` in a private mount namespace (``--prepare=chroot``).
 
 mkosi builds images this way: the package managers run natively on the host, into
-the image, and nothing boots until the image is done. Here the stages 2-5 run
+the image, and nothing boots until the image is done. Here the stages 2-6 run
 through the same stage functions as over SSH; what needs a running system (the
 mounted ESP, the initramfs built for the VM's hardware, ``update-grub`` probing the
 real disk, ``fstrim``) is queued by :meth:`harness.build.Build.when_live` and runs in

@@ -59,9 +59,8 @@ def test_work_inside_a_working_block_is_counted_once(tmp_path: Path) -> None:
     """A host tool's run (its own working block) or a chroot command inside a timed
     block is part of the block: the stage's work never exceeds its wall time."""
     b = make_build(tmp_path)
-    with b.step("seal"), b.working("tools"):
-        with b.working("tools"):
-            b.account("guest", 100.0)
+    with b.step("seal"), b.working("tools"), b.working("tools"):
+        b.account("guest", 100.0)
     assert b.record["work_seconds"]["seal"]["tools"] < 5 and "guest" not in b.record["work_seconds"]["seal"]
     assert b.working_depth == 0
 

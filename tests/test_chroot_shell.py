@@ -80,9 +80,11 @@ def test_a_failure_is_one_line_with_the_last_output(shell: ChrootShell):
 
 
 def test_a_command_past_its_timeout_is_killed(shell: ChrootShell):
+    # (a duration no other process on a shared machine sleeps for)
+    nap = f"sleep 30.{os.getpid()}"
     with pytest.raises(GuestCommandError, match="did not finish in 1 s"):
-        shell.run("sleep 30", timeout=1, what="sleeps")
-    out = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout
+        shell.run(nap, timeout=1, what="sleeps")
+    out = subprocess.run(["pgrep", "-f", nap], capture_output=True, text=True).stdout
     assert not out.strip()
 
 

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import pytest
 
+from harness import checklist as item
 from harness.archive import reader
 from harness.archive.format import MANIFEST_KEYS
 from harness.build import Build
 from harness.distro import Distro
+from harness.plugin.matrix import checklist
 
 pytestmark = [pytest.mark.archive]
 
 
-def archive_item(item: str) -> pytest.MarkDecorator:
-    return pytest.mark.checklist(f"archive: {item}")
-
-
-@archive_item("name")
+@checklist(item.ARCHIVE_NAME)
 def test_archive_name_follows_vmgenie(build: Build, distro: Distro) -> None:
     assert build.archive is not None
     names = reader.parse_name(build.archive)
@@ -25,7 +23,7 @@ def test_archive_name_follows_vmgenie(build: Build, distro: Distro) -> None:
     assert (names.os, names.version) == (distro.vmgenie.os, distro.vmgenie.version)
 
 
-@archive_item("zip entries")
+@checklist(item.ARCHIVE_ENTRIES)
 def test_zip_entries_are_safe(build: Build) -> None:
     """No absolute paths, no '..', no links, no bomb: unpacking stays in its folder."""
     assert build.archive is not None
@@ -33,7 +31,7 @@ def test_zip_entries_are_safe(build: Build) -> None:
         pass
 
 
-@archive_item("manifest")
+@checklist(item.ARCHIVE_MANIFEST)
 def test_manifest_has_vmgenies_keys(build: Build) -> None:
     assert build.archive is not None
     names = reader.parse_name(build.archive)
@@ -44,7 +42,7 @@ def test_manifest_has_vmgenies_keys(build: Build) -> None:
     assert manifest["vm_name"] == names.vm_name
 
 
-@archive_item("layout")
+@checklist(item.ARCHIVE_LAYOUT)
 def test_one_vmcx_or_disk_only(build: Build) -> None:
     assert build.archive is not None
     names = reader.parse_name(build.archive)
@@ -54,7 +52,7 @@ def test_one_vmcx_or_disk_only(build: Build) -> None:
     assert (layout.vmcx_entry is None) == layout.disk_only
 
 
-@archive_item("disk")
+@checklist(item.ARCHIVE_DISK)
 def test_vhdx_matches_checksum_and_is_dynamic(sealed: Build) -> None:
     """The disk was extracted, hashed against checksum_sha256 and parsed as a VHDX."""
     info = sealed.record["vhdx_info"]

@@ -121,7 +121,7 @@ def test_the_wheel_carries_the_checks_the_catalogue_and_the_gmi_command(tmp_path
     wheel = next(tmp_path.glob("gmi_harness-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("checks/conftest.py", "checks/test_checklist.py",
-                 "checks/test_zz_export.py", "distros/debian-12.yml", "distros/fedora-42.yml",
+                 "checks/test_export.py", "distros/debian-12.yml", "distros/fedora-42.yml",
                  "cli.py", "host/hostos.py", "__main__.py",
                  "stages/fixtures.py", "backends/hyperv/scripts/new_vm.ps1"):
         assert f"harness/{must}" in names, must

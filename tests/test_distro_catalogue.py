@@ -177,7 +177,7 @@ def _variant(tmp_path: Path, name: str, change) -> Path:
     ("fedora-42", lambda d: d["install"].__setitem__("answer_rules", "autoyast-tumbleweed"),
      r"install.answer_rules': a kickstart file is checked by pykickstart-"),
     ("fedora-42", lambda d: d["install"].__setitem__("method", "debootstrap"),
-     r"debootstrap installs the apt family only"),
+     r"debootstrap cannot install the dnf family"),
     ("fedora-42", lambda d: d["boot"].__setitem__("debconf", ["x y z"]), r"the dnf family has no debconf"),
     ("fedora-42", lambda d: d["hyperv_integration"].pop("udev_rule_glob"),
      r"udev_rule_glob': missing \(enable_services false"),
@@ -220,3 +220,22 @@ def test_collect_only_with_all_lists_every_distro(tmp_path: Path):
     for name in ALL:
         assert f"test_os_release_matches_the_distro[{name}]" in proc.stdout, name
     assert not (tmp_path / "runs").exists()  # collecting writes nothing
+
+
+def test_the_catalogue_has_one_reference_profile(tmp_path: Path):
+    """A GMI not in the catalogue is judged by the profile whose YAML says so (a fact of
+    the catalogue, not a distro name in the validator's code)."""
+    from harness.archive import validate
+
+    assert distro.reference_profile().name == "debian-12"
+    assert [n for n in ALL if distro.load(n).reference] == ["debian-12"]
+    generic = validate.distro_for(tmp_path / "GMI-Slackware-15.zip")
+    assert generic.generic and generic.reference and generic.vmgenie.os == "Slackware"
+    for text, count in (("", "0 distros"), ("reference: true\n", "2 distros")):
+        folder = tmp_path / count.replace(" ", "-")
+        folder.mkdir()
+        for name in ("debian-12", "debian-13"):
+            source = (distro.DISTROS_DIR / f"{name}.yml").read_text().replace("reference: true\n", "")
+            (folder / f"{name}.yml").write_text(source + text)
+        with pytest.raises(DistroError, match=f"{count} say 'reference: true'.*exactly one must"):
+            distro.reference_profile(folder)

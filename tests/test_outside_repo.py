@@ -84,7 +84,7 @@ def test_other_repository_runs_its_own_distro_with_the_harness_checklist(outside
     assert "test_checklist.py::test_cloud_init_status_done[acme-debian-12]" in ids
     assert any("test_seed.py::test_seed_user_data_passes_the_clones_cloud_init_schema" in i
                for i in ids)
-    assert "test_zz_export.py::test_export_gmi_archive[acme-debian-12]" in ids
+    assert "test_export.py::test_export_gmi_archive[acme-debian-12]" in ids
     # without its folder the name is unknown: the run above found it through --distros
     unknown = run([python, "-m", "pytest", "--distro=acme-debian-12", "--collect-only", "-q"], repo)
     assert unknown.returncode != 0

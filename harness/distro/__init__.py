@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from harness import names, safeyaml, shipped
+from harness.archive.format import VHD_DIR
 from harness.distro import pkgmgr
 from harness.errors import DistroError
 
@@ -46,7 +47,7 @@ class VmgenieNames:
 
     @property
     def vhdx_entry(self) -> str:
-        return f"Virtual Hard Disks/{self.vm_name}.vhdx"
+        return f"{VHD_DIR}/{self.vm_name}.vhdx"
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,9 @@ class Distro:
     # The seed template the clone boots with (vmgenie's seed-data folder), relative to
     # this file; "" means the harness's own seed. --seed-template overrides it.
     seed_template: str = ""
+    # The catalogue's reference profile: a GMI not in the catalogue is judged by its
+    # expectations (exactly one distro of the harness's own catalogue says so).
+    reference: bool = False
     # The release's end of life (every entry of ours has one; another catalogue's may not).
     support: SupportSpec | None = None
     generic: bool = False  # expectations borrowed for a GMI not in the catalogue
@@ -488,8 +492,8 @@ def _check_install(d: Distro, fname: str) -> None:
     if spec.method not in METHODS:
         raise bad("install.method", f"unknown install method {spec.method!r} (known: {', '.join(METHODS)})")
     if spec.method == "debootstrap":
-        if d.family != "apt":
-            raise bad("install.method", "debootstrap installs the apt family only")
+        if not pkgmgr.FAMILIES[d.family].debootstrap:
+            raise bad("install.method", f"debootstrap cannot install the {d.family} family")
         for key in ("suite", "include", "boot_packages", "apt_sources", "interfaces", "grub_defaults"):
             if not getattr(spec, key):
                 raise bad(f"install.{key}", "missing (install.method debootstrap needs it)")
@@ -523,7 +527,7 @@ def _check_install(d: Distro, fname: str) -> None:
     if not hv.enable_services and not hv.udev_rule_glob:
         raise bad("hyperv_integration.udev_rule_glob",
                   "missing (enable_services false: the udev rule that starts the daemons)")
-    if d.boot.debconf and d.family != "apt":
+    if d.boot.debconf and not pkgmgr.FAMILIES[d.family].debconf:
         raise bad("boot.debconf", f"the {d.family} family has no debconf")
     if "{module}" not in d.hyperv_integration.initramfs_modules_line:
         raise bad("hyperv_integration.initramfs_modules_line", "must contain {module}")
@@ -575,6 +579,16 @@ def _check_support(spec: SupportSpec, bad: typing.Callable[[str, str], DistroErr
                 from None
     if not spec.source_url:
         raise bad("support.source_url", "missing (where the end-of-life date is published)")
+
+
+def reference_profile(directory: Path = DISTROS_DIR) -> Distro:
+    """The distro of ``directory`` whose YAML says ``reference: true`` (exactly one):
+    the expectations a GMI that is not in the catalogue is judged by."""
+    found = [d for d in map(load_file, catalogue((), directory).values()) if d.reference]
+    if len(found) != 1:
+        raise DistroError(f"{directory}: {len(found)} distros say 'reference: true' "
+                          f"({', '.join(d.name for d in found) or 'none'}); exactly one must")
+    return found[0]
 
 
 def load(name: str, directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = ()) -> Distro:

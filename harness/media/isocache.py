@@ -33,13 +33,16 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.distro import Distro
 from harness.host import hostos
 from harness.host.tools import file_lock, sha256_file
 from harness.media import isolisting
 from harness.media.isolisting import IsoError, Resolved
+
+if TYPE_CHECKING:
+    from harness.build import BuildFacts
 
 CACHE_DIR = hostos.current().user_dirs().iso_cache
 CHUNK = 1024 * 1024
@@ -293,7 +296,7 @@ def cached_fallback(d: Distro, directory: Path, version: str) -> Path | None:
 
 
 def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha256: str = "",
-            log: Log = print, record: dict[str, Any] | None = None) -> tuple[Path, str]:
+            log: Log = print, record: BuildFacts | None = None) -> tuple[Path, str]:
     """The verified install ISO of distro ``d``: ``iso`` (or the ``iso`` setting) when
     given, else the cached official download of the ISO its signed checksum listing
     names. Returns (path, sha256); what was used goes into ``record["install_iso"]``."""
@@ -304,21 +307,7 @@ def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha
     directory = cache_dir(settings)
     facts: dict[str, str]
     if iso is not None:
-        if not iso.is_file():
-            raise IsoError(f"--iso {iso}: no such file")
-        found = None if iso_sha256 else listed(d, settings, log)
-        sha = iso_sha256 or (found.digest if found else "")
-        try:
-            verify(iso, sha)
-        except IsoError as exc:
-            raise IsoError(f"--iso {exc} (the listing's {found.filename if found else ''}): not used; "
-                           "pass --iso-version for another point release, or --iso-sha256 HEX for "
-                           "a custom image") from None
-        facts = {"file": iso.name, "path": str(iso), "source": "--iso with --iso-sha256"}
-        sha = facts["sha256"] = as_sha256(iso, sha, facts)
-        if found:
-            facts |= {"source": f"--iso, as listed for {found.url}", "version": found.version,
-                      "listing": found.listing, "signature": found.signature}
+        sha, facts = _local_iso(d, settings, iso, iso_sha256, log)
         if record is not None:
             record["install_iso"] = facts
         return iso, sha
@@ -343,6 +332,28 @@ def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha
     if record is not None:
         record["install_iso"] = facts
     return path, sha
+
+
+def _local_iso(d: Distro, settings: Any, iso: Path, iso_sha256: str,
+               log: Log) -> tuple[str, dict[str, str]]:
+    """``--iso``: verified against ``iso_sha256``, else against the distro's listing;
+    its SHA-256 and what the record says of it."""
+    if not iso.is_file():
+        raise IsoError(f"--iso {iso}: no such file")
+    found = None if iso_sha256 else listed(d, settings, log)
+    sha = iso_sha256 or (found.digest if found else "")
+    try:
+        verify(iso, sha)
+    except IsoError as exc:
+        raise IsoError(f"--iso {exc} (the listing's {found.filename if found else ''}): not used; "
+                       "pass --iso-version for another point release, or --iso-sha256 HEX for "
+                       "a custom image") from None
+    facts = {"file": iso.name, "path": str(iso), "source": "--iso with --iso-sha256"}
+    sha = facts["sha256"] = as_sha256(iso, sha, facts)
+    if found:
+        facts |= {"source": f"--iso, as listed for {found.url}", "version": found.version,
+                  "listing": found.listing, "signature": found.signature}
+    return sha, facts
 
 
 def netboot_files(d: Distro, settings: Any = None, log: Log = print) -> tuple[Path, Path, str]:

@@ -20,7 +20,7 @@ import pytest
 
 from harness import __version__
 from harness import distro as distro_mod
-from harness.backends import backend_class, check_backend
+from harness.backends import backend_class, choose
 from harness.errors import GmiError
 from harness.host import hostos
 from harness.plugin import fixtures, hooks, lifecycle, matrix, results, run, summary
@@ -145,7 +145,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = settings_from(config)
         if subjects(settings):
-            check_backend(settings.backend)  # e.g. QEMU on Windows: one line, before anything
+            choose(settings)  # e.g. QEMU on Windows, --promote on QEMU: one line, before anything
     except GmiError as exc:
         raise pytest.UsageError(str(exc)) from None
     worker = getattr(config, "workerinput", None)

@@ -88,7 +88,7 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         b.archive = archive_path(subject)
     b.progress = _progress_writer(request.config, state)
     b.step_listeners.append(allure.step)
-    b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
+    b.record.update({"harness": __version__, "backend": backend.name, "distro": distro.name})
     b.package_proxy_port = package_proxy_port()
     b.record["package_cache"] = (f"apt-cacher-ng on 127.0.0.1:{b.package_proxy_port}"
                                  if b.package_proxy_port else "none")
@@ -162,7 +162,7 @@ def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
         with b.step(name):
             stage(b)
     except GmiError as exc:
-        state.failed[b.subject] = True
+        state.mark_failed(b.subject)
         fail_cleanly(GmiError(f"stage {name}: {exc}"))
     finally:
         b.record["stage_durations"] = dict(b.timings)

@@ -37,11 +37,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if name is None:
         return report
     state = item.config.stash[STATE_KEY]
-    outcomes = state.outcomes.setdefault(name, {})
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        outcomes[node_key(item.nodeid)] = outcome_of(report)
+        state.record_outcome(name, node_key(item.nodeid), outcome_of(report))
     if report.failed:
-        state.failed[name] = True
+        state.mark_failed(name)
         _attach_evidence(item, report, state.builds.get(name))
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _link_logs(report, state, name)
@@ -118,7 +117,7 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
         "title": build.distro.vmgenie.vm_name, "subject": build.label,
         "backend": build.backend.name, "accel": str(build.record.get("accel", "?")),
         "prepared_in": str(build.record.get("prepared_in", "")),
-        "host": build.settings.hyperv_host or socket.gethostname(),
+        "host": build.backend.host_label(build),
         "expectations": "generic (not in the catalogue)" if build.distro.generic else "catalogue",
         "archive": archive, "sha256": _archive_sha256(Path(archive)) if archive else "",
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),

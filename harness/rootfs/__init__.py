@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from harness.build import Build
-    from harness.distro import Distro
     from harness.rootfs.chroot import ChrootShell
 
 # package-manager family -> (the install method, "module:class" of its bootstrapper,
@@ -67,8 +66,3 @@ def bootstrapper(family: str) -> Bootstrapper | None:
     cls = getattr(importlib.import_module(module), name)
     instance: Bootstrapper = cls()
     return instance
-
-
-def bootstraps(distro: Distro, method: str) -> bool:
-    """Whether ``method`` is the bootstrapper of this distro's family."""
-    return BOOTSTRAPPERS.get(distro.family, ("", ""))[0] == method

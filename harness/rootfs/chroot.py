@@ -1,12 +1,15 @@
-"""The second way to reach the new system on the QEMU backend: its root tree on this
-host, entered with ``chroot`` in a private mount namespace (``--prepare=chroot``).
+"""The second way to reach the new system: its root tree on this host, entered with
+``chroot`` in a private mount namespace (``--prepare=chroot``).
 
 mkosi builds images this way: the package managers run natively on the host, into
-the image, and nothing boots until the image is done. Here the stages 2-6 run
-through the same stage functions as over SSH; what needs a running system (the
-mounted ESP, the initramfs built for the VM's hardware, ``update-grub`` probing the
-real disk, ``fstrim``) is queued by :meth:`harness.build.Build.when_live` and runs in
-the one boot that follows (:func:`harness.rootfs.debootstrap.first_boot`).
+the image, and nothing boots until the image is done. Here stages 2-6 run through the
+same stage functions as over SSH, and the image's first boot is the checks' clone.
+What would read this host instead of the image is answered for the image
+(:class:`ImageDisk`): GRUB's ``grub-probe`` is replaced, inside the namespace only, by
+one that describes the image's own disk, and /dev is the chroot's own, naming only
+the image's root filesystem, so ``update-grub`` (the stages' and every kernel
+package's) writes the grub.cfg the booted image would write; the firmware's folder in
+/sys is hidden, so nothing learns this host's UEFI.
 """
 
 from __future__ import annotations

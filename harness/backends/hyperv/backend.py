@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
+from harness.archive.format import SNAP_DIR, VHD_DIR
 from harness.backends.base import VM, Backend, ExportedDisk, HostView
 from harness.backends.hyperv import janitor
 from harness.backends.hyperv.media import InstallMedia, key_actions, media_from_settings
@@ -182,6 +183,14 @@ def catalogue_media(b: Build) -> InstallMedia:
 
 class HyperVBackend(Backend):
     name = "hyperv"
+    writes_vmcx = True  # Export-VM: the .vmcx beside the VHDX
+    has_vmbus = True
+
+    def host_label(self, build: Build) -> str:
+        """The Hyper-V host this build's VMs ran on (this machine with --hyperv-local)."""
+        if build.settings.hyperv_local:
+            return socket.gethostname()
+        return pick_host(build.settings, build.worker) or socket.gethostname()
 
     @classmethod
     def janitor(cls, settings: Settings, mode: str) -> int:
@@ -388,10 +397,10 @@ class HyperVBackend(Backend):
         """The VHDX to ``vhdx`` (checked against the host's SHA-256), the rest of the
         export (``Virtual Machines/``, ``Snapshots/``) under ``tree``."""
         ps = self.state(b).ps
-        (tree / "Snapshots").mkdir(parents=True, exist_ok=True)
+        (tree / SNAP_DIR).mkdir(parents=True, exist_ok=True)
         for f in exported.files:
             remote = host_join(exported.root, *f.parts)
-            if f.parts[0] == "Virtual Hard Disks":
+            if f.parts[0] == VHD_DIR:
                 if f.parts[-1] != f"{b.distro.vmgenie.vm_name}.vhdx":
                     raise HypervisorError(f"the export holds an unexpected disk {f.path}")
                 ps.get(remote, vhdx)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 class QemuBackend(Backend):
     name = "qemu"
+    prepares_in_chroot = True  # debootstrap's tree, stages 2-5 in a chroot (--prepare=chroot)
     tools = ["qemu-system-x86_64", "qemu-img"]
     host_from_guest = "10.0.2.2"  # QEMU's user-mode network: the host's loopback
 

@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import rootfs
 from harness.backends.qemu.vm import QemuVM, ovmf, probe_accel, qemu_img
 from harness.errors import ConfigError, GuestTimeoutError
 from harness.host import tools as host
@@ -44,7 +43,7 @@ def effective_method(b: Build) -> str:
     d, wanted = b.distro, b.settings.install_method
     if wanted == "auto":
         wanted = "iso" if b.settings.iso else d.install.method
-    if wanted == "debootstrap" and (not rootfs.bootstraps(d, wanted) or not d.install.suite):
+    if wanted == "debootstrap" and (not d.package_manager().debootstrap or not d.install.suite):
         raise ConfigError(f"{d.name} cannot be installed with debootstrap (its install.method is "
                           f"{d.install.method}); use --install-method=auto")
     if wanted == "iso" and (d.iso is None or not d.install.answer):

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from harness.build import Build
 from harness.evidence import provenance
 
+from .s4_hyperv import update_grub
 from .shell import grub_settings_script
 
 # The build's own boot records, which virt-sysprep's random-seed and logfiles operations
@@ -40,11 +41,8 @@ def cleanup(b: Build) -> None:
     b.sh(f"journalctl --vacuum-time={shlex.quote(spec.journal_vacuum)}", what="vacuum the journal")
     b.sh(grub_settings_script(boot.grub_defaults_file, dict(boot.grub_settings),
                               boot.kernel_cmdline), what="GRUB: no menu, serial console")
-    # (in a chroot update-grub would write the host's root device: at the first boot)
-    b.when_live("update-grub", lambda: b.sh(boot.grub_update, what="update-grub"), once=True)
-    b.when_live("grub.cfg timeout 0",
-                lambda: b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}",
-                             what="grub.cfg timeout 0"))
+    update_grub(b)
+    b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}", what="grub.cfg timeout 0")
     b.sh(pm.autoremove(), what="autoremove")
     # (the provenance's materials: the repositories' signed metadata, before it goes)
     b.record["repository_metadata"] = provenance.repository_metadata(
@@ -59,12 +57,9 @@ def cleanup(b: Build) -> None:
     b.sh("find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete\n"
          "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
          what="truncate logs")
-    if not b.live:  # (and again at the first boot, which makes both anew)
-        b.sh(remove_boot_records(live=False), what="remove the build's random seed and wtmp")
-    b.when_live("the build's random seed and wtmp",
-                lambda: b.sh(remove_boot_records(live=True), what="remove the build's random seed and wtmp"))
-    # (in a chroot: at the first boot, after what it writes)
-    b.when_live("fstrim", lambda: trim(b))
+    b.sh(remove_boot_records(live=b.live), what="remove the build's random seed and wtmp")
+    if b.live:  # (a root tree becomes a sparse disk: nothing to give back)
+        trim(b)
 
 
 def trim(b: Build) -> None:

@@ -19,7 +19,6 @@ MEASURED = ("harness", "stages")
 PENDING = {
     "harness/plugin/__init__.py::pytest_configure": "issue #21 splits it into named steps",
     "harness/backends/hyperv/promote.py::promote_disk": "issue #22: Backend.promote absorbs it",
-    "stages/s4_hyperv.py::hyperv": "issue #23 splits it into named steps",
 }
 
 

@@ -24,7 +24,7 @@ from harness.media import seed_schema
 from harness.plugin.matrix import checklist
 
 pytestmark = pytest.mark.vm
-RANDOM_SEED, WTMP = BOOT_RECORDS
+RANDOM_SEED, WTMP, WTMPDB = BOOT_RECORDS
 
 SERIAL_ERRORS = re.compile(
     r"Kernel panic|Call Trace:|\[FAILED\]|emergency mode|Security Violation|"
@@ -498,8 +498,10 @@ def test_random_seed_made_by_this_boot(host) -> None:
 
 @checklist(item.NO_LEFTOVERS)
 def test_wtmp_made_by_this_boot(host) -> None:
-    # generic: wtmp was not in the image (it would hold the build's boots and shutdowns)
+    # generic: wtmp (or wtmpdb's database, its successor) was not in the image (it would
+    # hold the build's boots and shutdowns)
     made_by_this_boot(host, WTMP)
+    made_by_this_boot(host, WTMPDB)
 
 
 @checklist(item.SBOM)

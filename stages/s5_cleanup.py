@@ -17,8 +17,12 @@ from .shell import grub_settings_script
 # when they stop (the seed saved, the shutdown recorded), so on a running system they are
 # stopped first; nothing recreates either file before the seal powers off (glibc appends
 # to wtmp only when it exists; systemd-tmpfiles makes it at the next boot, the clone's).
-BOOT_RECORDS = ("/var/lib/systemd/random-seed", "/var/log/wtmp")
-BOOT_RECORD_WRITERS = ("systemd-random-seed.service", "systemd-update-utmp.service")
+# Where systemd is built without utmp (Debian 13) wtmp's successor is wtmpdb's database,
+# written at boot by wtmpdb-update-boot when the wtmpdb package is installed; a writer the
+# image does not have is not stopped (systemctl would fail: "Unit ... not loaded").
+BOOT_RECORDS = ("/var/lib/systemd/random-seed", "/var/log/wtmp", "/var/lib/wtmpdb/wtmp.db")
+BOOT_RECORD_WRITERS = ("systemd-random-seed.service", "systemd-update-utmp.service",
+                       "wtmpdb-update-boot.service")
 
 
 def remove_build_only_files(files: Iterable[str]) -> str:
@@ -31,7 +35,10 @@ def remove_boot_records(live: bool) -> str:
     """Remove :data:`BOOT_RECORDS` (their writers stopped first on a running system); fail
     if one stays."""
     files = " ".join(shlex.quote(f) for f in BOOT_RECORDS)
-    stop = f"systemctl stop {' '.join(BOOT_RECORD_WRITERS)}\n" if live else ""
+    writers = " ".join(BOOT_RECORD_WRITERS)
+    stop = (f"for unit in {writers}; do\n"
+            "  if systemctl cat -- \"$unit\" >/dev/null 2>&1; then systemctl stop -- \"$unit\"; fi\n"
+            "done\n") if live else ""
     return f"{stop}rm -f -- {files}\nfor f in {files}; do test ! -e \"$f\"; done"
 
 

@@ -126,10 +126,18 @@ def seal_tree(b: Build) -> None:
 def seal(b: Build) -> None:
     assert b.guest is not None
     record_facts(b)
-    if not b.live:
+    if b.live:
+        seal_vm(b)
+    else:
         seal_tree(b)
-        return
-    assert b.vm is not None
+    with b.step("seal: SBOMs"):
+        evidence.after_seal(b)
+
+
+def seal_vm(b: Build) -> None:
+    """The seal script in the running build VM (which powers it off), then its disk
+    compacted into the VHDX."""
+    assert b.vm is not None and b.guest is not None
     has_console = b.vm.serial_log is not None
     b.put("/run/gmi-seal.sh", seal_script(b, console=has_console), mode=0o700)
     # (bash explicitly: /run is mounted noexec)
@@ -148,5 +156,3 @@ def seal(b: Build) -> None:
     with b.step("seal: compact into a dynamic VHDX"), b.working("tools"):
         exported = b.backend.export_disk(b, b.vhdx)
         b.record["sizes"], b.vm_tree = exported.sizes, exported.vm_tree
-    with b.step("seal: SBOMs"):
-        evidence.after_seal(b)

@@ -222,8 +222,8 @@ SETTINGS: tuple[Setting, ...] = (
     *_section("the QEMU backend",
         Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
                 "auto", _as_str, ACCELS),
-        Setting("prepare", "where stages 2-5 run: chroot (the new system's root tree on this host, "
-                "then one boot for what needs a running system; mkosi's way), vm (over SSH in the "
+        Setting("prepare", "where stages 2-6 run: chroot (the new system's root tree on this host, "
+                "which first boots as the checks' clone; mkosi's way), vm (over SSH in the "
                 "booted build VM, as on Hyper-V) or auto (chroot where Step 1 is debootstrap); "
                 "DISTRO=MODE for one distro (repeatable)", (), _as_prepare, multiple=True),
         Setting("incremental", "reuse Step 1's installed tree (debootstrap, updates, boot packages) "

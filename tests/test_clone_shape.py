@@ -37,9 +37,22 @@ def make_build(tmp_path: Path, **values: Any) -> Build:
 def no_boot(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(qvm.QemuVM, "start", lambda self: None)
     monkeypatch.setattr(qbackend, "qemu_img", lambda *a: "")
-    monkeypatch.setattr(qbackend, "install", lambda build, nics, **kw: tmp_path / "build.raw")
+    monkeypatch.setattr(qbackend, "bootstrapper", lambda build: _Bootstrapper(tmp_path))
     monkeypatch.setattr(qbackend, "ovmf", lambda kind: _ovmf(tmp_path, kind))
     monkeypatch.setattr(qvm, "ovmf", lambda kind: _ovmf(tmp_path, kind))
+
+
+class _Bootstrapper:
+    """Step 1 stood in for: the build VM's disk is a name, nothing is installed."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.disk = tmp_path / "build.raw"
+
+    def host_tools(self, build: Build) -> list[str]:
+        return []
+
+    def install_disk(self, build: Build, nic_names: Any) -> Path:
+        return self.disk
 
 
 def _ovmf(tmp_path: Path, kind: str) -> Path:

@@ -213,6 +213,9 @@ def test_in_a_chroot_every_step_runs_in_the_tree(tmp_path: Path, name: str):
     assert not any("MODULES=dep" in c for c in [*offline, *g.files.values()])
     modules = next(c for c in offline if d.hyperv_integration.initramfs_modules_file in c)
     assert all(m in modules for m in ("hv_vmbus", "hv_storvsc", "sd_mod", "ext4", "virtio_scsi"))
+    # the seed's DVD and both backends' NICs are there before cloud-init's local stage
+    # looks (not left to udev after the switch to the root: too late on a slow host)
+    assert all(m in modules for m in ("sr_mod", "isofs", "hv_netvsc", "virtio_net"))
     # the build's random seed and wtmp: removed in the tree (nothing runs there to write
     # them again; the clone's boot makes its own)
     assert s5.remove_boot_records(live=False) in offline

@@ -521,3 +521,23 @@ def test_sboms_list_every_installed_package(host, build: Build, distro: Distro) 
         assert not missing and not extra and len(listed) == len(installed), (
             f"{f.name} lists {len(listed)} packages, the clone has {len(installed)} installed; "
             f"not listed: {missing[:5]}, not installed: {extra[:5]}")
+
+
+# --- the exported VM imports (Hyper-V) ----------------------------------------------
+
+
+@checklist(item.IMPORTS)
+def test_exported_vm_imports_on_hyperv(sealed: Build) -> None:
+    """vmgenie imports the GMI with ``Import-VM -Path <vmcx> -Copy``: right after
+    Export-VM the backend asked Hyper-V itself (``Compare-VM -Path <vmcx> -Copy
+    -GenerateNewId`` into a scratch folder; it registers nothing) and every
+    incompatibility it reported fails here, in Hyper-V's own words."""
+    if sealed.vm_tree is None:
+        pytest.skip(f"the {sealed.backend.name} backend exported no .vmcx (a disk-only archive): "
+                    "nothing to import; promote it on Hyper-V (--promote)")
+    report = sealed.record.get("hyperv_import_check")
+    assert isinstance(report, dict), "Export-VM ran but Compare-VM did not: the export is unproven"
+    problems = [f"{p.get('MessageId', '?')}: {p.get('Message', '?')}"
+                for p in report.get("incompatibilities") or []]
+    assert not problems, (f"Compare-VM -Path {report.get('vmcx')} -Copy -GenerateNewId on "
+                          f"{report.get('host', '?')} found: " + "; ".join(problems))

@@ -103,6 +103,10 @@ class BuildFacts(TypedDict, total=False):
     hyperv_vm: dict[str, Any]
     hyperv_address_source: str
     hyperv_export: dict[str, Any]
+    hyperv_host_os: dict[str, Any]  # the host's Windows version and build
+    hyperv_config_version: dict[str, Any]  # the VM's, the host's default and list, where it imports
+    hyperv_import_check: dict[str, Any]  # Compare-VM on the exported .vmcx: its incompatibilities
+    hyperv_adopted: dict[str, Any]  # --hyperv-base-vm: Id, name, checkpoints, media
     # the stages' findings
     cloud_init_preinstalled: bool
     locales: str
@@ -118,6 +122,7 @@ class BuildFacts(TypedDict, total=False):
     sizes: dict[str, int]  # Step 6's figures (bytes)
     seed_template: str
     clone_boot_seconds: float
+    clone_shape: dict[str, Any]  # the VM the checklist ran on (backends/base.py CloneShape)
     # timings
     stage_durations: dict[str, float]
     work_seconds: dict[str, dict[str, float]]  # stage -> kind of work -> seconds

@@ -14,6 +14,9 @@ DHCP = "DHCP assigns an IPv4 address on eth0"
 CLOUD_INIT = "cloud-init ran on first boot"
 SERVICES = "integration services installed and set to start"
 SERVICES_RUNNING = "integration services running (Hyper-V)"
+# Compare-VM on the exported .vmcx (what vmgenie's Import-VM reads): required wherever a
+# .vmcx is exported (Hyper-V builds and promotions); a disk-only export has none.
+IMPORTS = "the exported VM imports on Hyper-V (Compare-VM)"
 NO_LEFTOVERS = "no leftover build artifacts"
 # The seed check (checks/test_seed.py): the clone's seed against the clone's own
 # cloud-init schema. A fault there is the seed template's, not the image's: it has its
@@ -34,7 +37,16 @@ ARCHIVE_ITEMS = (ARCHIVE_NAME, ARCHIVE_ENTRIES, ARCHIVE_MANIFEST, ARCHIVE_LAYOUT
 # Each must have a passing test before an image is exported (the gate).
 REQUIRED_ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, NO_LEFTOVERS)
 # Every item a check may be labelled with; a label outside this list is a typo.
-ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED, SBOM, *ARCHIVE_ITEMS)
+ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, IMPORTS, SEED, SBOM,
+         *ARCHIVE_ITEMS)
+
+
+def required_items(exports_vmcx: bool) -> tuple[str, ...]:
+    """The items that need a passing test before an export: the procedure's, and where
+    the export holds a ``.vmcx``, the proof that Hyper-V imports it."""
+    return (*REQUIRED_ITEMS, IMPORTS) if exports_vmcx else REQUIRED_ITEMS
+
+
 # Items whose failures block the export (and the sign-off verdict) only when the run's
 # settings say so.
 ADVISORY_ITEMS = (SEED,)

@@ -26,6 +26,9 @@ KEEP_CHOICES = ("never", "always", "on-failure")
 ACCELS = ("auto", "kvm", "tcg")
 HYPERV_AUTHS = ("negotiate", "kerberos", "ntlm", "credssp", "certificate")
 JANITOR_CHOICES = ("off", "list", "remove")
+# Hyper-V's Secure Boot templates (Set-VMFirmware -SecureBootTemplate)
+SECURE_BOOT_TEMPLATES = ("MicrosoftUEFICertificateAuthority", "MicrosoftWindows",
+                         "OpenSourceShieldedVM")
 USER_DIRS = hostos.current().user_dirs()  # scratch, credentials, ISO cache: per OS
 
 
@@ -146,6 +149,14 @@ def _as_paths(value: Any) -> tuple[str, ...]:
     return _as_list(value, _as_path)
 
 
+def _as_config_version(value: Any) -> str:
+    """A Hyper-V configuration version, as Get-VMHostSupportedVersion writes it (8.0, 9.1)."""
+    text = _as_str(value).strip()
+    if not re.fullmatch(r"[0-9]{1,2}\.[0-9]", text):
+        raise ValueError(f"expected a configuration version such as 8.0 or 9.0, got {value!r}")
+    return text
+
+
 def _as_hosts(value: Any) -> tuple[str, ...]:
     return _as_list(value, _as_host)
 
@@ -222,10 +233,21 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("package_cache", "a package cache for repeat builds: apt-cacher-ng on 127.0.0.1 for "
                 "the run, the build's apt through it during the build only (its cache in "
                 "~/.cache/gmi-harness/apt-cacher-ng)", "on", _as_str, ("on", "off")),
-        Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _as_int),
-        Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, _as_int),
+        Setting("vm_cpus", "vCPUs of the build VM (the checklist's clone: --clone-cpus)", 2, _as_int),
+        Setting("vm_memory_mb", "memory of the build VM (MiB; the checklist's clone: "
+                "--clone-memory-mb)", 2048, _as_int),
         Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
         Setting("command_timeout", "seconds one guest command may take", 1800, _as_int)),
+    *_section("the checklist's clone (vmgenie's VM shape, on every backend)",
+        Setting("clone_cpus", "vCPUs of the clone the checklist runs on (vmgenie provisions 1)",
+                1, _as_int),
+        Setting("clone_memory_mb", "static memory of the clone the checklist runs on (MiB; vmgenie "
+                "provisions 512)", 512, _as_int),
+        Setting("clone_secure_boot", "Secure Boot on the clone (vmgenie always turns it on)", "on",
+                _as_str, ("on", "off")),
+        Setting("clone_secure_boot_template", "the clone's Secure Boot template (vmgenie's: "
+                "MicrosoftUEFICertificateAuthority)", "MicrosoftUEFICertificateAuthority", _as_str,
+                SECURE_BOOT_TEMPLATES)),
     *_section("install media",
         Setting("mirror", "Debian-family archive mirror used by the local install",
                 "http://deb.debian.org/debian", _as_url),
@@ -306,6 +328,10 @@ SETTINGS: tuple[Setting, ...] = (
                 "<wait5>, text)", "", _as_text),
         Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
                 _as_float),
+        Setting("hyperv_vm_version", "the build VM's configuration version (New-VM -Version): the "
+                "oldest hosts that import the GMI support it; 8.0, the default, imports on Windows "
+                "Server 2016 and newer, Windows 10 1607 and newer (docs/hyperv.md)", "8.0",
+                _as_config_version),
         Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", _as_host),
         Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
                 "removed with the run's folder)", "", _as_path),
@@ -354,6 +380,11 @@ class SettingsFields:
     vm_memory_mb: int
     boot_timeout: int
     command_timeout: int
+    # the checklist's clone
+    clone_cpus: int
+    clone_memory_mb: int
+    clone_secure_boot: str
+    clone_secure_boot_template: str
     # install media
     mirror: str
     install_method: str
@@ -397,6 +428,7 @@ class SettingsFields:
     hyperv_answer_iso: str
     hyperv_boot_command: str
     hyperv_boot_wait: float
+    hyperv_vm_version: str
     hyperv_guest_address: str
     hyperv_export_dir: str
     hyperv_janitor_hours: float
@@ -506,6 +538,9 @@ def resolve(
             register_secret(str(values[s.name]))
     if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
         raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
+    if values["clone_cpus"] < 1 or values["clone_memory_mb"] < 256:
+        raise ConfigError("clone_cpus must be >= 1 and clone_memory_mb >= 256 (vmgenie's VM has 1 "
+                          "vCPU and 512 MB)")
     if values["vuln_gate"] != "off" and not values["vuln_db"]:
         raise ConfigError(f"--vuln-gate={values['vuln_gate']} needs the data to judge with: give "
                           "--vuln-db FILE_OR_URL (Debian's security tracker JSON or OSV records)")

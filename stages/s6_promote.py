@@ -1,10 +1,10 @@
 """Promote (``--gmi ARCHIVE --backend=hyperv --promote``), instead of Steps 1 to 6: the
-archive's disk, already extracted and verified, becomes a Hyper-V VM that is exported
-without ever booting (docs/hyperv.md, "Promoting a disk-only GMI")."""
+archive's disk, already extracted and verified, becomes a VM of the backend's hypervisor
+that is exported without ever booting (``Backend.promote``; a backend that cannot
+refuses; docs/hyperv.md, "Promoting a disk-only GMI")."""
 
 from __future__ import annotations
 
-from harness.backends.hyperv.promote import promote_disk
 from harness.build import Build
 from harness.errors import GmiError
 
@@ -14,4 +14,4 @@ def promote(b: Build) -> None:
     if not layout.get("disk_only") or layout.get("vmcx_entry"):
         raise GmiError(f"{b.label} already holds a .vmcx ({layout.get('vmcx_entry')}): it is a "
                        "full GMI, there is nothing to promote")
-    promote_disk(b)
+    b.backend.promote(b)

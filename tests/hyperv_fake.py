@@ -1,10 +1,11 @@
-"""A fake PowerShell transport for the Hyper-V backend's tests (no Windows host exists
-on the machines this harness is developed on).
+"""A replay fake PowerShell transport for the Hyper-V backend's tests (no Windows host
+exists on the machines this harness is developed on).
 
 It records every script it is asked to run with its parameters, checks that the
 script is one of the real ``harness/backends/hyperv/scripts/*.ps1`` files, and replays replies:
 recorded JSON from ``tests/hyperv_recordings/`` or values the test gives. Files put on
-or fetched from the "host" live in a dict.
+or fetched from the "host" live in a dict. It knows nothing of how a host behaves:
+tests/hyperv_model.py is the model of a host (from Microsoft's documentation).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ class FakePowerShell(PowerShell):
             "new_run_folder": lambda p: {"Path": p["Root"] + "\\" + p["Name"]},
             "start_vm": {"State": "Running", "Typed": 0},
             "stop_vm": {"Result": "stopped"},
-            "remove_items": lambda p: {"Removed": [*p["VmNames"], *p["Paths"]], "Skipped": []},
+            "remove_items": lambda p: {"Removed": [*p.get("VmIds", []), *p.get("VmNames", []),
+                                                   *p["Paths"]], "Skipped": []},
+            "import_check": lambda p: {**recorded("import_check"), "Vmcx": p["Vmcx"]},
             **(replies or {}),
         }
         self.calls: list[tuple[str, dict[str, Any]]] = []

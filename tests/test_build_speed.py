@@ -144,7 +144,7 @@ def test_only_the_build_vm_gets_the_unsafe_cache(tmp_path: Path, monkeypatch) ->
     made: dict[str, str] = {}
 
     def new_vm(self: Any, build: Any, name: str, disk: Path, fmt: str, cdrom: Any = None,
-               owned: Any = None, disk_cache: str = "writeback") -> str:
+               owned: Any = None, disk_cache: str = "writeback", shape: Any = None) -> str:
         made[name] = disk_cache
         return name
 

@@ -66,3 +66,24 @@ def test_gate_requires_every_checklist_item_to_have_passed_somewhere():
     # an item whose only tests were skipped does not count as checked
     assert gate(nodes, {**outcomes, nodes[1]: "skipped"}, labels) == [
         f"'{REQUIRED_ITEMS[1]}' (no test of it passed)"]
+
+
+def test_an_export_with_a_vmcx_needs_hyperv_to_have_imported_it(tmp_path: Path):
+    """Where the export holds a .vmcx (Hyper-V builds, promotions), the Compare-VM item
+    must have a passing test: skipped or failed, nothing is written. A disk-only export
+    (QEMU) has nothing to import and does not need it."""
+    from harness.checklist import IMPORTS, REQUIRED_ITEMS, required_items
+
+    nodes = [f"checks/t.py::test_{i}[d]" for i in range(len(REQUIRED_ITEMS) + 1)]
+    labels = dict(zip(nodes, (*REQUIRED_ITEMS, IMPORTS), strict=True))
+    outcomes = dict.fromkeys(nodes, "passed") | {nodes[-1]: "skipped"}
+    assert gate(nodes, outcomes, labels) == []  # disk-only: the skip is fine
+    assert gate(nodes, outcomes, labels, required=required_items(exports_vmcx=True)) == [
+        f"'{IMPORTS}' (no test of it passed)"]
+    b = make_build(tmp_path)
+    b.vhdx = tmp_path / "d.vhdx"
+    b.vhdx.write_bytes(b"x")
+    b.vm_tree = tmp_path / "tree"
+    with pytest.raises(ExportError, match=r"Compare-VM\)' \(no test of it passed\)"):
+        export(b, nodes, outcomes, labels)
+    assert not (tmp_path / "out").exists()

@@ -18,7 +18,6 @@ MEASURED = ("harness", "stages")
 # the limit: once split, delete it here.
 PENDING = {
     "harness/plugin/__init__.py::pytest_configure": "issue #21 splits it into named steps",
-    "harness/backends/hyperv/promote.py::promote_disk": "issue #22: Backend.promote absorbs it",
 }
 
 

@@ -42,8 +42,16 @@ def test_check_host_asks_for_the_switch_and_records_the_host(tmp_path):
     ps = FakePowerShell()
     b = make_build(tmp_path, ps)
     b.backend.check_host(b)
-    assert ps.calls == [("host_info", {"SwitchName": "External"})]
+    from harness.backends.hyperv.backend import SCRIPT_PARAMETERS
+
+    assert ps.calls == [("host_info", {"SwitchName": "External", "Required": {
+        k: list(v) for k, v in SCRIPT_PARAMETERS.items()}})]
     assert b.record["hyperv_host_name"] == "HV01" and b.record["hyperv_host"] == "hv01"
+    assert b.record["hyperv_config_version"] == {
+        "vm": "8.0", "host_default": "10.0", "host_supported": recorded("host_info")["SupportedVersions"],
+        "imports_on": "Windows Server 2016, 2019, 2022 and 2025, Windows 10 1607 and newer, Windows 11"}
+    b.backend.check_host(b)
+    assert [n for n, _ in ps.calls] == ["host_info"]  # read once per host
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -120,7 +128,8 @@ def test_step1_creates_the_vm_with_the_wizards_settings(tmp_path):
                           "stop_vm", "finish_install", "start_vm", "vm_status", "vm_status"]
     p = ps.params("new_vm")
     folder = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
-    assert p["Name"] == "GMI Debian 12" and p["Folder"] == folder
+    assert p["Name"] == "GMI Debian 12 (gmi-harness RUN main)" and p["Folder"] == folder
+    assert p["DiskName"] == "GMI Debian 12" and p["Version"] == "8.0"
     assert p["SizeBytes"] == 250 * 1024**3 and p["MemoryMB"] == 4096
     assert p["DynamicMemory"] is True and p["SwitchName"] == "External"
     assert p["SecureBoot"] is True and p["SecureBootTemplate"] == "MicrosoftUEFICertificateAuthority"
@@ -133,14 +142,19 @@ def test_step1_creates_the_vm_with_the_wizards_settings(tmp_path):
     assert isinstance(vm, HyperVVM) and vm in b.vms
     assert (vm.ssh_host, vm.ssh_port, vm.address_source) == ("192.168.50.23", 22, "kvp")
     assert b.record["hyperv_vm"]["SecureBootTemplate"] == "MicrosoftUEFICertificateAuthority"
+    assert b.record["hyperv_vm"]["BootOrder"] == ["Drive", "Drive"]  # the network entry is gone
+    assert vm.id == "5f0e6a0c-3b7e-4c55-9a57-1c2d3e4f5a6b"  # type: ignore[attr-defined]
+    after_new_vm = ps.calls[ps.names().index("new_vm") + 1:]
+    assert all(params.get("Id") == vm.id for _, params in after_new_vm)  # type: ignore[attr-defined]
 
 
 def test_new_vm_script_sets_every_wizard_setting():
     from harness.backends.hyperv.transport import script_text
 
     text = script_text("new_vm")
-    for needle in ("New-VM -Name $Name -Generation 2", "New-VHD @vhdArgs", "Dynamic = $true",
-                   "-DynamicMemoryEnabled $true", "-AutomaticCheckpointsEnabled $false",
+    for needle in ("New-VM -Name $Name -Generation 2 -Version $Version", "New-VHD @vhdArgs",
+                   "Dynamic = $true", "-DynamicMemoryEnabled $true", "-AutomaticCheckpointsEnabled $false",
+                   "-CheckpointType Disabled -AutomaticStopAction ShutDown",
                    "-EnableSecureBoot On -SecureBootTemplate $SecureBootTemplate",
                    "-EnableSecureBoot Off", "TpmEnabled", "Add-VMDvdDrive -VM $vm -Path $InstallIso",
                    "Set-VMFirmware -BootOrder $bootOrder", "Set-VM -Notes $Notes"):
@@ -189,7 +203,7 @@ def test_a_wrong_iso_checksum_stops_before_any_vm_exists(tmp_path):
     b.vms[0].destroy()  # the run's folder still goes
     assert ps.params("remove_items")["Paths"] == [
         "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"]
-    assert ps.params("remove_items")["VmNames"] == []  # no VM was created: none removed
+    assert ps.params("remove_items")["VmIds"] == ps.params("remove_items")["VmNames"] == []
 
 
 def test_local_isos_are_uploaded_and_the_answer_media_is_a_second_dvd(tmp_path):
@@ -307,24 +321,36 @@ def test_adopting_a_hand_made_vm_never_removes_it(tmp_path, monkeypatch):
     monkeypatch.setattr(backend_mod, "authorize_build_key",
                         lambda build, vm: authorized.append(vm.ssh_host))
     key = tmp_path / "id"
-    ps = FakePowerShell({"adopt_vm": {"Name": "GMI Debian 12", "Id": "x", "Generation": 2,
-                                      "State": "Off", "Vhdx": "D:\\v.vhdx", "Notes": ""},
-                         "vm_status": recorded("vm_status_kvp")})
-    b = make_build(tmp_path, ps, hyperv_base_vm="GMI Debian 12", hyperv_base_key=str(key))
+    adopted = recorded("adopt_vm")
+    ps = FakePowerShell({"adopt_vm": adopted, "vm_status": recorded("vm_status_kvp")})
+    progress: list[str] = []
+    b = make_build(tmp_path, ps, hyperv_base_vm="debian 12 by hand", hyperv_base_key=str(key))
+    b.progress = progress.append
     b.backend.check_host(b)
     vm = b.backend.provision(b)
     assert ps.names()[1:] == ["adopt_vm", "start_vm", "vm_status"]
+    assert ps.params("adopt_vm") == {"Name": "debian 12 by hand", "DiskName": "GMI Debian 12",
+                                     "MaxVersion": "8.0"}
+    assert ps.params("start_vm") == {"Id": adopted["Id"]}
     assert authorized == ["192.168.50.23"]
+    assert b.record["hyperv_adopted"]["checkpoints"] == adopted["Checkpoints"]
+    assert any("has 1 checkpoints" in line and "merges them" in line for line in progress), progress
     vm.destroy()
     assert "remove_items" not in ps.names()  # stopped, not removed
-    assert ps.names()[-1] == "stop_vm"
+    assert ps.names()[-1] == "stop_vm" and ps.params("stop_vm")["Id"] == adopted["Id"]
 
 
-def test_adopting_needs_vmgenies_vm_name(tmp_path):
-    b = make_build(tmp_path, FakePowerShell(), hyperv_base_vm="Debian 12", hyperv_base_key="k")
+def test_adopting_by_id(tmp_path, monkeypatch):
+    """--hyperv-base-vm takes the VM's Id too (names are not unique on Hyper-V)."""
+    import harness.backends.hyperv.backend as backend_mod
+
+    monkeypatch.setattr(backend_mod, "authorize_build_key", lambda build, vm: None)
+    adopted = recorded("adopt_vm")
+    ps = FakePowerShell({"adopt_vm": adopted, "vm_status": recorded("vm_status_kvp")})
+    b = make_build(tmp_path, ps, hyperv_base_vm=adopted["Id"], hyperv_base_key="k")
     b.backend.check_host(b)
-    with pytest.raises(ConfigError, match="needs the VM named 'GMI Debian 12'; rename it"):
-        b.backend.provision(b)
+    b.backend.provision(b)
+    assert ps.params("adopt_vm")["Id"] == adopted["Id"] and "Name" not in ps.params("adopt_vm")
 
 
 def test_a_base_vhdx_is_copied_instead_of_installing(tmp_path, monkeypatch):
@@ -347,8 +373,9 @@ def test_a_base_vhdx_is_copied_instead_of_installing(tmp_path, monkeypatch):
 def vm_with(ps: FakePowerShell, clock: FakeClock) -> HyperVVM:
     from harness.backends.hyperv.backend import Clock
 
-    return HyperVVM(name="GMI Debian 12", ps=ps, tag="gmi-harness run=RUN worker=main",
-                    clock=Clock(clock.monotonic, clock.sleep))
+    return HyperVVM(name="GMI Debian 12 (gmi-harness RUN main)", ps=ps,
+                    tag="gmi-harness run=RUN worker=main", clock=Clock(clock.monotonic, clock.sleep),
+                    id="5f0e6a0c-3b7e-4c55-9a57-1c2d3e4f5a6b")
 
 
 def test_kvp_link_local_addresses_are_skipped_and_the_neighbour_table_is_the_fallback():
@@ -397,8 +424,9 @@ def test_shutdown_turns_off_after_the_bound_with_a_warning():
     vm = vm_with(ps, FakeClock())
     vm.warn = warnings.append
     vm.shutdown(90)
-    assert ps.params("stop_vm") == {"Name": "GMI Debian 12", "TimeoutSeconds": 90}
-    assert warnings == ["VM 'GMI Debian 12' did not shut down within 90 s: turned off"]
+    assert ps.params("stop_vm") == {"Id": vm.id, "TimeoutSeconds": 90}
+    assert warnings == ["VM 'GMI Debian 12 (gmi-harness RUN main)' did not shut down within 90 s: "
+                        "turned off"]
 
 
 def test_stop_script_turns_off_only_after_the_bound():
@@ -422,8 +450,13 @@ def test_destroy_removes_only_tagged_vms_and_owned_paths():
     vm.destroy()
     vm.destroy()  # idempotent: the second call has nothing left to remove
     assert ps.names() == ["remove_items"]
-    assert ps.params("remove_items") == {"VmNames": ["GMI Debian 12"], "Paths": ["D:\\run"],
+    assert ps.params("remove_items") == {"VmIds": [vm.id], "VmNames": [], "Paths": ["D:\\run"],
                                          "Tag": "gmi-harness run=RUN worker=main"}
+    # a VM whose Id never came back (the session broke during new_vm): by its run-unique name
+    nameless = vm_with(ps, FakeClock())
+    nameless.id, nameless.created = "", True
+    nameless.destroy()
+    assert ps.params("remove_items")["VmNames"] == ["GMI Debian 12 (gmi-harness RUN main)"]
     from harness.backends.hyperv.transport import script_text
 
     text = script_text("remove_items")
@@ -431,14 +464,17 @@ def test_destroy_removes_only_tagged_vms_and_owned_paths():
     assert '$notes -ceq $Tag -or $notes.StartsWith("$Tag ", [StringComparison]::Ordinal)' in text
 
 
-def test_remove_items_judges_each_vm_of_a_shared_name_alone():
-    """A dead run's "GMI Debian 12" and a live run's: Get-VM -Name returns both, and the
-    tag check must look at each (an array's Notes would join into one string)."""
+def test_remove_items_judges_each_vm_alone_and_hides_no_error():
+    """VMs are found by Id (each judged by its own tag), never with ``-ErrorAction
+    SilentlyContinue`` (it hides access denied too: review finding 10)."""
     from harness.backends.hyperv.transport import script_text
 
     text = script_text("remove_items")
-    assert "foreach ($vm in @(Get-VM -Name $name -ErrorAction SilentlyContinue))" in text
-    assert "$vm = Get-VM -Name $name" not in text
+    assert "foreach ($vm in $vms) {" in text and "$vms += Get-VM -Id $id" in text
+    assert "Get-VM -Name" not in text and "SilentlyContinue" not in text.split("foreach ($vm in $vms)")[0]
+    for name in ("vm_status", "stop_vm", "start_vm", "compact_disk", "export_vm", "finish_install",
+                 "integration_services", "new_vm", "new_clone_vm"):
+        assert "Get-VM -Name" not in script_text(name), name
 
 
 def test_stop_vm_removes_its_job_and_start_vm_asks_for_its_own_vm_only():
@@ -529,14 +565,13 @@ def test_the_export_flattens_across_volumes_by_copying():
     from harness.backends.hyperv.transport import script_text
 
     text = script_text("export_vm")
-    same = text.index("$sameRoot = [IO.Path]::GetPathRoot([IO.Path]::GetFullPath($exported)) -eq "
-                      "[IO.Path]::GetPathRoot([IO.Path]::GetFullPath($Destination))")
-    branch = text[text.index("if ($sameRoot) {", same):]
+    flatten = text.index("foreach ($sub in 'Virtual Machines', 'Virtual Hard Disks') {")
+    branch = text[flatten:]
     move, copy = (branch.index("Move-Item -LiteralPath $from -Destination $to"),
                   branch.index("Copy-Item -LiteralPath $from -Destination $to -Recurse"))
-    assert move < branch.index("} else {") < copy
+    assert move < branch.index("} catch {") < copy  # tried, then copied where it cannot
     assert text.count("Move-Item -") == 1  # never a folder move outside that branch
-    cleanup = text.index("} finally {", same)
+    cleanup = text.index("} finally {", flatten)
     assert "Remove-Item -LiteralPath $exported -Recurse -Force" in text[cleanup:]
 
 

@@ -46,12 +46,14 @@ def test_find_and_sweep_remove_only_dead_runs():
         ("vm", True), ("folder", True), ("folder", False), ("folder", False)]
     assert "no readable gmi-run.json marker" in items[3].why
     removed = janitor.sweep(ps, items)
-    assert ps.params("remove_items") == {
-        "VmNames": ["GMI Debian 12"],
+    vm_id = recorded("list_leftovers")["Vms"][0]["Id"]
+    assert ps.params("remove_items") == {  # the VM by its Id: names are not unique on Hyper-V
+        "VmIds": [vm_id], "VmNames": [],
         "Paths": ["D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-20261120-0100-gw0-debian-12"],
         "Tag": "gmi-harness run=20261120-0100 worker=gw0"}
-    assert removed == ["GMI Debian 12",
-                       "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-20261120-0100-gw0-debian-12"]
+    assert removed == [vm_id, "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-20261120-0100-gw0-debian-12"]
+    assert items[1].partial == (("D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-20261120-0100-gw0-"
+                                 "debian-12\\GMI Debian 12.vhdx.part", 41943040),)
     assert ps.names().count("remove_items") == 1
 
 
@@ -63,7 +65,10 @@ def test_list_mode_removes_nothing(tmp_path):
                        clock=fixed(NOW)) == 0
     assert "remove_items" not in ps.names() and ps.closed
     assert sum("DEAD" in ln for ln in lines) == 4  # two hosts (the same fake), two dead each
-    assert lines[0].startswith("hv01: vm 'GMI Debian 12': DEAD (started ")
+    assert lines[0].startswith("hv01: vm 'GMI Debian 12 (gmi-harness 20261120-0100 gw0)': DEAD (started ")
+    assert lines[2] == ("hv01:   a partial upload in it: D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-"
+                        "20261120-0100-gw0-debian-12\\GMI Debian 12.vhdx.part (41943040 bytes), removed "
+                        "with the folder")
 
 
 def test_age_is_judged_by_the_clock_given_not_the_real_one(tmp_path):

@@ -28,7 +28,7 @@ from hyperv_fake import FakePowerShell, Seq, make_build, recorded
 from harness.archive import export, reader, vhdx, writer
 from harness.archive.format import MANIFEST_KEYS
 from harness.backends.hyperv import HyperVBackend, HyperVVM, services_problems
-from harness.checklist import REQUIRED_ITEMS
+from harness.checklist import required_items
 from harness.evidence import inventory
 from harness.evidence import release as evidence
 from harness.media import seed
@@ -114,8 +114,9 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
     clone.destroy()
 
     # Step 7: the archive, gated on the checks (all passed here).
-    checklist = [f"checks/test_checklist.py::test_{i}[debian-12]" for i in range(5)]
-    labels = dict(zip(checklist, REQUIRED_ITEMS, strict=True))
+    required = required_items(exports_vmcx=True)  # Compare-VM's item too: there is a .vmcx
+    checklist = [f"checks/test_checklist.py::test_{i}[debian-12]" for i in range(len(required))]
+    labels = dict(zip(checklist, required, strict=True))
     archive = export.export(b, checklist, dict.fromkeys(checklist, "passed"), labels)
 
     # The end of the run: every VM the build made goes, with the run's folder.
@@ -134,6 +135,7 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
         "stop_vm",                         # the seal powered it off
         "stop_vm",                         # export_disk: is it off?
         "compact_disk", "export_vm",       # merge + Optimize-VHD; Export-VM + flatten
+        "import_check",                    # Compare-VM: would the export import?
         *["get"] * 4,                      # fetch the flattened export
         "put", "new_clone_vm", "vm_status",  # seed ISO, the clone, its address
         "vm_status", "integration_services",  # KVP and Get-VMIntegrationService
@@ -144,8 +146,11 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
     assert ps.params("new_clone_vm")["SecureBootTemplate"] == "MicrosoftUEFICertificateAuthority"
     assert ps.params("new_clone_vm")["SeedIso"] == FOLDER + "\\clone-seed.iso"
     removed = [p for n, p in ps.calls if n == "remove_items"]
-    assert removed[0]["VmNames"] == [clone_name]
-    assert removed[1]["VmNames"] == ["GMI Debian 12"] and removed[1]["Paths"] == [FOLDER]
+    assert removed[0]["VmIds"] == ["c"] and ps.params("new_clone_vm")["Name"] == clone_name
+    assert removed[1]["VmIds"] == [recorded("new_vm")["Id"]] and removed[1]["Paths"] == [FOLDER]
+    assert ps.params("export_vm")["ExportName"] == "GMI Debian 12"  # the name only in the export
+    assert b.record["hyperv_import_check"]["incompatibilities"] == []
+    assert ps.params("new_clone_vm")["MemoryMB"] == 512 and ps.params("new_clone_vm")["ProcessorCount"] == 1
     assert all(r["Tag"] == "gmi-harness run=RUN worker=main" for r in removed)
 
     # The archive vmgenie imports.
@@ -227,7 +232,8 @@ def test_the_build_vm_handle_exists_before_the_vm_does(tmp_path):
         b.backend.provision(b)
     assert len(b.vms) == 1 and isinstance(b.vms[0], HyperVVM)
     b.vms[0].destroy()
-    assert ps.params("remove_items")["VmNames"] == ["GMI Debian 12"]
+    # no Id came back: the VM (if the script left one) is found by the run's own name and tag
+    assert ps.params("remove_items")["VmNames"] == ["GMI Debian 12 (gmi-harness RUN main)"]
     assert ps.params("remove_items")["Paths"] == [FOLDER]
 
 
@@ -294,6 +300,6 @@ def test_compact_script_waits_for_the_merge_to_finish_really():
     text = script_text("compact_disk")
     remove = text.index("$checkpoints | Remove-VMSnapshot -Confirm:$false")
     loop = text[text.index("do {", remove):text.index("Merge-VHD")]
-    assert loop.index("Start-Sleep -Seconds 2") < loop.index("$current = Get-VM -Name $Name")
+    assert loop.index("Start-Sleep -Seconds 2") < loop.index("$current = Get-VM -Id $Id")
     assert "} while ($merging -or $path -like '*.avhdx')" in loop
     assert "Merge-VHD -Path $path -DestinationPath $parent -Confirm:$false" in text

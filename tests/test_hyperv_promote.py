@@ -155,6 +155,7 @@ def test_a_disk_only_gmi_is_promoted_end_to_end(tmp_path):
         "new_run_folder", "put", "file_hash",  # the run's folder; upload; SHA-256 on the host
         "new_vm",                             # the wizard's settings around the disk
         "export_vm",                          # Export-VM, never started before
+        "import_check",                       # Compare-VM: would the export import?
         *["get"] * 3,                         # the exported VM's files (not the disk)
         "put", "new_clone_vm",                # the seed; the clone from the export
         "vm_status", "vm_status",             # its address: not yet, then KVP
@@ -164,7 +165,10 @@ def test_a_disk_only_gmi_is_promoted_end_to_end(tmp_path):
     assert "start_vm" not in ps.names()  # the image's first boot is the clone's, not ours
     assert ps.files[UPLOADED] == disk
     vm = ps.params("new_vm")
-    assert vm["UseVhdx"] == UPLOADED and vm["Name"] == "GMI Debian 12" and vm["Folder"] == FOLDER
+    assert vm["UseVhdx"] == UPLOADED and vm["Folder"] == FOLDER
+    assert (vm["Name"], vm["DiskName"], vm["Version"]) == ("GMI Debian 12 (gmi-harness RUN main)",
+                                                           "GMI Debian 12", "8.0")
+    assert ps.params("export_vm")["ExportName"] == "GMI Debian 12"
     assert (vm["MemoryMB"], vm["DynamicMemory"], vm["SecureBoot"], vm["SecureBootTemplate"]) == (
         b.distro.hyperv.memory_mb, b.distro.hyperv.dynamic_memory, True,
         "MicrosoftUEFICertificateAuthority")
@@ -196,7 +200,7 @@ def test_a_disk_only_gmi_is_promoted_end_to_end(tmp_path):
     assert record["promoted"]["from_archive"] == "GMI-Debian-12.zip"
     assert record["promoted"]["booted_before_export"] is False
     assert record["promoted"]["disk_fetched_back"] is False
-    assert record["hyperv_vm"]["BootOrder"] == ["Drive", "Network"]
+    assert record["hyperv_vm"]["BootOrder"] == ["Drive"]  # Set-VMFirmware -BootOrder <disk>
     sidecar = promoted.with_name("GMI-Debian-12.zip.sha256").read_text()
     assert sidecar.split()[0] == hashlib.sha256(promoted.read_bytes()).hexdigest()
     if shutil.which("qemu-img"):
@@ -336,7 +340,7 @@ def test_the_new_vm_script_attaches_the_disk_as_it_is():
     text = script_text("new_vm")
     use = text.index("if ($UseVhdx) {")
     assert use < text.index("} elseif ($BaseVhdx) {") < text.index("New-VHD @vhdArgs")
-    assert "if ($UseVhdx -ne $vhdx) { throw" in text  # the disk named after the VM
+    assert "if ([IO.Path]::GetFullPath($UseVhdx) -ne $vhdx) { throw" in text  # named after the GMI
     assert "Start-VM" not in text  # never started here
 
 
@@ -360,3 +364,30 @@ def test_promoting_in_a_pytest_run_deselects_the_export_of_builds(tmp_path):
     plain = collect()
     assert "test_archive_name_follows_vmgenie[GMI-Debian-12.zip]" in plain  # it did collect
     assert "test_promoted_gmi_archive" not in plain
+
+
+def test_promote_is_the_backends_own_capability_and_qemu_refuses_it(tmp_path):
+    """The stage asks ``Backend.promote``; a backend that writes no .vmcx refuses in one
+    line. The stage knows no backend: of ``harness.backends`` it may import only
+    ``base`` (here: nothing at all)."""
+    import ast
+
+    from harness.stages import s6_promote
+
+    from harness import distro as distro_mod
+    from harness.backends.qemu.backend import QemuBackend
+    from harness.build import Build
+
+    source = Path(s6_promote.__file__).read_text()
+    nodes = list(ast.walk(ast.parse(source)))
+    imported = {n.module or "" for n in nodes if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+    backends = {m for m in imported if m.startswith("harness.backends")}
+    assert backends <= {"harness.backends.base"}, backends
+    assert "isinstance" not in source
+    b = Build(distro_mod.load("debian-12"), resolve({}, env={}), QemuBackend(), "r", tmp_path,
+              tmp_path / "logs")
+    b.record["layout"] = {"disk_only": True, "vmcx_entry": None}
+    with pytest.raises(ConfigError, match=r"^--promote needs a backend that writes the \.vmcx .* "
+                                          r"the qemu backend cannot$"):
+        promote(b)

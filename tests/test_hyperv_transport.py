@@ -56,7 +56,43 @@ def test_each_script_documents_itself_and_stops_on_errors(name):
 def test_the_scripts_ship_as_package_data():
     pyproject = (HYPERV.parents[2] / "pyproject.toml").read_text()
     assert '"harness.backends.hyperv" = ["scripts/*.ps1"]' in pyproject
-    assert '"pypsrp==0.9.1"' in pyproject
+    assert '"pypsrp[credssp]==0.9.1"' in pyproject  # --hyperv-auth=credssp works as installed
+    assert 'kerberos = ["pypsrp[kerberos]==0.9.1"]' in pyproject  # an extra: it builds against krb5
+
+
+def test_credssp_is_installed_with_the_harness():
+    """pypsrp's credssp extra (requests-credssp, pure Python) comes with the harness from
+    our package index: --hyperv-auth=credssp passes the start check here for real."""
+    import importlib.util
+
+    from harness.backends.hyperv.transport import check_auth_modules
+
+    assert importlib.util.find_spec("requests_credssp") is not None
+    check_auth_modules("credssp")
+    check_auth_modules("negotiate")  # NTLM without Kerberos modules, Kerberos with them
+
+
+def test_an_auth_without_its_modules_is_refused_at_start_with_the_install_line(monkeypatch):
+    import importlib.util
+
+    from harness.backends.hyperv.transport import RemoteOptions, check_auth_modules
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("gssapi", "krb5", "requests_credssp")
+                        else real(name, *a))
+    with pytest.raises(ConfigError, match=r"^--hyperv-auth=kerberos needs the Python module\(s\) "
+                                          r"gssapi, krb5, .*apt-get install libkrb5-dev gcc.*pip install "
+                                          r"'gmi-harness\[kerberos\]'") as err:
+        RemoteOptions(host="hv01", user="u@CORP.EXAMPLE", auth="kerberos").check()
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"credssp .*pip install 'pypsrp\[credssp\]==0\.9\.1'"):
+        check_auth_modules("credssp")
+    previous = hostos.use(hostos.Windows())
+    try:
+        check_auth_modules("kerberos")  # SSPI on Windows: nothing more to install
+    finally:
+        hostos.use(previous)
 
 
 def test_the_runner_fails_on_a_native_commands_exit_code():
@@ -240,22 +276,24 @@ def test_local_needs_powershell(monkeypatch):
         LocalPowerShell()
 
 
-def test_local_on_windows_prefers_pwsh_then_windows_powershell(tmp_path, monkeypatch):
-    """On Windows: PowerShell 7 when on PATH, else Windows PowerShell 5.1 from System32
-    even when PATH does not have it."""
+def test_local_on_windows_prefers_windows_powershell_as_remote_sessions_use(tmp_path, monkeypatch):
+    """On Windows: Windows PowerShell 5.1, the engine of every remote session (review
+    finding 13: on Server 2016 the Hyper-V module is not PowerShell 7 compatible), from
+    System32 even when PATH does not have it, though PowerShell 7 is on PATH; pwsh only
+    where 5.1 is gone."""
     system32 = tmp_path / "Windows" / "System32" / "WindowsPowerShell" / "v1.0"
     system32.mkdir(parents=True)
-    (system32 / "powershell.exe").write_text("#!/bin/sh\n")
-    (system32 / "powershell.exe").chmod(0o755)
     monkeypatch.setenv("SYSTEMROOT", str(tmp_path / "Windows"))
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "pwsh.exe").write_text("#!/bin/sh\n")
+    (tmp_path / "empty" / "pwsh.exe").chmod(0o755)
     previous = hostos.use(hostos.Windows())
     try:
+        assert LocalPowerShell().exe == str(tmp_path / "empty" / "pwsh.exe")  # 5.1 gone
+        (system32 / "powershell.exe").write_text("#!/bin/sh\n")
+        (system32 / "powershell.exe").chmod(0o755)
         assert LocalPowerShell().exe == str(system32 / "powershell.exe")
-        (tmp_path / "empty").mkdir()
-        (tmp_path / "empty" / "pwsh.exe").write_text("#!/bin/sh\n")
-        (tmp_path / "empty" / "pwsh.exe").chmod(0o755)
-        assert LocalPowerShell().exe == str(tmp_path / "empty" / "pwsh.exe")
     finally:
         hostos.use(previous)
 
@@ -316,11 +354,11 @@ def test_settings_drive_the_transport(tmp_path):
 
     from harness.backends.hyperv.transport import make_transport
 
-    s = hyperv_settings(tmp_path, hyperv_auth="kerberos", hyperv_port=15986)
+    s = hyperv_settings(tmp_path, hyperv_auth="credssp", hyperv_port=15986)
     ps = make_transport(s, "hv02")
     assert ps.host == "hv02"
     kw = ps.options.wsman_kwargs()  # type: ignore[attr-defined]
-    assert kw["auth"] == "kerberos" and kw["port"] == 15986 and kw["username"] == "CORP\\builder"
+    assert kw["auth"] == "credssp" and kw["port"] == 15986 and kw["username"] == "CORP\\builder"
     with pytest.raises(ConfigError, match="must be one of negotiate, kerberos, ntlm, credssp, "
                                           "certificate, got 'basic'"):
         hyperv_settings(tmp_path, hyperv_auth="basic")

@@ -12,6 +12,7 @@ serializer. A real WinRM service may differ in details these replies do not cove
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import re
@@ -282,8 +283,7 @@ def test_parameters_arrive_as_a_hashtable_and_big_numbers_survive(serve, certs):
 
 def test_promotes_host_calls_travel_over_the_wire(serve, certs):
     """--promote's new_vm (-UseVhdx) and the upload's file_hash, with their recorded
-    replies, through pypsrp's real requests (the upload itself is pypsrp's Client.copy,
-    which this replay server does not answer: its input stream is not replayed)."""
+    replies, through pypsrp's real requests (the upload: the next test)."""
     folder = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
     recordings = Path(__file__).parent / "hyperv_recordings"
     new_vm = (recordings / "new_vm_promote.json").read_text().strip()
@@ -294,14 +294,64 @@ def test_promotes_host_calls_travel_over_the_wire(serve, certs):
     ps = cert_auth(certs, srv.port)
     target = folder + "\\GMI Debian 12.vhdx"
     assert ps.run("file_hash", Path=target)["Sha256"] == "ab" * 32
-    reply = ps.run("new_vm", Name="GMI Debian 12", Folder=folder, SwitchName="External",
-                   UseVhdx=target, MemoryMB=4096, DynamicMemory=True, SecureBoot=True,
+    reply = ps.run("new_vm", Name="GMI Debian 12 (gmi-harness RUN main)", DiskName="GMI Debian 12",
+                   Folder=folder, SwitchName="External", Version="8.0", UseVhdx=target, MemoryMB=4096,
+                   DynamicMemory=True, SecureBoot=True,
                    SecureBootTemplate="MicrosoftUEFICertificateAuthority", Notes="gmi-harness run=RUN")
     ps.close()
-    assert reply["State"] == "Off" and reply["BootOrder"] == ["Drive", "Network"]
+    assert reply["State"] == "Off" and reply["BootOrder"] == ["Drive"]  # -BootOrder replaced it
     pipeline = winrm.pipelines[1].decode("utf-8", "replace")
     assert f'<S N="Key">UseVhdx</S><S N="Value">{target}</S>' in pipeline
     assert "InstallIso</S>" not in pipeline and "if ($UseVhdx) {" in pipeline  # new_vm.ps1's text
+
+
+# --- uploading in chunks ---------------------------------------------------------------------
+
+
+def upload_server(store: dict[str, bytes]) -> Callable[[bytes], list[str]]:
+    """write_chunk.ps1 and finish_upload.ps1 on a host, the parts kept in ``store``."""
+    def value(text: str, key: str) -> str:
+        m = re.search(rf'<S N="Key">{key}</S><(?:S|I32|I64) N="Value">([^<]*)<', text)
+        return m.group(1) if m else ""
+
+    def reply(pipeline: bytes) -> list[str]:
+        text = pipeline.decode("utf-8", "replace")
+        path = value(text, "Path")
+        part = path + ".part"
+        if "[Convert]::FromBase64String($Data)" in text:  # write_chunk.ps1
+            data = value(text, "Data")
+            if not data:
+                return [json.dumps({"Part": part, "Length": len(store.get(part, b""))})]
+            offset = int(value(text, "Offset") or 0)
+            store[part] = store.get(part, b"")[:offset] + base64.b64decode(data)
+            return [json.dumps({"Part": part, "Length": len(store[part])})]
+        assert "Get-FileHash -LiteralPath $part" in text  # finish_upload.ps1
+        digest = hashlib.sha256(store[part]).hexdigest()
+        assert digest == value(text, "Sha256")
+        store[path] = store.pop(part)
+        return [json.dumps({"Path": path, "Length": len(store[path]), "Sha256": digest})]
+    return reply
+
+
+def test_an_upload_travels_in_chunks_into_the_run_folder_and_is_checked(serve, certs, tmp_path):
+    """The upload as pipelines of write_chunk.ps1 (base64 in a parameter) and one
+    finish_upload.ps1, through pypsrp's real requests: no TEMP file on the host's system
+    drive (pypsrp's Client.copy writes one there)."""
+    from harness.backends.hyperv import transport
+
+    store: dict[str, bytes] = {}
+    winrm = FakeWinRM(upload_server(store))
+    srv = serve([winrm])
+    ps = cert_auth(certs, srv.port)
+    local = tmp_path / "debian.iso"
+    local.write_bytes(bytes(range(256)) * 40)  # 10240 bytes
+    remote = "D:\\VHD\\gmi-harness-RUN-main-debian-12\\debian.iso"
+    transport.upload_in_chunks(ps, local, remote, chunk=4096)
+    ps.close()
+    assert store == {remote: local.read_bytes()}
+    names = [("write_chunk" if b"FromBase64String" in p else "finish_upload") for p in winrm.pipelines]
+    assert names == ["write_chunk"] * 4 + ["finish_upload"]  # the state, 3 chunks, the check
+    assert transport.UPLOAD_CHUNK == 4 << 20
 
 
 # --- fetching a file in chunks -------------------------------------------------------------

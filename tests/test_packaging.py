@@ -94,3 +94,25 @@ def test_readme_says_disk_only(tmp_path: Path):
     text = writer.readme(NAMES, {"versions": {"kernel": "6.1.0-x"}}, disk_only=True)
     assert "Disk-only archive" in text and "6.1.0-x" in text
     assert "Disk-only" not in writer.readme(NAMES, {}, disk_only=False)
+
+
+def test_readme_names_the_configuration_version_the_import_check_and_the_clone_shape():
+    """A Hyper-V export's README says which hosts import it (its configuration version),
+    that Compare-VM found nothing, and the VM the checklist ran on."""
+    from harness.backends.base import CloneShape
+    from harness.settings import resolve
+
+    record = {"hyperv_config_version": {"vm": "8.0", "host_default": "10.0",
+                                        "imports_on": "Windows Server 2016, 2019, 2022 and 2025"},
+              "hyperv_import_check": {"incompatibilities": []},
+              "clone_shape": CloneShape.of(resolve({}, env={})).record()}
+    text = writer.readme(NAMES, record, disk_only=False)
+    assert ("- Hyper-V configuration version: 8.0: imports on Windows Server 2016, 2019, 2022 and "
+            "2025 (the build host's default was 10.0)") in text
+    assert "Compare-VM -Copy on the exported .vmcx found no incompatibility" in text
+    assert ("Checked on a clone of 1 vCPU, 512 MB static memory, Secure Boot on "
+            "(MicrosoftUEFICertificateAuthority): vmgenie's VM by default") in text
+    bare = writer.readme(NAMES, {}, disk_only=True)
+    assert "configuration version" not in bare and "Compare-VM" not in bare
+    record["hyperv_import_check"] = {"incompatibilities": [{"MessageId": 1, "Message": "x"}]}
+    assert "Compare-VM" not in writer.readme(NAMES, record, disk_only=False)

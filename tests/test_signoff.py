@@ -171,6 +171,26 @@ def test_the_install_iso_used_is_on_the_page(tmp_path):
     assert html.count("install ISO") == 1  # debian-12 (debootstrap) has no row
 
 
+def test_the_checklists_clone_shape_is_on_the_page(tmp_path):
+    """The VM the checklist ran on (vmgenie's 1 vCPU / 512 MB static / Secure Boot by
+    default, backends/base.py CloneShape) is shown per subject, from the build record."""
+    from harness.backends.base import CloneShape
+    from harness.settings import resolve
+
+    run = tmp_path / "runs" / "r1"
+    run.mkdir(parents=True)
+    shape = CloneShape.of(resolve({}, env={})).record(secure_boot_keys="OVMF's Microsoft keys")
+    subjects = [{"subject": "debian-12", "clone_shape": shape},
+                {"subject": "debian-13", "clone_shape": ["junk"]}]
+    signoff.write_data(run, signoff.run_data({"id": "r1"}, subjects, []))
+    loaded = signoff.load_data(run / signoff.DATA_FILE)
+    assert loaded[0].clone_shape["memory_mb"] == "512" and loaded[1].clone_shape == {}
+    html = signoff.render(loaded, tmp_path / "signoff.html").read_text()
+    assert ("1 vCPU, 512 MB static memory, Secure Boot on (MicrosoftUEFICertificateAuthority: "
+            "OVMF&#39;s Microsoft keys)") in html
+    assert html.count("<th>checklist's clone</th>") == 1  # debian-13's junk shows no row
+
+
 def test_secrets_with_quotes_are_masked_in_the_data(tmp_path):
     from harness.errors import register_secret
 

@@ -8,25 +8,26 @@ from typing import cast
 
 from harness.archive import writer
 from harness.build import Build, BuildFacts
-from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS
+from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS, required_items
 from harness.errors import ExportError
 from harness.evidence import release as evidence
 from harness.host.tools import sha256_file
 
 
 def gate(checklist: list[str], outcomes: Mapping[str, str],
-         labels: Mapping[str, str] | None = None, advisory_blocks: bool = False) -> list[str]:
+         labels: Mapping[str, str] | None = None, advisory_blocks: bool = False,
+         required: tuple[str, ...] = REQUIRED_ITEMS) -> list[str]:
     """What blocks the export: checklist tests that failed, errored or never ran, and
-    (given each test's checklist item in ``labels``) required items with no test that
-    passed. Skipped tests (each with its reason) do not block it, nor do the failures of
-    an advisory item (:data:`ADVISORY_ITEMS`) unless ``advisory_blocks``."""
+    (given each test's checklist item in ``labels``) ``required`` items with no test
+    that passed. Skipped tests (each with its reason) do not block it, nor do the
+    failures of an advisory item (:data:`ADVISORY_ITEMS`) unless ``advisory_blocks``."""
     advisory = {n for n in checklist if not advisory_blocks and labels is not None
                 and labels.get(n) in ADVISORY_ITEMS}
     blocked = [node for node in checklist
                if outcomes.get(node) not in ("passed", "skipped") and node not in advisory]
     if labels is not None:
         passed = {labels[n] for n in checklist if outcomes.get(n) == "passed" and n in labels}
-        blocked += [f"'{item}' (no test of it passed)" for item in REQUIRED_ITEMS
+        blocked += [f"'{item}' (no test of it passed)" for item in required
                     if item not in passed]
     return blocked
 
@@ -47,7 +48,8 @@ def public_record(b: Build, results: Mapping[str, str],
 def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
            labels: Mapping[str, str] | None = None) -> Path:
     """Write the vmgenie archive for ``b`` when every checklist item passed."""
-    not_passed = gate(checklist, outcomes, labels, b.settings.seed_template_blocks_export)
+    not_passed = gate(checklist, outcomes, labels, b.settings.seed_template_blocks_export,
+                      required_items(exports_vmcx=b.vm_tree is not None))
     if not checklist:
         raise ExportError("no checklist item ran for this distro; nothing vouches for "
                           "the image, so it is not exported")

@@ -21,7 +21,7 @@ from harness.archive import reader, writer
 from harness.archive.errors import ArchiveError
 from harness.archive.export import gate
 from harness.build import Build
-from harness.checklist import SERVICES_RUNNING
+from harness.checklist import SERVICES_RUNNING, required_items
 from harness.errors import ExportError
 from harness.host.tools import sha256_file
 
@@ -36,9 +36,10 @@ def promoted_path(archive: Path) -> Path:
 def blocked(outcomes: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
     """What blocks a promotion: what blocks an export (a checklist test that did not
     pass, a required item with no passing test), any other test of the archive that
-    failed (its static checks), and the Hyper-V-only item without a passing test: on
-    Hyper-V it must run, not be skipped."""
-    found = gate(list(labels), outcomes, labels)
+    failed (its static checks), and the Hyper-V-only items without a passing test (the
+    services running; Compare-VM on the export, as for every export with a .vmcx): on
+    Hyper-V they must run, not be skipped."""
+    found = gate(list(labels), outcomes, labels, required=required_items(exports_vmcx=True))
     found += [n for n, o in outcomes.items() if o not in ("passed", "skipped") and n not in labels]
     passed = {labels[n] for n, o in outcomes.items() if o == "passed" and n in labels}
     if SERVICES_RUNNING not in passed:

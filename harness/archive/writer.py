@@ -64,6 +64,27 @@ def dump_yaml(data: Mapping[str, Any]) -> str:
     return yaml.dump(dict(data), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
 
 
+def _hyperv_lines(record: Mapping[str, Any]) -> list[str]:
+    """The README's lines on the VM configuration (Hyper-V builds) and on the VM the
+    checklist ran on."""
+    lines = []
+    version = record.get("hyperv_config_version") or {}
+    if version.get("vm"):
+        lines.append(f"- Hyper-V configuration version: {version['vm']}: imports on "
+                     f"{version.get('imports_on', '?')} (the build host's default was "
+                     f"{version.get('host_default', '?')})")
+    check = record.get("hyperv_import_check")
+    if isinstance(check, dict) and not check.get("incompatibilities"):
+        lines.append("- Import: Compare-VM -Copy on the exported .vmcx found no incompatibility")
+    shape = record.get("clone_shape") or {}
+    if shape.get("memory_mb"):
+        boot = (f"Secure Boot on ({shape.get('secure_boot_template')})" if shape.get("secure_boot") == "on"
+                else "Secure Boot off")
+        lines.append(f"- Checked on a clone of {shape.get('cpus')} vCPU, {shape['memory_mb']} MB "
+                     f"{shape.get('memory', 'static')} memory, {boot}: vmgenie's VM by default")
+    return lines
+
+
 def readme(names: Names, record: Mapping[str, Any], disk_only: bool) -> str:
     """The archive's README (``GMI-<Os>-<Version>.md``)."""
     v = record.get("versions", {})
@@ -86,6 +107,7 @@ def readme(names: Names, record: Mapping[str, Any], disk_only: bool) -> str:
         "shim and GRUB at the removable-media path EFI/BOOT/BOOTX64.EFI.",
         f"- Built: {record.get('built', '?')} by gmi-harness {record.get('harness', '?')} "
         f"on the {record.get('backend', '?')} backend",
+        *_hyperv_lines(record),
         "",
         "## Caveats",
         "",

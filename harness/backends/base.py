@@ -84,6 +84,36 @@ class ExportedDisk:
     vm_tree: Path | None = None
 
 
+@dataclass(frozen=True)
+class CloneShape:
+    """The VM the checklist runs on, shaped as vmgenie provisions one from a GMI
+    (``ProvisionVm``: 1 vCPU, 512 MB static memory, Secure Boot on with
+    MicrosoftUEFICertificateAuthority), unless the ``clone_*`` settings say otherwise.
+    The build VM keeps its own size (``vm_cpus``, ``vm_memory_mb``)."""
+
+    cpus: int
+    memory_mb: int
+    secure_boot: bool
+    secure_boot_template: str
+
+    @classmethod
+    def of(cls, settings: Settings) -> CloneShape:
+        return cls(settings.clone_cpus, settings.clone_memory_mb,
+                   settings.clone_secure_boot == "on", settings.clone_secure_boot_template)
+
+    def record(self, **how: str) -> dict[str, Any]:
+        """The build record's ``clone_shape`` (``how``: what the backend made of it)."""
+        return {"cpus": self.cpus, "memory_mb": self.memory_mb, "memory": "static",
+                "secure_boot": "on" if self.secure_boot else "off",
+                "secure_boot_template": self.secure_boot_template if self.secure_boot else "",
+                **how}
+
+    def describe(self) -> str:
+        boot = (f"Secure Boot on ({self.secure_boot_template})" if self.secure_boot
+                else "Secure Boot off")
+        return f"{self.cpus} vCPU, {self.memory_mb} MB static, {boot}"
+
+
 class HostView(ABC):
     """The hypervisor host's view of one running VM."""
 
@@ -202,8 +232,17 @@ class Backend(ABC):
 
     @abstractmethod
     def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
-        """A brand-new VM (fresh UEFI variables, Secure Boot as the distro says) on a
-        copy-on-write clone of ``vhdx``, with ``seed_iso`` in its DVD drive, running."""
+        """A brand-new VM (fresh UEFI variables) in the :class:`CloneShape` of the
+        settings (vmgenie's by default), on a copy-on-write clone of ``vhdx``, with
+        ``seed_iso`` in its DVD drive, running; ``build.record["clone_shape"]`` says
+        what it got."""
+
+    def promote(self, build: Build) -> None:
+        """``--promote``: make the disk-only archive's disk (``build.vhdx``, extracted
+        and verified) a VM of this hypervisor, exported unbooted into ``build.vm_tree``.
+        Only a backend that writes the ``.vmcx`` vmgenie imports can."""
+        raise ConfigError(f"--promote needs a backend that writes the .vmcx vmgenie imports "
+                          f"(--backend=hyperv); the {self.name} backend cannot")
 
 
 def keeps(policy: str, failed: bool) -> bool:
@@ -213,9 +252,10 @@ def keeps(policy: str, failed: bool) -> bool:
 
 
 def release(vms: Iterable[VM], keep: bool, say: Callable[[str], None]) -> None:
-    """The end of VMs: destroyed, or (kept) left as they are with a line telling a
-    person how to reach each one that still runs."""
-    for vm in vms:
+    """The end of VMs, the last made first (a clone before the VM whose disk or folder
+    it uses): destroyed, or (kept) left as they are with a line telling a person how to
+    reach each one that still runs."""
+    for vm in reversed(list(vms)):
         if not keep:
             vm.destroy()
         elif vm.is_running():

@@ -365,11 +365,14 @@ class Windows(HostOS):
         return path.is_symlink() or getattr(st, "st_reparse_tag", 0) == IO_REPARSE_TAG_MOUNT_POINT
 
     def powershell_names(self) -> tuple[str, ...]:
-        """PowerShell 7 when installed, else Windows PowerShell 5.1, which every Hyper-V
-        host has in System32 even when PATH was trimmed."""
+        """Windows PowerShell 5.1, the engine of every remote session too (one engine to
+        keep the scripts right for; on Server 2016 the Hyper-V module is not PowerShell 7
+        compatible), from PATH or System32 where PATH was trimmed; PowerShell 7 only where
+        5.1 is gone."""
         system = os.environ.get("SYSTEMROOT", r"C:\Windows")
-        return ("pwsh.exe", "powershell.exe",
-                str(Path(system, "System32", "WindowsPowerShell", "v1.0", "powershell.exe")))
+        return ("powershell.exe",
+                str(Path(system, "System32", "WindowsPowerShell", "v1.0", "powershell.exe")),
+                "pwsh.exe")
 
     def install_hint(self, tool: str, package: str) -> str:
         """Windows has no package manager the harness could name; the one tool the

@@ -123,6 +123,7 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),
         "sizes": dict(build.record.get("sizes", {})),
         "install_iso": dict(build.record.get("install_iso", {})),
+        "clone_shape": {str(k): str(v) for k, v in dict(build.record.get("clone_shape") or {}).items()},
         "vulnerabilities": dict(build.record.get(evidence.VULN_KEY, {})),
         "evidence": dict(build.record.get(evidence.EVIDENCE_KEY, {})),
         "logs": [str(p.relative_to(run_dir)) if run_dir and p.is_relative_to(run_dir) else str(p)

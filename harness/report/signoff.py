@@ -98,6 +98,8 @@ class Subject:
     versions: dict[str, str] = field(default_factory=dict)
     # The install ISO (ISO installs): file, url, sha256, version, listing, signature.
     install_iso: dict[str, str] = field(default_factory=dict)
+    # The VM the checklist ran on (backends/base.py CloneShape.record): cpus, memory_mb, ...
+    clone_shape: dict[str, str] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # relative to the run folder
@@ -273,6 +275,9 @@ def load_data(path: Path) -> list[Subject]:
         known["logs"] = [str(p) for p in known.get("logs") or [] if _safe_relative(str(p))]
         iso = known.get("install_iso")
         known["install_iso"] = {str(k): str(v) for k, v in iso.items()} if isinstance(iso, dict) else {}
+        shape = known.get("clone_shape")
+        known["clone_shape"] = ({str(k): str(v) for k, v in shape.items()}
+                                if isinstance(shape, dict) else {})
         known["release_diff"] = release.clean(known.get("release_diff"))
         known["vulnerabilities"] = vulns.clean(known.get("vulnerabilities"))
         ev = known.get("evidence")

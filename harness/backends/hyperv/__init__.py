@@ -1,4 +1,4 @@
-"""The Hyper-V backend over PowerShell (Remoting with pypsrp, or local ``pwsh``).
+"""The Hyper-V backend over PowerShell (Remoting with pypsrp, or local ``powershell.exe``).
 
 ``harness.backends.BACKENDS["hyperv"]`` points at :class:`HyperVBackend`; pypsrp is
 imported only when a remote host is first contacted. See docs/hyperv.md.

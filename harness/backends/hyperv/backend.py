@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import re
 import shlex
 import socket
 import time
@@ -27,7 +28,7 @@ from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
 from harness.archive.format import SNAP_DIR, VHD_DIR
-from harness.backends.base import VM, Backend, ExportedDisk, HostView
+from harness.backends.base import VM, Backend, CloneShape, ExportedDisk, HostView
 from harness.backends.hyperv import janitor
 from harness.backends.hyperv.media import InstallMedia, key_actions, media_from_settings
 from harness.backends.hyperv.model import (
@@ -35,10 +36,12 @@ from harness.backends.hyperv.model import (
     ExportResult,
     FileHash,
     HostInfo,
+    ImportCheck,
     IntegrationService,
     VmStatus,
+    vm_record,
 )
-from harness.backends.hyperv.transport import TAG, PowerShell, make_transport
+from harness.backends.hyperv.transport import TAG, PowerShell, build_name, host_join, make_transport
 from harness.errors import ConfigError, GuestTimeoutError, HypervisorError
 from harness.host.tools import sha256_file
 from harness.settings import Settings
@@ -48,6 +51,68 @@ if TYPE_CHECKING:
 
 
 
+# Every Hyper-V module cmdlet the scripts call, with the parameters they pass: the host
+# preflight (host_info.ps1) asks the host's module for each, so that a host too old for
+# them fails at the start, in one line. Parameters a script asks for itself first
+# (Set-VM -AutomaticCheckpointsEnabled: not on Server 2016) are not here.
+# tests/test_hyperv_cmdlets.py keeps this equal to what the scripts call.
+SCRIPT_PARAMETERS: dict[str, tuple[str, ...]] = {
+    "Add-VMDvdDrive": ("Passthru", "Path", "VM"),
+    "Compare-VM": ("Copy", "GenerateNewId", "Path", "VhdDestinationPath", "VirtualMachinePath"),
+    "Connect-VMNetworkAdapter": ("SwitchName", "VMNetworkAdapter"),
+    "Disconnect-VMNetworkAdapter": ("VMNetworkAdapter",),
+    "Dismount-VHD": ("Path",),
+    "Export-VM": ("Path", "VM"),
+    "Get-VHD": ("Path",),
+    "Get-VM": ("Id",),
+    "Get-VMDvdDrive": ("VM",),
+    "Get-VMFirmware": ("VM",),
+    "Get-VMHardDiskDrive": ("VM",),
+    "Get-VMHost": (),
+    "Get-VMHostSupportedVersion": ("Default",),
+    "Get-VMIntegrationService": ("VM",),
+    "Get-VMNetworkAdapter": ("VM",),
+    "Get-VMSecurity": ("VM",),
+    "Get-VMSnapshot": ("VM",),
+    "Get-VMSwitch": (),
+    "Merge-VHD": ("Confirm", "DestinationPath", "Path"),
+    "Mount-VHD": ("NoDriveLetter", "Path", "ReadOnly"),
+    "New-VHD": ("BlockSizeBytes", "Dynamic", "Path", "SizeBytes"),
+    "New-VM": ("Generation", "MemoryStartupBytes", "Name", "Path", "SwitchName", "VHDPath", "Version"),
+    "Optimize-VHD": ("Mode", "Path"),
+    "Remove-VM": ("Force", "VM"),
+    "Remove-VMSnapshot": ("Confirm",),
+    "Rename-VM": ("NewName", "VM"),
+    "Set-VM": ("AutomaticStartAction", "AutomaticStopAction", "CheckpointType", "Notes", "ProcessorCount"),
+    "Set-VMDvdDrive": ("Path", "VMDvdDrive"),
+    "Set-VMFirmware": ("BootOrder", "EnableSecureBoot", "FirstBootDevice", "SecureBootTemplate"),
+    "Set-VMHardDiskDrive": ("Path", "VMHardDiskDrive"),
+    "Set-VMMemory": ("DynamicMemoryEnabled", "MaximumBytes", "MinimumBytes", "StartupBytes"),
+    "Start-VM": ("VM",),
+    "Stop-VM": ("AsJob", "Force", "TurnOff", "VM"),
+}
+
+# Which hosts import a configuration version: Microsoft's "Supported VM configuration
+# versions" tables (Upgrade virtual machine version in Hyper-V on Windows or Windows
+# Server). 8.0 is the newest that every host with Secure Boot for Linux guests through
+# the MicrosoftUEFICertificateAuthority template (Windows Server 2016 and newer, Windows
+# 10 1607 and newer, Windows 11) supports: the default of --hyperv-vm-version.
+IMPORTS_ON = {
+    "8.0": "Windows Server 2016, 2019, 2022 and 2025, Windows 10 1607 and newer, Windows 11",
+    "8.1": "Windows Server 2019, 2022 and 2025, Windows 10 1703 and newer, Windows 11",
+    "8.2": "Windows Server 2019, 2022 and 2025, Windows 10 1709 and newer, Windows 11",
+    "8.3": "Windows Server 2019, 2022 and 2025, Windows 10 1803 and newer, Windows 11",
+    "9.0": "Windows Server 2019, 2022 and 2025, Windows 10 1809 and newer, Windows 11",
+    "9.1": "Windows Server 2022 and 2025, Windows 10 1903 and newer, Windows 11",
+    "9.2": "Windows Server 2022 and 2025, Windows 10 2004 and newer, Windows 11",
+    "9.3": "Windows Server 2022 and 2025, Windows 11",
+    "10.0": "Windows Server 2022 and 2025, Windows 11",
+    "11.0": "Windows Server 2025, Windows 11 22H2 and newer",
+    "12.0": "Windows Server 2025, Windows 11 24H2",
+}
+GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
 def pick_host(settings: Settings, worker: str = "") -> str:
     """The host of this xdist worker: gwN takes pool entry N modulo the pool's size."""
     pool = list(settings.hyperv_hosts) or ([settings.hyperv_host] if settings.hyperv_host else [])
@@ -55,10 +120,6 @@ def pick_host(settings: Settings, worker: str = "") -> str:
         return ""
     index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
     return pool[index % len(pool)]
-
-
-def host_join(folder: str, *parts: str) -> str:
-    return str(PureWindowsPath(folder, *parts))
 
 
 @dataclass
@@ -88,10 +149,11 @@ class HyperVVM(VM):
     """One VM on a Hyper-V host. ``owned`` host paths go with it on :meth:`destroy`; an
     adopted VM (``adopted``) is stopped but never removed."""
 
-    name: str
+    name: str  # its name on the host (the run's own), for people; scripts use the Id
     ps: PowerShell
     tag: str
     clock: Clock
+    id: str = ""  # Hyper-V's Id, once the VM exists
     owned: list[str] = field(default_factory=list)
     adopted: bool = False
     created: bool = False
@@ -103,20 +165,20 @@ class HyperVVM(VM):
     warn: Callable[[str], None] = print
 
     def status(self) -> VmStatus:
-        return VmStatus.parse(self.ps.run("vm_status", Name=self.name))
+        return VmStatus.parse(self.ps.run("vm_status", Id=self.id))
 
     def is_running(self) -> bool:
         return self.status().state == "Running"
 
     def start(self) -> None:
         """Power on; a VM that had an address gets it again (DHCP may hand out another)."""
-        self.ps.run("start_vm", Name=self.name)
+        self.ps.run("start_vm", Id=self.id)
         if self.ssh_host and self.address_source != "static":
             self.ssh_host = ""
             self.wait_address(self.address_timeout)
 
     def shutdown(self, timeout: float = 120) -> None:
-        result = self.ps.run("stop_vm", Name=self.name, TimeoutSeconds=int(timeout))
+        result = self.ps.run("stop_vm", Id=self.id, TimeoutSeconds=int(timeout))
         if isinstance(result, dict) and result.get("Result") == "turned-off":
             self.warn(f"VM {self.name!r} did not shut down within {timeout:.0f} s: turned off")
 
@@ -126,7 +188,7 @@ class HyperVVM(VM):
         waited = 0
         while True:
             chunk = max(1, min(60, int(timeout) - waited))
-            result = self.ps.run("stop_vm", Name=self.name, TimeoutSeconds=chunk, WaitOnly=True)
+            result = self.ps.run("stop_vm", Id=self.id, TimeoutSeconds=chunk, WaitOnly=True)
             if isinstance(result, dict) and result.get("Result") in ("stopped", "already-off"):
                 return True
             waited += chunk
@@ -134,11 +196,16 @@ class HyperVVM(VM):
                 return False
 
     def destroy(self) -> None:
-        names = [] if self.adopted or not self.created else [self.name]
-        if self.adopted:
-            self.ps.run("stop_vm", Name=self.name, TimeoutSeconds=60)
-        if names or self.owned:
-            self.ps.run("remove_items", VmNames=names, Paths=list(self.owned), Tag=self.tag)
+        """Remove the VM (by its Id; by its run-unique name when the session broke before
+        the Id came back) and what it owns. Only a VM carrying the run's tag is removed;
+        an adopted one is stopped, never removed."""
+        mine = self.created and not self.adopted
+        if self.adopted and self.id:
+            self.ps.run("stop_vm", Id=self.id, TimeoutSeconds=60)
+        if mine or self.owned:
+            self.ps.run("remove_items", VmIds=[self.id] if mine and self.id else [],
+                        VmNames=[self.name] if mine and not self.id else [],
+                        Paths=list(self.owned), Tag=self.tag)
             self.owned.clear()
             self.created = False
 
@@ -204,6 +271,7 @@ class HyperVBackend(Backend):
         self.media: Callable[[Build], InstallMedia] = catalogue_media
         self._transports: dict[str, PowerShell] = {}
         self._states: dict[int, HostState] = {}  # by build: the host, its session, the tag
+        self._infos: dict[str, HostInfo] = {}  # by host: read once (host_info.ps1)
 
     # --- the host and the run's folder -------------------------------------------
 
@@ -239,8 +307,21 @@ class HyperVBackend(Backend):
             raise ConfigError("--hyperv-base-vm/--hyperv-base-vhdx need --hyperv-base-key: the "
                               "private key root accepts on that system")
         st = self.state(b)
-        st.info = HostInfo.parse(st.ps.run("host_info", SwitchName=s.hyperv_switch))
-        b.record["hyperv_host_name"] = st.info.computer_name
+        if st.host not in self._infos:  # the preflight, the versions: once per host
+            self._infos[st.host] = HostInfo.parse(st.ps.run(
+                "host_info", SwitchName=s.hyperv_switch, Root=s.hyperv_vhd_path or None,
+                Required={k: list(v) for k, v in SCRIPT_PARAMETERS.items()}))
+        st.info = info = self._infos[st.host]
+        version = s.hyperv_vm_version
+        if version not in info.supported_versions:
+            raise ConfigError(f"--hyperv-vm-version {version}: {st.host} ({info.computer_name}) "
+                              f"supports {', '.join(info.supported_versions)}")
+        b.record["hyperv_host_name"] = info.computer_name
+        b.record["hyperv_host_os"] = {"version": info.os_version, "build": info.os_build}
+        b.record["hyperv_config_version"] = {
+            "vm": version, "host_default": info.default_version,
+            "host_supported": list(info.supported_versions),
+            "imports_on": IMPORTS_ON.get(version, "the hosts whose Get-VMHostSupportedVersion lists it")}
 
     def folder(self, b: Build) -> str:
         """The run's folder on the host (created on first use, with its marker)."""
@@ -293,7 +374,7 @@ class HyperVBackend(Backend):
         if s.hyperv_base_vm:
             vm = self._adopt(b)
         else:
-            vm = self._new_vm_handle(b, names.vm_name)
+            vm = self._new_vm_handle(b, build_name(names.vm_name, b.run_id, b.worker))
             vm.owned.append(self.folder(b))
             media = None if s.hyperv_base_vhdx else self.media(b)
             iso = answer = ""
@@ -306,15 +387,16 @@ class HyperVBackend(Backend):
             with b.step("provision: create the Generation 2 VM"):
                 vm.created = True
                 reply = self.state(b).ps.run(
-                    "new_vm", Name=names.vm_name, Folder=self.folder(b),
-                    SwitchName=s.hyperv_switch, SizeBytes=hv.disk_gb * 1024**3,
+                    "new_vm", Name=vm.name, DiskName=names.vm_name, Folder=self.folder(b),
+                    SwitchName=s.hyperv_switch, Version=s.hyperv_vm_version,
+                    SizeBytes=hv.disk_gb * 1024**3,
                     BaseVhdx=s.hyperv_base_vhdx or None, MemoryMB=hv.memory_mb,
                     DynamicMemory=hv.dynamic_memory, ProcessorCount=s.vm_cpus,
                     SecureBoot=hv.secure_boot, SecureBootTemplate=hv.secure_boot_template,
                     BlockSizeMiB=hv.vhdx_block_size_mib, InstallIso=iso or None,
                     AnswerIso=answer or None, Notes=self.state(b).notes)
-                b.record["hyperv_vm"] = {k: reply.get(k) for k in (
-                    "Id", "Generation", "SecureBoot", "SecureBootTemplate", "BootOrder")}
+                vm.id = str(reply["Id"])
+                b.record["hyperv_vm"] = vm_record(reply)
             if media is not None:
                 b.record["installed_by"] = (f"unattended install from {PureWindowsPath(iso).name} "
                                             f"(sha256 {media.sha256.lower()}) on Hyper-V")
@@ -333,7 +415,7 @@ class HyperVBackend(Backend):
         """Power on, type the boot command if any, wait for the installer to power off,
         then boot from the disk with the DVD drives empty."""
         with b.step("provision: start the installer"):
-            vm.ps.run("start_vm", Name=vm.name, BootWaitMs=int(media.boot_wait * 1000),
+            vm.ps.run("start_vm", Id=vm.id, BootWaitMs=int(media.boot_wait * 1000),
                       Keys=key_actions(media.boot_command) or None)
         if media.powers_off:
             with b.step("provision: unattended install (until the VM powers off)"):
@@ -344,19 +426,28 @@ class HyperVBackend(Backend):
                         f"the unattended install of {vm.name!r} did not power off within "
                         f"{limit} s (state {status.state}, heartbeat {status.heartbeat}); "
                         "watch it in Hyper-V Manager, or raise --command-timeout")
-            vm.ps.run("finish_install", Name=vm.name)
+            vm.ps.run("finish_install", Id=vm.id)
             vm.start()
 
     def _adopt(self, b: Build) -> HyperVVM:
-        name = b.settings.hyperv_base_vm
-        if name != b.distro.vmgenie.vm_name:
-            raise ConfigError(f"--hyperv-base-vm {name!r}: vmgenie needs the VM named "
-                              f"{b.distro.vmgenie.vm_name!r}; rename it (Rename-VM) first")
-        vm = self._new_vm_handle(b, name, adopted=True)
+        """``--hyperv-base-vm NAME|ID``: the person's VM, by its Id or a name only it has
+        (a host that runs vmgenie has a base VM named after the GMI; two of a name are
+        refused with their Ids)."""
+        given = b.settings.hyperv_base_vm
+        vm = self._new_vm_handle(b, given, adopted=True)
         with b.step("provision: adopt the existing VM"):
-            reply = vm.ps.run("adopt_vm", Name=name)
-        b.record["hyperv_vm"] = {"Id": reply.get("Id"), "adopted": True}
-        b.record["installed_by"] = f"by hand (adopted Hyper-V VM {name!r})"
+            reply = vm.ps.run("adopt_vm", DiskName=b.distro.vmgenie.vm_name,
+                              MaxVersion=b.settings.hyperv_vm_version,
+                              **({"Id": given} if GUID.match(given) else {"Name": given}))
+        vm.id, vm.name = str(reply["Id"]), str(reply.get("Name") or given)
+        checkpoints = [str(c) for c in reply.get("Checkpoints") or []]
+        b.record["hyperv_vm"] = {"Id": vm.id, "Name": vm.name, "adopted": True}
+        b.record["hyperv_adopted"] = {"Id": vm.id, "Name": vm.name, "checkpoints": checkpoints,
+                                      "dvd_paths": [str(d) for d in reply.get("DvdPaths") or [] if d]}
+        if checkpoints:
+            vm.warn(f"the adopted VM {vm.name!r} has {len(checkpoints)} checkpoints "
+                    f"({', '.join(checkpoints)}): Step 6 merges them into its disk")
+        b.record["installed_by"] = f"by hand (adopted Hyper-V VM {vm.name!r}, Id {vm.id})"
         if reply.get("State") != "Running":
             vm.start()
         return vm
@@ -369,7 +460,7 @@ class HyperVBackend(Backend):
         if not vm.wait_stopped(5):
             vm.shutdown(120)
         with b.step("seal: merge checkpoints and Optimize-VHD"):
-            compact = CompactResult.parse(st.ps.run("compact_disk", Name=vm.name))
+            compact = CompactResult.parse(st.ps.run("compact_disk", Id=vm.id))
         if compact.optimize_mode != "Full":
             b.log.info("Optimize-VHD ran as %s: the VHDX could not be attached read-only (%s)",
                        compact.optimize_mode, compact.mount_error or "no reason given")
@@ -379,19 +470,40 @@ class HyperVBackend(Backend):
                        else host_join(self.folder(b), "gmi"))
         with b.step("seal: Export-VM and flatten for vmgenie"):
             exported = ExportResult.parse(st.ps.run(
-                "export_vm", Name=vm.name, Staging=host_join(self.folder(b), "export"),
-                Destination=export_root, Replace=bool(b.settings.force or not kept)))
+                "export_vm", Id=vm.id, ExportName=b.distro.vmgenie.vm_name,
+                Staging=host_join(self.folder(b), "export"), Destination=export_root,
+                Replace=bool(b.settings.force or not kept)))
         st.sealed_vhdx, st.export_root = exported.vhdx, exported.root
+        self.import_check(b, exported)
         tree = b.workdir / "hyperv-export"
         with b.step("seal: fetch the export"):
             self._fetch(b, exported, vhdx, tree)
         b.record["hyperv_export"] = {"host_path": exported.root,
                                      "kept_on_host": bool(b.settings.hyperv_export_dir),
                                      "merged": list(compact.merged),
-                                     "optimize_mode": compact.optimize_mode}
+                                     "checkpoints_merged": list(compact.checkpoints),
+                                     "optimize_mode": compact.optimize_mode,
+                                     "media_left_out": list(exported.emptied_media)}
         return ExportedDisk({"build_disk_allocated": compact.bytes_before,
                              "vhdx_bytes": compact.bytes_after, "virtual_size": compact.virtual_size},
                             vm_tree=tree)
+
+    def import_check(self, b: Build, exported: ExportResult) -> ImportCheck:
+        """Right after Export-VM: would the export import, as vmgenie imports it?
+        Compare-VM on the flattened tree's .vmcx into a scratch folder (it registers
+        nothing); the report goes into the build record, where the checklist's item
+        reads it (checks/test_checklist.py) and the gate needs it passed."""
+        st = self.state(b)
+        with b.step("seal: Compare-VM (would the export import?)"):
+            report = ImportCheck.parse(st.ps.run(
+                "import_check", Vmcx=host_join(exported.root, *exported.vmcx.replace("\\", "/").split("/")),
+                Scratch=host_join(self.folder(b), "import-check")))
+        b.record["hyperv_import_check"] = {"vmcx": report.vmcx, "host": st.host,
+                                           "incompatibilities": list(report.incompatibilities)}
+        if report.incompatibilities:
+            b.log.warning("Compare-VM on %s: %s", report.vmcx,
+                          "; ".join(f"{i['MessageId']}: {i['Message']}" for i in report.incompatibilities))
+        return report
 
     def _fetch(self, b: Build, exported: ExportResult, vhdx: Path, tree: Path) -> None:
         """The VHDX to ``vhdx`` (checked against the host's SHA-256), the rest of the
@@ -411,10 +523,20 @@ class HyperVBackend(Backend):
             raise HypervisorError(f"the fetched VHDX's SHA-256 {got} differs from the host's "
                                   f"{exported.vhdx_sha256}: the copy broke; run again")
 
+    # --- promote ------------------------------------------------------------------
+
+    def promote(self, b: Build) -> None:
+        """``--promote``: the archive's disk in a new Gen2 VM, exported unbooted
+        (:mod:`harness.backends.hyperv.promote`)."""
+        from harness.backends.hyperv.promote import promote_disk
+
+        promote_disk(self, b)
+
     # --- the validation clone --------------------------------------------------------
 
     def clone(self, b: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
-        st, s, hv = self.state(b), b.settings, b.distro.hyperv
+        st, s = self.state(b), b.settings
+        shape = CloneShape.of(s)
         vm = self._new_vm_handle(b, f"gmi-{name} {b.distro.name} {b.run_id}")
         source = st.sealed_vhdx
         if not source:  # validating an archive: its disk goes to the host first
@@ -423,10 +545,12 @@ class HyperVBackend(Backend):
         st.ps.put(seed_iso, seed)
         vm.owned += [seed, host_join(self.folder(b), f"{vm.name}.vhdx")]
         vm.created = True
-        st.ps.run("new_clone_vm", Name=vm.name, Folder=self.folder(b), SourceVhdx=source,
-                  SeedIso=seed, SwitchName=s.hyperv_switch, MemoryMB=s.vm_memory_mb,
-                  ProcessorCount=s.vm_cpus, SecureBoot=hv.secure_boot,
-                  SecureBootTemplate=hv.secure_boot_template, Notes=st.notes)
+        reply = st.ps.run("new_clone_vm", Name=vm.name, Folder=self.folder(b), SourceVhdx=source,
+                          SeedIso=seed, SwitchName=s.hyperv_switch, MemoryMB=shape.memory_mb,
+                          ProcessorCount=shape.cpus, SecureBoot=shape.secure_boot,
+                          SecureBootTemplate=shape.secure_boot_template, Notes=st.notes)
+        vm.id = str(reply["Id"])
+        b.record["clone_shape"] = shape.record()
         vm.wait_address(s.boot_timeout)
         return vm
 
@@ -437,7 +561,7 @@ class HyperVBackend(Backend):
     def integration_services(self, vm: VM) -> list[IntegrationService]:
         """The host's view (Get-VMIntegrationService) of ``vm``'s integration services."""
         assert isinstance(vm, HyperVVM)
-        return IntegrationService.parse_all(vm.ps.run("integration_services", Name=vm.name))
+        return IntegrationService.parse_all(vm.ps.run("integration_services", Id=vm.id))
 
     def kvp_addresses(self, vm: VM) -> list[str]:
         """The addresses ``vm``'s KVP daemon reports to the host (link-local skipped)."""

@@ -35,6 +35,8 @@ class Leftover:
     fields: dict[str, str]
     dead: bool
     why: str
+    id: str = ""  # a VM's Id (what removal goes by: names are not unique on Hyper-V)
+    partial: tuple[tuple[str, int], ...] = ()  # a folder's partial uploads (path, bytes)
 
     @property
     def tag(self) -> str:
@@ -91,7 +93,7 @@ def find(ps: PowerShell, roots: list[str], *, now: datetime, max_age_hours: floa
         fields = parse_notes(str(vm.get("Notes", "")))
         dead, why = judge(fields, now=now, max_age_hours=max_age_hours, hostname=hostname,
                           alive=alive)
-        found.append(Leftover("vm", str(vm.get("Name")), fields, dead, why))
+        found.append(Leftover("vm", str(vm.get("Name")), fields, dead, why, id=str(vm.get("Id") or "")))
     for folder in as_list(reply.get("Folders")):
         marker = read_marker(folder.get("Marker"))
         fields = parse_notes(str(marker.get("notes", "")))
@@ -100,7 +102,9 @@ def find(ps: PowerShell, roots: list[str], *, now: datetime, max_age_hours: floa
                               alive=alive)
         else:
             dead, why = False, "no readable gmi-run.json marker: left alone"
-        found.append(Leftover("folder", str(folder.get("Path")), fields, dead, why))
+        partial = tuple((str(f.get("Path")), int(f.get("Length") or 0))
+                        for f in as_list(folder.get("Partial")) if isinstance(f, dict))
+        found.append(Leftover("folder", str(folder.get("Path")), fields, dead, why, partial=partial))
     return found
 
 
@@ -112,7 +116,8 @@ def sweep(ps: PowerShell, leftovers: list[Leftover]) -> list[str]:
         if item.dead:
             by_tag.setdefault(item.tag, []).append(item)
     for tag, items in by_tag.items():
-        reply = ps.run("remove_items", VmNames=[i.name for i in items if i.kind == "vm"],
+        reply = ps.run("remove_items", VmIds=[i.id for i in items if i.kind == "vm" and i.id],
+                       VmNames=[i.name for i in items if i.kind == "vm" and not i.id],
                        Paths=[i.name for i in items if i.kind == "folder"], Tag=tag) or {}
         removed += [str(r) for r in as_list(reply.get("Removed"))]
     return removed
@@ -137,6 +142,8 @@ def run(settings: Settings, mode: str, out: Callable[[str], None] = print,
                          hostname=me)
             for i in items:
                 out(f"{host}: {i.kind} {i.name!r}: {'DEAD' if i.dead else 'kept'} ({i.why})")
+                for path, size in i.partial:
+                    out(f"{host}:   a partial upload in it: {path} ({size} bytes), removed with the folder")
             if not items:
                 out(f"{host}: nothing left by gmi-harness runs")
             if mode == "remove":

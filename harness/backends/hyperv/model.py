@@ -35,12 +35,19 @@ class HostInfo:
     computer_name: str
     vhd_path: str
     switches: tuple[str, ...]
+    supported_versions: tuple[str, ...] = ()  # Get-VMHostSupportedVersion
+    default_version: str = ""
+    os_version: str = ""
+    os_build: int = 0
 
     @classmethod
     def parse(cls, data: Any) -> HostInfo:
         s = "host_info"
         return cls(_field(data, "ComputerName", str, s), _field(data, "VirtualHardDiskPath", str, s),
-                   tuple(str(x) for x in as_list(data.get("Switches"))))
+                   tuple(str(x) for x in as_list(data.get("Switches"))),
+                   tuple(str(x) for x in as_list(data.get("SupportedVersions"))),
+                   str(data.get("DefaultVersion") or ""), str(data.get("OsVersion") or ""),
+                   int(data.get("OsBuild") or 0))
 
 
 @dataclass(frozen=True)
@@ -87,7 +94,7 @@ def _prefer_v4(addresses: list[str]) -> str | None:
 
 @dataclass(frozen=True)
 class VmStatus:
-    name: str
+    name: str  # the VM's name on the host (the build's own; 'GMI <Os> <Version>' only in its export)
     state: str
     heartbeat: str
     notes: str
@@ -134,6 +141,7 @@ class CompactResult:
     virtual_size: int
     optimize_mode: str  # what Optimize-VHD really ran: Full (attached read-only) or Prezeroed
     mount_error: str = ""  # why the VHDX could not be attached read-only
+    checkpoints: tuple[str, ...] = ()  # the checkpoints merged into the disk (by name)
 
     @classmethod
     def parse(cls, data: Any) -> CompactResult:
@@ -141,7 +149,8 @@ class CompactResult:
         return cls(_field(data, "Path", str, s), tuple(as_list(data.get("Merged"))),
                    _field(data, "BytesBefore", int, s), _field(data, "BytesAfter", int, s),
                    _field(data, "VirtualSize", int, s), _field(data, "OptimizeMode", str, s),
-                   str(data.get("MountError") or ""))
+                   str(data.get("MountError") or ""),
+                   tuple(str(c) for c in as_list(data.get("Checkpoints"))))
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,12 @@ class ExportResult:
     files: tuple[ExportedFile, ...]
     vhdx: str
     vhdx_sha256: str
+    emptied_media: tuple[str, ...] = ()  # ISO paths left out of the export (put back after)
+
+    @property
+    def vmcx(self) -> str:
+        """The exported configuration on the host (vmgenie's Import-VM reads it)."""
+        return next(f.path for f in self.files if f.path.lower().endswith(".vmcx"))
 
     @classmethod
     def parse(cls, data: Any) -> ExportResult:
@@ -171,7 +186,27 @@ class ExportResult:
             raise ScriptError(f"export_vm.ps1 reported {len(vmcx)} .vmcx files; vmgenie imports "
                               "exactly one")
         return cls(_field(data, "Root", str, s), files, _field(data, "Vhdx", str, s),
-                   _field(data, "VhdxSha256", str, s).lower())
+                   _field(data, "VhdxSha256", str, s).lower(),
+                   tuple(str(x) for x in as_list(data.get("EmptiedMedia"))))
+
+
+@dataclass(frozen=True)
+class ImportCheck:
+    """Compare-VM's report on the exported .vmcx: Hyper-V's own words for each
+    incompatibility (empty: it imports)."""
+
+    vmcx: str
+    incompatibilities: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def parse(cls, data: Any) -> ImportCheck:
+        s = "import_check"
+        found = []
+        for i in as_list(data.get("Incompatibilities") if isinstance(data, dict) else None):
+            if not isinstance(i, dict):
+                raise ScriptError(f"{s}.ps1 returned an incompatibility that is not an object: {i!r}")
+            found.append({"MessageId": i.get("MessageId"), "Message": str(i.get("Message") or "")})
+        return cls(_field(data, "Vmcx", str, s), tuple(found))
 
 
 # Integration services by the GUID at the end of their Id: the same on every host,
@@ -218,3 +253,9 @@ class IntegrationService:
                              str(d.get("SecondaryStatusDescription") or ""), shown,
                              str(d.get("PrimaryOperationalStatus") or "")))
         return found
+
+
+def vm_record(reply: dict[str, Any]) -> dict[str, Any]:
+    """What the build record keeps of new_vm.ps1's reply."""
+    return {k: reply.get(k) for k in ("Id", "Name", "Version", "Generation", "SecureBoot",
+                                      "SecureBootTemplate", "BootOrder", "State", "Vhdx")}

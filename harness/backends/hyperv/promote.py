@@ -17,27 +17,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.archive.format import SNAP_DIR, VHD_DIR
-from harness.backends.hyperv.backend import HostState, HyperVBackend, host_join
-from harness.backends.hyperv.model import ExportResult, FileHash
-from harness.errors import ConfigError, HypervisorError
+from harness.backends.hyperv.model import ExportResult, FileHash, vm_record
+from harness.backends.hyperv.transport import build_name, host_join
+from harness.errors import HypervisorError
 from harness.host.tools import sha256_file
 
 if TYPE_CHECKING:
+    from harness.backends.hyperv.backend import HostState, HyperVBackend
     from harness.build import Build
 
 
-def promote_disk(b: Build) -> None:
+def promote_disk(backend: HyperVBackend, b: Build) -> None:
     """Upload ``b.vhdx``, wrap it in a Gen2 VM, export it unbooted; the exported tree's
     ``Virtual Machines/`` comes back under ``b.vm_tree``. The VHDX is fetched back only
     when Export-VM changed its bytes (it copies the disk; it should not)."""
-    backend = b.backend
-    if not isinstance(backend, HyperVBackend):
-        raise ConfigError("--promote needs --backend=hyperv")
     assert b.vhdx is not None, "the archive's disk is extracted first"
     st: HostState = backend.state(b)
     s, names, hv = b.settings, b.distro.vmgenie, b.distro.hyperv
     local_sha = str(b.record.get("vhdx_sha256") or "")
-    vm = backend._new_vm_handle(b, names.vm_name)  # (handle first: teardown knows it)
+    # (handle first: teardown knows it) under the run's own name, as a build's
+    vm = backend._new_vm_handle(b, build_name(names.vm_name, b.run_id, b.worker))
     folder = backend.folder(b)
     vm.owned.append(folder)
     target = host_join(folder, f"{names.vm_name}.vhdx")
@@ -52,20 +51,21 @@ def promote_disk(b: Build) -> None:
     with b.step("promote: create the Generation 2 VM around the disk"):
         vm.created = True
         reply = st.ps.run(
-            "new_vm", Name=names.vm_name, Folder=folder, SwitchName=s.hyperv_switch,
-            UseVhdx=target, MemoryMB=hv.memory_mb, DynamicMemory=hv.dynamic_memory,
-            ProcessorCount=s.vm_cpus, SecureBoot=hv.secure_boot,
-            SecureBootTemplate=hv.secure_boot_template, Notes=st.notes)
-        b.record["hyperv_vm"] = {k: reply.get(k) for k in (
-            "Id", "Generation", "SecureBoot", "SecureBootTemplate", "BootOrder", "State")}
+            "new_vm", Name=vm.name, DiskName=names.vm_name, Folder=folder,
+            SwitchName=s.hyperv_switch, Version=s.hyperv_vm_version, UseVhdx=target,
+            MemoryMB=hv.memory_mb, DynamicMemory=hv.dynamic_memory, ProcessorCount=s.vm_cpus,
+            SecureBoot=hv.secure_boot, SecureBootTemplate=hv.secure_boot_template, Notes=st.notes)
+        vm.id = str(reply["Id"])
+        b.record["hyperv_vm"] = vm_record(reply)
     if reply.get("State") not in (None, "Off"):
-        raise HypervisorError(f"the promoted VM {names.vm_name!r} is {reply.get('State')}, not Off: "
+        raise HypervisorError(f"the promoted VM {vm.name!r} is {reply.get('State')}, not Off: "
                               "it must be exported without booting")
     with b.step("promote: Export-VM (never booted) and flatten for vmgenie"):
         exported = ExportResult.parse(st.ps.run(
-            "export_vm", Name=names.vm_name, Staging=host_join(folder, "export"),
+            "export_vm", Id=vm.id, ExportName=names.vm_name, Staging=host_join(folder, "export"),
             Destination=host_join(folder, "gmi"), Replace=True))
     st.sealed_vhdx, st.export_root = exported.vhdx, exported.root
+    backend.import_check(b, exported)
     tree = b.workdir / "hyperv-export"
     with b.step("promote: fetch the exported VM"):
         fetched_disk = fetch_export(b, st, exported, tree, local_sha)

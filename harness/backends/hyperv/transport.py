@@ -6,7 +6,7 @@ splatted onto the script block), never pasted into script text: VM names contain
 spaces and paths contain quotes.
 
 Two implementations: :class:`RemotePowerShell` over PowerShell Remoting (WSMan, with
-pypsrp) and :class:`LocalPowerShell` (``pwsh``/``powershell.exe`` as a subprocess, when
+pypsrp) and :class:`LocalPowerShell` (``powershell.exe``, else ``pwsh``, as a subprocess, when
 the harness runs on the Hyper-V host itself). Both fail the same way: a terminating
 error, anything in the error stream or a non-zero ``$LASTEXITCODE`` raises
 :class:`ScriptError` naming the script and the host.
@@ -16,8 +16,8 @@ runner sets ``$ErrorActionPreference = 'Stop'`` and this module also fails on a 
 error stream.
 
 Over PowerShell Remoting the scripts run in Windows PowerShell 5.1 (pypsrp connects to
-the default ``Microsoft.PowerShell`` endpoint); locally in ``pwsh`` when it is on PATH,
-else in ``powershell.exe`` (5.1). The scripts are written for 5.1.
+the default ``Microsoft.PowerShell`` endpoint); locally in ``powershell.exe`` (5.1) too,
+PowerShell 7 only where 5.1 is missing. The scripts are written for 5.1.
 
 Size: one seam (:class:`PowerShell`) with its two implementations (remote and local)
 and the quirks each needs, kept together so the seam can be read whole.
@@ -36,7 +36,7 @@ import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from harness.errors import ConfigError, HypervisorError
@@ -89,11 +89,27 @@ try {
 
 # Scripts that must not run twice when the session broke during the call (they may
 # have run): they create a VM or move the export. start_vm with Keys types the boot
-# command (see :func:`rerunnable`).
+# command (see :func:`rerunnable`). write_chunk cuts the part to its offset first and
+# finish_upload accepts an upload it already finished: both may run again.
 NOT_RERUNNABLE = frozenset({"new_vm", "new_clone_vm", "export_vm"})
 
 # How much of a file one read_chunk.ps1 call returns (base64: a third more on the wire).
 FETCH_CHUNK = 8 << 20
+# How much one write_chunk.ps1 call sends (base64 in one pipeline's parameters, which
+# pypsrp fragments into envelopes of the host's MaxEnvelopeSizekb).
+UPLOAD_CHUNK = 4 << 20
+# An upload resumes this many times after the session broke (where the part stands).
+UPLOAD_RESUMES = 3
+
+# The Python modules each PowerShell Remoting authentication needs beyond pypsrp's own,
+# and the pip line that brings them (the error says it, at start). Kerberos from Linux
+# goes through GSSAPI (gssapi, krb5: built against the system's Kerberos headers); on
+# Windows pyspnego uses SSPI and needs nothing more.
+AUTH_EXTRAS = {
+    "credssp": (("requests_credssp",), "pip install 'pypsrp[credssp]==0.9.1'"),
+    "kerberos": (("gssapi", "krb5"), "apt-get install libkrb5-dev gcc (Debian; krb5-devel on "
+                 "Fedora), then pip install 'gmi-harness[kerberos]' (pypsrp[kerberos]==0.9.1)"),
+}
 
 
 class ScriptError(HypervisorError):
@@ -237,6 +253,7 @@ class RemoteOptions:
                               "in GMI_HYPERV_PASSWORD or the config file)")
         if self.ca_bundle and not Path(self.ca_bundle).expanduser().is_file():
             raise ConfigError(f"--hyperv-ca-bundle {self.ca_bundle}: no such file")
+        check_auth_modules(self.auth)
 
     def wsman_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for pypsrp's ``Client``/``WSMan``: HTTPS with certificate
@@ -260,6 +277,20 @@ class RemoteOptions:
         scheme = "http" if self.plain_http else "https"
         port = self.port or (5985 if self.plain_http else 5986)
         return f"{self.host} ({scheme} port {port}, auth {self.auth})"
+
+
+def check_auth_modules(auth: str) -> None:
+    """Refuse, in one line with the install line, an authentication whose Python
+    modules are not installed (pypsrp would fail only at connect)."""
+    import importlib.util
+
+    modules, how = AUTH_EXTRAS.get(auth, ((), ""))
+    if auth == "kerberos" and hostos.current().name == "windows":
+        return  # SSPI
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"--hyperv-auth={auth} needs the Python module(s) {', '.join(missing)}, "
+                          f"which are not installed: {how}")
 
 
 INT32 = range(-(2**31), 2**31)
@@ -393,51 +424,101 @@ class RemotePowerShell(PowerShell):
         return parse_output(name, self.host, [str(o) for o in output if o is not None])
 
     def put(self, local: Path, remote: str) -> None:
-        self._connect()
-        try:
-            self._client.copy(str(local), remote)
-        except Exception as exc:
-            raise TransportError(f"copying {local} to {self.host}:{remote} failed: "
-                                 f"{_first_line(str(exc))}") from None
+        """Upload in chunks into ``remote``'s folder (``write_chunk.ps1``), resumable,
+        SHA-256 checked on the host. pypsrp's ``Client.copy`` is not used: it writes the
+        whole file to the account's TEMP on the system drive first, and a dropped
+        session leaves it there."""
+        upload_in_chunks(self, local, remote, UPLOAD_CHUNK)
 
     def get(self, remote: str, local: Path) -> None:
-        """Fetch in chunks (``read_chunk.ps1``), written to ``local`` only when complete.
-        pypsrp's ``Client.fetch`` is not used: it reads the whole file into one base64
-        string on the host, which fails beyond about 800 MB. The caller checks the
-        result's SHA-256 against the host's."""
-        local.parent.mkdir(parents=True, exist_ok=True)
-        part = local.with_name(local.name + ".part")
-        offset = 0
-        try:
-            with part.open("wb") as out:
-                while True:
-                    reply = self.run("read_chunk", Path=remote, Offset=offset,
-                                     Count=self.fetch_chunk)
-                    n = reply.get("N") if isinstance(reply, dict) else None
-                    data = reply.get("Data") if isinstance(reply, dict) else None
-                    if not isinstance(n, int) or isinstance(n, bool) or not isinstance(data, str):
-                        raise ScriptError(f"read_chunk.ps1 on {self.host} returned no valid "
-                                          f"chunk of {remote} at offset {offset}")
-                    chunk = base64.b64decode(data, validate=True)
-                    if len(chunk) != n:
-                        raise ScriptError(f"read_chunk.ps1 on {self.host}: {len(chunk)} bytes "
-                                          f"at offset {offset} of {remote}, announced {n}")
-                    if n == 0:
-                        break
-                    out.write(chunk)
-                    offset += n
-            part.replace(local)
-        except BaseException:
-            part.unlink(missing_ok=True)
-            raise
+        """Fetch in chunks (``read_chunk.ps1``); pypsrp's ``Client.fetch`` is not used: it
+        reads the whole file into one base64 string on the host, which fails beyond
+        about 800 MB."""
+        fetch_in_chunks(self, remote, local, self.fetch_chunk)
 
     def close(self) -> None:
         # the pool may be gone with the host: nothing left to release then
         self._drop()
 
 
+def fetch_in_chunks(ps: PowerShell, remote: str, local: Path, chunk: int = FETCH_CHUNK) -> None:
+    """The host's file ``remote`` to ``local`` in chunks (``read_chunk.ps1``), written to
+    ``local`` only when complete. The caller checks the result's SHA-256 against the
+    host's."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    part = local.with_name(local.name + ".part")
+    offset = 0
+    try:
+        with part.open("wb") as out:
+            while True:
+                reply = ps.run("read_chunk", Path=remote, Offset=offset, Count=chunk)
+                n = reply.get("N") if isinstance(reply, dict) else None
+                data = reply.get("Data") if isinstance(reply, dict) else None
+                if not isinstance(n, int) or isinstance(n, bool) or not isinstance(data, str):
+                    raise ScriptError(f"read_chunk.ps1 on {ps.host} returned no valid "
+                                      f"chunk of {remote} at offset {offset}")
+                got = base64.b64decode(data, validate=True)
+                if len(got) != n:
+                    raise ScriptError(f"read_chunk.ps1 on {ps.host}: {len(got)} bytes "
+                                      f"at offset {offset} of {remote}, announced {n}")
+                if n == 0:
+                    break
+                out.write(got)
+                offset += n
+        part.replace(local)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+
+
+def upload_in_chunks(ps: PowerShell, local: Path, remote: str, chunk: int = UPLOAD_CHUNK,
+                     log_resume: logging.Logger = log) -> None:
+    """``local`` to the host's ``remote``: written chunk by chunk into ``<remote>.part``
+    (``write_chunk.ps1``: in ``remote``'s folder, the run's, where the janitor sees a part
+    a dead run left), then its SHA-256 compared with ``local``'s on the host and the
+    part renamed (``finish_upload.ps1``). When the session breaks, the upload resumes
+    where the part stands (:data:`UPLOAD_RESUMES` times); a part whose SHA-256 differs
+    is removed and the upload starts over once."""
+    from harness.host.tools import sha256_file
+
+    size, digest = local.stat().st_size, sha256_file(local)
+    resumes = started_over = 0
+    while True:
+        try:
+            state = ps.run("write_chunk", Path=remote)
+            offset = min(int(state.get("Length") or 0), size) if isinstance(state, dict) else 0
+            if offset:
+                log_resume.info("upload of %s to %s resumes at byte %d of %d", local.name, ps.host,
+                                offset, size)
+            with local.open("rb") as f:
+                f.seek(offset)
+                while offset < size:
+                    data = f.read(chunk)
+                    reply = ps.run("write_chunk", Path=remote, Offset=offset,
+                                   Data=base64.b64encode(data).decode())
+                    length = reply.get("Length") if isinstance(reply, dict) else None
+                    if length != offset + len(data):
+                        raise ScriptError(f"write_chunk.ps1 on {ps.host}: {remote}.part holds "
+                                          f"{length} bytes after a chunk to {offset + len(data)}")
+                    offset += len(data)
+            ps.run("finish_upload", Path=remote, Sha256=digest)
+            return
+        except TransportError as exc:
+            resumes += 1
+            if resumes > UPLOAD_RESUMES:
+                raise TransportError(f"uploading {local} to {ps.host}:{remote}: the session broke "
+                                     f"{resumes} times ({_first_line(str(exc))})") from None
+            log_resume.warning("upload of %s to %s: the session broke; resuming", local.name, ps.host)
+        except ScriptError as exc:
+            if "SHA-256" not in str(exc) or started_over:
+                raise
+            started_over += 1  # the host removed the part: once more from the start
+            log_resume.warning("upload of %s to %s: %s; starting over", local.name, ps.host, exc)
+
+
 class LocalPowerShell(PowerShell):
-    """``pwsh`` (or Windows PowerShell) as a subprocess on the Hyper-V host itself."""
+    """Windows PowerShell 5.1 (``pwsh`` where 5.1 is missing) as a subprocess on the
+    Hyper-V host itself."""
 
     host = "localhost"
 
@@ -475,7 +556,9 @@ class LocalPowerShell(PowerShell):
         return parse_output(name, self.host, proc.stdout.splitlines())
 
     def put(self, local: Path, remote: str) -> None:
-        shutil.copyfile(local, remote)
+        part = Path(remote + ".part")
+        shutil.copyfile(local, part)  # a copy that breaks off leaves a .part, never `remote`
+        part.replace(remote)
 
     def get(self, remote: str, local: Path) -> None:
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -486,8 +569,20 @@ class LocalPowerShell(PowerShell):
 TAG = "gmi-harness"
 
 
+def build_name(vm_name: str, run_id: str, worker: str) -> str:
+    """The build VM's own name on the host: the GMI's, and whose run it is. A host that
+    runs vmgenie has a VM named after the GMI (vmgenie's base VM, which its import
+    removes and replaces): the build never uses that name but around Export-VM."""
+    return f"{vm_name} (gmi-harness {run_id} {worker or 'main'})"
+
+
+def host_join(folder: str, *parts: str) -> str:
+    """A path on the (Windows) host."""
+    return str(PureWindowsPath(folder, *parts))
+
+
 def make_transport(settings: Settings, host: str) -> PowerShell:
-    """The transport the settings ask for (local ``pwsh`` or PowerShell Remoting)."""
+    """The transport the settings ask for (local PowerShell or PowerShell Remoting)."""
     if settings.hyperv_local:
         return LocalPowerShell()
     return RemotePowerShell(RemoteOptions(

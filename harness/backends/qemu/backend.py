@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import rootfs
-from harness.backends.base import VM, Backend, ExportedDisk
+from harness.backends.base import VM, Backend, CloneShape, ExportedDisk
 from harness.backends.qemu import janitor
 from harness.backends.qemu.installer import effective_method, install_from_media
 from harness.backends.qemu.vm import (
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from harness.build import Build
     from harness.settings import Settings
     from harness.ssh import Shell
+
+# The Hyper-V Secure Boot template OVMF's Microsoft keys stand for on this backend
+OVMF_TEMPLATE = "MicrosoftUEFICertificateAuthority"
 
 
 class QemuBackend(Backend):
@@ -70,11 +73,19 @@ class QemuBackend(Backend):
         host.require_tools(self.tools + installer_tools(build) + cache)
         ovmf("code_secboot")
         ovmf("vars_ms")
+        shape = CloneShape.of(build.settings)
+        if shape.secure_boot and shape.secure_boot_template != OVMF_TEMPLATE:
+            raise ConfigError(f"--clone-secure-boot-template={shape.secure_boot_template}: the qemu "
+                              f"backend's Secure Boot keys (OVMF's Microsoft keys) stand for "
+                              f"{OVMF_TEMPLATE} only; use --backend=hyperv for another template")
 
     def new_vm(self, build: Build, name: str, disk: Path, disk_format: str,
                cdrom: Path | None = None, owned: list[Path] | None = None,
-               disk_cache: str = "writeback") -> QemuVM:
-        secure = build.distro.hyperv.secure_boot
+               disk_cache: str = "writeback", shape: CloneShape | None = None) -> QemuVM:
+        """A new VM: the build VM's size and the distro's Secure Boot, or ``shape``'s
+        (the checklist's clone)."""
+        s = build.settings
+        secure = shape.secure_boot if shape else build.distro.hyperv.secure_boot
         vars_fd = build.workdir / f"{name}.vars.fd"
         # A new VM: fresh UEFI variables (Microsoft keys enrolled when Secure Boot is on)
         shutil.copyfile(ovmf("vars_ms" if secure else "vars"), vars_fd)
@@ -82,7 +93,8 @@ class QemuBackend(Backend):
             name=name, workdir=build.workdir, disk=disk, disk_format=disk_format,
             vars_fd=vars_fd, secure_boot=secure,
             accel=probe_accel(build.workdir, build.settings.accel),
-            cpus=build.settings.vm_cpus, memory_mb=build.settings.vm_memory_mb,
+            cpus=shape.cpus if shape else s.vm_cpus,
+            memory_mb=shape.memory_mb if shape else s.vm_memory_mb,
             cdrom=cdrom, detach=build.settings.keep != "never", owned=owned or [],
             serial_log=build.logdir / f"{name}.serial.log", disk_cache=disk_cache,
         )
@@ -149,7 +161,13 @@ class QemuBackend(Backend):
     def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
         overlay = build.workdir / f"{name}.qcow2"
         qemu_img("create", "-q", "-f", "qcow2", "-b", str(vhdx), "-F", "vhdx", str(overlay))
-        return self.new_vm(build, name, overlay, "qcow2", cdrom=seed_iso, owned=[overlay])
+        shape = CloneShape.of(build.settings)
+        # QEMU's memory is static; OVMF's Microsoft keys (Windows Production CA and the UEFI
+        # CA in db) stand for the template, so a shim signed by the UEFI CA boots as there.
+        build.record["clone_shape"] = shape.record(
+            secure_boot_keys="OVMF's Microsoft keys" if shape.secure_boot else "")
+        return self.new_vm(build, name, overlay, "qcow2", cdrom=seed_iso, owned=[overlay],
+                           shape=shape)
 
 
 def bootstrapper(build: Build) -> rootfs.Bootstrapper | None:

@@ -3,15 +3,14 @@
   The VM's integration services as the host sees them (Get-VMIntegrationService), each
   with its English name (Key) found by the GUID in its Id: the names are localized.
 .EXAMPLE
-  .\integration_services.ps1 -Name 'gmi-check-debian-12'
+  .\integration_services.ps1 -Id '5f0e6a0c-3b7e-4c55-9a57-1c2d3e4f5a6b'
 #>
 param(
-    [Parameter(Mandatory)][string]$Name
+    [Parameter(Mandatory)][string]$Id
 )
 $ErrorActionPreference = 'Stop'
 
-$vm = Get-VM -Name $Name -ErrorAction SilentlyContinue
-if (-not $vm) { throw "no VM named '$Name' on this host" }
+$vm = Get-VM -Id $Id
 # Names are localized; the GUID at the end of the Id is not. Key is the English name.
 $ids = @{
     '84EAAE65-2F2E-45F5-9BB5-0E857DC8EB47' = 'Heartbeat'

@@ -1,17 +1,17 @@
 <#
 .SYNOPSIS
-  A VM's state, heartbeat, network adapters (MAC, addresses reported over KVP) and the
-  host's neighbour-table entries for those MACs (the address before KVP runs).
+  A VM's state, status, heartbeat, network adapters (MAC, addresses reported over KVP)
+  and the host's neighbour-table entries for those MACs (seen only for guests this host
+  itself talked to; KVP is the real source).
 .EXAMPLE
-  .\vm_status.ps1 -Name 'GMI Debian 12'
+  .\vm_status.ps1 -Id '5f0e6a0c-3b7e-4c55-9a57-1c2d3e4f5a6b'
 #>
 param(
-    [Parameter(Mandatory)][string]$Name
+    [Parameter(Mandatory)][string]$Id
 )
 $ErrorActionPreference = 'Stop'
 
-$vm = Get-VM -Name $Name -ErrorAction SilentlyContinue
-if (-not $vm) { throw "no VM named '$Name' on this host" }
+$vm = Get-VM -Id $Id
 $adapters = @(Get-VMNetworkAdapter -VM $vm)
 $macs = @($adapters | ForEach-Object {
     ($_.MacAddress -replace '(..)(?!$)', '$1-').ToUpperInvariant()
@@ -28,7 +28,9 @@ $neighbours = @(Get-NetNeighbor -ErrorAction SilentlyContinue |
 $heartbeat = Get-VMIntegrationService -VM $vm | Where-Object { $_.Id -match '84EAAE65-2F2E-45F5-9BB5-0E857DC8EB47' }
 [pscustomobject]@{
     Name       = $vm.Name
+    Id         = $vm.Id.ToString()
     State      = $vm.State.ToString()
+    Status     = [string]$vm.Status
     Heartbeat  = if ($heartbeat) { [string]$heartbeat.PrimaryStatusDescription } else { 'unknown' }
     Uptime     = [int]$vm.Uptime.TotalSeconds
     Notes      = $vm.Notes

@@ -13,13 +13,13 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import names
-from harness.errors import ConfigError, register_secret
+from harness.errors import ConfigError, mask, register_secret
 from harness.host import hostos
 
 KEEP_CHOICES = ("never", "always", "on-failure")
@@ -117,6 +117,18 @@ def _as_int(value: Any) -> int:
     raise ValueError(f"expected a whole number, got {_kind(value)}")
 
 
+def _at_least(parse: Callable[[Any], Any], low: float,
+              high: float | None = None) -> Callable[[Any], Any]:
+    """``parse``, then refused below ``low`` (or above ``high``)."""
+    def checked(value: Any) -> Any:
+        number = parse(value)
+        if number < low or (high is not None and number > high):
+            bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise ValueError(f"must be {bound}, got {number!r}")
+        return number
+    return checked
+
+
 def _as_float(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
@@ -212,10 +224,13 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("package_cache", "a package cache for repeat builds: apt-cacher-ng on 127.0.0.1 for "
                 "the run, the build's apt through it during the build only (its cache in "
                 "~/.cache/gmi-harness/apt-cacher-ng)", "on", _as_str, ("on", "off")),
-        Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _as_int),
-        Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048, _as_int),
-        Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
-        Setting("command_timeout", "seconds one guest command may take", 1800, _as_int)),
+        Setting("vm_cpus", "vCPUs of build and clone VMs", 2, _at_least(_as_int, 1, 64)),
+        Setting("vm_memory_mb", "memory of build and clone VMs (MiB)", 2048,
+                _at_least(_as_int, 512)),
+        Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600,
+                _at_least(_as_int, 1)),
+        Setting("command_timeout", "seconds one guest command may take", 1800,
+                _at_least(_as_int, 1))),
     *_section("install media",
         Setting("mirror", "Debian-family archive mirror used by the local install",
                 "http://deb.debian.org/debian", _as_url),
@@ -229,7 +244,7 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("iso_cache", "where official ISOs are downloaded once and kept",
                 USER_DIRS.iso_cache, _as_path),
         Setting("install_timeout", "minutes an unattended install from an ISO may take "
-                "(0: the distro YAML's install.timeout_min)", 0, _as_int),
+                "(0: the distro YAML's install.timeout_min)", 0, _at_least(_as_int, 0)),
         Setting("iso_version", "pin the install ISO's point release (e.g. 24.04.3, 13.2.0; found "
                 "in the release folder or its archive) instead of the newest one upstream lists",
                 "", _as_text),
@@ -257,7 +272,8 @@ SETTINGS: tuple[Setting, ...] = (
                 "host itself) instead of over PowerShell Remoting", False, _as_bool, flag=True),
         Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", _as_text),
         Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", _as_str, HYPERV_AUTHS),
-        Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, _as_int),
+        Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0,
+                _at_least(_as_int, 0, 65535)),
         Setting("hyperv_ca_bundle", "CA bundle (PEM) that signs the host's WinRM HTTPS certificate "
                 "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", _as_path),
         Setting("hyperv_plain_http", "use plain HTTP (port 5985) with WinRM message encryption; "
@@ -276,18 +292,18 @@ SETTINGS: tuple[Setting, ...] = (
                 "--hyperv-base-vhdx; the build's own key is added with it", "", _as_path),
         Setting("hyperv_install_iso", "install ISO: a local file (uploaded) or a path on the host",
                 "", _as_path),
-        Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", _as_text),
+        Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", _as_sha256),
         Setting("hyperv_answer_iso", "answer media ISO (cidata / OEMDRV / preseed): local or on the "
                 "host", "", _as_path),
         Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "
                 "<wait5>, text)", "", _as_text),
         Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
-                _as_float),
+                _at_least(_as_float, 0)),
         Setting("hyperv_guest_address", "the build VM's static address (skips KVP discovery)", "", _as_host),
         Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
                 "removed with the run's folder)", "", _as_path),
         Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
-                "this many hours", 24.0, _as_float)),
+                "this many hours", 24.0, _at_least(_as_float, 0))),
     *_section("your distros and seed templates (README: Your own repository)",
         Setting("distros", "extra distro catalogue folder (repeatable), searched before the "
                 "harness's own distros/; a name defined twice is an error", (), _as_paths,
@@ -448,36 +464,83 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def resolve(
+class ConfigProblems(ConfigError):
+    """Every problem the settings have, each one line (``problems``); as a string, all
+    of them joined (one problem: just that line)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = [mask(" ".join(p.split())) for p in problems]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The settings as read, with every problem found (one line each). A setting whose
+    value was refused keeps its default and is named in ``refused``, so that checks of
+    other settings can still run (and checks that need it can stay quiet)."""
+
+    settings: Settings
+    problems: tuple[str, ...]
+    refused: frozenset[str]
+
+
+def read(
     cli: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
-) -> Settings:
-    """Merge the sources (CLI > env > file > default) into frozen :class:`Settings`.
-
-    ``cli`` holds only the values the user actually gave on the command line.
-    """
+) -> Reading:
+    """Merge the sources (CLI > env > file > default), collecting every problem instead of
+    stopping at the first. ``cli`` holds only the values given on the command line."""
     env = os.environ if env is None else env
+    problems: list[str] = []
+    refused: set[str] = set()
     file_values: dict[str, Any] = {}
     if config_file is not None:
-        file_values = read_config_file(config_file)
+        try:
+            file_values = read_config_file(config_file)
+        except ConfigError as exc:
+            problems.append(str(exc))
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for s in SETTINGS:
         if s.name in cli:
-            values[s.name], sources[s.name] = _parse(s, cli[s.name], s.option), "command line"
+            raw, where, source = cli[s.name], s.option, "command line"
         elif s.env in env:
-            values[s.name], sources[s.name] = _parse(s, env[s.env], s.env), "environment"
+            raw, where, source = env[s.env], s.env, "environment"
         elif s.name in file_values:
-            values[s.name] = _parse(s, file_values[s.name], str(config_file))
-            sources[s.name] = f"config file {config_file}"
+            raw, where, source = file_values[s.name], str(config_file), f"config file {config_file}"
         else:
+            values[s.name], sources[s.name] = s.default, "default"
+            continue
+        try:
+            values[s.name], sources[s.name] = _parse(s, raw, where), source
+        except ConfigError as exc:
+            problems.append(str(exc))
+            refused.add(s.name)
             values[s.name], sources[s.name] = s.default, "default"
     for s in SETTINGS:
         if s.secret and values[s.name]:
             register_secret(str(values[s.name]))
-    if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
-        raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
+    if values["promote"] and not values["gmi"] and not refused & {"promote", "gmi"}:
+        problems.append("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
+    scratch = Path(values["scratch"]).expanduser().resolve()
+    if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
+        where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(
+            sources["scratch"], str(config_file))
+        problems.append(f"{where}: scratch {scratch} is inside the repository "
+                        f"{REPO}: build trees (root-owned, gigabytes) do not belong there; "
+                        "choose a folder outside it")
+        refused.add("scratch")
+    if not refused & {"backend", "prepare", "promote"}:
+        try:
+            _backend_rules(values)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return Reading(Settings(values, sources), tuple(problems), frozenset(refused))
+
+
+def _backend_rules(values: Mapping[str, Any]) -> None:
+    """What only one backend can do."""
     if values["backend"] != "qemu" and any(v.endswith("chroot") for v in values["prepare"]):
         raise ConfigError(f"--prepare=chroot is the qemu backend's (a root tree on this host); "
                           f"the {values['backend']} backend prepares in the build VM: use "
@@ -485,13 +548,19 @@ def resolve(
     if values["promote"] and values["backend"] != "hyperv":
         raise ConfigError("--promote needs --backend=hyperv: only Hyper-V writes the .vmcx "
                           "vmgenie imports")
-    if values["promote"] and not values["gmi"]:
-        raise ConfigError("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
-    scratch = Path(values["scratch"]).expanduser().resolve()
-    if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
-        where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(
-            sources["scratch"], str(config_file))
-        raise ConfigError(f"{where}: scratch {scratch} is inside the repository "
-                          f"{REPO}: build trees (root-owned, gigabytes) do not belong there; "
-                          "choose a folder outside it")
-    return Settings(values, sources)
+
+
+def resolve(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the sources (CLI > env > file > default) into frozen :class:`Settings`;
+    every problem found is raised at once (:class:`ConfigProblems`).
+
+    ``cli`` holds only the values the user actually gave on the command line.
+    """
+    reading = read(cli, env, config_file)
+    if reading.problems:
+        raise ConfigProblems(reading.problems)
+    return reading.settings

@@ -429,6 +429,17 @@ class Settings(SettingsFields):
             lines.append(f"{s.name} = {shown}  ({self.sources.get(s.name, 'default')})")
         return lines
 
+    def where(self, name: str) -> str:
+        """Where a setting's value came from, as its errors name it: the option, the
+        ``GMI_*`` variable, the config file, or (a default) the option that changes it."""
+        setting = BY_NAME[name]
+        source = self.sources.get(name, "default")
+        if source == "environment":
+            return setting.env
+        if source.startswith("config file "):
+            return source.removeprefix("config file ")
+        return setting.option
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, values={**self.values, **changes})
 

@@ -118,14 +118,20 @@ def test_fixtures_are_documented(pytester: pytest.Pytester):
     assert "fresh clone of the sealed image" in out
 
 
-def test_hyperv_backend_fails_with_one_line(project: pytest.Pytester, tmp_path, monkeypatch):
-    monkeypatch.delenv("GMI_HYPERV_HOST", raising=False)
+def test_hyperv_backend_names_every_missing_setting_in_one_line(project: pytest.Pytester, tmp_path,
+                                                                  monkeypatch):
+    for name in ("HOST", "HOSTS", "USER", "SWITCH"):
+        monkeypatch.delenv(f"GMI_HYPERV_{name}", raising=False)
     project.makepyfile(test_build="def test_b(build):\n    pass\n")
     result = project.runpytest("--distro=debian-12", "--backend=hyperv", f"--out={tmp_path}",
                                "test_build.py")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*--backend=hyperv needs a host: --hyperv-host NAME*"])
-    assert "Traceback" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [ln for ln in result.stderr.lines if ln.strip()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("ERROR: --backend=hyperv needs --hyperv-host NAME"), errors
+    assert "--hyperv-user ACCOUNT" in errors[0] and " and --hyperv-switch NAME" in errors[0]
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not (tmp_path / "runs").exists()
 
 
 def test_missing_host_tool_names_the_package(project: pytest.Pytester, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +23,7 @@ from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.distro import Distro
     from harness.settings import Settings
     from harness.ssh import Shell
 
@@ -114,6 +115,16 @@ class Backend(ABC):
     host_from_guest: str = ""
 
     @classmethod
+    def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
+                          janitor: bool = False) -> list[str]:
+        """What this backend cannot do with these settings, one line each, found before
+        anything runs (at configure time): the settings it needs and was not given (all
+        of them in one line), files it will read that are not there, combinations it
+        refuses, ``--iso-version`` where it installs from no official ISO. ``distros``:
+        the run's builds; ``janitor``: for ``--janitor`` only."""
+        return []
+
+    @classmethod
     def start_package_cache(cls, settings: Settings, logdir: Path) -> PackageCache | None:
         """Once per run, on the controller: the package cache the builds' apt goes
         through (``--package-cache``), or None where the backend has none."""
@@ -172,6 +183,24 @@ class Backend(ABC):
     def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
         """A brand-new VM (fresh UEFI variables, Secure Boot as the distro says) on a
         copy-on-write clone of ``vhdx``, with ``seed_iso`` in its DVD drive, running."""
+
+
+def iso_version_problem(settings: Settings, d: Distro, instead: str) -> str:
+    """'' or why ``--iso-version`` cannot pin ``d``'s install ISO: ``instead`` says what
+    the build installs from when it is not the official ISO ("" when it is)."""
+    from harness.media.isolisting import version_problem
+
+    version = settings.iso_version
+    where = f"{settings.where('iso_version')}: iso_version: {version!r}"
+    if not version:
+        return ""
+    if instead:
+        return (f"{where} pins the official install ISO, but {d.name} {instead}: leave "
+                "--iso-version out")
+    if d.iso is None:
+        return f"{where}: {d.name} has no iso: section in its YAML"
+    problem = version_problem(d.iso, version)
+    return f"{where}: {problem.removeprefix(repr(version) + ' ')}" if problem else ""
 
 
 def keeps(policy: str, failed: bool) -> bool:

@@ -6,15 +6,17 @@ Step 1 by debootstrap (``debootstrap.py``) or the distro's own installer
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import VM, Backend, ExportedDisk
+from harness.backends.base import VM, Backend, ExportedDisk, iso_version_problem
 from harness.backends.qemu import janitor, journal, pkgcache
 from harness.backends.qemu.chroot import ChrootShell
 from harness.backends.qemu.debootstrap import FIRST_BOOT_NIC, first_boot_disk, install
-from harness.backends.qemu.installer import effective_method, install_from_media
+from harness.backends.qemu.installer import effective_method, install_from_media, install_method
 from harness.backends.qemu.vm import (
     NIC_NAMES,
     QemuVM,
@@ -30,6 +32,7 @@ from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.distro import Distro
     from harness.settings import Settings
     from harness.ssh import Shell
 
@@ -50,6 +53,37 @@ class QemuBackend(Backend):
         if settings.package_cache != "on" or shutil.which("apt-cacher-ng") is None:
             return None
         return pkgcache.start(logdir)
+
+    @classmethod
+    def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
+                          janitor: bool = False) -> list[str]:
+        """Each build's install method and ``--prepare`` mode, ``--iso`` and
+        ``--iso-version``; root where Step 1 needs it (debootstrap and the chroot)."""
+        problems = []
+        as_root = []
+        for d in distros:
+            try:
+                method = install_method(d, settings)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            if prepare_mode(settings.prepare, d.name) == "chroot" and method != "debootstrap":
+                problems.append(f"--prepare=chroot: {d.name} installs with {method}, which leaves no "
+                                "root tree to prepare; use --prepare=vm or --install-method=debootstrap")
+            instead = ("installs with debootstrap from the archive" if method == "debootstrap" else
+                       "installs from the netboot files" if method == "netboot" else
+                       f"installs from --iso {settings.iso}" if settings.iso else "")
+            if problem := iso_version_problem(settings, d, instead):
+                problems.append(problem)
+            if method == "debootstrap":
+                as_root.append(d.name)
+        if settings.iso and not Path(settings.iso).expanduser().is_file() and distros:
+            problems.append(f"{settings.where('iso')}: iso: {settings.iso}: no such file")
+        if as_root and os.geteuid() != 0:
+            problems.append(f"building {', '.join(as_root)} on the qemu backend needs root (debootstrap "
+                            "and the chroot of Step 1): run the same command as root (sudo -E, or "
+                            "a root shell)")
+        return problems
 
     @classmethod
     def prepare_host(cls, settings: Settings, scratch: Path) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def check(cli: Mapping[str, Any], config_file: Path | None, env: Mapping[str, st
                             "archive from ({archive} is replaced by the archive's file name)")
     run.settings = s = s.replace(distro=tuple(dict.fromkeys(names)),
                                  gmi=tuple(dict.fromkeys(archives)))
-    if not deep or not (s.distro or s.gmi):
+    if not deep or not (reading.settings.distro or s.gmi):
         return run
     run.distros, problems = catalogue(s)
     run.problems += problems
@@ -77,7 +77,7 @@ def check(cli: Mapping[str, Any], config_file: Path | None, env: Mapping[str, st
     run.problems += template_problems(s, run.distros)
     if not refused & {"backend"}:
         run.problems += backend_problems(s, list(run.distros.values()))
-    run.problems += folder_problems(s, refused)
+    run.problems += folder_problems(s, refused, building=bool(reading.settings.distro))
     return run
 
 
@@ -176,6 +176,8 @@ def template_problems(s: Settings, distros: Mapping[str, Distro]) -> list[str]:
                 n = reader.parse_name(Path(raw))
                 targets.append((Path(raw).name, None, "", n.os, n.version))
     problems: list[str] = []
+    if s.seed_template and not Path(s.seed_template).expanduser().is_dir():
+        problems.append(f"--seed-template {s.seed_template}: no such folder")
     seen: set[Path] = set()
     for _, source, own, os_name, version in targets:
         try:
@@ -200,11 +202,13 @@ def backend_problems(s: Settings, distros: Sequence[Distro]) -> list[str]:
         return [str(exc)]
 
 
-def folder_problems(s: Settings, refused: frozenset[str] = frozenset()) -> list[str]:
+def folder_problems(s: Settings, refused: frozenset[str] = frozenset(),
+                    building: bool = True) -> list[str]:
     """The folders the run writes: each a folder (not a file) that this user can write
-    in, or one that can be made there."""
+    in, or one that can be made there (``building``: the credentials and the ISO cache
+    too)."""
     wanted = ["out", "scratch"]
-    if s.distro:
+    if building:
         wanted += ["credentials_dir", "iso_cache"]
     problems = [folder_problem(s.where(name), name, getattr(s, name))
                 for name in wanted if name not in refused]

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -56,11 +55,54 @@ def test_gmi_collects_what_make_gmi_collects(tmp_path):
     assert not (tmp_path / ".pytest_cache").exists()
 
 
-def test_gmi_help_shows_the_harness_options(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+def _gmi(args: list[str], cwd: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
+
+
+def test_gmi_help_lists_the_harness_options_and_points_at_pytests(tmp_path):
+    proc = _gmi(["--help"], tmp_path)
     assert proc.returncode == 0
-    assert "GMI build and validation" in proc.stdout and "--hyperv-local" in proc.stdout
+    out = proc.stdout
+    assert out.startswith("usage: gmi --distro=NAME")
+    assert "GMI build and validation" in out and "--hyperv-local" in out
+    from harness.settings import SETTINGS
+
+    for s in SETTINGS:
+        assert (s.option in out) is s.cli, s.option
+    assert "--junitxml=PATH" in out and out.rstrip().endswith("All of them: gmi --help-all")
+    assert "--capture" not in out  # pytest's own options: --help-all
+    assert len(out.splitlines()) < 300, len(out.splitlines())
+    full = _gmi(["--help-all"], tmp_path)
+    assert full.returncode == 0 and full.stdout.startswith("usage: gmi [options]")
+    assert "--capture" in full.stdout and "--hyperv-local" in full.stdout
+
+
+def test_gmi_version_is_the_harness_and_pytest(tmp_path):
+    from harness import __version__
+
+    proc = _gmi(["--version"], tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"gmi-harness {__version__} (pytest {pytest.__version__}, Python ")
+
+
+def test_gmi_usage_errors_say_gmi(tmp_path):
+    proc = _gmi(["--no-such-option"], tmp_path)
+    assert proc.returncode == 4
+    assert proc.stderr.startswith("ERROR: usage: gmi ")
+    assert "gmi: error: unrecognized arguments" in proc.stderr
+
+
+def test_gmi_reads_the_config_file_of_the_folder_it_runs_in(tmp_path):
+    """The README's promise: gmi-harness.toml of the current folder (the rootdir is the
+    installed checks' folder, not this one)."""
+    (tmp_path / "gmi-harness.toml").write_text('keep = "on-failure"\nvm_cpus = 1\n')
+    proc = _gmi(["--distro=debian-12", "--collect-only"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    toml = tmp_path / "gmi-harness.toml"
+    assert f"  keep = on-failure  (config file {toml})" in proc.stdout.splitlines()
+    assert f"  vm_cpus = 1  (config file {toml})" in proc.stdout.splitlines()
+    assert not (tmp_path / "reports").exists()  # (collection writes nothing)
 
 
 def test_without_the_checks_it_says_how_to_install(tmp_path, monkeypatch, capsys):
@@ -81,31 +123,47 @@ def test_utf8_mode_is_asked_for_where_the_locale_is_a_code_page(utf8_mode, encod
 
 @pytest.mark.parametrize("needed", [True, False])
 def test_pytest_runs_in_utf8_mode_where_needed(monkeypatch, needed):
+    """Where Python would use a code page, it starts again in UTF-8 mode in gmi's place
+    (hostos: exec on Linux, a waited-for child on Windows); else pytest runs in gmi's
+    own process."""
+    from harness.host import hostos
+
     seen: dict[str, Any] = {}
     monkeypatch.delenv("PYTHONUTF8", raising=False)
     monkeypatch.setattr(cli, "needs_utf8_mode", lambda: needed)
-    monkeypatch.setattr(cli, "run", lambda cmd, env: seen.update(cmd=cmd, env=env) or 3)
-    assert cli.main(["--distro=debian-12"]) == 3
-    assert seen["cmd"][:3] == [sys.executable, "-m", "pytest"]
-    assert seen["cmd"][-1] == "--distro=debian-12"
-    assert seen["env"].get("PYTHONUTF8") == ("1" if needed else None)
+    monkeypatch.setattr(hostos.current(), "run_in_place",
+                        lambda cmd, env: seen.update(cmd=cmd, env=env) or 3)
+    monkeypatch.setattr(cli, "run", lambda args: seen.update(args=args) or 5)
+    code = cli.main(["--distro=debian-12"])
+    if needed:
+        assert code == 3 and seen["cmd"] == [sys.executable, "-m", "harness", "--distro=debian-12"]
+        assert seen["env"]["PYTHONUTF8"] == "1" and "args" not in seen
+    else:
+        assert code == 5 and "cmd" not in seen
+        assert seen["args"][-1] == "--distro=debian-12" and seen["args"][:2] == ["-p", "no:cacheprovider"]
 
 
-def test_ctrl_c_waits_for_the_run_to_tear_down(tmp_path):
-    """Ctrl-C reaches the child too; gmi must not kill it mid-teardown but wait for it
-    and return its exit code."""
-    child = ("import signal, time, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-             "print('up', flush=True)\ntime.sleep(1.5)\nsys.exit(7)\n")
-    flag = tmp_path / "up"
+def test_on_windows_the_child_gets_ctrl_c_and_ctrl_break_and_gmi_waits(monkeypatch):
+    """Windows: no exec. The console's Ctrl-C (and Ctrl-Break) reaches the child, which
+    ends the run; gmi ignores them while it waits, then gives back its exit status and
+    its own handlers. (The Windows branch, run here with Popen faked.)"""
+    from harness.host import hostos
 
-    def interrupt() -> None:
-        while not flag.exists():
-            threading.Event().wait(0.05)
-        os.kill(os.getpid(), signal.SIGINT)  # lands in the main thread, in proc.wait()
+    seen: dict[str, Any] = {}
 
-    cmd = [sys.executable, "-c", f"open({str(flag)!r}, 'w').close()\n" + child]
-    threading.Thread(target=interrupt, daemon=True).start()
-    assert cli.run(cmd, dict(os.environ)) == 7
+    class Child:
+        def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+            seen.update(cmd=cmd, env=env)
+
+        def wait(self) -> int:
+            seen["during"] = signal.getsignal(signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the console's Ctrl-C reaches gmi too
+            return 2
+
+    before = signal.getsignal(signal.SIGINT)
+    assert hostos.Windows(popen=Child).run_in_place(["python", "-m", "harness"], {"A": "1"}) == 2
+    assert seen["during"] == signal.SIG_IGN and seen["cmd"] == ["python", "-m", "harness"]
+    assert signal.getsignal(signal.SIGINT) == before
 
 
 def test_the_wheel_carries_the_checks_the_catalogue_and_the_gmi_command(tmp_path):

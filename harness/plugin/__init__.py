@@ -13,8 +13,10 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,36 +31,44 @@ from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, terminate_as_i
 from harness.report import allure, signoff
 from harness.settings import SETTINGS, Settings
 
+CONFIG_NAME = "gmi-harness.toml"  # read from the folder a run starts in (or the rootdir)
 # The plugin's parts, registered with it (see pytest_addhooks).
 PARTS = (run, matrix, results, summary, fixtures)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """One ``--help`` group per settings section (the Hyper-V backend's own, say)."""
-    main = parser.getgroup("gmi-harness", "GMI build and validation")
+MAIN_GROUP = ("gmi-harness", "GMI build and validation")
+
+
+def option_specs() -> Iterator[tuple[tuple[str, str], str, dict[str, Any]]]:
+    """Every option of the harness: ((its --help group, the group's title), the option,
+    its argparse keyword arguments). One group per settings section (the Hyper-V
+    backend's own, say); ``gmi --help`` prints the same."""
+    yield MAIN_GROUP, "--harness-config", {
+        "action": "store", "default": None, "metavar": "PATH", "dest": "harness_config",
+        "help": f"settings file (TOML); default: $GMI_CONFIG, else {CONFIG_NAME} in the folder "
+                "the run starts in (or the rootdir) when present. Precedence: command line > "
+                "environment (GMI_*) > this file > defaults"}
     for s in SETTINGS:
         if not s.cli:
             continue
-        group = parser.getgroup(f"gmi-harness: {s.section}") if s.section else main
+        group = (f"gmi-harness: {s.section}", "") if s.section else MAIN_GROUP
         help_text = f"{s.help} (env {s.env}; default: {s.default!r})"
         if s.choices:
             help_text = f"{s.help}: {' | '.join(s.choices)} (env {s.env}; default: {s.default})"
+        kw: dict[str, Any] = {"dest": f"gmi_{s.name}", "default": None, "help": help_text}
         if s.flag:
-            group.addoption(s.option, action="store_const", const=True, default=None,
-                            dest=f"gmi_{s.name}", help=help_text)
+            kw.update(action="store_const", const=True)
         elif s.name == "signoff_from":  # --signoff-from DIR [DIR ...]
-            group.addoption(s.option, action="extend", nargs="+", default=None,
-                            dest=f"gmi_{s.name}", metavar="DIR", help=help_text)
+            kw.update(action="extend", nargs="+", metavar="DIR")
         elif s.multiple:
-            group.addoption(s.option, action="append", default=None, dest=f"gmi_{s.name}",
-                            metavar=s.name.upper() if s.name != "distro" else "NAME", help=help_text)
+            kw.update(action="append", metavar=s.name.upper() if s.name != "distro" else "NAME")
         else:
-            group.addoption(s.option, action="store", default=None, dest=f"gmi_{s.name}",
-                            metavar=s.name.upper(), help=help_text)
-    main.addoption("--harness-config", action="store", default=None, metavar="PATH",
-                    help="settings file (TOML); default: $GMI_CONFIG, else gmi-harness.toml "
-                         "in the rootdir when present. Precedence: command line > "
-                         "environment (GMI_*) > this file > defaults")
+            kw.update(action="store", metavar=s.name.upper())
+        yield group, s.option, kw
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The harness's options, one ``--help`` group per settings section."""
+    for (name, title), option, kw in option_specs():
+        parser.getgroup(name, title).addoption(option, **kw)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -113,9 +123,6 @@ def config_file(config: pytest.Config) -> Path | None:
         if (folder / CONFIG_NAME).is_file():
             return folder / CONFIG_NAME
     return None
-
-
-CONFIG_NAME = "gmi-harness.toml"
 
 
 def checked_settings(config: pytest.Config, deep: bool = True) -> Settings:
@@ -232,7 +239,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              + " (command line > environment > config file > default):"]
     lines += [f"  {line}" for line in settings.describe(changed_only=not verbose)]
     if not verbose:
-        lines.append(f"  (all settings: -v, or {state.run_dir / 'settings.txt'})")
+        saved = f", or {state.run_dir / 'settings.txt'}" if state.run_dir.is_dir() else ""
+        lines.append(f"  (all settings: -v{saved})")
     return lines
 
 

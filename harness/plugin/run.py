@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,18 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
 
 
+@dataclass
+class Stopped:
+    """What stopped a subject: a session fixture every later test needs failed (its
+    catalogue entry, the host check, a stage, the clone). ``failure`` is the exception
+    pytest raises again for each of those tests; ``first`` the test whose report shows
+    it in full (the others say in one line what failed and where that is)."""
+
+    what: str
+    failure: BaseException
+    first: str = ""
+
+
 class RunState:
     """What the run knows across fixtures and hooks."""
 
@@ -48,6 +61,7 @@ class RunState:
         self.labels: dict[str, dict[str, str]] = {}
         self.summaries: list[dict[str, Any]] = []  # builds reported by xdist workers
         self.failed: dict[str, bool] = {}
+        self.stopped: dict[str, Stopped] = {}  # subject -> the failure every later test meets
         self.scratch: list[Path] = []
         # what the reports show (filled on the controller, from every worker's reports)
         self.started = time.monotonic()

@@ -292,7 +292,7 @@ SETTINGS: tuple[Setting, ...] = (
                 "--hyperv-base-vhdx; the build's own key is added with it", "", _as_path),
         Setting("hyperv_install_iso", "install ISO: a local file (uploaded) or a path on the host",
                 "", _as_path),
-        Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", _as_sha256),
+        Setting("hyperv_install_sha256", "SHA-256 the install ISO must have", "", _as_text),
         Setting("hyperv_answer_iso", "answer media ISO (cidata / OEMDRV / preseed): local or on the "
                 "host", "", _as_path),
         Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import VM, Backend, ExportedDisk, HostView, iso_version_problem
 from harness.backends.hyperv import janitor
-from harness.backends.hyperv.media import InstallMedia, key_actions, media_from_settings
+from harness.backends.hyperv.media import SHA256, InstallMedia, key_actions, media_from_settings
 from harness.backends.hyperv.model import (
     CompactResult,
     ExportResult,
@@ -218,6 +218,9 @@ class HyperVBackend(Backend):
             problems.append("--hyperv-auth=certificate works only over HTTPS; drop --hyperv-plain-http")
         if s.hyperv_base_vm and s.hyperv_base_vhdx:
             problems.append("give --hyperv-base-vm or --hyperv-base-vhdx, not both")
+        if s.hyperv_install_sha256 and not SHA256.fullmatch(s.hyperv_install_sha256.lower()):
+            problems.append(f"{s.where('hyperv_install_sha256')}: hyperv_install_sha256: "
+                            f"{s.hyperv_install_sha256!r} is not a SHA-256 (64 hex digits)")
         for name in ("hyperv_ca_bundle", "hyperv_cert_pem", "hyperv_cert_key_pem", "hyperv_base_key"):
             value = getattr(s, name)
             if value and not (local and name != "hyperv_base_key") and \

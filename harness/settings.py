@@ -304,7 +304,7 @@ SETTINGS: tuple[Setting, ...] = (
                 "removed with the run's folder)", "", _as_path),
         Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
                 "this many hours", 24.0, _at_least(_as_float, 0))),
-    *_section("your distros and seed templates (README: Your own repository)",
+    *_section("your distros and seed templates (docs/own-repository.md)",
         Setting("distros", "extra distro catalogue folder (repeatable), searched before the "
                 "harness's own distros/; a name defined twice is an error", (), _as_paths,
                 multiple=True),

@@ -254,3 +254,20 @@ def test_bad_input_is_refused_at_start_in_one_line_per_problem(tmp_path: Path, c
 
 def test_the_table_covers_at_least_thirty_inputs():
     assert len(CASES) >= 30 and len({c.id for c in CASES}) == len(CASES)
+
+
+def test_a_debootstrap_build_as_another_user_is_refused_in_one_line(monkeypatch):
+    """(The suite runs as root: the QEMU backend's check asked as if it did not.)"""
+    from harness.backends.qemu import backend
+    from harness.settings import resolve
+
+    debian, fedora = distro.load("debian-12"), distro.load("fedora-42")
+    monkeypatch.setattr(backend.os, "geteuid", lambda: 1000)
+    problems = backend.QemuBackend.settings_problems(resolve({}, env={}), [debian, fedora])
+    assert problems == ["building debian-12 on the qemu backend needs root (debootstrap and the chroot "
+                        "of Step 1): run the same command as root (sudo -E, or a root shell)"]
+    # an ISO install needs no root, nor does validating an archive (no build)
+    assert backend.QemuBackend.settings_problems(resolve({"install_method": "iso"}, env={}), [debian]) == []
+    assert backend.QemuBackend.settings_problems(resolve({}, env={}), []) == []
+    monkeypatch.setattr(backend.os, "geteuid", lambda: 0)
+    assert backend.QemuBackend.settings_problems(resolve({}, env={}), [debian]) == []

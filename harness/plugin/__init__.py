@@ -34,8 +34,6 @@ from harness.settings import SETTINGS, Settings
 CONFIG_NAME = "gmi-harness.toml"  # read from the folder a run starts in (or the rootdir)
 # The plugin's parts, registered with it (see pytest_addhooks).
 PARTS = (run, matrix, results, summary, fixtures)
-
-
 MAIN_GROUP = ("gmi-harness", "GMI build and validation")
 
 
@@ -139,8 +137,10 @@ def checked_settings(config: pytest.Config, deep: bool = True) -> Settings:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """The run's configuration, in named steps; the first two refuse bad input, the
-    others make the run (nothing is made before every check passed)."""
+    """The run's configuration, in named steps: the markers; the checks that refuse bad
+    input (the distribution mode, then every setting and what it asks for); then the
+    run, its folder, its reports' paths and its package cache (nothing is made before
+    every check passed)."""
     register_markers(config)
     check_distribution(config)
     terminate_as_interrupt()

@@ -9,18 +9,16 @@ from pathlib import PurePosixPath
 
 import pytest
 
+from harness import checklist as item
 from harness.archive import reader
 from harness.archive.format import MANIFEST_KEYS
 from harness.build import Build
 from harness.distro import Distro
 from harness.errors import GmiError
 from harness.plugin.fixtures import fail_cleanly
+from harness.plugin.matrix import checklist
 
 pytestmark = [pytest.mark.archive]
-
-
-def archive_item(item: str) -> pytest.MarkDecorator:
-    return pytest.mark.checklist(f"archive: {item}")
 
 
 @contextlib.contextmanager
@@ -32,7 +30,7 @@ def verdict() -> Iterator[None]:
         fail_cleanly(exc)
 
 
-@archive_item("name")
+@checklist(item.ARCHIVE_NAME)
 def test_archive_name_follows_vmgenie(build: Build, distro: Distro) -> None:
     assert build.archive is not None
     with verdict():
@@ -41,7 +39,7 @@ def test_archive_name_follows_vmgenie(build: Build, distro: Distro) -> None:
     assert (names.os, names.version) == (distro.vmgenie.os, distro.vmgenie.version)
 
 
-@archive_item("zip entries")
+@checklist(item.ARCHIVE_ENTRIES)
 def test_zip_entries_are_safe(readable_archive: list[str]) -> None:
     """No absolute paths, no '..', no links, no bomb: unpacking stays in its folder
     (``readable_archive`` opened it as vmgenie does; an archive that cannot be opened
@@ -51,7 +49,7 @@ def test_zip_entries_are_safe(readable_archive: list[str]) -> None:
         assert not name.startswith("/") and ".." not in PurePosixPath(name).parts, name
 
 
-@archive_item("manifest")
+@checklist(item.ARCHIVE_MANIFEST)
 def test_manifest_has_vmgenies_keys(build: Build, readable_archive: list[str]) -> None:
     assert build.archive is not None
     names = reader.parse_name(build.archive)
@@ -62,7 +60,7 @@ def test_manifest_has_vmgenies_keys(build: Build, readable_archive: list[str]) -
     assert manifest["vm_name"] == names.vm_name
 
 
-@archive_item("layout")
+@checklist(item.ARCHIVE_LAYOUT)
 def test_one_vmcx_or_disk_only(build: Build, readable_archive: list[str]) -> None:
     assert build.archive is not None
     names = reader.parse_name(build.archive)
@@ -72,7 +70,7 @@ def test_one_vmcx_or_disk_only(build: Build, readable_archive: list[str]) -> Non
     assert (layout.vmcx_entry is None) == layout.disk_only
 
 
-@archive_item("disk")
+@checklist(item.ARCHIVE_DISK)
 def test_vhdx_matches_checksum_and_is_dynamic(sealed: Build) -> None:
     """The disk was extracted, hashed against checksum_sha256 and parsed as a VHDX."""
     info = sealed.record["vhdx_info"]

@@ -15,11 +15,12 @@ from harness.stages.s7_clone import Clone
 from harness.build import Build
 from harness.checklist import SEED as SEED_ITEM
 from harness.media import seed_schema
+from harness.plugin.matrix import checklist
 
 pytestmark = pytest.mark.vm
 
 
-@pytest.mark.checklist(SEED_ITEM)
+@checklist(SEED_ITEM)
 def test_seed_user_data_passes_the_clones_cloud_init_schema(clone: Clone, build: Build) -> None:
     path = f"/tmp/gmi-seed-user-data-{build.run_id}"
 

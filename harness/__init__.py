@@ -1,9 +1,4 @@
-"""gmi-harness: build, validate and package GMIs (Genie Machine Images).
-
-PYTEST_DONT_REWRITE: ``gmi`` (harness/cli.py) imports this package before it starts
-pytest in the same process, so pytest cannot rewrite this module's asserts (it has
-none), and says so in a warning unless told with this marker. Its submodules are
-imported later and rewritten as usual."""
+"""gmi-harness: build, validate and package GMIs (Genie Machine Images)."""
 
 from pathlib import Path
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from harness.backends.base import VM, Backend
 from harness.distro import Distro
@@ -71,6 +71,80 @@ class Credentials:
         return path
 
 
+class BuildFacts(TypedDict, total=False):
+    """What the build record holds (``Build.record``): declared once, so that mypy checks
+    every key written or read (a new fact is a new line here). Most of it goes into the
+    archive as ``gmi-build-record.yml`` (:func:`harness.archive.export.public_record`)."""
+
+    # who built it, where, how (the build fixture, the backends)
+    harness: str
+    backend: str
+    distro: str
+    package_cache: str
+    accel: str
+    prepared_in: str  # "chroot" or "vm"
+    installed_by: str
+    step1_tree: str  # Step 1's kept tree: made, kept, reused (--incremental)
+    install_iso: dict[str, str]  # the ISO used: file, sha256, source, version
+    install_iso_sha256: str
+    answer_files: list[str]  # their names only: their text holds password hashes
+    first_boot_only: dict[str, list[str]]  # files and kernel parameters of the first boot
+    root_uuid: str
+    esp_uuid: str
+    credentials_file: str  # (kept out of the archive)
+    admin_user: str
+    build_public_key: str
+    build_machine_id: str
+    build_nic: str
+    install_kernel: str
+    build_host_keys: list[str]
+    # the Hyper-V host
+    hyperv_host: str
+    hyperv_host_name: str
+    hyperv_vm: dict[str, Any]
+    hyperv_address_source: str
+    hyperv_export: dict[str, Any]
+    # the stages' findings
+    cloud_init_preinstalled: bool
+    locales: str
+    hv_daemons_from_source: dict[str, Any]
+    hv_services: list[str]
+    initramfs_modules: str
+    fstrim: str
+    disk_allocated_before_trim: int
+    disk_allocated_after_trim: int
+    versions: dict[str, str]  # os, kernel, cloud-init, integration_services
+    packages: list[str]
+    fs_used_bytes: int
+    sizes: dict[str, int]  # Step 6's figures (bytes)
+    seed_template: str
+    clone_boot_seconds: float
+    # timings
+    stage_durations: dict[str, float]
+    work_seconds: dict[str, dict[str, float]]  # stage -> kind of work -> seconds
+    scratch_peak_bytes: int
+    # the export, and the checks it was gated on
+    check_results: dict[str, str]
+    check_items: dict[str, str]
+    built: str
+    disk_only: bool
+    manifest: dict[str, Any]
+    archive: str
+    # --gmi: the archive validated, and the facts its own record carried
+    layout: dict[str, Any]
+    vhdx_info: dict[str, Any]
+    vhdx_sha256: str
+    archived_record: bool
+    expectations: str  # "catalogue" or "generic"
+    archived_versions: dict[str, str]
+    archived_sizes: dict[str, int]
+    archived_stage_durations: dict[str, float]
+    archived_accel: str
+    # --promote
+    promoted: dict[str, Any]
+    promoted_archive: str
+
+
 @dataclass
 class Build:
     """One distro's build: inputs, and everything made along the way."""
@@ -92,7 +166,7 @@ class Build:
     package_proxy_port: int = 0  # the run's package cache on 127.0.0.1 (0: none)
     subject: str = ""  # what the run's results are keyed by: the --distro or gmi:<path>
     worker: str = ""  # the xdist worker running this build ("" when not under xdist)
-    record: dict[str, Any] = field(default_factory=dict)
+    record: BuildFacts = field(default_factory=lambda: BuildFacts())
     timings: dict[str, float] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # the steps running now, outermost first
     # What needs a running system, queued while the stages run in a chroot: run by

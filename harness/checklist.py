@@ -19,11 +19,19 @@ NO_LEFTOVERS = "no leftover build artifacts"
 # cloud-init schema. A fault there is the seed template's, not the image's: it has its
 # own row on the sign-off page and blocks nothing unless --seed-template-blocks-export.
 SEED = "seed passes the clone's cloud-init schema (the seed's fault, not the image's)"
+# The static checks of an existing archive (checks/test_archive.py, --gmi only): what
+# vmgenie's import looks at, each its own row on the sign-off page.
+ARCHIVE_NAME = "archive: name"
+ARCHIVE_ENTRIES = "archive: zip entries"
+ARCHIVE_MANIFEST = "archive: manifest"
+ARCHIVE_LAYOUT = "archive: layout"
+ARCHIVE_DISK = "archive: disk"
+ARCHIVE_ITEMS = (ARCHIVE_NAME, ARCHIVE_ENTRIES, ARCHIVE_MANIFEST, ARCHIVE_LAYOUT, ARCHIVE_DISK)
 
 # Each must have a passing test before an image is exported (the gate).
 REQUIRED_ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, NO_LEFTOVERS)
 # Every item a check may be labelled with; a label outside this list is a typo.
-ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED)
+ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED, *ARCHIVE_ITEMS)
 # Items whose failures block the export (and the sign-off verdict) only when the run's
 # settings say so.
 ADVISORY_ITEMS = (SEED,)

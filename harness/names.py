@@ -16,7 +16,9 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 # Control characters (a newline or NUL ends or splits a command line).
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -179,3 +181,29 @@ def distro_problem(distro: Any) -> tuple[str, str]:
                 return "boot.grub_settings", f"{name}={value!r}: a shell variable name and a value " \
                                              "without ' | ` $ \\ or newlines"
     return "", ""
+
+
+# --- a release to compare with (--previous) ---------------------------------------
+
+INDEX_SUFFIXES = (".yml", ".yaml")  # a vmgenie repository index
+
+
+def is_url(source: str) -> bool:
+    return urlsplit(source).scheme in ("http", "https")
+
+
+def check_source(source: str) -> str:
+    """A ``--previous`` value, checked before anything runs: an http(s) URL, or an
+    existing local archive or index."""
+    scheme = urlsplit(source).scheme
+    if is_url(source):
+        return source
+    if scheme and len(scheme) > 1:  # (a one-letter "scheme" is a Windows drive)
+        raise ValueError(f"{source}: only http(s) URLs and local paths are read")
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{source}: no such file (an earlier GMI-<Os>-<Version>.zip or a "
+                         "gmi-repository.dist.yml)")
+    if path.suffix.lower() not in (".zip", *INDEX_SUFFIXES):
+        raise ValueError(f"{source}: neither a .zip archive nor a .yml repository index")
+    return str(path.resolve())

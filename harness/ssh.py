@@ -204,22 +204,7 @@ class Guest:
         lines: list[str] = []
         start = time.monotonic()
         try:
-            transport = self.client.get_transport()
-            assert transport is not None
-            chan = transport.open_session(timeout=30)
-            chan.settimeout(timeout)
-            chan.set_combine_stderr(True)  # one stream: no stall on a full stderr window
-            chan.exec_command("bash -s")
-            chan.sendall(("set -euo pipefail\n" + script + "\n").encode())
-            chan.shutdown_write()
-            for raw in chan.makefile("rb"):
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                lines.append(line)
-                if not quiet:
-                    self.log.info("  %s", mask(line))
-            rc = chan.recv_exit_status()
-            if rc == -1:  # the channel closed without an exit status: the link broke
-                raise EOFError("the connection closed before the command finished")
+            rc = self._exec(self.client, script, timeout, lines, quiet)
         except TimeoutError:
             raise GuestCommandError(
                 f"'{mask(label)}' gave no sign of life for {timeout:.0f} s in the guest "
@@ -239,6 +224,28 @@ class Guest:
                 f"'{mask(label)}' failed in the guest {self.where} with exit code {rc}: {tail}"
             )
         return Result(rc, out)
+
+    def _exec(self, client: paramiko.SSHClient, script: str, timeout: float, lines: list[str],
+              quiet: bool) -> int:
+        """Send ``script`` to ``bash -s`` on one channel, collect its output into ``lines``
+        (logged as it comes unless ``quiet``); its exit status."""
+        transport = client.get_transport()
+        assert transport is not None
+        chan = transport.open_session(timeout=30)
+        chan.settimeout(timeout)
+        chan.set_combine_stderr(True)  # one stream: no stall on a full stderr window
+        chan.exec_command("bash -s")
+        chan.sendall(("set -euo pipefail\n" + script + "\n").encode())
+        chan.shutdown_write()
+        for raw in chan.makefile("rb"):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            lines.append(line)
+            if not quiet:
+                self.log.info("  %s", mask(line))
+        rc = chan.recv_exit_status()
+        if rc == -1:  # the channel closed without an exit status: the link broke
+            raise EOFError("the connection closed before the command finished")
+        return int(rc)
 
     def put(self, path: str, content: str, mode: int = 0o644) -> None:
         """Write ``content`` to ``path`` in the guest (parents created)."""

@@ -100,7 +100,7 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
 
     # Released (destroyed unless --keep says otherwise) once its logs are collected,
     # and dropped from the build's VMs so that nothing destroys it a second time.
-    with kept(c.vm, b.settings.keep, lambda: state.failed.get(b.subject, False), say, owner=b.vms):
+    with kept(c.vm, b.settings.keep, lambda: state.has_failed(b.subject), say, owner=b.vms):
         try:
             yield c
         finally:

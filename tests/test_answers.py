@@ -1,5 +1,5 @@
 """Answer files rendered for every catalogued distro, parsed with real parsers (YAML,
-XML, pykickstart, d-i's preseed line format), checked for what matters: one root
+XML, JSON, pykickstart, d-i's preseed line format), checked for what matters: one root
 partition plus the ESP and no LVM, the admin user, the packages, the build's SSH
 key, passwords only as SHA-512 crypt hashes; and the volumes they travel on, read
 back with pycdlib."""
@@ -234,6 +234,57 @@ def test_autoyast_escapes_values():
     assert "&lt;Leap &amp; friends&gt;" in text
 
 
+# --- openSUSE Leap 16: Agama's JSON profile ---------------------------------------
+
+
+@pytest.mark.parametrize("name", of_kind("agama"))
+def test_agama_profile(name: str):
+    import json
+
+    d, files = rendered(name)
+    assert list(files) == ["autoinst.json"]
+    p = json.loads(files["autoinst.json"])
+    assert p["product"] == {"id": answers.AGAMA_PRODUCTS[d.os_release.version_id]}
+    storage = p["storage"]
+    assert set(storage) == {"boot", "drives"} and storage["boot"] == {"configure": False}
+    assert len(storage["drives"]) == 1  # no volume groups, no RAID
+    drive = storage["drives"][0]
+    assert drive["search"] == "/dev/sda" and drive["ptableType"] == "gpt"
+    wipe, *parts = drive["partitions"]
+    assert wipe == {"search": "*", "delete": True}  # whatever was on the disk goes
+    mounts = {part["filesystem"]["path"]: part for part in parts}
+    assert sorted(mounts) == ["/", "/boot/efi"]  # two partitions: no swap, no /home
+    assert mounts["/"]["filesystem"]["type"] == d.install.root_fs and "max" not in mounts["/"]["size"]
+    assert mounts["/boot/efi"]["id"] == "esp" and mounts["/boot/efi"]["filesystem"]["type"] == "vfat"
+    assert mounts["/boot/efi"]["size"] == f"{d.install.esp_size_mib} MiB"
+    assert p["root"]["hashedPassword"] is True and hash_matches(p["root"]["password"], CREDS.root_password)
+    assert p["root"]["sshPublicKey"] == CREDS.key.public_openssh.strip()
+    user = p["user"]
+    assert user["userName"] == "gmiadmin" and user["hashedPassword"] is True
+    assert hash_matches(user["password"], CREDS.admin_password)
+    assert {"openssh", "sudo", "hyper-v"} <= set(p["software"]["packages"])
+    (post,) = p["scripts"]["post"]
+    assert post["chroot"] is True and post["content"].startswith("#!/bin/bash\nset -euo pipefail\n")
+    key = CREDS.key.public_openssh.strip()
+    assert f"echo '{key}' > /home/gmiadmin/.ssh/authorized_keys" in post["content"]
+    assert "usermod -aG wheel gmiadmin" in post["content"]
+    subprocess.run(["bash", "-n", "-c", post["content"]], check=True)
+    no_plaintext(files)
+
+
+def test_agama_profile_escapes_values_and_knows_its_product():
+    import dataclasses
+    import json
+
+    d = distro.load("opensuse-leap-16.0")
+    odd = dataclasses.replace(d, install=dataclasses.replace(d.install, timezone='Etc/"UTC"\\'))
+    assert json.loads(answers.render(odd, CREDS)["autoinst.json"])["localization"]["timezone"] == \
+        'Etc/"UTC"\\'
+    unknown = dataclasses.replace(d, os_release=dataclasses.replace(d.os_release, version_id="16.9"))
+    with pytest.raises(GmiError, match=r"no Agama product id known for openSUSE Leap 16\.9"):
+        answers.render(unknown, CREDS)
+
+
 # --- shared rules ------------------------------------------------------------------
 
 
@@ -384,6 +435,10 @@ def test_answer_file_puts_shim_on_the_removable_media_path(name: str, tmp_path: 
         root = ET.fromstring(files["autoinst.xml"])
         source = root.findtext("y:scripts/y:chroot-scripts/y:script/y:source", namespaces=NS)
         assert source is not None and source.strip() == script
+    elif d.install.answer == "agama":
+        import json
+
+        assert script in json.loads(files["autoinst.json"])["scripts"]["post"][0]["content"]
     else:
         assert "%post --erroronfail\n# The removable-media boot path" in text and script in text
     # run it against a fake ESP: the vendor's shim lands on the fallback path

@@ -8,6 +8,9 @@ when the install starts:
   that series, and the whole user-data against cloud-init's cloud-config schema.
 - Kickstart: pykickstart's parser at the distro's syntax version (Anaconda's own),
   deprecation warnings counted as failures.
+- Agama (openSUSE Leap 16): the JSON profile against Agama's profile schema for that
+  branch, with the schemas it references (storage, iSCSI) resolved from the same folder
+  by a local registry (jsonschema's ``referencing``): nothing is fetched from the network.
 - Preseed: ``debconf-set-selections --checkonly``.
 
 Which rules apply is the distro's ``install.answer_rules``. The schemas are upstream
@@ -104,13 +107,42 @@ def autoyast_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schema
     return problems
 
 
-def json_schema_problems(schema: dict[str, Any], document: Any, what: str) -> list[str]:
+def json_schema_problems(schema: dict[str, Any], document: Any, what: str,
+                         registry: Any = None) -> list[str]:
     import jsonschema
 
-    # (as Subiquity and cloud-init do: the validator the schema's $schema names)
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    # (as Subiquity, cloud-init and Agama do: the validator the schema's $schema names)
+    cls = jsonschema.validators.validator_for(schema)
+    validator = cls(schema) if registry is None else cls(schema, registry=registry)
+
+    def deepest(e: Any) -> Any:  # ("not valid under any of the given schemas": say where)
+        while e.context:
+            e = max(e.context, key=lambda c: len(c.absolute_path))
+        return e
+
     return [f"{what}: {'/'.join(map(str, e.absolute_path)) or '(top)'}: {e.message}"
-            for e in validator.iter_errors(document)]
+            for e in map(deepest, validator.iter_errors(document))]
+
+
+def local_registry(folder: Path) -> Any:
+    """Every schema of ``folder`` under its ``$id`` (one without, under its file name
+    beside the others): a ``$ref`` to anything else is unresolvable, never fetched."""
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT201909
+
+    docs = {path.name: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    base = next(d["$id"] for d in docs.values() if d.get("$id", "").endswith("/profile.schema.json"))
+    return Registry().with_resources(
+        (doc.get("$id") or base.rsplit("/", 1)[0] + "/" + name,
+         Resource.from_contents(doc, default_specification=DRAFT201909))
+        for name, doc in docs.items())
+
+
+def agama_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas: Path) -> list[str]:
+    folder = rules_folder(schemas, d.install.answer_rules)
+    profile = json.loads((folder / "profile.schema.json").read_text())
+    return json_schema_problems(profile, json.loads(files["autoinst.json"]), "agama",
+                                local_registry(folder))
 
 
 def autoinstall_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas: Path) -> list[str]:
@@ -155,8 +187,9 @@ def preseed_problems(d: distro.Distro, files: dict[str, str], tmp: Path, schemas
 
 Validator = Callable[[distro.Distro, dict[str, str], Path, Path], list[str]]
 VALIDATORS: dict[str, Validator] = {"autoyast": autoyast_problems, "autoinstall": autoinstall_problems,
-                                    "kickstart": kickstart_problems, "preseed": preseed_problems}
-NEEDS_SCHEMAS = {"autoyast", "autoinstall"}
+                                    "kickstart": kickstart_problems, "preseed": preseed_problems,
+                                    "agama": agama_problems}
+NEEDS_SCHEMAS = {"autoyast", "autoinstall", "agama"}
 
 
 def validator_of(d: distro.Distro, request: pytest.FixtureRequest) -> tuple[Validator, Path]:
@@ -189,6 +222,9 @@ BREAK: dict[str, tuple[str, Callable[[dict[str, str]], dict[str, str]], str]] = 
     "kickstart": ("ks.cfg", lambda f: {"ks.cfg": "install\n" + f["ks.cfg"]}, "pykickstart"),
     "preseed": ("preseed.cfg", lambda f: {"preseed.cfg": f["preseed.cfg"] + "d-i broken-line\n"},
                 "debconf-set-selections"),
+    # a file system Agama does not know, in the storage schema the profile references
+    "agama": ("autoinst.json", lambda f: {"autoinst.json": f["autoinst.json"].replace(
+        '"type": "ext4"', '"type": "ext9"')}, "agama: storage/drives/0/partitions/2/filesystem/type"),
 }
 
 
@@ -212,3 +248,32 @@ def test_cloud_init_schema_rejects_what_cloud_init_would(schemas: Path, tmp_path
     problems = autoinstall_problems(d, files, tmp_path, schemas)
     assert problems and all(p.startswith("cloud-init:") for p in problems), problems
     assert "not_a_cloud_config_key" in problems[0]
+
+
+def test_agama_schema_references_resolve_locally_and_nowhere_else(schemas: Path):
+    """Every $ref between Agama's schema files is found in the folder (the profile's
+    storage and iSCSI sections are really checked); an outside one is unresolvable, not
+    fetched."""
+    from referencing.exceptions import Unresolvable
+
+    folder = rules_folder(schemas, "agama-sle-16")
+    registry = local_registry(folder)
+    base = json.loads((folder / "profile.schema.json").read_text())["$id"]
+    refs = {ref for path in folder.glob("*.json")
+            for ref in re.findall(r'"\$ref":\s*"([^"#][^"]*)"', path.read_text())}
+    assert refs == {"storage.schema.json", "iscsi.schema.json"}
+    resolver = registry.resolver(base_uri=base)
+    for ref in refs:
+        assert resolver.lookup(ref).contents["$id"].endswith("/" + ref)
+    with pytest.raises(Unresolvable):
+        resolver.lookup("https://example.org/not-here.schema.json")
+
+
+def test_agama_schema_rejects_a_key_the_profile_does_not_have(schemas: Path, tmp_path: Path):
+    """The profile's top level is closed (additionalProperties: false): AutoYaST habits
+    such as a 'partitioning' section are refused."""
+    d, files = rendered("opensuse-leap-16.0")
+    profile = json.loads(files["autoinst.json"])
+    profile["partitioning"] = []
+    problems = agama_problems(d, {"autoinst.json": json.dumps(profile)}, tmp_path, schemas)
+    assert problems and "'partitioning' was unexpected" in problems[0], problems

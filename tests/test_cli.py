@@ -1,4 +1,5 @@
-"""``gmi`` / ``python -m harness`` (harness/cli.py): the way in without make, and what
+"""``gmi`` / ``python -m harness`` (harness/cli.py, with harness/plugin/front.py in the
+run): the way in without make, and what
 an installed wheel carries. The real build through ``gmi`` is recorded in the README
 (one QEMU run takes ~15 min); here: the same tests and ids as ``make gmi``, the wheel's
 contents, UTF-8 mode and Ctrl-C."""
@@ -30,8 +31,8 @@ def test_the_checks_are_the_ones_beside_the_harness():
 
 def test_pytest_gets_the_checks_folder_its_rootdir_and_the_checkouts_options():
     args = cli.pytest_args(["--distro=debian-12", "-n", "2"], REPO / "checks")
-    assert args == ["-p", "no:cacheprovider", "-ra", f"--rootdir={REPO}", str(REPO / "checks"),
-                    "--distro=debian-12", "-n", "2"]
+    assert args == ["-p", "no:cacheprovider", "-ra", "-p", "harness.plugin.front", f"--rootdir={REPO}",
+                    str(REPO / "checks"), "--distro=debian-12", "-n", "2"]
     pyproject = (REPO / "pyproject.toml").read_text()
     assert 'addopts = "-p no:cacheprovider -ra"' in pyproject  # what cli.PYTEST_ARGS repeats
     assert 'gmi = "harness.cli:main"' in pyproject
@@ -123,24 +124,25 @@ def test_utf8_mode_is_asked_for_where_the_locale_is_a_code_page(utf8_mode, encod
 
 @pytest.mark.parametrize("needed", [True, False])
 def test_pytest_runs_in_utf8_mode_where_needed(monkeypatch, needed):
-    """Where Python would use a code page, it starts again in UTF-8 mode in gmi's place
-    (hostos: exec on Linux, a waited-for child on Windows); else pytest runs in gmi's
-    own process."""
-    from harness.host import hostos
-
     seen: dict[str, Any] = {}
     monkeypatch.delenv("PYTHONUTF8", raising=False)
     monkeypatch.setattr(cli, "needs_utf8_mode", lambda: needed)
-    monkeypatch.setattr(hostos.current(), "run_in_place",
-                        lambda cmd, env: seen.update(cmd=cmd, env=env) or 3)
-    monkeypatch.setattr(cli, "run", lambda args: seen.update(args=args) or 5)
-    code = cli.main(["--distro=debian-12"])
-    if needed:
-        assert code == 3 and seen["cmd"] == [sys.executable, "-m", "harness", "--distro=debian-12"]
-        assert seen["env"]["PYTHONUTF8"] == "1" and "args" not in seen
-    else:
-        assert code == 5 and "cmd" not in seen
-        assert seen["args"][-1] == "--distro=debian-12" and seen["args"][:2] == ["-p", "no:cacheprovider"]
+    monkeypatch.setattr(cli, "run", lambda cmd, env: seen.update(cmd=cmd, env=env) or 3)
+    assert cli.main(["--distro=debian-12"]) == 3
+    assert seen["cmd"][:3] == [sys.executable, "-m", "pytest"]
+    assert seen["cmd"][-1] == "--distro=debian-12"
+    assert seen["env"].get("PYTHONUTF8") == ("1" if needed else None)
+
+
+def test_on_linux_gmi_becomes_the_run_itself(tmp_path):
+    """exec: the process that was started (whose pid a CI runner or systemctl signals)
+    is the one pytest runs in; nothing is left between them to forward a signal."""
+    script = ("import os, sys; from harness.host import hostos; print(os.getpid(), flush=True); "
+              "hostos.current().run_in_place(['/bin/sh', '-c', 'echo $$; exit 7'], dict(os.environ))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    before, after = proc.stdout.split()
+    assert proc.returncode == 7 and before == after, proc.stdout + proc.stderr
 
 
 def test_on_windows_the_child_gets_ctrl_c_and_ctrl_break_and_gmi_waits(monkeypatch):
@@ -179,8 +181,8 @@ def test_the_wheel_carries_the_checks_the_catalogue_and_the_gmi_command(tmp_path
     wheel = next(tmp_path.glob("gmi_harness-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("checks/conftest.py", "checks/test_checklist.py",
-                 "checks/test_zz_export.py", "distros/debian-12.yml", "distros/fedora-42.yml",
-                 "cli.py", "host/hostos.py", "__main__.py",
+                 "checks/test_export.py", "distros/debian-12.yml", "distros/fedora-42.yml",
+                 "cli.py", "plugin/front.py", "host/hostos.py", "__main__.py",
                  "stages/fixtures.py", "backends/hyperv/scripts/new_vm.ps1"):
         assert f"harness/{must}" in names, must
     # one top-level name, none generic beside a user's own packages

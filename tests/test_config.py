@@ -101,7 +101,13 @@ def test_a_bad_prepare_mode_says_what_is_allowed(value: str):
         resolve({"prepare": [value]}, env={})
 
 
-def test_chroot_preparation_is_refused_off_the_qemu_backend():
-    with pytest.raises(ConfigError, match=r"--prepare=chroot is the qemu backend's.*use --prepare=vm"):
-        resolve({"prepare": ["debian-12=chroot"], "backend": "hyperv"}, env={})
-    assert resolve({"prepare": ["vm"], "backend": "hyperv"}, env={}).prepare == ("vm",)
+def test_chroot_preparation_is_refused_where_the_backend_chosen_makes_no_root_tree():
+    """A class fact of the backend (prepares_in_chroot), checked where it is chosen; the
+    refusal names the backends that can."""
+    from harness.backends import choose
+
+    with pytest.raises(ConfigError, match=r"^--prepare=chroot: the hyperv backend prepares in the build VM "
+                       r".*use --prepare=vm or leave it out \(one that can: --backend=qemu\)$"):
+        choose(resolve({"prepare": ["debian-12=chroot"], "backend": "hyperv"}, env={}))
+    assert choose(resolve({"prepare": ["vm"], "backend": "hyperv"}, env={})).prepares_in_chroot is False
+    assert choose(resolve({"prepare": ["chroot"]}, env={})).prepares_in_chroot is True

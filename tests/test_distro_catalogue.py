@@ -20,12 +20,18 @@ EXPECTED = {
     "debian-13": ("Debian", "13", "apt", "debootstrap", "preseed"),
     "ubuntu-24.04": ("Ubuntu", "24.04", "apt", "iso", "autoinstall"),
     "ubuntu-25.04": ("Ubuntu", "25.04", "apt", "iso", "autoinstall"),
+    "ubuntu-26.04": ("Ubuntu", "26.04", "apt", "iso", "autoinstall"),
     "fedora-42": ("Fedora", "42", "dnf", "iso", "kickstart"),
+    "fedora-44": ("Fedora", "44", "dnf", "iso", "kickstart"),
+    "fedora-45": ("Fedora", "45", "dnf", "iso", "kickstart"),
     "rocky-9": ("Rocky", "9", "dnf", "iso", "kickstart"),
     "rocky-10": ("Rocky", "10", "dnf", "iso", "kickstart"),
     "opensuse-leap-15.6": ("OpenSUSE", "15.6", "zypper", "iso", "autoyast"),
+    "opensuse-leap-16.0": ("OpenSUSE", "16.Beta", "zypper", "iso", "agama"),
     "opensuse-tumbleweed": ("OpenSUSE", "Tumbleweed", "zypper", "iso", "autoyast"),
 }
+# Past their end of life on the day this catalogue was brought up to date (2026-12-07).
+ENDED = {"ubuntu-25.04": "2026-01-17", "fedora-42": "2026-05-28", "opensuse-leap-15.6": "2026-04-30"}
 
 
 def test_catalogue_is_complete():
@@ -76,8 +82,26 @@ def test_iso_installs_boot_the_installer_kernel_directly_on_qemu(name: str):
     assert d.install.boot_command or d.install.answer == "kickstart"
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_entry_says_when_its_release_ends_and_where_that_is_published(name: str):
+    """Every entry carries its end of life with a source (Tumbleweed: rolling); the
+    releases past it, and only those, were so on the day the catalogue was updated."""
+    from datetime import date
+
+    from harness.distro import lifecycle
+
+    d = distro.load(name)
+    assert d.support is not None and d.support.source_url.startswith("https://")
+    assert d.support.rolling == (name == "opensuse-tumbleweed")
+    updated = lifecycle.status(d, date(2026, 12, 7))
+    assert updated.ended == (name in ENDED)
+    if name in ENDED:
+        assert d.support.end_of_life == ENDED[name]
+        assert d.iso is not None and d.iso.archive  # where its ISO goes after the end
+
+
 def test_ubuntu_quirks():
-    for name in ("ubuntu-24.04", "ubuntu-25.04"):
+    for name in ("ubuntu-24.04", "ubuntu-25.04", "ubuntu-26.04"):
         ci = distro.load(name).cloud_init
         assert {"cloud-init-local.service", "cloud-config.service", "cloud-final.service"} <= set(ci.units)
         assert "/etc/cloud/cloud-init.disabled" in ci.remove_files
@@ -88,7 +112,7 @@ def test_ubuntu_quirks():
         assert "autoinstall" in distro.load(name).install.kernel_args
 
 
-@pytest.mark.parametrize("name", ["fedora-42", "rocky-9", "rocky-10"])
+@pytest.mark.parametrize("name", ["fedora-42", "fedora-44", "fedora-45", "rocky-9", "rocky-10"])
 def test_fedora_rocky_quirks(name: str):
     d = distro.load(name)
     assert d.family == "dnf" and "hyperv-daemons" in d.hyperv_integration.packages
@@ -101,7 +125,7 @@ def test_fedora_rocky_quirks(name: str):
     assert d.install.answer_label == "OEMDRV"
 
 
-@pytest.mark.parametrize("name", ["opensuse-leap-15.6", "opensuse-tumbleweed"])
+@pytest.mark.parametrize("name", ["opensuse-leap-15.6", "opensuse-leap-16.0", "opensuse-tumbleweed"])
 def test_opensuse_quirks(name: str):
     d = distro.load(name)
     assert "openSUSE-release-dvd" in d.update.keep_packages
@@ -153,7 +177,7 @@ def _variant(tmp_path: Path, name: str, change) -> Path:
     ("fedora-42", lambda d: d["install"].__setitem__("answer_rules", "autoyast-tumbleweed"),
      r"install.answer_rules': a kickstart file is checked by pykickstart-"),
     ("fedora-42", lambda d: d["install"].__setitem__("method", "debootstrap"),
-     r"debootstrap installs the apt family only"),
+     r"debootstrap cannot install the dnf family"),
     ("fedora-42", lambda d: d["boot"].__setitem__("debconf", ["x y z"]), r"the dnf family has no debconf"),
     ("fedora-42", lambda d: d["hyperv_integration"].pop("udev_rule_glob"),
      r"udev_rule_glob': missing \(enable_services false"),
@@ -167,6 +191,15 @@ def _variant(tmp_path: Path, name: str, change) -> Path:
      r"install.apt_sources': missing \(install.method"),
     ("debian-12", lambda d: d.__setitem__("iso", "https://x"), r"key 'iso': expected a mapping, got str"),
     ("ubuntu-24.04", lambda d: d["iso"].__setitem__("mirror", "x"), r"key 'iso.mirror': unknown key"),
+    ("fedora-42", lambda d: d["support"].__setitem__("end_of_life", "May 2026"),
+     r"support.end_of_life': expected a date YYYY-MM-DD, got 'May 2026'"),
+    ("opensuse-tumbleweed", lambda d: d["support"].__setitem__("end_of_life", "2030-01-01"),
+     r"support.end_of_life': a date \(YYYY-MM-DD\), or rolling: true .* not both"),
+    ("ubuntu-24.04", lambda d: d["support"].pop("source_url"), r"support.source_url': missing"),
+    ("opensuse-leap-16.0", lambda d: d["iso"].__setitem__("signature", "{name}.asc"),
+     r"iso.signature': the only placeholder is \{listing\}"),
+    ("fedora-44", lambda d: d["iso"].__setitem__("checksums", "F-{version}-{version}-CHECKSUM"),
+     r"iso.checksums': \{version\} at most once"),
 ])
 def test_bad_entries_fail_with_file_and_key(tmp_path: Path, name, change, message):
     path = _variant(tmp_path, name, change)
@@ -187,3 +220,22 @@ def test_collect_only_with_all_lists_every_distro(tmp_path: Path):
     for name in ALL:
         assert f"test_os_release_matches_the_distro[{name}]" in proc.stdout, name
     assert not (tmp_path / "runs").exists()  # collecting writes nothing
+
+
+def test_the_catalogue_has_one_reference_profile(tmp_path: Path):
+    """A GMI not in the catalogue is judged by the profile whose YAML says so (a fact of
+    the catalogue, not a distro name in the validator's code)."""
+    from harness.archive import validate
+
+    assert distro.reference_profile().name == "debian-12"
+    assert [n for n in ALL if distro.load(n).reference] == ["debian-12"]
+    generic = validate.distro_for(tmp_path / "GMI-Slackware-15.zip")
+    assert generic.generic and generic.reference and generic.vmgenie.os == "Slackware"
+    for text, count in (("", "0 distros"), ("reference: true\n", "2 distros")):
+        folder = tmp_path / count.replace(" ", "-")
+        folder.mkdir()
+        for name in ("debian-12", "debian-13"):
+            source = (distro.DISTROS_DIR / f"{name}.yml").read_text().replace("reference: true\n", "")
+            (folder / f"{name}.yml").write_text(source + text)
+        with pytest.raises(DistroError, match=f"{count} say 'reference: true'.*exactly one must"):
+            distro.reference_profile(folder)

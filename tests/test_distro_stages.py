@@ -81,7 +81,7 @@ def test_every_distro_runs_through_the_stages(tmp_path: Path, name: str):
         subprocess.run(["bash", "-n", "-c", script], check=True)  # every command is valid bash
 
 
-@pytest.mark.parametrize("name", ["fedora-42", "rocky-9", "rocky-10"])
+@pytest.mark.parametrize("name", ["fedora-42", "fedora-44", "fedora-45", "rocky-9", "rocky-10"])
 def test_fedora_rocky_quirks_reach_the_guest(tmp_path: Path, name: str):
     _, g, seal = run_stages(tmp_path, name)
     text = sent(g)
@@ -109,7 +109,7 @@ def test_dracut_module_lines_are_written_once(tmp_path: Path):
     assert lines[0] == 'add_drivers+=" hv_vmbus "' and len(lines) == 7
 
 
-@pytest.mark.parametrize("name", ["opensuse-leap-15.6", "opensuse-tumbleweed"])
+@pytest.mark.parametrize("name", ["opensuse-leap-15.6", "opensuse-leap-16.0", "opensuse-tumbleweed"])
 def test_opensuse_quirks_reach_the_guest(tmp_path: Path, name: str):
     _, g, _ = run_stages(tmp_path, name)
     text = sent(g)
@@ -144,7 +144,7 @@ def test_debian_never_builds_from_source_even_when_the_package_fails(tmp_path: P
         run_stages(tmp_path, "debian-12", fail="install hyperv-daemons")
 
 
-@pytest.mark.parametrize("name", ["ubuntu-24.04", "ubuntu-25.04"])
+@pytest.mark.parametrize("name", ["ubuntu-24.04", "ubuntu-25.04", "ubuntu-26.04"])
 def test_ubuntu_quirks_reach_the_guest(tmp_path: Path, name: str):
     b, g, _ = run_stages(tmp_path, name)
     removal = next(c for c in g.commands if c.startswith("rm -fv "))

@@ -1,8 +1,10 @@
 """ISO names resolved from upstream's signed checksum listings, against a local HTTP
 server on 127.0.0.1 that serves each distro's real folders (their URL paths under the
 server) with listings shaped like upstream's: Debian's and Ubuntu's SHA256SUMS with a
-detached signature, Fedora's clearsigned CHECKSUM, Rocky's CHECKSUM (versioned and
--latest names), openSUSE's one-entry NAME.sha256 with .asc. Releases are current,
+detached signature, Fedora's clearsigned CHECKSUM (named with its compose from Fedora 44
+on, found in the folder's index), Rocky's CHECKSUM (versioned and -latest names),
+openSUSE's one-entry NAME.sha256 with .asc and Leap 16's per-build NAME.sha512 (SHA-512
+only) with NAME.sha512.asc. Releases are current,
 superseded (a point release moved to the archive) or end-of-life (the folder gone).
 The signing keys are made for the run (ed25519): a good key, a wrong key, and
 listings tampered after signing."""
@@ -28,8 +30,12 @@ ALL = distro.known_distros()
 # (a superseded point release, the current one) as each upstream names them
 VERSIONS = {"debian-12": ("12.12.0", "12.13.0"), "debian-13": ("13.2.0", "13.4.0"),
             "ubuntu-24.04": ("24.04.3", "24.04.5"), "ubuntu-25.04": ("25.04", "25.04"),
-            "fedora-42": ("42-1.1", "42-1.1"), "rocky-9": ("9.5", "9.6"), "rocky-10": ("10.0", "10.1"),
-            "opensuse-leap-15.6": ("710.2", "710.3"), "opensuse-tumbleweed": ("20250513", "20250520")}
+            "ubuntu-26.04": ("26.04", "26.04.1"),
+            "fedora-42": ("42-1.1", "42-1.1"), "fedora-44": ("44-1.7", "44-1.7"),
+            "fedora-45": ("45-1.1", "45-1.2"),  # (45's compose number is a stand-in)
+            "rocky-9": ("9.5", "9.6"), "rocky-10": ("10.0", "10.1"),
+            "opensuse-leap-15.6": ("710.2", "710.3"), "opensuse-leap-16.0": ("178.9", "178.27"),
+            "opensuse-tumbleweed": ("20250513", "20250520")}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +89,11 @@ def iso_name(d: distro.Distro, version: str) -> str:
     return d.iso.pattern.replace("{version}", version)
 
 
+def digest(d: distro.Distro, data: bytes) -> str:
+    assert d.iso is not None
+    return (hashlib.sha512 if d.iso.checksums.endswith(".sha512") else hashlib.sha256)(data).hexdigest()
+
+
 def listing(d: distro.Distro, files: dict[str, bytes]) -> bytes:
     """A checksum listing of ``files`` in the distro's own format, with neighbours that
     do not match its pattern (other flavours, moving aliases)."""
@@ -90,14 +101,14 @@ def listing(d: distro.Distro, files: dict[str, bytes]) -> bytes:
     bsd = "CHECKSUM" in d.iso.checksums
     lines = []
     for name, data in files.items():
-        sha = hashlib.sha256(data).hexdigest()
+        sha = digest(d, data)
         others = [f"other-flavour-{name}", name.replace(".iso", ".iso.zsync")]
         if bsd:
             lines += [f"# {name}: {len(data)} bytes", f"SHA256 ({name}) = {sha}"]
             lines += [f"SHA256 ({o}) = {'1' * 64}" for o in others]
             if name.startswith("Rocky-"):  # the moving alias, same hash
                 lines.append(f"SHA256 (Rocky-{d.iso.series}-latest-x86_64-minimal.iso) = {sha}")
-        elif d.iso.checksums.endswith(".sha256"):  # openSUSE: one entry, the build's own file
+        elif d.iso.checksums.endswith((".sha256", ".sha512")):  # openSUSE: one entry, the build's file
             lines = [f"{sha}  {name}"]
         else:
             star = "*" if "ubuntu" in name else " "
@@ -106,18 +117,34 @@ def listing(d: distro.Distro, files: dict[str, bytes]) -> bytes:
 
 
 def publish(server: Server, d: distro.Distro, folder: str, files: dict[str, bytes], key: SigningKey) -> str:
-    """Put ``files`` and their signed listing into ``folder`` (a served URL)."""
+    """Put ``files`` and their signed listing into ``folder`` (a served URL): one listing,
+    or, where the listing's name carries the version, one per version, linked from the
+    folder's index page as a mirror serves it."""
     assert d.iso is not None
     base = folder.removeprefix(server.url).rstrip("/") + "/"
-    text = listing(d, files)
-    if d.iso.signature == "inline":
-        server.files[base + d.iso.checksums] = key.clearsign(text)
-    else:
-        server.files[base + d.iso.checksums] = text
-        if d.iso.signature:
-            server.files[base + d.iso.signature] = key.detach_sign(text)
+    per_version = "{version}" in d.iso.checksums
+    regex = isolisting.pattern_regex(d.iso.pattern)
+    groups: dict[str, dict[str, bytes]] = {}
+    for name, data in files.items():
+        m = regex.fullmatch(name)
+        key_name = d.iso.checksums.replace("{version}", m["version"] if m else "") if per_version \
+            else d.iso.checksums
+        groups.setdefault(key_name, {})[name] = data
+    for listing_name, group in groups.items():
+        text = listing(d, group)
+        if d.iso.signature == "inline":
+            server.files[base + listing_name] = key.clearsign(text)
+        else:
+            server.files[base + listing_name] = text
+            if d.iso.signature:
+                signature = d.iso.signature.replace("{listing}", listing_name)
+                server.files[base + signature] = key.detach_sign(text)
     for name, data in files.items():
         server.files[base + name] = data
+    if per_version:
+        links = sorted(p.removeprefix(base) for p in server.files if p.startswith(base) and p != base)
+        server.files[base] = ("<html><body><pre>" + "".join(
+            f'<a href="{n}">{n}</a>\n' for n in ["../", *links]) + "</pre></body></html>").encode()
     return base
 
 
@@ -144,6 +171,8 @@ def test_current_release_resolves_to_the_newest_listed_iso(name: str, server: Se
     assert path.name == want and path.read_bytes() == payload(want)
     facts = record["install_iso"]
     assert facts["file"] == want and facts["sha256"] == sha == hashlib.sha256(payload(want)).hexdigest()
+    if d.iso.checksums.endswith(".sha512"):  # verified by the SHA-512 listed; the SHA-256 computed
+        assert facts["sha512"] == hashlib.sha512(payload(want)).hexdigest()
     assert facts["url"] == d.iso.folder.rstrip("/") + "/" + want and facts["version"] == new
     if d.iso.signature:
         assert facts["signature"].startswith("verified with gpgv") and keys["good"].fingerprint in facts[
@@ -309,3 +338,58 @@ def test_key_from_the_key_url_is_kept_only_when_its_fingerprint_is_pinned(server
     assert found.signature.endswith(f"key {keys['good'].fingerprint} from {d.iso.key_url}")
     isocache.listed(d, settings, log=quiet)  # the keyring is kept: fetched once
     assert len(server.gets("/keys.example.org/signing-key.asc")) == 2  # (once refused, once taken)
+
+
+# --- listings named per version (Fedora's compose, Leap 16's build) and SHA-512 -------
+
+
+def test_a_listing_named_per_version_is_read_from_the_folder_index(server: Server, keys, tmp_path):
+    """Fedora 45's CHECKSUM carries its compose in its name: the newest listing of the
+    release that the folder's index links is read (another release's is not), or the
+    one --iso-version pins."""
+    d = served("fedora-45", server, keys["good"], tmp_path)
+    assert d.iso is not None
+    files = {iso_name(d, v): payload(iso_name(d, v)) for v in ("45-1.1", "45-1.2", "44-1.7")}
+    base = publish(server, d, d.iso.folder, files, keys["good"])
+    assert b'href="Fedora-Server-45-1.2-x86_64-CHECKSUM"' in server.files[base]
+    settings = settings_of({"iso_cache": str(tmp_path / "c")}, env={})
+    found = isocache.listed(d, settings, log=quiet)
+    assert found.filename == "Fedora-Server-netinst-x86_64-45-1.2.iso"
+    assert found.listing.endswith("/Fedora-Server-45-1.2-x86_64-CHECKSUM")
+    assert found.signature.startswith("verified with gpgv: inline")
+    pinned = isocache.listed(d, settings.replace(iso_version="45-1.1"), log=quiet)
+    assert pinned.listing.endswith("/Fedora-Server-45-1.1-x86_64-CHECKSUM")
+
+
+def test_a_folder_index_without_the_listing_is_one_line_naming_the_folder(server: Server, keys, tmp_path):
+    d = served("fedora-44", server, keys["good"], tmp_path)
+    assert d.iso is not None
+    base = d.iso.folder.removeprefix(server.url)
+    server.files[base] = b'<a href="Fedora-Server-dvd-x86_64-44-1.7.iso">x</a>'
+    with pytest.raises(isolisting.ListingError) as exc:
+        isocache.listed(d, settings_of({"iso_cache": str(tmp_path)}, env={}), log=quiet)
+    message = str(exc.value)
+    assert "\n" not in message and not exc.value.unreachable
+    assert f"{d.iso.folder} (its index links no Fedora-Server-{{version}}-x86_64-CHECKSUM)" in message
+
+
+def test_leap_16_is_verified_by_the_sha512_its_signed_listing_gives(server: Server, keys, tmp_path):
+    """Leap 16 publishes SHA-512 only: a download that does not match it is deleted; the
+    listing's own signature ({listing}.asc) covers the digest."""
+    d = served("opensuse-leap-16.0", server, keys["good"], tmp_path)
+    assert d.iso is not None
+    want = iso_name(d, "178.27")
+    base = publish(server, d, d.iso.folder, {want: payload(want)}, keys["good"])
+    assert base + want + ".sha512.asc" in server.files
+    server.files[base + want] = b"a different image"
+    cache = tmp_path / "c"
+    with pytest.raises(isolisting.IsoError, match=r"SHA-512 .* but expected .*: deleted"):
+        isocache.resolve(d, settings_of({"iso_cache": str(cache)}, env={}), log=quiet)
+    assert not list(cache.glob("*.iso"))
+    # a listing changed after signing is refused before anything is downloaded
+    listing_path = base + want + ".sha512"
+    server.files[listing_path] = server.files[listing_path].replace(
+        hashlib.sha512(payload(want)).hexdigest().encode(), hashlib.sha512(b"evil").hexdigest().encode())
+    server.files[base + want] = payload(want)
+    with pytest.raises(SignatureError, match="BAD signature by pinned key"):
+        isocache.resolve(d, settings_of({"iso_cache": str(cache)}, env={}), log=quiet)

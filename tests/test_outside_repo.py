@@ -55,7 +55,7 @@ def test_gmi_in_the_repository_runs_its_distro_with_the_harness_checklist(outsid
     assert not list(repo.rglob("test_*.py"))
     assert f"checks/test_checklist.py::test_cloud_init_status_done[{DISTRO}]" in ids
     assert f"checks/test_seed.py::test_seed_user_data_passes_the_clones_cloud_init_schema[{DISTRO}]" in ids
-    assert f"checks/test_zz_export.py::test_export_gmi_archive[{DISTRO}]" in ids
+    assert f"checks/test_export.py::test_export_gmi_archive[{DISTRO}]" in ids
     assert not (repo / "reports").exists()  # (collection writes nothing)
     # its settings, with where they came from: the repository's own file
     header = run([gmi, f"--distro={DISTRO}", "--collect-only"], repo).stdout.splitlines()

@@ -5,6 +5,7 @@ Debian 12 template."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,18 @@ from harness.media import seed, seed_schema, seed_template
 from harness.media.seed_schema import Finding
 
 DATA = Path(__file__).parent / "data" / "cloud_init_schema"
-VMGENIE = Path(__file__).resolve().parents[2] / "shared" / "vmgenie-seed-data"
+# vmgenie's templates: ../shared/vmgenie-seed-data beside the repository, or $GMI_VMGENIE_SEEDS
+# (a git worktree is one folder deeper than the repository).
+VMGENIE = Path(os.environ.get("GMI_VMGENIE_SEEDS")
+               or Path(__file__).resolve().parents[2] / "shared" / "vmgenie-seed-data")
 # The values the recordings were made with.
 VALUES = {"HOSTNAME": "gmi-check-debian-13", "USERNAME": "genie", "TIMEZONE": "Etc/UTC",
           "PRIVKEY": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBx0ZXN0a2V5dGVzdGtleXRlc3RrZXl0ZXN0a2V5dGU "
                      "gmi-check",
           "LOCALE": "en_US.UTF-8", "LAYOUT": "us", "INSTANCE": "i-0123456789ab"}
 # Recordings of vmgenie's templates (in ../shared, not copied here): name -> its folder there.
-VMGENIE_NAMES = {"vmgenie-debian-12": "Debian/12/seed-data"}
+VMGENIE_NAMES = {"vmgenie-debian-12": "Debian/12/seed-data",
+                 "vmgenie-opensuse-16.Beta": "OpenSUSE/16.Beta/seed-data"}
 
 
 def user_data(name: str) -> str:
@@ -70,7 +75,7 @@ def recording_name(name: str, text: str) -> str:
     return f"{name}.{path}={','.join(keys)}"
 
 
-def recorded(name: str, version: int) -> tuple[int, str]:
+def recorded(name: str, version: int | str) -> tuple[int, str]:
     text = (DATA / f"{name}.cloud-init-{version}.out").read_text()
     output, _, rc = text.rpartition("exit ")
     return int(rc), output
@@ -109,7 +114,7 @@ def test_cloud_init_25_names_both_faults_with_key_and_line():
     assert "\n" not in line and "AAAAC3" not in line  # no echo of the whole user entry
 
 
-def replay_all(name: str, version: int):
+def replay_all(name: str, version: int | str):
     """cloud-init's recorded answer to each text check() sends for NAME (recording_name());
     a text without a recording is a test failure."""
     seen: list[str] = []
@@ -227,3 +232,17 @@ def test_line_of_walks_keys_and_list_indexes():
     assert seed_schema.line_of(text, "users.1.nope") == 4  # the deepest part found
     assert seed_schema.line_of(text, "format-l7.c1") == 7
     assert seed_schema.line_of("users: [", "users") is None
+
+
+def test_vmgenie_opensuse_16_template_with_leap_16s_cloud_init_25_1_3():
+    """--seed-template with vmgenie's OpenSUSE/16.Beta template for opensuse-leap-16.0,
+    judged by the cloud-init Leap 16.0 ships (25.1.3; recorded from upstream's 25.1.3
+    tag, tests/data/cloud_init_schema/README.md): the unknown key first, then, once it
+    is gone, the deprecated spelling."""
+    validate, seen = replay_all("vmgenie-opensuse-16.Beta", "25.1.3")
+    found = seed_schema.check(user_data("vmgenie-opensuse-16.Beta"), validate)
+    assert [(f.key, f.line, f.kind) for f in found] == [("users.1.home", 7, "error"),
+                                                        ("users.1.ssh-authorized-keys", 10, "deprecated")]
+    assert found[0].message.startswith("unknown key 'home': Additional properties are not allowed")
+    assert seen == ["vmgenie-opensuse-16.Beta", "vmgenie-opensuse-16.Beta.users.1=name,sudo,shell,"
+                    "lock_passwd,groups,ssh-authorized-keys"]

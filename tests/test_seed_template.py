@@ -3,6 +3,7 @@ rendering vmgenie's {{ NAME }} placeholders, and the one-line errors."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,10 @@ from harness.media import seed_template
 from harness.media.seed import SeedSpec
 from harness.media.seed_template import SeedTemplateError
 
-VMGENIE = Path(__file__).resolve().parents[2] / "shared" / "vmgenie-seed-data"
+# vmgenie's templates: ../shared/vmgenie-seed-data beside the repository, or $GMI_VMGENIE_SEEDS
+# (a git worktree is one folder deeper than the repository).
+VMGENIE = Path(os.environ.get("GMI_VMGENIE_SEEDS")
+               or Path(__file__).resolve().parents[2] / "shared" / "vmgenie-seed-data")
 SPEC = SeedSpec(instance_id="i-0123456789ab", hostname="gmi-check-debian-13", username="genie",
                 ssh_public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey gmi-check\n",
                 timezone="Europe/Berlin", locale="de_DE.UTF-8", keyboard_layout="de")
@@ -163,3 +167,19 @@ def test_vmgenies_own_templates_render_and_authorize_the_harness_key(folder: Pat
     keys = entry.get("ssh_authorized_keys") or entry.get("ssh-authorized-keys")
     assert keys == [SPEC.ssh_public_key.strip()]
     assert yaml.safe_load(files["meta-data"])["instance-id"] == SPEC.instance_id
+
+
+@pytest.mark.skipif(not VMGENIE.is_dir(), reason=f"vmgenie's seed-data copy is not at {VMGENIE}")
+def test_leap_16_takes_vmgenies_opensuse_16_beta_template():
+    """--seed-template=<vmgenie's etc/cloud> for opensuse-leap-16.0 finds OpenSUSE/16.Beta,
+    the name vmgenie gives the release (and so the YAML's vmgenie.version)."""
+    d = distro.load("opensuse-leap-16.0")
+    folder = seed_template.locate(str(VMGENIE), d.source, d.seed_template, d.vmgenie.os, d.vmgenie.version)
+    assert folder == (VMGENIE / "OpenSUSE" / "16.Beta" / "seed-data").resolve()
+    assert folder is not None
+    seed = d.checks.seed
+    spec = SeedSpec("i-1", "gmi-check-opensuse-leap-16-0", "genie", SPEC.ssh_public_key, seed.timezone,
+                    seed.locale, seed.keyboard_layout)
+    user = yaml.safe_load(seed_template.render(seed_template.load(folder),
+                                               seed_template.values_for(spec))["user-data"])
+    assert user["timezone"] == "America/Chicago" and user["runcmd"][-1] == "zypper --non-interactive update"

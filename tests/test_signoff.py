@@ -353,8 +353,8 @@ def test_ci_example_builds_each_distro_and_merges():
     uploading its results (also on failure), then one merge job for Allure and the page."""
     import yaml
 
+    from harness.backends import BACKENDS
     from harness.distro import known_distros
-    from harness.settings import BACKENDS
 
     flow = yaml.safe_load((ROOT / "examples" / "ci" / "github-actions-matrix.yml").read_text())
     build, merge = flow["jobs"]["build"], flow["jobs"]["merge"]

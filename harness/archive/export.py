@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 from harness.archive import writer
-from harness.build import Build
+from harness.build import Build, BuildFacts
 from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS
 from harness.errors import ExportError
 from harness.host.tools import sha256_file
@@ -31,11 +31,12 @@ def gate(checklist: list[str], outcomes: Mapping[str, str],
 
 
 def public_record(b: Build, results: Mapping[str, str],
-                  items: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """The build record that goes into the archive (no internal handles, no secrets).
-    ``items``: each check's checklist item (the next release's diff compares by item)."""
-    record = {k: v for k, v in b.record.items()
-              if not k.startswith("_") and k != "credentials_file"}
+                  items: Mapping[str, str] | None = None) -> BuildFacts:
+    """The build record that goes into the archive (no internal handles, no secrets: not
+    even where the credentials file is). ``items``: each check's checklist item (the
+    next release's diff compares by item)."""
+    record = cast(BuildFacts, {k: v for k, v in b.record.items()
+                               if not k.startswith("_") and k != "credentials_file"})
     record["check_results"] = dict(results)
     record["check_items"] = dict(items or {})
     record["stage_durations"] = dict(b.timings)

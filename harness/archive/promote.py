@@ -17,9 +17,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from harness.archive import reader, writer
+from harness.archive.errors import ArchiveError
 from harness.archive.export import gate
 from harness.build import Build
 from harness.checklist import SERVICES_RUNNING
@@ -27,7 +26,6 @@ from harness.errors import ExportError
 from harness.host.tools import sha256_file
 
 PROMOTED_DIR = "promoted"
-RECORD_ENTRY = "gmi-build-record.yml"
 
 
 def promoted_path(archive: Path) -> Path:
@@ -49,15 +47,13 @@ def blocked(outcomes: Mapping[str, str], labels: Mapping[str, str]) -> list[str]
 
 
 def input_record(archive: Path) -> dict[str, Any]:
+    """The input's build record (empty when it holds none); one that cannot be read
+    refuses the promotion: the promoted archive would carry a record without its build."""
     with reader.open_archive(archive) as zf:
-        if RECORD_ENTRY not in zf.namelist():
-            return {}
-        text = reader.read_text(zf, RECORD_ENTRY, reader.Limits().max_text_size)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
+        try:
+            return reader.build_record(zf) or {}
+        except ArchiveError as exc:
+            raise ExportError(f"{archive.name}: {exc}; promote an archive the harness wrote") from None
 
 
 def write_promoted(b: Build, outcomes: Mapping[str, str], labels: Mapping[str, str],

@@ -39,7 +39,7 @@ import yaml
 from harness import safeyaml
 from harness.archive import vhdx
 from harness.archive.errors import ArchiveError, ArchiveSpaceError
-from harness.archive.format import MANIFEST_KEYS, SNAP_DIR, VM_DIR
+from harness.archive.format import MANIFEST_KEYS, RECORD_ENTRY, SNAP_DIR, VM_DIR
 from harness.distro import VmgenieNames
 from harness.names import VMGENIE_NAME
 
@@ -367,6 +367,27 @@ def read_manifest(zf: zipfile.ZipFile, names: VmgenieNames, *, limits: Limits | 
         raise ArchiveError(f"manifest {entry} is missing at the archive's root{hint}")
     data = _load_yaml(read_text(zf, entry, limits.max_text_size), entry)
     check_manifest(data, names, entry, strict_keys=strict_keys)
+    return data
+
+
+# --- the build record ----------------------------------------------------------------
+
+def build_record(zf: zipfile.ZipFile, limits: Limits | None = None) -> dict[str, Any] | None:
+    """The harness's build record in the archive (:data:`~harness.archive.format.RECORD_ENTRY`
+    at its root), or None when it holds none (vmgenie needs none). Read as plain data only
+    (no anchors, aliases or tags: a YAML bomb is refused, never expanded); one that cannot
+    be read raises :class:`ArchiveError` saying why. The one reader of the record: the
+    validator, the promotion, the release diff and the secrets scan all call it."""
+    if RECORD_ENTRY not in zf.namelist():
+        return None
+    text = read_text(zf, RECORD_ENTRY, (limits or Limits()).max_text_size)
+    try:
+        data = safeyaml.load(text)
+    except yaml.YAMLError as e:
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())[:200]
+        raise ArchiveError(f"its {RECORD_ENTRY} is not valid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise ArchiveError(f"its {RECORD_ENTRY} is not a mapping (it is {_type_name(data)})")
     return data
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from harness.archive.format import SNAP_DIR, VM_DIR
+from harness.archive.format import RECORD_ENTRY, SNAP_DIR, VM_DIR
 from harness.distro import VmgenieNames
 from harness.errors import ExportError
 from harness.host.tools import sha256_file
@@ -51,8 +51,16 @@ def manifest(names: Names, *, checksum: str, description: str, maintainer: str,
     return data
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """Never an anchor or alias (an object the record holds twice is written twice): the
+    reader takes plain data only (harness.safeyaml)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def dump_yaml(data: Mapping[str, Any]) -> str:
-    return yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False)
+    return yaml.dump(dict(data), Dumper=_PlainDumper, sort_keys=False, default_flow_style=False)
 
 
 def readme(names: Names, record: Mapping[str, Any], disk_only: bool) -> str:
@@ -130,7 +138,7 @@ def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mappin
                              compresslevel=6) as zf:
             zf.writestr(f"{names.stem}.yml", dump_yaml(manifest_data))
             zf.writestr(f"{names.stem}.md", readme_text)
-            zf.writestr("gmi-build-record.yml", dump_yaml(record))
+            zf.writestr(RECORD_ENTRY, dump_yaml(record))
             for folder in (VM_DIR, SNAP_DIR):
                 zf.writestr(zipfile.ZipInfo(folder + "/"), "")
             for path, entry in extra_files:

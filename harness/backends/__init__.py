@@ -5,10 +5,14 @@ has a folder of its own."""
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
 from harness.backends.base import Backend
 from harness.errors import ConfigError
 from harness.host import hostos
+
+if TYPE_CHECKING:
+    from harness.settings import Settings
 
 BACKENDS = {
     "qemu": "harness.backends.qemu:QemuBackend",
@@ -48,3 +52,30 @@ def backend_class(name: str) -> type[Backend]:
 def get_backend(name: str) -> Backend:
     """Instantiate the backend ``name``; an unknown name lists the known ones."""
     return backend_class(name)()
+
+
+def choose(settings: Settings) -> type[Backend]:
+    """The backend ``settings`` name, checked where it is chosen: a known name this OS
+    can run (:func:`check_backend`), able to do what the settings ask of it (its class
+    facts, :meth:`Backend.check_settings`). A refusal names the backends that can."""
+    cls = backend_class(settings.backend)
+    try:
+        cls.check_settings(settings)
+    except ConfigError as exc:
+        able = [n for n in runnable() if n != settings.backend and _passes(n, settings)]
+        hint = f" (one that can: --backend={', --backend='.join(able)})" if able else ""
+        raise ConfigError(f"{exc}{hint}") from None
+    return cls
+
+
+def runnable() -> list[str]:
+    """The backends this OS can run."""
+    return [n for n in BACKENDS if n not in NEEDS_LINUX or hostos.current().linux]
+
+
+def _passes(name: str, settings: Settings) -> bool:
+    try:
+        backend_class(name).check_settings(settings)
+    except ConfigError:
+        return False
+    return True

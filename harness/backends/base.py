@@ -1,4 +1,5 @@
-"""The hypervisor interface, and the table of backends (imported only when chosen).
+"""The hypervisor interface (the table of backends, each imported only when chosen, is
+:mod:`harness.backends`).
 
 A backend does what only the host can do: create the build VM and install the OS
 into it (Step 1), power VMs on and off, compact the disk and turn it into a dynamic
@@ -11,11 +12,12 @@ the host before its first boot.
 from __future__ import annotations
 
 import contextlib
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from harness.errors import ConfigError, GmiError
 from harness.log import clean_console
@@ -107,12 +109,40 @@ class PackageCache(Protocol):
 
 class Backend(ABC):
     """One hypervisor. Implementations are registered in
-    :data:`harness.backends.BACKENDS`."""
+    :data:`harness.backends.BACKENDS`.
+
+    What a backend can do is said by its class facts below, asked where the backend is
+    chosen (:meth:`check_settings`) and wherever the difference shows; nothing outside
+    a backend's own folder asks for it by name (``name`` is a label)."""
 
     name: str
+    # Step 1 can leave the fresh install as a root tree on this host, for stages 2-5 in
+    # a chroot before one first boot (--prepare=chroot, :meth:`prepare_in_chroot`).
+    prepares_in_chroot: ClassVar[bool] = False
+    # Its export holds the VM's configuration (Hyper-V's .vmcx) beside the disk, as
+    # vmgenie imports it; a backend without it writes disk-only archives (--promote
+    # turns those into full ones on a backend that has it).
+    writes_vmcx: ClassVar[bool] = False
+    # Its guests run on Hyper-V's VMBus (the hv_* drivers bind, KVP and VSS run).
+    has_vmbus: ClassVar[bool] = False
     # The address of this host as the build VM sees it ("": the VM cannot reach this
     # host's loopback services, such as the package cache)
     host_from_guest: str = ""
+
+    @classmethod
+    def check_settings(cls, settings: Settings) -> None:
+        """What the settings ask of this backend, checked against its class facts where
+        it is chosen (:func:`harness.backends.choose`): one line that says what to do."""
+        if not cls.prepares_in_chroot and any(v.endswith("chroot") for v in settings.prepare):
+            raise ConfigError(f"--prepare=chroot: the {cls.name} backend prepares in the build VM "
+                              "(it makes no root tree on this host); use --prepare=vm or leave it out")
+        if settings.promote and not cls.writes_vmcx:
+            raise ConfigError(f"--promote needs a backend that writes the .vmcx vmgenie imports; "
+                              f"the {cls.name} backend writes disk-only archives")
+
+    def host_label(self, build: Build) -> str:
+        """The machine the build ran on, as the reports name it (default: this one)."""
+        return socket.gethostname()
 
     @classmethod
     def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
@@ -123,6 +153,13 @@ class Backend(ABC):
         refuses, ``--iso-version`` where it installs from no official ISO. ``distros``:
         the run's builds; ``janitor``: for ``--janitor`` only."""
         return []
+
+    @classmethod
+    def installs_instead_of_the_iso(cls, settings: Settings, distro: Distro) -> str:
+        """'' when a build of ``distro`` installs from its official ISO (what
+        ``--iso-version`` pins); else what it installs from instead, in words ("installs
+        with debootstrap from the archive")."""
+        return ""
 
     @classmethod
     def start_package_cache(cls, settings: Settings, logdir: Path) -> PackageCache | None:
@@ -183,24 +220,6 @@ class Backend(ABC):
     def clone(self, build: Build, vhdx: Path, seed_iso: Path, name: str) -> VM:
         """A brand-new VM (fresh UEFI variables, Secure Boot as the distro says) on a
         copy-on-write clone of ``vhdx``, with ``seed_iso`` in its DVD drive, running."""
-
-
-def iso_version_problem(settings: Settings, d: Distro, instead: str) -> str:
-    """'' or why ``--iso-version`` cannot pin ``d``'s install ISO: ``instead`` says what
-    the build installs from when it is not the official ISO ("" when it is)."""
-    from harness.media.isolisting import version_problem
-
-    version = settings.iso_version
-    where = f"{settings.where('iso_version')}: iso_version: {version!r}"
-    if not version:
-        return ""
-    if instead:
-        return (f"{where} pins the official install ISO, but {d.name} {instead}: leave "
-                "--iso-version out")
-    if d.iso is None:
-        return f"{where}: {d.name} has no iso: section in its YAML"
-    problem = version_problem(d.iso, version)
-    return f"{where}: {problem.removeprefix(repr(version) + ' ')}" if problem else ""
 
 
 def keeps(policy: str, failed: bool) -> bool:

@@ -14,12 +14,14 @@ import types
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from harness import names, safeyaml, shipped
+from harness.archive.format import VHD_DIR
 from harness.distro import pkgmgr
 from harness.errors import DistroError
 
@@ -45,7 +47,7 @@ class VmgenieNames:
 
     @property
     def vhdx_entry(self) -> str:
-        return f"Virtual Hard Disks/{self.vm_name}.vhdx"
+        return f"{VHD_DIR}/{self.vm_name}.vhdx"
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,18 @@ class HyperVSettings:
 class IsoSpec:
     """The official install ISO, found at use time, never pinned (harness/media/isolisting.py):
     the newest file in ``folder``'s checksum listing ``checksums`` whose name matches
-    ``pattern`` (``{version}``: the point release), with its SHA-256 from that listing.
-    ``series`` keeps only that release's versions. ``archive``: the release's folder
-    after its end of life; ``point_archive``: where a
-    superseded point release lives (``{version}``), for ``--iso-version``.
+    ``pattern`` (``{version}``: the point release), with its digest from that listing.
+    ``series`` keeps only that release's versions. A ``checksums`` name with ``{version}``
+    (Fedora's compose, a Leap 16 build) is found in the folder's index. ``archive``: the
+    release's folder after its end of life; ``point_archive``: where a superseded point
+    release lives (``{version}``), for ``--iso-version``.
 
     The listing's OpenPGP signature: ``signature`` is the detached signature's file name
-    in the same folder, ``inline`` for a clearsigned listing, or "" when upstream
-    publishes none (then ``unsigned`` says so, with its source). ``fingerprints`` are the
-    signing keys accepted (published facts; ``key_source`` says where); the keys come
-    from ``keyrings`` (host keyring package files) or ``key_url``."""
+    in the same folder (``{listing}``: the listing's own name), ``inline`` for a
+    clearsigned listing, or "" when upstream publishes none (then ``unsigned`` says so,
+    with its source). ``fingerprints`` are the signing keys accepted (published facts;
+    ``key_source`` says where); the keys come from ``keyrings`` (host keyring package
+    files) or ``key_url``."""
 
     folder: str
     pattern: str
@@ -140,8 +144,9 @@ class InstallSpec:
     # base system (SSH server, Hyper-V daemons, sudo).
     answer: str = ""
     answer_label: str = ""
-    # The rules its installer checks it against: debconf (preseed), subiquity-<series>
-    # and autoyast-<branch> (the schema folders in shared/schemas), pykickstart-<syntax>.
+    # The rules its installer checks it against: debconf (preseed), subiquity-<series>,
+    # autoyast-<branch> and agama-<branch> (the schema folders in shared/schemas),
+    # pykickstart-<syntax>.
     answer_rules: str = ""
     packages: tuple[str, ...] = ()
     # Lines added to the answer file as they are (a kickstart's repositories, say).
@@ -292,6 +297,19 @@ class ChecksSpec:
 
 
 @dataclass(frozen=True)
+class SupportSpec:
+    """The release's life upstream: ``end_of_life`` is the last day its makers publish
+    updates for it (YYYY-MM-DD), as ``source_url`` says; a rolling release has none
+    (``rolling: true``). A run after that day says so (harness/distro/lifecycle.py)."""
+
+    source_url: str
+    end_of_life: str = ""
+    rolling: bool = False
+    # What else the source says (the end of regular support before an LTS, say).
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Distro:
     """Everything distro-specific, as data."""
 
@@ -314,6 +332,11 @@ class Distro:
     # The seed template the clone boots with (vmgenie's seed-data folder), relative to
     # this file; "" means the harness's own seed. --seed-template overrides it.
     seed_template: str = ""
+    # The catalogue's reference profile: a GMI not in the catalogue is judged by its
+    # expectations (exactly one distro of the harness's own catalogue says so).
+    reference: bool = False
+    # The release's end of life (every entry of ours has one; another catalogue's may not).
+    support: SupportSpec | None = None
     generic: bool = False  # expectations borrowed for a GMI not in the catalogue
     source: Path = field(default=Path(), compare=False)
 
@@ -326,10 +349,11 @@ class Distro:
 # The package-manager families are declared once, in harness/distro/pkgmgr.py.
 FAMILIES = tuple(pkgmgr.FAMILIES)
 METHODS = ("debootstrap", "iso")
-ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV"}
+ANSWERS = {"preseed": "", "autoinstall": "cidata", "kickstart": "OEMDRV", "autoyast": "OEMDRV",
+           "agama": "OEMDRV"}
 # What install.answer_rules starts with, per answer kind.
 ANSWER_RULES = {"preseed": "debconf", "autoinstall": "subiquity-", "kickstart": "pykickstart-",
-                "autoyast": "autoyast-"}
+                "autoyast": "autoyast-", "agama": "agama-"}
 HV_SOURCE_MODES = ("never", "fallback", "always")
 
 
@@ -464,8 +488,8 @@ def _check_install(d: Distro, fname: str) -> None:
     if spec.method not in METHODS:
         raise bad("install.method", f"unknown install method {spec.method!r} (known: {', '.join(METHODS)})")
     if spec.method == "debootstrap":
-        if d.family != "apt":
-            raise bad("install.method", "debootstrap installs the apt family only")
+        if not pkgmgr.FAMILIES[d.family].debootstrap:
+            raise bad("install.method", f"debootstrap cannot install the {d.family} family")
         for key in ("suite", "include", "boot_packages", "apt_sources", "interfaces", "grub_defaults"):
             if not getattr(spec, key):
                 raise bad(f"install.{key}", "missing (install.method debootstrap needs it)")
@@ -490,6 +514,8 @@ def _check_install(d: Distro, fname: str) -> None:
                   "{answer_label})")
     if d.iso is not None:
         _check_iso(d.iso, bad)
+    if d.support is not None:
+        _check_support(d.support, bad)
     if d.hyperv_integration.from_source.mode not in HV_SOURCE_MODES:
         raise bad("hyperv_integration.from_source.mode",
                   f"expected one of {', '.join(HV_SOURCE_MODES)}")
@@ -497,7 +523,7 @@ def _check_install(d: Distro, fname: str) -> None:
     if not hv.enable_services and not hv.udev_rule_glob:
         raise bad("hyperv_integration.udev_rule_glob",
                   "missing (enable_services false: the udev rule that starts the daemons)")
-    if d.boot.debconf and d.family != "apt":
+    if d.boot.debconf and not pkgmgr.FAMILIES[d.family].debconf:
         raise bad("boot.debconf", f"the {d.family} family has no debconf")
     if "{module}" not in d.hyperv_integration.initramfs_modules_line:
         raise bad("hyperv_integration.initramfs_modules_line", "must contain {module}")
@@ -515,6 +541,11 @@ def _check_iso(iso: IsoSpec, bad: typing.Callable[[str, str], DistroError]) -> N
     for key in ("checksums", "signature"):
         if "/" in getattr(iso, key):
             raise bad(f"iso.{key}", "a file name in iso.folder, not a path")
+    if iso.checksums.count("{version}") > 1:
+        raise bad("iso.checksums", "{version} at most once (a listing named per version, found in "
+                  "the folder's index)")
+    if re.sub(r"\{listing\}", "", iso.signature).count("{"):
+        raise bad("iso.signature", "the only placeholder is {listing} (the listing's file name)")
     if not iso.checksums:
         raise bad("iso.checksums", "missing (the checksum listing's file name in iso.folder)")
     if not iso.signature and not iso.unsigned:
@@ -530,6 +561,30 @@ def _check_iso(iso: IsoSpec, bad: typing.Callable[[str, str], DistroError]) -> N
     for ring in iso.keyrings:
         if not ring.startswith("/"):
             raise bad("iso.keyrings", f"expected an absolute path, got {ring!r}")
+
+
+def _check_support(spec: SupportSpec, bad: typing.Callable[[str, str], DistroError]) -> None:
+    if spec.rolling == bool(spec.end_of_life):
+        raise bad("support.end_of_life", "a date (YYYY-MM-DD), or rolling: true for a rolling "
+                  "release, not both")
+    if spec.end_of_life:
+        try:
+            date.fromisoformat(spec.end_of_life)
+        except ValueError:
+            raise bad("support.end_of_life", f"expected a date YYYY-MM-DD, got {spec.end_of_life!r}") \
+                from None
+    if not spec.source_url:
+        raise bad("support.source_url", "missing (where the end-of-life date is published)")
+
+
+def reference_profile(directory: Path = DISTROS_DIR) -> Distro:
+    """The distro of ``directory`` whose YAML says ``reference: true`` (exactly one):
+    the expectations a GMI that is not in the catalogue is judged by."""
+    found = [d for d in map(load_file, catalogue((), directory).values()) if d.reference]
+    if len(found) != 1:
+        raise DistroError(f"{directory}: {len(found)} distros say 'reference: true' "
+                          f"({', '.join(d.name for d in found) or 'none'}); exactly one must")
+    return found[0]
 
 
 def load(name: str, directory: Path = DISTROS_DIR, extra: Sequence[str | Path] = ()) -> Distro:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable
+from typing import ClassVar
 
 from harness.errors import GmiError
 
@@ -18,6 +19,10 @@ def _q(items: Iterable[str]) -> str:
 
 class Apt:
     """Debian and Ubuntu."""
+
+    # What the family can do (asked by the catalogue's loader and Step 1, never its name):
+    debootstrap: ClassVar[bool] = True  # debootstrap builds a root tree of it from its archive
+    debconf: ClassVar[bool] = True  # answers preseeded with debconf-set-selections
 
     def __init__(self, keep: Iterable[str] = ()) -> None:
         # apt's autoremove only removes what was installed automatically: nothing to keep.
@@ -100,6 +105,8 @@ class Apt:
 class _Rpm:
     """What dnf and zypper distros share: rpm queries; no debconf."""
 
+    debootstrap: ClassVar[bool] = False
+    debconf: ClassVar[bool] = False
     # rpm has no per-file fsync switch that dnf or zypper expose: nothing to undo.
     build_only_files: dict[str, str] = {}
 

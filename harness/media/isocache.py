@@ -1,12 +1,14 @@
 """Install ISOs (and netboot files): downloaded once into a cache, verified by SHA-256
-before every use.
+(or the SHA-512 a listing gives instead) before every use.
 
 - Which ISO: the newest one the distro's signed checksum listing names, or the point
   release ``--iso-version`` pins (:mod:`harness.media.isolisting`); what was used (URL, file,
   SHA-256, how the listing was checked) goes into the build record.
 - Cache: ``~/.cache/gmi-harness/iso`` (on Windows in ``%LOCALAPPDATA%``; setting
   ``iso_cache``). Beside each file, its
-  expected SHA-256 (``NAME.sha256``), taken at download time from that listing.
+  expected digest (``NAME.sha256``), taken at download time from that listing: SHA-256,
+  or SHA-512 where the listing gives only that (openSUSE Leap 16); the SHA-256 the
+  reports and the Hyper-V backend use is then computed from the verified file.
 - Downloads resume with an HTTP Range request from ``NAME.part``, show a progress bar
   on a terminal, and hold a file lock, so parallel xdist workers download once.
 - A mismatch is a one-line error and the bad file is never used: a fresh download is
@@ -18,6 +20,7 @@ before every use.
 from __future__ import annotations
 
 import functools
+import hashlib
 import lzma
 import os
 import re
@@ -30,7 +33,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.distro import Distro
 from harness.host import hostos
@@ -38,19 +41,26 @@ from harness.host.tools import file_lock, sha256_file
 from harness.media import isolisting
 from harness.media.isolisting import IsoError, Resolved
 
+if TYPE_CHECKING:
+    from harness.build import BuildFacts
+
 CACHE_DIR = hostos.current().user_dirs().iso_cache
 CHUNK = 1024 * 1024
 TIMEOUT = 60
 _HEX = re.compile(r"[0-9a-fA-F]{64}")
-# "HEX  name", "HEX *name" (GNU) and "SHA256 (name) = HEX" (BSD, Fedora and Rocky).
-_GNU = re.compile(r"^([0-9a-fA-F]{64})\s+\*?(?:\./)?(\S.*?)\s*$")
-_BSD = re.compile(r"^SHA256\s*\((?:\./)?(.+?)\)\s*=\s*([0-9a-fA-F]{64})\s*$")
+# "HEX  name", "HEX *name" (GNU) and "SHA256 (name) = HEX" (BSD, Fedora and Rocky), with
+# SHA-256 (64 hex digits) or SHA-512 (128) digests.
+_GNU = re.compile(r"^([0-9a-fA-F]{64}|[0-9a-fA-F]{128})\s+\*?(?:\./)?(\S.*?)\s*$")
+_BSD = re.compile(r"^SHA(?:256|512)\s*\((?:\./)?(.+?)\)\s*=\s*([0-9a-fA-F]{64}|[0-9a-fA-F]{128})\s*$")
+# A digest's algorithm, by its length in hex digits.
+ALGORITHMS = {64: "sha256", 128: "sha512"}
 
 Log = Callable[[str], None]
 
 
 def checksum_entries(text: str) -> dict[str, str]:
-    """name -> SHA-256 of every entry of a checksum file (GNU or BSD lines)."""
+    """name -> digest (SHA-256 or SHA-512) of every entry of a checksum file (GNU or BSD
+    lines)."""
     entries: dict[str, str] = {}
     for line in text.splitlines():
         if m := _GNU.match(line.strip()):
@@ -172,11 +182,34 @@ def download(url: str, dest: Path, log: Log) -> None:
     os.replace(part, dest)
 
 
+def digest_file(path: Path, algorithm: str) -> str:
+    if algorithm == "sha256":
+        return sha256_file(path)
+    h = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        while block := f.read(CHUNK * 4):
+            h.update(block)
+    return h.hexdigest()
+
+
 def verify(path: Path, expected: str) -> None:
-    """Raise when ``path``'s SHA-256 is not ``expected``."""
-    got = sha256_file(path)
+    """Raise when ``path``'s SHA-256 (or SHA-512, for a 128-digit ``expected``) is not
+    ``expected``."""
+    algorithm = ALGORITHMS.get(len(expected), "sha256")
+    got = digest_file(path, algorithm)
     if got != expected.lower():
-        raise IsoError(f"{path.name}: SHA-256 {got[:16]}... but expected {expected[:16]}...")
+        raise IsoError(f"{path.name}: {algorithm.upper().replace('SHA', 'SHA-')} {got[:16]}... "
+                       f"but expected {expected[:16]}...")
+
+
+def as_sha256(path: Path, digest: str, facts: dict[str, str] | None = None) -> str:
+    """The SHA-256 of a file just verified by ``digest``: the digest itself, or, for a
+    SHA-512 one, computed from the file (recorded in ``facts`` as ``sha512``)."""
+    if len(digest) != 128:
+        return digest
+    if facts is not None:
+        facts["sha512"] = digest
+    return sha256_file(path)
 
 
 def cached(url: str, expected: str | Callable[[], str], directory: Path, log: Log,
@@ -263,7 +296,7 @@ def cached_fallback(d: Distro, directory: Path, version: str) -> Path | None:
 
 
 def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha256: str = "",
-            log: Log = print, record: dict[str, Any] | None = None) -> tuple[Path, str]:
+            log: Log = print, record: BuildFacts | None = None) -> tuple[Path, str]:
     """The verified install ISO of distro ``d``: ``iso`` (or the ``iso`` setting) when
     given, else the cached official download of the ISO its signed checksum listing
     names. Returns (path, sha256); what was used goes into ``record["install_iso"]``."""
@@ -274,20 +307,7 @@ def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha
     directory = cache_dir(settings)
     facts: dict[str, str]
     if iso is not None:
-        if not iso.is_file():
-            raise IsoError(f"--iso {iso}: no such file")
-        found = None if iso_sha256 else listed(d, settings, log)
-        sha = iso_sha256 or (found.sha256 if found else "")
-        try:
-            verify(iso, sha)
-        except IsoError as exc:
-            raise IsoError(f"--iso {exc} (the listing's {found.filename if found else ''}): not used; "
-                           "pass --iso-version for another point release, or --iso-sha256 HEX for "
-                           "a custom image") from None
-        facts = {"file": iso.name, "path": str(iso), "sha256": sha, "source": "--iso with --iso-sha256"}
-        if found:
-            facts |= {"source": f"--iso, as listed for {found.url}", "version": found.version,
-                      "listing": found.listing, "signature": found.signature}
+        sha, facts = _local_iso(d, settings, iso, iso_sha256, log)
         if record is not None:
             record["install_iso"] = facts
         return iso, sha
@@ -299,17 +319,41 @@ def resolve(d: Distro, settings: Any = None, *, iso: Path | None = None, iso_sha
             raise
         log(f"cannot reach upstream ({exc}); using the cached {fallback.name}")
         path, sha = cached(fallback.name, "", directory, log)
-        facts = {"file": path.name, "sha256": sha, "source": "the cache (upstream unreachable)"}
+        facts = {"file": path.name, "source": "the cache (upstream unreachable)"}
+        sha = facts["sha256"] = as_sha256(path, sha, facts)
     else:
-        wanted = iso_sha256 or found.sha256
+        wanted = iso_sha256 or found.digest
         # (a name the listing now gives another hash, a respin: downloaded anew)
         path, sha = cached(found.url, lambda: wanted, directory, log, recheck=True)
-        facts = found.record() | {"sha256": sha}
+        facts = found.record()
+        sha = facts["sha256"] = as_sha256(path, sha, facts)
         if iso_sha256:
             facts["source"] = "--iso-sha256"
     if record is not None:
         record["install_iso"] = facts
     return path, sha
+
+
+def _local_iso(d: Distro, settings: Any, iso: Path, iso_sha256: str,
+               log: Log) -> tuple[str, dict[str, str]]:
+    """``--iso``: verified against ``iso_sha256``, else against the distro's listing;
+    its SHA-256 and what the record says of it."""
+    if not iso.is_file():
+        raise IsoError(f"--iso {iso}: no such file")
+    found = None if iso_sha256 else listed(d, settings, log)
+    sha = iso_sha256 or (found.digest if found else "")
+    try:
+        verify(iso, sha)
+    except IsoError as exc:
+        raise IsoError(f"--iso {exc} (the listing's {found.filename if found else ''}): not used; "
+                       "pass --iso-version for another point release, or --iso-sha256 HEX for "
+                       "a custom image") from None
+    facts = {"file": iso.name, "path": str(iso), "source": "--iso with --iso-sha256"}
+    sha = facts["sha256"] = as_sha256(iso, sha, facts)
+    if found:
+        facts |= {"source": f"--iso, as listed for {found.url}", "version": found.version,
+                  "listing": found.listing, "signature": found.signature}
+    return sha, facts
 
 
 def netboot_files(d: Distro, settings: Any = None, log: Log = print) -> tuple[Path, Path, str]:

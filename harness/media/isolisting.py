@@ -11,6 +11,16 @@ When the folder is gone or no longer lists a match (a release past its end of li
 or a point release that has moved on), the archive locations are tried: ``archive``
 (where the whole release lives after its end of life) and, for a pinned version,
 ``point_archive`` (where one superseded point release lives).
+
+A listing whose own name carries the version (Fedora's
+``Fedora-Server-44-1.7-x86_64-CHECKSUM``: the release's compose) is named with
+``{version}`` too and found in the folder's index (the page a mirror serves for the
+folder): the newest name there, or ``--iso-version``'s; the listing it names is then
+read and its signature checked as any other. The index only chooses which signed
+listing to read; nothing is taken from it unsigned.
+
+The digest a listing gives is SHA-256 (64 hex digits) or SHA-512 (128: openSUSE Leap
+16's ``NAME.sha512``); the download is verified by the one listed.
 """
 
 from __future__ import annotations
@@ -47,13 +57,14 @@ class Resolved:
 
     url: str
     filename: str
-    sha256: str
+    digest: str  # SHA-256, or SHA-512 where the listing gives that (128 hex digits)
     version: str
     listing: str  # the checksum listing's URL
     signature: str  # how the listing was checked, in words
 
     def record(self) -> dict[str, str]:
-        return {"file": self.filename, "url": self.url, "sha256": self.sha256,
+        kind = "sha512" if len(self.digest) == 128 else "sha256"
+        return {"file": self.filename, "url": self.url, kind: self.digest,
                 "version": self.version, "listing": self.listing, "signature": self.signature}
 
 
@@ -109,6 +120,30 @@ def matching(entries: dict[str, str], spec: Any, version: str = "") -> dict[str,
     return found
 
 
+def listing_names(index: str, spec: Any, version: str = "") -> dict[str, str]:
+    """version -> name of the checksum listings a folder index (HTML, as a mirror serves
+    it) links to whose name matches ``spec.checksums`` (``{version}`` in it), of the
+    release's own versions (and the pinned one)."""
+    regex = pattern_regex(spec.checksums)
+    found = {}
+    for link in re.findall(r'href="([^"?#]+)"', index):
+        m = regex.fullmatch(link.removeprefix("./").rsplit("/", 1)[-1])
+        v = m["version"] if m else ""
+        if m and (not version or v == version) and (
+                not spec.series or v == spec.series or v.startswith((spec.series + ".", spec.series + "-"))):
+            found[v] = m.group(0)
+    return found
+
+
+def listing_name(spec: Any, folder: str, version: str, fetch: Fetch) -> str:
+    """The checksum listing's file name in ``folder``: ``spec.checksums``, or for a name
+    with ``{version}`` the newest one the folder's index links to ("" when none)."""
+    if "{version}" not in spec.checksums:
+        return str(spec.checksums)
+    names = listing_names(fetch(folder).decode("utf-8", "replace"), spec, version)
+    return names[max(names, key=version_key)] if names else ""
+
+
 def signed_listing(spec: Any, folder: str, listing_url: str, data: bytes, verify: bool,
                    keys_dir: Path, fetch: Fetch, log: Log) -> tuple[str, str]:
     """The listing's text as its signature covers it, and how it was checked."""
@@ -122,9 +157,9 @@ def signed_listing(spec: Any, folder: str, listing_url: str, data: bytes, verify
         signed = signatures.verify(data, None, ring, listing_url)
         how = "inline (clearsigned)"
     else:
-        sig_url = join(folder, spec.signature)
-        signed = signatures.verify(data, fetch(sig_url), ring, f"{listing_url} ({spec.signature})")
-        how = spec.signature
+        # ("{listing}": the listing's own name, for listings named per version)
+        how = spec.signature.replace("{listing}", listing_url.rsplit("/", 1)[-1])
+        signed = signatures.verify(data, fetch(join(folder, how)), ring, f"{listing_url} ({how})")
     return signed.decode("utf-8", "replace"), (f"verified with gpgv: {how}, key "
                                                 f"{' '.join(ring.fingerprints)} from {ring.source}")
 
@@ -137,6 +172,13 @@ def resolve(name: str, spec: Any, *, version: str = "", verify: bool = True, key
     for folder in folders(spec, version):
         listing_url = join(folder, spec.checksums)
         try:
+            listed_as = listing_name(spec, folder, version, fetch)
+            if not listed_as:
+                fetched += 1
+                tried.append(f"{folder} (its index links no {spec.checksums}"
+                             f"{' of version ' + version if version else ''})")
+                continue
+            listing_url = join(folder, listed_as)
             data = fetch(listing_url)
         except IsoError as exc:
             tried.append(f"{listing_url} ({str(exc).split(';')[0].rsplit(': ', 1)[-1]})")

@@ -24,7 +24,7 @@ from harness import __version__
 from harness.backends import backend_class
 from harness.errors import GmiError
 from harness.host import hostos
-from harness.plugin import fixtures, hooks, matrix, preflight, results, run, summary
+from harness.plugin import fixtures, hooks, lifecycle, matrix, preflight, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
 from harness.plugin.results import ResultCollector
 from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, terminate_as_interrupt
@@ -33,7 +33,7 @@ from harness.settings import SETTINGS, Settings
 
 CONFIG_NAME = "gmi-harness.toml"  # read from the folder a run starts in (or the rootdir)
 # The plugin's parts, registered with it (see pytest_addhooks).
-PARTS = (run, matrix, results, summary, fixtures)
+PARTS = (run, matrix, results, summary, fixtures, lifecycle)
 MAIN_GROUP = ("gmi-harness", "GMI build and validation")
 
 

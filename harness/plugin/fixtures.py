@@ -32,7 +32,6 @@ from harness.plugin.run import (
     SETTINGS_KEY,
     STATE_KEY,
     RunState,
-    Stopped,
     host_facts,
     package_proxy_port,
 )
@@ -95,11 +94,10 @@ def fail_subject(request: pytest.FixtureRequest, subject: str, what: str, exc: G
     that needs it. The first test's report shows it in full; every other one says in one
     line what failed and where the full error is (:mod:`harness.plugin.results`)."""
     state: RunState = request.config.stash[STATE_KEY]
-    state.failed[subject] = True
     message = f"{what}: {exc}"
     exc.__traceback__ = None
     failure = pytest.fail.Exception(message, pytrace=False)
-    state.stopped[subject] = Stopped(what, failure)
+    state.stop(subject, what, failure)
     raise failure from None
 
 
@@ -125,7 +123,7 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         b.archive = archive_path(subject)
     b.progress = _progress_writer(request.config, state)
     b.step_listeners.append(allure.step)
-    b.record.update(harness=__version__, backend=backend.name, distro=distro.name)
+    b.record.update({"harness": __version__, "backend": backend.name, "distro": distro.name})
     b.package_proxy_port = package_proxy_port()
     b.record["package_cache"] = (f"apt-cacher-ng on 127.0.0.1:{b.package_proxy_port}"
                                  if b.package_proxy_port else "none")

@@ -10,11 +10,21 @@ from pathlib import Path
 import pytest
 
 from harness import distro as distro_mod
+from harness.checklist import ITEMS
 from harness.plugin.run import SETTINGS_KEY, STATE_KEY
 from harness.report import allure
 from harness.settings import Settings
 
 PREFIX = "gmi:"
+
+
+def checklist(label: str) -> pytest.MarkDecorator:
+    """Label a check with its checklist item, one of :data:`harness.checklist.ITEMS`
+    (the gate, the sign-off rows and the reports' grouping follow the label); any other
+    label is a typo, refused when the check's module is imported."""
+    if label not in ITEMS:
+        raise ValueError(f"{label!r} is not a checklist item; known: {ITEMS}")
+    return pytest.mark.checklist(label)
 
 
 def is_archive(subject: str) -> bool:
@@ -96,7 +106,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         mark = item.get_closest_marker("checklist")
         label = str(mark.args[0]) if mark else None
         if label is not None:
-            state.labels.setdefault(name, {})[node_key(item.nodeid)] = label
+            state.label(name, node_key(item.nodeid), label)
         # The reports' grouping: JUnit properties (also how the xdist controller learns
         # each result's distro and item) and Allure labels.
         short = subject_id(name)
@@ -109,13 +119,51 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _applies(item: pytest.Item, subject: str, settings: Settings) -> bool:
     """Static archive checks and the index entry are for archives; the export is for
-    builds; the index entry only when --index names a file."""
+    builds; the index entry only when --index names a file; the promoted archive only
+    for archives and only with --promote. Elsewhere such a test is deselected, not
+    skipped."""
     archive = is_archive(subject)
     if item.get_closest_marker("archive") or item.get_closest_marker("index"):
         return archive and (not item.get_closest_marker("index") or bool(settings.index))
     if item.get_closest_marker("export"):
         return not archive
+    if item.get_closest_marker("promote"):
+        return archive and settings.promote
     return True
+
+
+# What a subject's run ends with: each writes something only when every other test of
+# that subject passed, so it runs after them, in the order collected.
+FINAL_MARKERS = ("export", "promote", "index")
+
+
+def is_final(item: pytest.Item) -> bool:
+    return any(item.get_closest_marker(m) for m in FINAL_MARKERS)
+
+
+@pytest.hookimpl(trylast=True, specname="pytest_collection_modifyitems")
+def pytest_collection_modifyitems_finals_last(items: list[pytest.Item]) -> None:
+    """Each subject's export (promotion, index entry) right after the last other test of
+    that subject, whatever the files are called: after pytest has grouped the tests by
+    their session-scoped subject, so one subject's build is not set up twice."""
+    items[:] = ordered_finals_last(items)
+
+
+def ordered_finals_last(items: list[pytest.Item]) -> list[pytest.Item]:
+    finals: dict[str | None, list[pytest.Item]] = {}
+    rest = []
+    for item in items:
+        if is_final(item):
+            finals.setdefault(subject_of(item), []).append(item)
+        else:
+            rest.append(item)
+    last = {subject_of(item): n for n, item in enumerate(rest)}
+    ordered = []
+    for n, item in enumerate(rest):
+        ordered.append(item)
+        if last[subject_of(item)] == n:
+            ordered += finals.pop(subject_of(item), [])
+    return ordered + [item for group in finals.values() for item in group]
 
 
 def node_key(nodeid: str) -> str:

@@ -28,10 +28,11 @@ from harness import safeyaml
 from harness import settings as settings_mod
 from harness.archive import reader
 from harness.archive.errors import ArchiveError
-from harness.backends import backend_class, check_backend
+from harness.backends import backend_class, check_backend, choose
 from harness.distro import Distro
 from harness.errors import GmiError
 from harness.media import seed_template
+from harness.media.isolisting import version_problem
 from harness.settings import Settings
 
 
@@ -193,13 +194,45 @@ def template_problems(s: Settings, distros: Mapping[str, Distro]) -> list[str]:
 
 
 def backend_problems(s: Settings, distros: Sequence[Distro]) -> list[str]:
-    """The backend exists and runs on this OS; what it needs for this run (its required
-    settings, files, the install method and ISO version of each distro)."""
+    """The backend exists, runs on this OS and can do what the settings ask of it (its
+    class facts, where it is chosen: ``harness.backends.choose``); what it needs for
+    this run (its required settings, files, each distro's install method and ISO
+    version)."""
     try:
         check_backend(s.backend)
-        return backend_class(s.backend).settings_problems(s, distros)
     except GmiError as exc:
         return [str(exc)]
+    problems = []
+    try:
+        choose(s)
+    except GmiError as exc:
+        problems.append(str(exc))
+    cls = backend_class(s.backend)
+    try:
+        problems += cls.settings_problems(s, distros)
+    except GmiError as exc:
+        problems.append(str(exc))
+    for d in distros:
+        if problem := iso_version_problem(s, d, cls.installs_instead_of_the_iso(s, d)):
+            problems.append(problem)
+    return problems
+
+
+def iso_version_problem(settings: Settings, d: Distro, instead: str) -> str:
+    """'' or why ``--iso-version`` cannot pin ``d``'s install ISO: ``instead`` says what
+    the build installs from when it is not the official ISO ("" when it is)."""
+    version = settings.iso_version
+    where = f"{settings.where('iso_version')}: iso_version: {version!r}"
+    if not version:
+        return ""
+    if instead:
+        return (f"{where} pins the official install ISO, but {d.name} {instead}: leave "
+                "--iso-version out")
+    if d.iso is None:
+        return f"{where}: {d.name} has no iso: section in its YAML"
+    problem = version_problem(d.iso, version)
+    return f"{where}: {problem.removeprefix(repr(version) + ' ')}" if problem else ""
+
 
 
 def folder_problems(s: Settings, refused: frozenset[str] = frozenset(),

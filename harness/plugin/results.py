@@ -23,6 +23,7 @@ from harness import __version__
 from harness.build import Build
 from harness.errors import GmiError, mask
 from harness.log import clean_console
+from harness.plugin import lifecycle
 from harness.plugin.matrix import node_key, subject_id, subject_of, subjects
 from harness.plugin.run import STATE_KEY, RunState, remove_once_folder
 from harness.report import allure, release, signoff
@@ -36,13 +37,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if name is None:
         return report
     state = item.config.stash[STATE_KEY]
-    outcomes = state.outcomes.setdefault(name, {})
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        outcomes[node_key(item.nodeid)] = outcome_of(report)
+        state.record_outcome(name, node_key(item.nodeid), outcome_of(report))
     if report.when == "setup" and report.failed and call.excinfo is not None:
         _say_once(report, call.excinfo.value, state, name)
     if report.failed and not blocked(report):
-        state.failed[name] = True
+        state.mark_failed(name)
         _attach_evidence(item, report, state.builds.get(name))
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _link_logs(report, state, name)
@@ -62,7 +62,7 @@ def _say_once(report: pytest.TestReport, error: BaseException, state: RunState, 
     ``fixtures.fail_subject``) is raised again for every test that needs it: the first
     of them shows it in full, with the build log's last lines; every other one says in
     one line what failed and where the full error is, and is counted as blocked."""
-    stopped = state.stopped.get(subject)
+    stopped = state.stopped(subject)
     if stopped is None or error is not stopped.failure:
         return
     log = state.run_dir / "logs" / subject_id(subject) / "build.log"
@@ -158,7 +158,7 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
         "title": build.distro.vmgenie.vm_name, "subject": build.label,
         "backend": build.backend.name, "accel": str(build.record.get("accel", "?")),
         "prepared_in": str(build.record.get("prepared_in", "")),
-        "host": build.settings.hyperv_host or socket.gethostname(),
+        "host": build.backend.host_label(build),
         "expectations": "generic (not in the catalogue)" if build.distro.generic else "catalogue",
         "archive": archive, "sha256": _archive_sha256(Path(archive)) if archive else "",
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),
@@ -281,7 +281,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return  # nothing ran (--collect-only, --fixtures, no subject)
     try:
         facts = run_facts(session.config, state)
-        built = summaries(state)
+        built = lifecycle.with_support(summaries(state), state)
         release.attach_diffs(built, state.settings.out_dir, state.settings.previous)
         doc = signoff.run_data(facts, built, state.tests.values())
         signoff.write_data(state.run_dir, doc)

@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,6 +35,20 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 STATE_KEY = pytest.StashKey["RunState"]()
 
 
+@dataclass(frozen=True)
+class ExportInputs:
+    """What a subject's export (its promotion, its index entry) is gated on, as the run
+    knows it now: each checklist test's item and each test's outcome, by node id."""
+
+    labels: Mapping[str, str]  # nodeid -> checklist item, every collected checklist test
+    outcomes: Mapping[str, str]  # nodeid -> outcome, every test that ran
+
+    @property
+    def checklist(self) -> list[str]:
+        """The subject's checklist tests (node ids)."""
+        return list(self.labels)
+
+
 @dataclass
 class Stopped:
     """What stopped a subject: a session fixture every later test needs failed (its
@@ -48,20 +62,20 @@ class Stopped:
 
 
 class RunState:
-    """What the run knows across fixtures and hooks."""
+    """What the run knows across fixtures and hooks. Its per-subject facts are written
+    through its methods only (the stages and checks call :meth:`mark_failed`,
+    :meth:`has_failed`, :meth:`keep` and :meth:`export_inputs`)."""
 
     def __init__(self, settings: Settings, run_id: str, run_dir: Path) -> None:
         self.settings = settings
         self.run_id = run_id
         self.run_dir = run_dir
         self.builds: dict[str, Build] = {}
-        # distro -> {nodeid: outcome}
-        self.outcomes: dict[str, dict[str, str]] = {}
-        # distro -> {nodeid: checklist item}, for every collected checklist test
-        self.labels: dict[str, dict[str, str]] = {}
+        self._outcomes: dict[str, dict[str, str]] = {}  # subject -> {nodeid: outcome}
+        self._labels: dict[str, dict[str, str]] = {}  # subject -> {nodeid: checklist item}
         self.summaries: list[dict[str, Any]] = []  # builds reported by xdist workers
-        self.failed: dict[str, bool] = {}
-        self.stopped: dict[str, Stopped] = {}  # subject -> the failure every later test meets
+        self._failed: set[str] = set()  # subjects with a failed stage or test
+        self._stopped: dict[str, Stopped] = {}  # subject -> the failure later tests meet
         self.scratch: list[Path] = []
         # what the reports show (filled on the controller, from every worker's reports)
         self.started = time.monotonic()
@@ -71,9 +85,37 @@ class RunState:
         self.package_cache: PackageCache | None = None  # started by the controller
         self.report_error = ""  # why the sign-off page could not be written
 
+    def mark_failed(self, subject: str) -> None:
+        """A stage or test of ``subject`` failed (``--keep=on-failure`` keeps its VMs)."""
+        self._failed.add(subject)
+
+    def has_failed(self, subject: str) -> bool:
+        return subject in self._failed
+
+    def stop(self, subject: str, what: str, failure: BaseException) -> None:
+        """A session fixture of ``subject`` failed with ``failure``, which pytest raises
+        again for every later test that needs it (:class:`Stopped`)."""
+        self.mark_failed(subject)
+        self._stopped[subject] = Stopped(what, failure)
+
+    def stopped(self, subject: str) -> Stopped | None:
+        """What stopped ``subject``, if anything did."""
+        return self._stopped.get(subject)
+
     def keep(self, subject: str) -> bool:
         """Whether ``--keep`` keeps this subject's VMs and scratch (asked at its end)."""
-        return keeps(self.settings.keep, self.failed.get(subject, False))
+        return keeps(self.settings.keep, self.has_failed(subject))
+
+    def label(self, subject: str, nodeid: str, item: str) -> None:
+        """A collected test of ``subject`` is labelled with checklist ``item``."""
+        self._labels.setdefault(subject, {})[nodeid] = item
+
+    def record_outcome(self, subject: str, nodeid: str, outcome: str) -> None:
+        self._outcomes.setdefault(subject, {})[nodeid] = outcome
+
+    def export_inputs(self, subject: str) -> ExportInputs:
+        """``subject``'s checklist labels and outcomes so far (copies)."""
+        return ExportInputs(dict(self._labels.get(subject, {})), dict(self._outcomes.get(subject, {})))
 
     def emergency_cleanup(self) -> None:
         """Last resort at interpreter exit: no orphaned qemu, no scratch left behind."""

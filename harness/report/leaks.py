@@ -173,16 +173,14 @@ def _judge_key(data: bytes, at: int, disk: Disk | None) -> bool:
 
 
 def build_keys(zf: zipfile.ZipFile) -> set[str]:
-    """The public halves of the build's keys, from an archive's build record."""
-    import yaml
-
-    from harness import safeyaml
+    """The public halves of the build's keys, from an archive's build record (none when
+    it has no readable one)."""
+    from harness.archive import reader
+    from harness.archive.errors import ArchiveError
 
     try:
-        record = safeyaml.load(zf.read("gmi-build-record.yml").decode())
-    except (KeyError, ValueError, yaml.YAMLError):
-        return set()
-    if not isinstance(record, dict):
+        record = reader.build_record(zf) or {}
+    except ArchiveError:
         return set()
     keys = [*(record.get("build_host_keys") or []), record.get("build_public_key") or ""]
     return {" ".join(str(k).split()[:2]) for k in keys if k}

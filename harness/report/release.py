@@ -35,39 +35,18 @@ import yaml
 from harness import checklist
 from harness.archive import reader
 from harness.archive.errors import ArchiveError
+from harness.archive.format import RECORD_ENTRY
 from harness.distro import VmgenieNames
 from harness.errors import GmiError
+from harness.names import INDEX_SUFFIXES, is_url
 
-RECORD_ENTRY = "gmi-build-record.yml"
 # The versions the page compares, in its order, with their labels.
 VERSIONS = (("os", "OS"), ("kernel", "kernel"), ("cloud-init", "cloud-init"),
             ("integration_services", "integration services"))
-INDEX_SUFFIXES = (".yml", ".yaml")
 
 
 class ReleaseError(GmiError):
     """The previous release cannot be found or read."""
-
-
-def is_url(source: str) -> bool:
-    return urlsplit(source).scheme in ("http", "https")
-
-
-def check_source(source: str) -> str:
-    """A ``--previous`` value, checked before anything runs: an http(s) URL, or an
-    existing local archive or index."""
-    scheme = urlsplit(source).scheme
-    if is_url(source):
-        return source
-    if scheme and len(scheme) > 1:  # (a one-letter "scheme" is a Windows drive)
-        raise ValueError(f"{source}: only http(s) URLs and local paths are read")
-    path = Path(source).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{source}: no such file (an earlier GMI-<Os>-<Version>.zip or a "
-                         "gmi-repository.dist.yml)")
-    if path.suffix.lower() not in (".zip", *INDEX_SUFFIXES):
-        raise ValueError(f"{source}: neither a .zip archive nor a .yml repository index")
-    return str(path.resolve())
 
 
 # ----------------------------------------------------------------------- one release
@@ -132,16 +111,12 @@ def _test_name(name: str, distro: str) -> str:
 
 
 def _record(zf: zipfile.ZipFile, where: str) -> dict[str, Any]:
-    if RECORD_ENTRY not in zf.namelist():
-        raise ReleaseError(f"{where} holds no {RECORD_ENTRY}: nothing to compare with")
-    text = reader.read_text(zf, RECORD_ENTRY, reader.Limits().max_text_size)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ReleaseError(f"{where}: its {RECORD_ENTRY} is not valid YAML "
-                           f"({' '.join(str(exc).split())[:200]})") from None
-    if not isinstance(data, dict):
-        raise ReleaseError(f"{where}: its {RECORD_ENTRY} is not a mapping")
+        data = reader.build_record(zf)
+    except ArchiveError as exc:
+        raise ReleaseError(f"{where}: {exc}") from None
+    if data is None:
+        raise ReleaseError(f"{where} holds no {RECORD_ENTRY}: nothing to compare with")
     return data
 
 

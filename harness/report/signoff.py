@@ -39,10 +39,11 @@ from harness.report import release
 SCHEMA = "gmi-signoff/1"
 DATA_FILE = "signoff.json"
 PAGE_FILE = "signoff.html"
-# The procedure's order (older signoff.json files have their timings sorted by name).
-STAGE_ORDER = ("provision", "update", "cloud_init", "hyperv", "cleanup", "seal", "import_archive",
-               "promote",
-               "clone", "export")
+# The procedure's order (older signoff.json files have their timings sorted by name): the
+# stages as they run (stages.ORDER, first_boot after --prepare=chroot before the seal: a
+# unit test ties the two), --gmi's stand-in and --promote, the clone, the export.
+STAGE_ORDER = ("provision", "update", "cloud_init", "hyperv", "cleanup", "first_boot", "seal",
+               "import_archive", "promote", "clone", "export")
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE = "signoff.html.j2"
 
@@ -100,6 +101,9 @@ class Subject:
     timings: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # relative to the run folder
     release_diff: dict[str, Any] = field(default_factory=dict)  # see harness.report.release
+    # The release's support on the run's date (harness.distro.lifecycle.Status.record):
+    # state, end_of_life, source_url, short, line, and iso_from_archive when so.
+    support: dict[str, str] = field(default_factory=dict)
     run: Run | None = None
     tests: list[CheckResult] = field(default_factory=list)
 
@@ -258,6 +262,9 @@ def load_data(path: Path) -> list[Subject]:
         iso = known.get("install_iso")
         known["install_iso"] = {str(k): str(v) for k, v in iso.items()} if isinstance(iso, dict) else {}
         known["release_diff"] = release.clean(known.get("release_diff"))
+        support = known.get("support")
+        known["support"] = ({str(k): str(v) for k, v in support.items()}
+                            if isinstance(support, dict) else {})
         subjects[s["subject"]] = Subject(**known, run=run)
     for t in doc["tests"]:
         subject = subjects.setdefault(t["subject"], Subject(t["subject"], run=run))

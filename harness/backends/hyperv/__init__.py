@@ -1,6 +1,6 @@
 """The Hyper-V backend over PowerShell (Remoting with pypsrp, or local ``pwsh``).
 
-``harness.backends.base.BACKENDS["hyperv"]`` points at :class:`HyperVBackend`; pypsrp is
+``harness.backends.BACKENDS["hyperv"]`` points at :class:`HyperVBackend`; pypsrp is
 imported only when a remote host is first contacted. See docs/hyperv.md.
 """
 

@@ -26,7 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import VM, Backend, ExportedDisk, HostView, iso_version_problem
+from harness.archive.format import SNAP_DIR, VHD_DIR
+from harness.backends.base import VM, Backend, ExportedDisk, HostView
 from harness.backends.hyperv import janitor
 from harness.backends.hyperv.media import SHA256, InstallMedia, key_actions, media_from_settings
 from harness.backends.hyperv.model import (
@@ -183,6 +184,14 @@ def catalogue_media(b: Build) -> InstallMedia:
 
 class HyperVBackend(Backend):
     name = "hyperv"
+    writes_vmcx = True  # Export-VM: the .vmcx beside the VHDX
+    has_vmbus = True
+
+    def host_label(self, build: Build) -> str:
+        """The Hyper-V host this build's VMs ran on (this machine with --hyperv-local)."""
+        if build.settings.hyperv_local:
+            return socket.gethostname()
+        return pick_host(build.settings, build.worker) or socket.gethostname()
 
     @classmethod
     def janitor(cls, settings: Settings, mode: str) -> int:
@@ -192,7 +201,7 @@ class HyperVBackend(Backend):
     def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
                           janitor: bool = False) -> list[str]:
         """The host, its login, the switch, the base VM's key: every one missing in one
-        line; the local files it reads; ``--iso-version`` where no official ISO is used."""
+        line; the local files it reads."""
         s = settings
         local = s.hyperv_local
         missing = []
@@ -226,13 +235,15 @@ class HyperVBackend(Backend):
             if value and not (local and name != "hyperv_base_key") and \
                     not Path(value).expanduser().is_file():
                 problems.append(f"{s.where(name)}: {name}: {value}: no such file")
-        if not janitor:
-            instead = ("adopts --hyperv-base-vm" if s.hyperv_base_vm else
-                       "starts from --hyperv-base-vhdx" if s.hyperv_base_vhdx else
-                       f"installs from --hyperv-install-iso {s.hyperv_install_iso}"
-                       if s.hyperv_install_iso else "")
-            problems += [p for d in distros if (p := iso_version_problem(s, d, instead))]
         return problems
+
+    @classmethod
+    def installs_instead_of_the_iso(cls, settings: Settings, distro: Distro) -> str:
+        s = settings
+        return ("adopts --hyperv-base-vm" if s.hyperv_base_vm else
+                "starts from --hyperv-base-vhdx" if s.hyperv_base_vhdx else
+                f"installs from --hyperv-install-iso {s.hyperv_install_iso}" if s.hyperv_install_iso
+                else "")
 
     def __init__(self, transport: Callable[[Settings, str], PowerShell] = make_transport,
                  clock: Clock | None = None) -> None:
@@ -435,10 +446,10 @@ class HyperVBackend(Backend):
         """The VHDX to ``vhdx`` (checked against the host's SHA-256), the rest of the
         export (``Virtual Machines/``, ``Snapshots/``) under ``tree``."""
         ps = self.state(b).ps
-        (tree / "Snapshots").mkdir(parents=True, exist_ok=True)
+        (tree / SNAP_DIR).mkdir(parents=True, exist_ok=True)
         for f in exported.files:
             remote = host_join(exported.root, *f.parts)
-            if f.parts[0] == "Virtual Hard Disks":
+            if f.parts[0] == VHD_DIR:
                 if f.parts[-1] != f"{b.distro.vmgenie.vm_name}.vhdx":
                     raise HypervisorError(f"the export holds an unexpected disk {f.path}")
                 ps.get(remote, vhdx)

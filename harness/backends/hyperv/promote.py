@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.archive.format import SNAP_DIR, VHD_DIR
 from harness.backends.hyperv.backend import HostState, HyperVBackend, host_join
 from harness.backends.hyperv.model import ExportResult, FileHash
 from harness.errors import ConfigError, HypervisorError
@@ -84,11 +85,11 @@ def fetch_export(b: Build, st: HostState, exported: ExportResult, tree: Path,
     exported SHA-256 differs from what was uploaded (then into ``b.vhdx``, checked).
     Returns whether the disk was fetched."""
     assert b.vhdx is not None
-    (tree / "Snapshots").mkdir(parents=True, exist_ok=True)
+    (tree / SNAP_DIR).mkdir(parents=True, exist_ok=True)
     disk = False
     for f in exported.files:
         remote = host_join(exported.root, *f.parts)
-        if f.parts[0] == "Virtual Hard Disks":
+        if f.parts[0] == VHD_DIR:
             if f.parts[-1] != f"{b.distro.vmgenie.vm_name}.vhdx":
                 raise HypervisorError(f"the export holds an unexpected disk {f.path}")
             disk = exported.vhdx_sha256 != local_sha

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.backends.base import VM, Backend, ExportedDisk, iso_version_problem
+from harness.backends.base import VM, Backend, ExportedDisk
 from harness.backends.qemu import janitor, journal, pkgcache
 from harness.backends.qemu.chroot import ChrootShell
 from harness.backends.qemu.debootstrap import FIRST_BOOT_NIC, first_boot_disk, install
@@ -44,6 +44,7 @@ FIRST_BOOT_ONLY = ("cloud-init=disabled",)
 
 class QemuBackend(Backend):
     name = "qemu"
+    prepares_in_chroot = True  # debootstrap's tree, stages 2-5 in a chroot (--prepare=chroot)
     tools = ["qemu-system-x86_64", "qemu-img"]
     host_from_guest = "10.0.2.2"  # QEMU's user-mode network: the host's loopback
 
@@ -57,8 +58,8 @@ class QemuBackend(Backend):
     @classmethod
     def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
                           janitor: bool = False) -> list[str]:
-        """Each build's install method and ``--prepare`` mode, ``--iso`` and
-        ``--iso-version``; root where Step 1 needs it (debootstrap and the chroot)."""
+        """Each build's install method and ``--prepare`` mode, ``--iso``; root where Step 1
+        needs it (debootstrap and the chroot)."""
         problems = []
         as_root = []
         for d in distros:
@@ -70,11 +71,6 @@ class QemuBackend(Backend):
             if prepare_mode(settings.prepare, d.name) == "chroot" and method != "debootstrap":
                 problems.append(f"--prepare=chroot: {d.name} installs with {method}, which leaves no "
                                 "root tree to prepare; use --prepare=vm or --install-method=debootstrap")
-            instead = ("installs with debootstrap from the archive" if method == "debootstrap" else
-                       "installs from the netboot files" if method == "netboot" else
-                       f"installs from --iso {settings.iso}" if settings.iso else "")
-            if problem := iso_version_problem(settings, d, instead):
-                problems.append(problem)
             if method == "debootstrap":
                 as_root.append(d.name)
         if settings.iso and not Path(settings.iso).expanduser().is_file() and distros:
@@ -84,6 +80,16 @@ class QemuBackend(Backend):
                             "and the chroot of Step 1): run the same command as root (sudo -E, or "
                             "a root shell)")
         return problems
+
+    @classmethod
+    def installs_instead_of_the_iso(cls, settings: Settings, distro: Distro) -> str:
+        try:
+            method = install_method(distro, settings)
+        except ConfigError:
+            return ""  # (the method's own problem is said by settings_problems)
+        return ("installs with debootstrap from the archive" if method == "debootstrap" else
+                "installs from the netboot files" if method == "netboot" else
+                f"installs from --iso {settings.iso}" if settings.iso else "")
 
     @classmethod
     def prepare_host(cls, settings: Settings, scratch: Path) -> dict[str, Any]:

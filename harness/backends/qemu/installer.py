@@ -50,7 +50,7 @@ def install_method(d: Distro, settings: Settings) -> str:
     wanted = settings.install_method
     if wanted == "auto":
         wanted = "iso" if settings.iso else d.install.method
-    if wanted == "debootstrap" and (d.family != "apt" or not d.install.suite):
+    if wanted == "debootstrap" and (not d.package_manager().debootstrap or not d.install.suite):
         raise ConfigError(f"{d.name} cannot be installed with debootstrap (its install.method is "
                           f"{d.install.method}); use --install-method=auto")
     if wanted == "iso" and (d.iso is None or not d.install.answer):

@@ -1,6 +1,7 @@
 """Answer files for unattended installs from the official ISOs, rendered from the
 distro's YAML and the build's credentials: Debian preseed, Ubuntu autoinstall,
-Fedora/Rocky kickstart, openSUSE AutoYaST. Templates are readable files in
+Fedora/Rocky kickstart, openSUSE AutoYaST (Leap 15.6, Tumbleweed) and Agama's JSON
+profile (Leap 16). Templates are readable files in
 ``templates/``; ``{{name}}`` is filled in (values escaped for the file's syntax).
 
 Passwords appear only as SHA-512 crypt hashes; the build's SSH public key is
@@ -30,7 +31,10 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 DISK = "/dev/sda"  # Hyper-V Gen2's SCSI disk and QEMU's virtio-scsi disk alike
 # What each kind writes onto its volume (preseed: into the initrd or the ISO itself).
 FILES = {"preseed": "preseed.cfg", "autoinstall": "user-data", "kickstart": "ks.cfg",
-         "autoyast": "autoinst.xml"}
+         "autoyast": "autoinst.xml", "agama": "autoinst.json"}
+# Agama's product id for each os-release VERSION_ID of openSUSE Leap (agama-project/agama,
+# products.d/leap_160.yaml on the SLE-16 branch).
+AGAMA_PRODUCTS = {"16.0": "Leap_16.0"}
 # AutoYaST names keymaps by language; the rest take the XKB layout.
 AUTOYAST_KEYMAPS = {"us": "english-us", "gb": "english-uk", "de": "german", "fr": "french"}
 _FIELD = re.compile(r"\{\{(\w+)\}\}")
@@ -134,6 +138,48 @@ def render_autoyast(d: Distro, creds: Credentials, *, salt: str | None = None) -
     return {FILES["autoyast"]: fill((TEMPLATES / "autoinst.xml").read_text(), values)}
 
 
+def agama_post_script(d: Distro, v: dict[str, str]) -> str:
+    """Agama's post-installation script, run in the installed system (chroot): the
+    build's key for the admin (Agama 16.0's user entry has no key of its own), the admin
+    in the sudo group, shim on the removable-media path; SELinux labels restored on what
+    it wrote (Leap 16 enforces SELinux)."""
+    user, home = v["admin_user"], f"/home/{v['admin_user']}"
+    return "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"install -d -m 700 {home}/.ssh",
+        f"echo '{v['public_key']}' > {home}/.ssh/authorized_keys",
+        f"chmod 600 {home}/.ssh/authorized_keys",
+        f"chown -R {user}: {home}/.ssh",
+        f"usermod -aG {d.update.sudo_group} {user}",
+        efi_fallback_script(d),
+        f"if command -v restorecon >/dev/null; then restorecon -R {home}/.ssh /root/.ssh || true; fi",
+        ""])
+
+
+def render_agama(d: Distro, creds: Credentials, *, salt: str | None = None) -> dict[str, str]:
+    """Agama's JSON profile (``autoinst.json``), which Agama finds by itself on a volume
+    labelled OEMDRV (or where ``inst.auto=`` points): one partition for the whole disk
+    plus the ESP, no LVM, no swap (the product's default btrfs-with-swap proposal is
+    replaced by an explicit layout); root with the build's key, the admin user; the SSH
+    server, sudo and the Hyper-V daemons installed."""
+    v = _common(d, creds, salt)
+    product = AGAMA_PRODUCTS.get(d.os_release.version_id)
+    if product is None:
+        raise GmiError(f"{d.name}: no Agama product id known for openSUSE Leap "
+                       f"{d.os_release.version_id} (harness/media/answers AGAMA_PRODUCTS)")
+    values = {k: json.dumps(val) for k, val in v.items()} | {
+        "product": json.dumps(product),
+        "full_name": json.dumps("GMI build admin"),
+        "esp_size": json.dumps(f"{d.install.esp_size_mib} MiB"),
+        "packages": json.dumps(list(d.install.packages)),
+        "post_script": json.dumps(agama_post_script(d, v)),
+    }
+    text = fill((TEMPLATES / "autoinst.json").read_text(), values)
+    json.loads(text)  # (a template mistake is caught here, not by the installer)
+    return {FILES["agama"]: text}
+
+
 def render(d: Distro, creds: Credentials, *, mirror: str = "http://deb.debian.org/debian",
            salt: str | None = None) -> dict[str, str]:
     """The answer files (name -> text) of ``d``'s ``install.answer`` kind."""
@@ -146,6 +192,8 @@ def render(d: Distro, creds: Credentials, *, mirror: str = "http://deb.debian.or
         return render_kickstart(d, creds, salt=salt)
     if kind == "autoyast":
         return render_autoyast(d, creds, salt=salt)
+    if kind == "agama":
+        return render_agama(d, creds, salt=salt)
     raise GmiError(f"{d.name} has no answer file (install.answer is empty): it installs with "
                    f"{d.install.method} only")
 

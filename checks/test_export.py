@@ -1,4 +1,5 @@
-"""The export: only when every checklist item of the distro passed (collected last)."""
+"""The export: only when every checklist item of the subject passed (run after its other
+tests: plugin/matrix.py orders them by their markers, export, promote and index)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ def test_export_gmi_archive(request: pytest.FixtureRequest, sealed: Build, distr
     state = request.config.stash[STATE_KEY]
     try:
         with sealed.step("export"):
-            labels = state.labels.get(distro_name, {})
-            archive = export(sealed, list(labels), state.outcomes.get(distro_name, {}), labels)
+            inputs = state.export_inputs(distro_name)
+            archive = export(sealed, inputs.checklist, inputs.outcomes, inputs.labels)
     except GmiError as exc:
         fail_cleanly(exc)
     sealed.record["archive"] = str(archive)
@@ -39,8 +40,8 @@ def test_promoted_gmi_archive(request: pytest.FixtureRequest, sealed: Build, dis
     state = request.config.stash[STATE_KEY]
     try:
         with sealed.step("export: the promoted archive"):
-            archive = write_promoted(sealed, state.outcomes.get(distro_name, {}),
-                                     state.labels.get(distro_name, {}), request.node.nodeid)
+            inputs = state.export_inputs(distro_name)
+            archive = write_promoted(sealed, inputs.outcomes, inputs.labels, request.node.nodeid)
     except GmiError as exc:
         fail_cleanly(exc)
     sealed.record["promoted_archive"] = str(archive)
@@ -57,11 +58,10 @@ def test_index_entry(request: pytest.FixtureRequest, sealed: Build, distro_name:
     from harness.archive.index import update_index
 
     state = request.config.stash[STATE_KEY]
-    labels = state.labels.get(distro_name, {})
-    checklist = list(labels)
-    failed = gate(checklist, state.outcomes.get(distro_name, {}), labels,
+    inputs = state.export_inputs(distro_name)
+    failed = gate(inputs.checklist, inputs.outcomes, inputs.labels,
                   sealed.settings.seed_template_blocks_export)
-    if failed or not checklist:
+    if failed or not inputs.checklist:
         fail_cleanly(GmiError("no index entry: these checks did not pass: "
                               + (", ".join(n.split("::")[-1] for n in failed) or "(none ran)")))
     s = sealed.settings

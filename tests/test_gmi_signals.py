@@ -111,6 +111,9 @@ def test_a_signal_to_gmi_mid_build_ends_the_run_cleanly(tmp_path: Path, signum: 
         time.sleep(5)  # mid-build: Step 1 is under way
         assert proc.poll() is None, "\n".join(lines[-40:])
         family.sample()
+        running = sorted({cmd.split(" ", 1)[0].rsplit("/", 1)[-1] for pid, (start, cmd) in
+                          family.seen.items() if (st := _stat(pid)) is not None and st[2] == start})
+        said_before = len(lines)
         sent = time.monotonic()
         os.kill(proc.pid, signum)
         code = proc.wait(timeout=120)
@@ -122,6 +125,9 @@ def test_a_signal_to_gmi_mid_build_ends_the_run_cleanly(tmp_path: Path, signum: 
         family.done.set()
     reader.join(10)
     text = "\n".join(lines)
+    at = [ln for ln in lines[:said_before] if "] [debian-12] " in ln]
+    print(f"{signum.name}: the run ended {took:.1f} s after it; running then: {', '.join(running)}; "
+          f"the build's last line before it: {at[-1] if at else '?'}")
     assert took <= BOUND, f"{signum.name}: the run ended {took:.1f} s after it\n{text[-3000:]}"
     assert code == 2, text[-3000:]  # pytest's "interrupted"
     said = [ln for ln in lines

@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 # Tools only the harness's own tests run (tests/host_tools.py lists each test's tools;
 # tests/test_host_tools.py checks they are all installed here), so no test skips for a
 # missing tool on a fresh machine.
-TEST_APT_PACKAGES := openssl systemd procps
+TEST_APT_PACKAGES := openssl systemd procps dpkg
 # chromium: the sign-off page's screenshot test (headless). libxml2-utils, jing, debconf: the
 # installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
 # the signed checksum listings of the install ISOs. xorriso: remastering install ISOs.
+# openssh-client: ssh-keygen signs and verifies with an SSH key (--sign-key, --verify-key).
 APT_PACKAGES := qemu-system-x86 qemu-utils ovmf debootstrap e2fsprogs dosfstools mtools \
 	fdisk util-linux zstd apt-cacher-ng xorriso python3-venv chromium libxml2-utils jing debconf gpg gpgv \
-	$(TEST_APT_PACKAGES)
+	openssh-client $(TEST_APT_PACKAGES)
 # The Allure CLI (npm's allure-commandline, which ships its own jars) needs npm and Java:
 # command -> Debian package, installed only when the command is missing (a NodeSource
 # nodejs already brings npm and conflicts with Debian's npm package).

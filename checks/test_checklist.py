@@ -10,16 +10,21 @@ import shlex
 
 import paramiko
 import pytest
+from harness.stages.s5_cleanup import BOOT_RECORDS
 from harness.stages.s7_clone import Clone
 
 from harness import checklist as item
 from harness.backends.base import HostView
 from harness.build import Build
 from harness.distro import Distro
+from harness.distro.pkgmgr import is_deb
+from harness.evidence import inventory, sbom
+from harness.evidence import release as evidence
 from harness.media import seed_schema
 from harness.plugin.matrix import checklist
 
 pytestmark = pytest.mark.vm
+RANDOM_SEED, WTMP = BOOT_RECORDS
 
 SERIAL_ERRORS = re.compile(
     r"Kernel panic|Call Trace:|\[FAILED\]|emergency mode|Security Violation|"
@@ -453,3 +458,50 @@ def test_build_passwords_not_in_image(host, build: Build, clone: Clone) -> None:
     finally:
         host.run(f"rm -f {path}")
     assert hits.strip() == "", f"a build password is written in: {hits}"
+
+
+def made_by_this_boot(host, path: str) -> None:
+    """``path`` is not there, or the clone made it during this boot (a file the image
+    shipped keeps its older birth time when it is rewritten in place)."""
+    with host.sudo():
+        boot_epoch = float(host.check_output("date -d \"$(uptime -s)\" +%s"))
+        born = host.run(f"stat -c %W {shlex.quote(path)}")
+    if born.rc != 0:
+        return  # not there at all: nothing of the build's either
+    if born.stdout.strip() in ("0", "-", ""):
+        pytest.skip(f"the clone's filesystem does not record birth times (stat %W of {path})")
+    assert float(born.stdout) >= boot_epoch - 5, (
+        f"{path} is older than this boot (born {born.stdout.strip()}, booted {boot_epoch:.0f}): "
+        "the image shipped it")
+
+
+@checklist(item.NO_LEFTOVERS)
+def test_random_seed_made_by_this_boot(host) -> None:
+    # generic: systemd's random seed was not in the image (every clone would start from
+    # the same seed file): the clone's own
+    made_by_this_boot(host, RANDOM_SEED)
+
+
+@checklist(item.NO_LEFTOVERS)
+def test_wtmp_made_by_this_boot(host) -> None:
+    # generic: wtmp was not in the image (it would hold the build's boots and shutdowns)
+    made_by_this_boot(host, WTMP)
+
+
+@checklist(item.SBOM)
+def test_sboms_list_every_installed_package(host, build: Build, distro: Distro) -> None:
+    folder = inventory.evidence_dir(build)
+    files = [folder / n for k, n in evidence.names(build).items() if k in ("spdx", "cyclonedx")]
+    if build.archive is not None and not all(f.is_file() for f in files):
+        pytest.skip(f"{build.archive.name} holds no SBOMs (made before the harness wrote them)")
+    with host.sudo():
+        installed = sorted(host.check_output(inventory.clone_listing(distro.family)).split())
+        if is_deb(distro.family):  # what `dpkg -l` shows as installed (ii, or hi: held)
+            dpkg_l = int(host.check_output("dpkg -l | grep -c '^[hi]i ' || true"))
+            assert dpkg_l == len(installed), f"dpkg -l: {dpkg_l}, dpkg-query: {len(installed)}"
+    for f in files:
+        listed = sbom.listed(f)
+        missing, extra = sorted(set(installed) - set(listed)), sorted(set(listed) - set(installed))
+        assert not missing and not extra and len(listed) == len(installed), (
+            f"{f.name} lists {len(listed)} packages, the clone has {len(installed)} installed; "
+            f"not listed: {missing[:5]}, not installed: {extra[:5]}")

@@ -1,5 +1,6 @@
 """gmi-harness: build, validate and package GMIs (Genie Machine Images)."""
 
+import subprocess
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -14,3 +15,15 @@ def shipped(folder: str) -> Path:
     here = Path(__file__).resolve().parent
     inside = here / folder
     return inside if inside.is_dir() else here.parent / folder
+
+
+def git_revision(where: Path | None = None) -> str:
+    """``git describe --always --dirty`` of the harness (or of ``where``), or "unknown"
+    outside git."""
+    where = where or Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(where), "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"

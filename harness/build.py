@@ -143,6 +143,12 @@ class BuildFacts(TypedDict, total=False):
     # --promote
     promoted: dict[str, Any]
     promoted_archive: str
+    # the release evidence (harness/evidence)
+    repository_metadata: list[dict[str, str]]  # the InRelease (repomd.xml) files: name, uri, sha256
+    source_date_epoch: int
+    sbom: dict[str, Any]  # packages, kernel, formats, files, vhdx_sha256
+    _vulnerabilities: dict[str, Any]  # today's report (kept out of the archive's record)
+    evidence_files: dict[str, str]  # kind -> the file beside the archive; the signing key
 
 
 @dataclass

@@ -19,6 +19,9 @@ NO_LEFTOVERS = "no leftover build artifacts"
 # cloud-init schema. A fault there is the seed template's, not the image's: it has its
 # own row on the sign-off page and blocks nothing unless --seed-template-blocks-export.
 SEED = "seed passes the clone's cloud-init schema (the seed's fault, not the image's)"
+# The release evidence (harness/evidence): the SBOMs in the archive list exactly the
+# packages the clone has installed.
+SBOM = "the SBOMs list every installed package"
 # The static checks of an existing archive (checks/test_archive.py, --gmi only): what
 # vmgenie's import looks at, each its own row on the sign-off page.
 ARCHIVE_NAME = "archive: name"
@@ -31,7 +34,7 @@ ARCHIVE_ITEMS = (ARCHIVE_NAME, ARCHIVE_ENTRIES, ARCHIVE_MANIFEST, ARCHIVE_LAYOUT
 # Each must have a passing test before an image is exported (the gate).
 REQUIRED_ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, NO_LEFTOVERS)
 # Every item a check may be labelled with; a label outside this list is a typo.
-ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED, *ARCHIVE_ITEMS)
+ITEMS = (BOOTS, DHCP, CLOUD_INIT, SERVICES, SERVICES_RUNNING, NO_LEFTOVERS, SEED, SBOM, *ARCHIVE_ITEMS)
 # Items whose failures block the export (and the sign-off verdict) only when the run's
 # settings say so.
 ADVISORY_ITEMS = (SEED,)

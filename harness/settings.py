@@ -52,6 +52,16 @@ def _as_previous(value: Any) -> tuple[str, ...]:
     return tuple(names.check_source(v) for v in _as_list(value))
 
 
+def _as_vuln_db(value: Any) -> str:
+    """``--vuln-db``: an http(s) URL, or a local file that exists (checked at start)."""
+    text = _as_text(value)
+    if text and not text.startswith(("http://", "https://")) and not Path(text).expanduser().is_file():
+        raise ValueError(f"{text}: no such file (a Debian security tracker JSON or OSV records, "
+                         "or an http(s) URL to one)")
+    return text
+
+
+VULN_GATES = ("off", "fixable", "high")
 INSTALL_METHODS = ("auto", "debootstrap", "iso", "netboot")
 PREPARE_MODES = ("auto", "chroot", "vm")
 
@@ -262,6 +272,19 @@ SETTINGS: tuple[Setting, ...] = (
                 "https://github.com/jesse-greathouse/vmgenie", _as_url),
         Setting("credentials_dir", "user-private folder for build-time credentials",
                 USER_DIRS.credentials, _as_path)),
+    *_section("release evidence (docs/evidence.md)",
+        Setting("vuln_db", "known vulnerabilities: the SBOM's packages against this data, a local "
+                "file or an http(s) URL (Debian's security tracker JSON, or OSV records: one, a list, "
+                "or a zip); reported on the sign-off page", "", _as_vuln_db),
+        Setting("vuln_gate", "block the export when the vulnerability report meets a rule: fixable "
+                "(a finding whose fix is in the archive), high (a finding of high or critical "
+                "severity); off only reports", "off", _as_str, VULN_GATES),
+        Setting("sign_key", "sign SHA256SUMS of the outputs and the provenance with this key: an "
+                "OpenPGP secret key file or key id (gpg), or an OpenSSH private key (ssh-keygen -Y "
+                "sign)", "", _as_text),
+        Setting("verify_key", "with --gmi: check each archive's signed SHA256SUMS with this public "
+                "key (OpenPGP or OpenSSH) before anything else; an archive that fails is refused",
+                "", _as_path)),
     *_section("the Hyper-V backend (docs/hyperv.md)",
         Setting("hyperv_host", "Hyper-V host for --backend=hyperv", "", _as_host),
         Setting("hyperv_password", "password for the Hyper-V host", "", _as_str, secret=True,
@@ -363,6 +386,11 @@ class SettingsFields:
     maintainer_email: str
     source_url: str
     credentials_dir: str
+    # release evidence (docs/evidence.md)
+    vuln_db: str
+    vuln_gate: str
+    sign_key: str
+    verify_key: str
     # the Hyper-V backend (docs/hyperv.md)
     hyperv_host: str
     hyperv_password: str
@@ -534,6 +562,11 @@ def read(
             register_secret(str(values[s.name]))
     if values["promote"] and not values["gmi"] and not refused & {"promote", "gmi"}:
         problems.append("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
+    if values["vuln_gate"] != "off" and not values["vuln_db"] and not refused & {"vuln_gate", "vuln_db"}:
+        problems.append(f"--vuln-gate={values['vuln_gate']} needs the data to judge with: give "
+                        "--vuln-db FILE_OR_URL (Debian's security tracker JSON or OSV records)")
+    if values["verify_key"] and not values["gmi"] and not refused & {"verify_key", "gmi"}:
+        problems.append("--verify-key checks the signatures of archives given with --gmi ARCHIVE")
     scratch = Path(values["scratch"]).expanduser().resolve()
     if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
         where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(

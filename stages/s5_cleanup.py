@@ -6,14 +6,32 @@ import shlex
 from collections.abc import Iterable
 
 from harness.build import Build
+from harness.evidence import provenance
 
 from .shell import grub_settings_script
+
+# The build's own boot records, which virt-sysprep's random-seed and logfiles operations
+# remove: systemd's random seed (every clone of the image would start from the same seed
+# file) and wtmp (the build's boots and shutdowns). Their writers each write once more
+# when they stop (the seed saved, the shutdown recorded), so on a running system they are
+# stopped first; nothing recreates either file before the seal powers off (glibc appends
+# to wtmp only when it exists; systemd-tmpfiles makes it at the next boot, the clone's).
+BOOT_RECORDS = ("/var/lib/systemd/random-seed", "/var/log/wtmp")
+BOOT_RECORD_WRITERS = ("systemd-random-seed.service", "systemd-update-utmp.service")
 
 
 def remove_build_only_files(files: Iterable[str]) -> str:
     """Remove the files that sped the build up (dpkg without fsync); fail if one stays."""
     quoted = " ".join(shlex.quote(f) for f in files)
     return f"rm -f -- {quoted}\nfor f in {quoted}; do test ! -e \"$f\"; done"
+
+
+def remove_boot_records(live: bool) -> str:
+    """Remove :data:`BOOT_RECORDS` (their writers stopped first on a running system); fail
+    if one stays."""
+    files = " ".join(shlex.quote(f) for f in BOOT_RECORDS)
+    stop = f"systemctl stop {' '.join(BOOT_RECORD_WRITERS)}\n" if live else ""
+    return f"{stop}rm -f -- {files}\nfor f in {files}; do test ! -e \"$f\"; done"
 
 
 def cleanup(b: Build) -> None:
@@ -28,6 +46,9 @@ def cleanup(b: Build) -> None:
                 lambda: b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}",
                              what="grub.cfg timeout 0"))
     b.sh(pm.autoremove(), what="autoremove")
+    # (the provenance's materials: the repositories' signed metadata, before it goes)
+    b.record["repository_metadata"] = provenance.repository_metadata(
+        b.sh(provenance.REPOSITORY_METADATA_SCRIPT, what="the package repositories' metadata hashes"))
     b.sh(pm.clean(), what="clean package cache")
     build_only = b.build_only_files()
     if build_only:
@@ -38,6 +59,10 @@ def cleanup(b: Build) -> None:
     b.sh("find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete\n"
          "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
          what="truncate logs")
+    if not b.live:  # (and again at the first boot, which makes both anew)
+        b.sh(remove_boot_records(live=False), what="remove the build's random seed and wtmp")
+    b.when_live("the build's random seed and wtmp",
+                lambda: b.sh(remove_boot_records(live=True), what="remove the build's random seed and wtmp"))
     # (in a chroot: at the first boot, after what it writes)
     b.when_live("fstrim", lambda: trim(b))
 

@@ -9,6 +9,7 @@ import time
 
 from harness.build import Build
 from harness.errors import HypervisorError
+from harness.evidence import release as evidence
 
 from .shell import NEWEST_KERNEL
 
@@ -62,6 +63,7 @@ def seal_script(b: Build, console: bool = True) -> str:
         "rm -rf /tmp/* /var/tmp/*",
         # The build-only settings (dpkg without fsync) are gone: an image never has them.
         *(f"test ! -e {shlex.quote(f)}" for f in b.build_only_files()),
+        *evidence.clamp_mtimes_script(),  # (with SOURCE_DATE_EPOCH: reproducible builds)
         "sync",
         "fstrim -a",
         f"say '{SEAL_DONE}'",
@@ -79,6 +81,7 @@ def record_facts(b: Build) -> None:
                                        quiet=True).splitlines())
     b.record["fs_used_bytes"] = int(b.sh("df -B1 --output=used / | tail -n1",
                                          what="used bytes").strip())
+    evidence.record_inventory(b)  # (the SBOMs' source: the image's package database)
 
 
 def _wait_powered_off(b: Build, has_console: bool) -> None:
@@ -118,3 +121,5 @@ def seal(b: Build) -> None:
     with b.step("seal: compact into a dynamic VHDX"), b.working("tools"):
         exported = b.backend.export_disk(b, b.vhdx)
         b.record["sizes"], b.vm_tree = exported.sizes, exported.vm_tree
+    with b.step("seal: SBOMs"):
+        evidence.after_seal(b)

@@ -33,6 +33,13 @@ TOOLS = {
     "xmllint": "libxml2-utils",
     "jing": "jing",
     "gpgv": "gpgv",
+    # the release evidence (test_evidence.py): SSH signatures, dpkg's own version order,
+    # disks made and read offline as the build and the repro command do
+    "ssh-keygen": "openssh-client",
+    "dpkg": "dpkg",
+    "mkfs.ext4": "e2fsprogs",
+    "debugfs": "e2fsprogs",
+    "sfdisk": "fdisk",
 }
 
 

@@ -63,9 +63,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("harness.build|harness.backends.base",),
     # install media, and (issue #23) the root trees built on this host: neither knows a backend
     ("harness.media", "harness.rootfs"),
+    # the release evidence (SBOMs, vulnerabilities, signing, provenance; issue #24): below the
+    # archive that carries it and the report that shows it
+    ("harness.evidence",),
     ("harness.backends.*",),
     ("harness.backends",),  # the table: the only importer of a concrete backend
     ("harness.archive",),
+    ("harness.evidence.repro",),  # two archives compared (reads them with archive/reader)
     ("harness.report",),
     ("harness.plugin",),
     ("harness.stages",),
@@ -482,7 +486,7 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> list[Import]:
     pytest.param({"harness/settings.py": "def f():\n    from harness.report.release import check_source\n",
                   "harness/report/release.py": ""},
                  "harness/settings.py:2: harness.settings imports harness.report.release (layer order: "
-                 "harness.settings (layer 2) is below harness.report (layer 9))",
+                 "harness.settings (layer 2) is below harness.report (layer 11))",
                  id="the foundation imports report"),
     pytest.param({"harness/settings.py": "from harness import ssh\n", "harness/ssh.py": ""},
                  "(harness.settings and harness.ssh share a layer and never import each other)",

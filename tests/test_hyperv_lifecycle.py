@@ -22,12 +22,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from evidence_data import dpkg_record
 from hyperv_fake import FakePowerShell, Seq, make_build, recorded
 
 from harness.archive import export, reader, vhdx, writer
 from harness.archive.format import MANIFEST_KEYS
 from harness.backends.hyperv import HyperVBackend, HyperVVM, services_problems
 from harness.checklist import REQUIRED_ITEMS
+from harness.evidence import inventory
+from harness.evidence import release as evidence
 from harness.media import seed
 
 FOLDER = "D:\\Hyper-V\\Virtual Hard Disks\\gmi-harness-RUN-main-debian-12"
@@ -90,6 +93,12 @@ def test_debian12_hyperv_build_end_to_end_with_a_fake_host(tmp_path):
     b.vhdx = b.workdir / "GMI Debian 12.vhdx"
     exported = backend.export_disk(b, b.vhdx)
     b.record["sizes"], b.vm_tree = exported.sizes, exported.vm_tree
+    # ... and its last step: the SBOMs, from the package database the guest printed at the
+    # seal (recorded here)
+    inventory.evidence_dir(b).mkdir(parents=True)
+    dpkg_record(inventory.evidence_dir(b) / inventory.APT_RECORD)
+    b.record["versions"] = {"kernel": "6.1.0-28-amd64"}
+    evidence.after_seal(b)
     assert b.record["sizes"] == {"build_disk_allocated": 2818572288, "vhdx_bytes": 1140850688,
                                  "virtual_size": 268435456000}
 

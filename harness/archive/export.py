@@ -10,6 +10,7 @@ from harness.archive import writer
 from harness.build import Build, BuildFacts
 from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS
 from harness.errors import ExportError
+from harness.evidence import release as evidence
 from harness.host.tools import sha256_file
 
 
@@ -55,6 +56,7 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
         raise ExportError(f"export refused: these checks did not pass: {failed}")
     if b.vhdx is None or not b.vhdx.exists():
         raise ExportError("the sealed VHDX is missing; the seal stage did not finish")
+    evidence.gate(b)  # --vuln-gate
     names = b.distro.vmgenie
     checksum = sha256_file(b.vhdx)
     results = {n.split("::")[-1]: outcomes[n] for n in checklist}
@@ -75,6 +77,10 @@ def export(b: Build, checklist: list[str], outcomes: Mapping[str, str],
     record["manifest"] = dict(manifest)
     if b.vm_tree is not None and not b.vm_tree.is_dir():
         raise ExportError(f"the exported VM (with its .vmcx) is missing from {b.vm_tree}")
-    return writer.write_archive(
+    members = evidence.archive_members(b)  # the SBOMs
+    key = evidence.signing_key(s.sign_key)
+    archive = writer.write_archive(
         s.out_dir, names, b.vhdx, manifest, writer.readme(names, record, disk_only),
-        record, force=s.force, vm_tree=b.vm_tree)
+        record, force=s.force, vm_tree=b.vm_tree, members=members)
+    evidence.beside_archive(b, archive, key)  # SBOM copies, provenance, SHA256SUMS (signed)
+    return archive

@@ -16,6 +16,7 @@ from harness.archive import reader, vhdx
 from harness.archive.errors import ArchiveError
 from harness.build import Build
 from harness.errors import GmiError
+from harness.evidence import release as evidence
 from harness.host.tools import sha256_file
 
 # Facts an archive's build record may carry that sharpen the checks (else generic).
@@ -56,6 +57,9 @@ def import_archive(b: Build) -> None:
         layout = reader.layout(zf, names, manifest)
         record = _archived_record(zf, b)
         b.vhdx = reader.extract_vhdx(zf, names, b.workdir, manifest)
+        # its SBOMs, and their known vulnerabilities
+        evidence.from_archive(b, lambda entry, limit: reader.read_text(zf, entry, limit)
+                              if entry in zf.namelist() else None)
     info = vhdx.inspect(b.vhdx)
     b.record.update({
         "manifest": dict(manifest), "layout": dataclasses.asdict(layout),

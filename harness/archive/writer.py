@@ -12,7 +12,7 @@ import errno
 import os
 import shutil
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,9 @@ def readme(names: Names, record: Mapping[str, Any], disk_only: bool) -> str:
         "",
         "The build record (`gmi-build-record.yml`) lists every package, version, stage "
         "timing and check result.",
+        f"`{names.stem}.spdx.json` (SPDX 2.3) and `{names.stem}.cdx.json` (CycloneDX 1.5) are "
+        "its software bill of materials: every installed package with its version, "
+        "architecture, source package, purl and licence, the kernel, and this VHDX's SHA-256.",
         "",
     ]
     return "\n".join(lines)
@@ -124,9 +127,10 @@ def vm_tree_files(vm_tree: Path) -> list[tuple[Path, str]]:
 
 def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mapping[str, Any],
                   readme_text: str, record: Mapping[str, Any], *, force: bool,
-                  vm_tree: Path | None = None) -> Path:
+                  vm_tree: Path | None = None, members: Sequence[tuple[Path, str]] = ()) -> Path:
     """Write ``<out_dir>/GMI-<Os>-<Version>.zip`` and its ``.sha256``; atomic. With
-    ``vm_tree`` (a Hyper-V export), its ``.vmcx`` and the rest go in beside the disk."""
+    ``vm_tree`` (a Hyper-V export), its ``.vmcx`` and the rest go in beside the disk;
+    ``members`` (file, entry) at the archive's root (the SBOMs)."""
     target = out_dir / names.archive
     if target.exists() and not force:
         raise ExportError(f"{target} already exists; pass --force to replace it")
@@ -139,6 +143,8 @@ def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mappin
             zf.writestr(f"{names.stem}.yml", dump_yaml(manifest_data))
             zf.writestr(f"{names.stem}.md", readme_text)
             zf.writestr(RECORD_ENTRY, dump_yaml(record))
+            for path, entry in members:
+                zf.write(path, entry)
             for folder in (VM_DIR, SNAP_DIR):
                 zf.writestr(zipfile.ZipInfo(folder + "/"), "")
             for path, entry in extra_files:

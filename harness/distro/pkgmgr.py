@@ -28,6 +28,7 @@ class Apt:
         # apt's autoremove only removes what was installed automatically: nothing to keep.
         self.keep = tuple(keep)
 
+    package_format = "deb"  # what the release evidence reads: dpkg's database, purls pkg:deb
     env = "DEBIAN_FRONTEND=noninteractive"
     opts = "-y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
     # Build time only: dpkg unpacks without an fsync per file (a throwaway build VM;
@@ -107,6 +108,7 @@ class _Rpm:
 
     debootstrap: ClassVar[bool] = False
     debconf: ClassVar[bool] = False
+    package_format = "rpm"  # rpm's database (rpm -qa), purls pkg:rpm
     # rpm has no per-file fsync switch that dnf or zypper expose: nothing to undo.
     build_only_files: dict[str, str] = {}
 
@@ -227,3 +229,8 @@ def family(name: str, keep: Iterable[str] = ()) -> PackageManager:
     except KeyError:
         raise GmiError(f"unknown package-manager family {name!r}; known: {', '.join(FAMILIES)}") from None
     return cls(keep)
+
+
+def is_deb(family: str) -> bool:
+    """Whether the family's packages are .debs (dpkg's database) rather than rpms."""
+    return FAMILIES[family].package_format == "deb"

@@ -23,6 +23,7 @@ import pytest
 from harness import __version__
 from harness.backends import backend_class
 from harness.errors import GmiError
+from harness.evidence import release as evidence
 from harness.host import hostos
 from harness.plugin import fixtures, hooks, lifecycle, matrix, preflight, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
@@ -146,12 +147,26 @@ def pytest_configure(config: pytest.Config) -> None:
     terminate_as_interrupt()
     worker = getattr(config, "workerinput", None)
     settings = checked_settings(config, deep=worker is None)
+    if worker is None:
+        say_what_was_verified(settings)
     state = start_run(config, settings)
     if worker is None and subjects(settings) and not inspecting(config):
         make_run_folder(config, state)
         point_reports(config, state)
         start_the_package_cache(state)
     point_allure(config, state)
+
+
+def say_what_was_verified(settings: Settings) -> None:
+    """Release evidence checked at start (``--sign-key`` can sign; with ``--verify-key``
+    each archive's signed SHA256SUMS verifies): what was verified, one line each; a
+    failure is a usage error, one line."""
+    try:
+        lines = evidence.check_at_start(settings)
+    except GmiError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for line in lines:
+        print(f"gmi-harness: {line}", file=sys.stderr)
 
 
 def register_markers(config: pytest.Config) -> None:

@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from harness import __version__
+from harness import __version__, git_revision
 from harness.build import Build
 from harness.errors import GmiError, mask
+from harness.evidence import release as evidence
 from harness.log import clean_console
 from harness.plugin import lifecycle
 from harness.plugin.matrix import node_key, subject_id, subject_of, subjects
@@ -164,6 +164,8 @@ def build_summary(build: Build, run_dir: Path | None = None) -> dict[str, Any]:
         "timings": dict(build.timings), "versions": dict(build.record.get("versions", {})),
         "sizes": dict(build.record.get("sizes", {})),
         "install_iso": dict(build.record.get("install_iso", {})),
+        "vulnerabilities": dict(build.record.get(evidence.VULN_KEY, {})),
+        "evidence": dict(build.record.get(evidence.EVIDENCE_KEY, {})),
         "logs": [str(p.relative_to(run_dir)) if run_dir and p.is_relative_to(run_dir) else str(p)
                  for p in logs],
     }
@@ -248,16 +250,6 @@ def run_facts(config: pytest.Config, state: RunState) -> dict[str, Any]:
         "command": "pytest " + shlex.join(mask(str(a)) for a in config.invocation_params.args),
         "settings": state.settings.describe(),
     }
-
-
-def git_revision(where: Path) -> str:
-    """``git describe --always --dirty`` of the harness, or "unknown" outside git."""
-    try:
-        out = subprocess.run(["git", "-C", str(where), "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
 
 
 def summaries(state: RunState) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ from harness.checklist import ADVISORY_ITEMS, REQUIRED_ITEMS
 from harness.checklist import CHECKS_DIR as CHECKS_DIR  # (the plugin reads it here)
 from harness.checklist import labels_from_source as checklist_labels
 from harness.errors import GmiError, mask
+from harness.evidence import vulns
 from harness.report import release
 
 SCHEMA = "gmi-signoff/1"
@@ -101,6 +102,10 @@ class Subject:
     timings: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)  # relative to the run folder
     release_diff: dict[str, Any] = field(default_factory=dict)  # see harness.report.release
+    # the known vulnerabilities (harness.evidence.vulns) and the evidence files beside the
+    # archive (kind -> file name: SBOMs, provenance, SHA256SUMS, its signature)
+    vulnerabilities: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, str] = field(default_factory=dict)
     # The release's support on the run's date (harness.distro.lifecycle.Status.record):
     # state, end_of_life, source_url, short, line, and iso_from_archive when so.
     support: dict[str, str] = field(default_factory=dict)
@@ -110,6 +115,13 @@ class Subject:
     @property
     def archive_name(self) -> str:
         return Path(self.archive).name if self.archive else ""
+
+    def evidence_link(self, kind: str) -> str:
+        """An evidence file beside the archive (for :func:`render`'s ``link``)."""
+        name = self.evidence.get(kind, "")
+        if not name or "/" in name or name.startswith(".") or not self.archive:
+            return ""
+        return str(Path(self.archive).parent / name)
 
     @property
     def vhdx_bytes(self) -> int | None:
@@ -262,6 +274,10 @@ def load_data(path: Path) -> list[Subject]:
         iso = known.get("install_iso")
         known["install_iso"] = {str(k): str(v) for k, v in iso.items()} if isinstance(iso, dict) else {}
         known["release_diff"] = release.clean(known.get("release_diff"))
+        known["vulnerabilities"] = vulns.clean(known.get("vulnerabilities"))
+        ev = known.get("evidence")
+        known["evidence"] = {str(k): str(v) for k, v in ev.items() if re.fullmatch(r"[\w.:+/=-]+", str(v))
+                             } if isinstance(ev, dict) else {}
         support = known.get("support")
         known["support"] = ({str(k): str(v) for k, v in support.items()}
                             if isinstance(support, dict) else {})

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Tools only the harness's own tests run (tests/host_tools.py lists each test's tools;
 # tests/test_host_tools.py checks they are all installed here), so no test skips for a
 # missing tool on a fresh machine.
-TEST_APT_PACKAGES := openssl systemd procps dpkg
+TEST_APT_PACKAGES := openssl systemd procps dpkg unzip libarchive-tools 7zip
 # chromium: the sign-off page's screenshot test (headless). libxml2-utils, jing, debconf: the
 # installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
 # the signed checksum listings of the install ISOs. xorriso: remastering install ISOs.
@@ -25,9 +25,10 @@ TOOLS := .tools
 ALLURE := $(TOOLS)/node_modules/.bin/allure
 ALLURE_VERSION ?= 2.46.1
 # The type check as Windows sees the harness (it runs there with --backend=hyperv). The
-# QEMU backend is left out: it drives Linux tools (setsid, unix sockets, chown) and is
+# QEMU backend and the root-tree builders (harness/rootfs/, used only by it) are left out:
+# they drive Linux tools (setsid, unix sockets, chown, chroot) and are
 # refused on Windows before it is imported (harness/backends/__init__.py).
-MYPY_WIN32 := $(PY) -m mypy --platform win32 --exclude '^harness/backends/qemu/'
+MYPY_WIN32 := $(PY) -m mypy --platform win32 --exclude '^harness/(backends/qemu|rootfs)/'
 
 .PHONY: gmi test test-under-load setup host-packages venv tools lint clean
 

@@ -88,7 +88,6 @@ class BuildFacts(TypedDict, total=False):
     install_iso: dict[str, str]  # the ISO used: file, sha256, source, version
     install_iso_sha256: str
     answer_files: list[str]  # their names only: their text holds password hashes
-    first_boot_only: dict[str, list[str]]  # files and kernel parameters of the first boot
     root_uuid: str
     esp_uuid: str
     credentials_file: str  # (kept out of the archive)
@@ -175,9 +174,7 @@ class Build:
     record: BuildFacts = field(default_factory=lambda: BuildFacts())
     timings: dict[str, float] = field(default_factory=dict)
     steps: list[str] = field(default_factory=list)  # the steps running now, outermost first
-    # What needs a running system, queued while the stages run in a chroot: run by
-    # :meth:`run_live_steps` in the first boot.
-    live_steps: list[tuple[str, Callable[[], object]]] = field(default_factory=list)
+    working_depth: int = 0  # inside how many working() blocks (the outermost one counts)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("gmi.build"))
     progress: Callable[[str], None] = field(
         default=lambda line: print(line, file=sys.stderr, flush=True))
@@ -236,19 +233,30 @@ class Build:
         """Count ``seconds`` of real work (``guest`` commands, ``boot`` waits, host
         ``tools`` such as debootstrap and qemu-img) against the stage running now, in
         the build record's ``work_seconds``; the rest of a stage's wall time is the
-        harness's own overhead (what benchmarks/build.py reports)."""
+        harness's own overhead (what benchmarks/build.py reports). Inside a
+        :meth:`working` block the block counts, once."""
+        if self.working_depth:
+            return
+        self._add_work(kind, seconds)
+
+    def _add_work(self, kind: str, seconds: float) -> None:
         stage = self.steps[0].split(":")[0] if self.steps else "other"
         work = self.record.setdefault("work_seconds", {}).setdefault(stage, {})
         work[kind] = round(work.get(kind, 0.0) + seconds, 2)
 
     @contextlib.contextmanager
     def working(self, kind: str) -> Iterator[None]:
-        """Time the block as real work of ``kind`` (see :meth:`account`)."""
+        """Time the block as real work of ``kind`` (see :meth:`account`); work timed
+        inside it (a host tool's run, a chroot command) is part of it, not counted
+        again."""
         start = time.monotonic()
+        self.working_depth += 1
         try:
             yield
         finally:
-            self.account(kind, time.monotonic() - start)
+            self.working_depth -= 1
+            if not self.working_depth:
+                self._add_work(kind, time.monotonic() - start)
 
     def connect(self) -> Guest:
         """An SSH session as root to the build VM (host keys pinned when known)."""
@@ -281,28 +289,6 @@ class Build:
     def live(self) -> bool:
         """Whether the stages reach a running system (False: its root tree, in a chroot)."""
         return self._guest().live
-
-    def when_live(self, what: str, step: Callable[[], object], once: bool = False) -> None:
-        """Run ``step`` now on a running system; in a chroot, queue it for the first
-        boot (:meth:`run_live_steps`), in order. For what a root tree cannot do: the
-        mounted ESP, ``update-grub`` probing the real disk, an initramfs built for the
-        VM's hardware, ``fstrim``. ``once``: the step only reads the system's present
-        configuration (update-grub regenerating grub.cfg): queued once, where it was
-        first asked for, since every queued step runs after all the chroot's work."""
-        if self.live:
-            step()
-        elif once and any(w == what for w, _ in self.live_steps):
-            self.log.info("(at the first boot, queued already: %s)", what)
-        else:
-            self.log.info("(at the first boot: %s)", what)
-            self.live_steps.append((what, step))
-
-    def run_live_steps(self) -> None:
-        """The queued steps, each a named step, in the order the stages queued them."""
-        while self.live_steps:
-            what, step = self.live_steps.pop(0)
-            with self.step(f"first_boot: {what}"):
-                step()
 
     def restart(self) -> None:
         """Power the build VM off from inside (ACPI as the fallback), start it again

@@ -223,8 +223,8 @@ SETTINGS: tuple[Setting, ...] = (
     *_section("the QEMU backend",
         Setting("accel", "QEMU accelerator: auto probes KVM with a short real boot, else TCG",
                 "auto", _as_str, ACCELS),
-        Setting("prepare", "where stages 2-5 run: chroot (the new system's root tree on this host, "
-                "then one boot for what needs a running system; mkosi's way), vm (over SSH in the "
+        Setting("prepare", "where stages 2-6 run: chroot (the new system's root tree on this host, "
+                "which first boots as the checks' clone; mkosi's way), vm (over SSH in the "
                 "booted build VM, as on Hyper-V) or auto (chroot where Step 1 is debootstrap); "
                 "DISTRO=MODE for one distro (repeatable)", (), _as_prepare, multiple=True),
         Setting("incremental", "reuse Step 1's installed tree (debootstrap, updates, boot packages) "
@@ -560,13 +560,7 @@ def read(
     for s in SETTINGS:
         if s.secret and values[s.name]:
             register_secret(str(values[s.name]))
-    if values["promote"] and not values["gmi"] and not refused & {"promote", "gmi"}:
-        problems.append("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
-    if values["vuln_gate"] != "off" and not values["vuln_db"] and not refused & {"vuln_gate", "vuln_db"}:
-        problems.append(f"--vuln-gate={values['vuln_gate']} needs the data to judge with: give "
-                        "--vuln-db FILE_OR_URL (Debian's security tracker JSON or OSV records)")
-    if values["verify_key"] and not values["gmi"] and not refused & {"verify_key", "gmi"}:
-        problems.append("--verify-key checks the signatures of archives given with --gmi ARCHIVE")
+    problems += _combination_problems(values, refused)
     scratch = Path(values["scratch"]).expanduser().resolve()
     if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
         where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(
@@ -576,6 +570,19 @@ def read(
                         "choose a folder outside it")
         refused.add("scratch")
     return Reading(Settings(values, sources), tuple(problems), frozenset(refused))
+
+
+def _combination_problems(values: Mapping[str, Any], refused: set[str]) -> list[str]:
+    """Settings that need another one (each said only when neither was refused)."""
+    problems = []
+    if values["promote"] and not values["gmi"] and not refused & {"promote", "gmi"}:
+        problems.append("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
+    if values["vuln_gate"] != "off" and not values["vuln_db"] and not refused & {"vuln_gate", "vuln_db"}:
+        problems.append(f"--vuln-gate={values['vuln_gate']} needs the data to judge with: give "
+                        "--vuln-db FILE_OR_URL (Debian's security tracker JSON or OSV records)")
+    if values["verify_key"] and not values["gmi"] and not refused & {"verify_key", "gmi"}:
+        problems.append("--verify-key checks the signatures of archives given with --gmi ARCHIVE")
+    return problems
 
 
 def resolve(

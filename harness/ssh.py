@@ -274,9 +274,9 @@ def put_script(path: str, content: str, mode: int = 0o644) -> str:
 class Shell(Protocol):
     """How the stages reach the new system: :class:`Guest` (SSH to a running VM) or,
     on the QEMU backend, a chroot of the image's root tree on this host
-    (:class:`harness.backends.qemu.chroot.ChrootShell`). ``live``: a running system
-    (services, mounted ESP, the disk to trim); what needs one waits for the first boot
-    (:meth:`harness.build.Build.when_live`)."""
+    (:class:`harness.rootfs.chroot.ChrootShell`). ``live``: a running system
+    (services, a mounted ESP, a disk to trim); the stages ask it where the two
+    differ."""
 
     live: bool
 

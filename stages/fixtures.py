@@ -17,7 +17,6 @@ from harness.plugin.fixtures import fail_subject, run_stage
 from harness.plugin.run import STATE_KEY
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
-from .s1_provision import first_boot
 from .s6_promote import promote
 from .s7_clone import CHECK_USER, Clone, boot_clone, check_template, collect_logs
 
@@ -32,7 +31,8 @@ def _check_template(request: pytest.FixtureRequest, build: Build) -> None:
 @pytest.fixture(scope="session")
 def provisioned(request: pytest.FixtureRequest, build: Build) -> Build:
     """Step 1: the build VM exists with a fresh install and answers SSH; with
-    ``--prepare=chroot``: the fresh install's root tree, entered by a chroot shell."""
+    ``--prepare=chroot``: the fresh install's root tree, entered by a chroot shell
+    (stages 2-6 run there; the image's first boot is the clone's)."""
     _check_template(request, build)
     return run_stage(request, build, provision)
 
@@ -57,13 +57,9 @@ def hyperv_integrated(request: pytest.FixtureRequest, cloud_init_prepared: Build
 
 @pytest.fixture(scope="session")
 def cleaned(request: pytest.FixtureRequest, hyperv_integrated: Build) -> Build:
-    """Step 5: journal vacuumed, GRUB timeout 0, caches and artifacts gone, trimmed.
-    After ``--prepare=chroot``: then the first boot, which runs what needed a running
-    system (the initramfs, update-grub, the EFI fallback path, fstrim)."""
-    b = run_stage(request, hyperv_integrated, cleanup)
-    if not b.live:
-        run_stage(request, b, first_boot)
-    return b
+    """Step 5: journal vacuumed, GRUB timeout 0, caches and artifacts gone, trimmed
+    (a root tree needs no trim: it becomes a sparse disk)."""
+    return run_stage(request, hyperv_integrated, cleanup)
 
 
 @pytest.fixture(scope="session")

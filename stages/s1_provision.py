@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 from harness.build import Build, Credentials
+
+from .shell import running_kernel
 
 
 def provision(b: Build) -> None:
@@ -21,9 +22,10 @@ def provision(b: Build) -> None:
     # In scratch (deleted with it unless --keep), so a kept VM can be reached.
     b.creds.key.write_private(b.workdir / "build.key")
     shell = b.backend.prepare_in_chroot(b)
-    if shell is not None:  # stages 2-5 in the root tree; first_boot boots it
+    if shell is not None:  # stages 2-6 in the root tree; its first boot is the clone
         b.guest = shell
         b.record["prepared_in"] = "chroot"
+        _read_facts(b)
         return
     b.record["prepared_in"] = "vm"
     b.vm = b.backend.provision(b)
@@ -32,30 +34,14 @@ def provision(b: Build) -> None:
     _read_facts(b)
 
 
-def first_boot(b: Build) -> None:
-    """After stages 2-5 ran in the root tree (``--prepare=chroot``): the disk made from
-    it, its one boot, the first-boot-only settings gone, and the steps that needed a
-    running system, in the order the stages queued them."""
-    b.vm = b.backend.first_boot(b)
-    with b.step("first_boot: boot to SSH"):
-        b.connect()
-    _read_facts(b)
-    only = b.record.get("first_boot_only", {})
-    if only.get("files"):
-        b.sh("rm -f -- " + " ".join(shlex.quote(f) for f in only["files"]),
-             what="remove the first boot's own settings")
-    b.run_live_steps()
-    grub_cfg = shlex.quote(b.distro.boot.grub_cfg)
-    for param in only.get("kernel_cmdline", ()):
-        b.sh(f"if grep -q -- {shlex.quote(param)} {grub_cfg}; then echo '{param} is still in "
-             f"{b.distro.boot.grub_cfg}'; exit 1; fi", what=f"{param} was for the first boot only")
-
-
 def _read_facts(b: Build) -> None:
-    """What the booted build VM is: machine-id, NIC, kernel, SSH host keys."""
-    facts = b.sh(
-        "cat /etc/machine-id; ip -o link show | awk -F': ' '$2!=\"lo\"{print $2; exit}'; "
-        "uname -r", what="read machine-id, NIC and kernel").split()
-    b.record["build_machine_id"], b.record["build_nic"], b.record["install_kernel"] = facts[:3]
+    """What the fresh install is: machine-id, kernel (the one it boots), SSH host keys,
+    and the booted build VM's NIC."""
+    machine_id, kernel = b.sh(f"cat /etc/machine-id; {running_kernel(b.live)}",
+                              what="read machine-id and kernel").split()[:2]
+    b.record["build_machine_id"], b.record["install_kernel"] = machine_id, kernel
+    if b.live:
+        b.record["build_nic"] = b.sh("ip -o link show | awk -F': ' '$2!=\"lo\"{print $2; exit}'",
+                                     what="read the NIC").strip()
     keys = b.sh("cat /etc/ssh/ssh_host_*_key.pub", what="read the SSH host keys", quiet=True)
     b.record["build_host_keys"] = sorted(" ".join(k.split()[:2]) for k in keys.splitlines())

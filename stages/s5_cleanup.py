@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from harness.build import Build
 from harness.evidence import provenance
 
+from .s4_hyperv import update_grub
 from .shell import grub_settings_script
 
 # The build's own boot records, which virt-sysprep's random-seed and logfiles operations
@@ -16,8 +17,12 @@ from .shell import grub_settings_script
 # when they stop (the seed saved, the shutdown recorded), so on a running system they are
 # stopped first; nothing recreates either file before the seal powers off (glibc appends
 # to wtmp only when it exists; systemd-tmpfiles makes it at the next boot, the clone's).
-BOOT_RECORDS = ("/var/lib/systemd/random-seed", "/var/log/wtmp")
-BOOT_RECORD_WRITERS = ("systemd-random-seed.service", "systemd-update-utmp.service")
+# Where systemd is built without utmp (Debian 13) wtmp's successor is wtmpdb's database,
+# written at boot by wtmpdb-update-boot when the wtmpdb package is installed; a writer the
+# image does not have is not stopped (systemctl would fail: "Unit ... not loaded").
+BOOT_RECORDS = ("/var/lib/systemd/random-seed", "/var/log/wtmp", "/var/lib/wtmpdb/wtmp.db")
+BOOT_RECORD_WRITERS = ("systemd-random-seed.service", "systemd-update-utmp.service",
+                       "wtmpdb-update-boot.service")
 
 
 def remove_build_only_files(files: Iterable[str]) -> str:
@@ -30,7 +35,10 @@ def remove_boot_records(live: bool) -> str:
     """Remove :data:`BOOT_RECORDS` (their writers stopped first on a running system); fail
     if one stays."""
     files = " ".join(shlex.quote(f) for f in BOOT_RECORDS)
-    stop = f"systemctl stop {' '.join(BOOT_RECORD_WRITERS)}\n" if live else ""
+    writers = " ".join(BOOT_RECORD_WRITERS)
+    stop = (f"for unit in {writers}; do\n"
+            "  if systemctl cat -- \"$unit\" >/dev/null 2>&1; then systemctl stop -- \"$unit\"; fi\n"
+            "done\n") if live else ""
     return f"{stop}rm -f -- {files}\nfor f in {files}; do test ! -e \"$f\"; done"
 
 
@@ -40,11 +48,8 @@ def cleanup(b: Build) -> None:
     b.sh(f"journalctl --vacuum-time={shlex.quote(spec.journal_vacuum)}", what="vacuum the journal")
     b.sh(grub_settings_script(boot.grub_defaults_file, dict(boot.grub_settings),
                               boot.kernel_cmdline), what="GRUB: no menu, serial console")
-    # (in a chroot update-grub would write the host's root device: at the first boot)
-    b.when_live("update-grub", lambda: b.sh(boot.grub_update, what="update-grub"), once=True)
-    b.when_live("grub.cfg timeout 0",
-                lambda: b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}",
-                             what="grub.cfg timeout 0"))
+    update_grub(b)
+    b.sh(f"grep -q '^ *set timeout=0' {shlex.quote(boot.grub_cfg)}", what="grub.cfg timeout 0")
     b.sh(pm.autoremove(), what="autoremove")
     # (the provenance's materials: the repositories' signed metadata, before it goes)
     b.record["repository_metadata"] = provenance.repository_metadata(
@@ -59,12 +64,9 @@ def cleanup(b: Build) -> None:
     b.sh("find /var/log -type f \\( -name '*.gz' -o -name '*.[0-9]' -o -name '*.old' \\) -delete\n"
          "find /var/log -type f ! -path '/var/log/journal/*' -exec truncate -s 0 {} +",
          what="truncate logs")
-    if not b.live:  # (and again at the first boot, which makes both anew)
-        b.sh(remove_boot_records(live=False), what="remove the build's random seed and wtmp")
-    b.when_live("the build's random seed and wtmp",
-                lambda: b.sh(remove_boot_records(live=True), what="remove the build's random seed and wtmp"))
-    # (in a chroot: at the first boot, after what it writes)
-    b.when_live("fstrim", lambda: trim(b))
+    b.sh(remove_boot_records(live=b.live), what="remove the build's random seed and wtmp")
+    if b.live:  # (a root tree becomes a sparse disk: nothing to give back)
+        trim(b)
 
 
 def trim(b: Build) -> None:

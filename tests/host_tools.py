@@ -40,6 +40,10 @@ TOOLS = {
     "mkfs.ext4": "e2fsprogs",
     "debugfs": "e2fsprogs",
     "sfdisk": "fdisk",
+    # other zip readers of the archive's parallel deflate (test_deflate.py)
+    "unzip": "unzip",
+    "bsdtar": "libarchive-tools",
+    "7zz": "7zip",
 }
 
 

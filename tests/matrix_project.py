@@ -5,6 +5,10 @@ and a few checklist tests that pass, fail and skip. Used by the report tests."""
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -112,3 +116,40 @@ def run(pytester: pytest.Pytester, out: Path, *args: str,
     return pytester.runpytest_subprocess(
         *xdist, *(f"--distro={d}" for d in distros), f"--out={out}", f"--scratch={out / 'scratch'}",
         "-p", "no:cacheprovider", "-W", "ignore::pytest.PytestUnknownMarkWarning", *args)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A run of the fake project made once for a whole test module (``once``)."""
+
+    out: Path
+    returncode: int
+    output: str
+
+    def outcomes(self) -> dict[str, int]:
+        """pytest's closing counts (its last ``== ... in N s ==`` line)."""
+        closing = [ln for ln in self.output.splitlines() if re.match(r"^=+ .* in [\d.]+s", ln)][-1:]
+        return {word: int(n) for n, word in
+                re.findall(r"(\d+) (passed|failed|skipped|error)", closing[0] if closing else "")}
+
+
+def once(folder: Path, *args: str, distros: tuple[str, ...] = ("debian-12", "debian-13"),
+         workers: int = 2) -> Ran:
+    """The fake project written into ``folder``/proj and run there as a user runs it, for
+    a module-scoped fixture: the report tests that only read what one run left share
+    it (pytester's own runs are per test)."""
+    proj, out = folder / "proj", folder / "out"
+    proj.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (proj / "conftest.py").write_text(CONFTEST)
+    (proj / "test_checks.py").write_text(CHECKS)
+    env = {**os.environ, "MATRIX_OUT": str(out / "matrix.log"), "GMI_ACCEL": "tcg",
+           "GMI_HYPERV_PASSWORD": SECRET,
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    xdist = ("-n", str(workers)) if workers else ()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *xdist, *(f"--distro={d}" for d in distros), f"--out={out}",
+         f"--scratch={out / 'scratch'}", "-p", "no:cacheprovider",
+         "-W", "ignore::pytest.PytestUnknownMarkWarning", f"--rootdir={proj}", *args],
+        cwd=proj, env=env, capture_output=True, text=True, timeout=900)
+    return Ran(out, proc.returncode, proc.stdout + proc.stderr)

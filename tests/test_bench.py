@@ -55,6 +55,16 @@ def test_working_counts_even_when_the_block_fails(tmp_path: Path) -> None:
     assert b.steps == []
 
 
+def test_work_inside_a_working_block_is_counted_once(tmp_path: Path) -> None:
+    """A host tool's run (its own working block) or a chroot command inside a timed
+    block is part of the block: the stage's work never exceeds its wall time."""
+    b = make_build(tmp_path)
+    with b.step("seal"), b.working("tools"), b.working("tools"):
+        b.account("guest", 100.0)
+    assert b.record["work_seconds"]["seal"]["tools"] < 5 and "guest" not in b.record["work_seconds"]["seal"]
+    assert b.working_depth == 0
+
+
 # --- the benchmark reads what a run wrote -----------------------------------------------
 
 
@@ -94,7 +104,7 @@ def test_benchmark_reads_a_run(tmp_path: Path) -> None:
     assert fig.stages["update"]["overhead_pct"] == 5.0
     assert fig.stages["update"]["downloaded_bytes"] == 1_024_000
     assert fig.stages["clone"]["wall_s"] == 100.0
-    assert fig.stages["checks and export"]["wall_s"] == 700.0 - 260.0
+    assert fig.stages["checks"]["wall_s"] == 700.0 - 260.0
     assert fig.sizes["vhdx_per_used"] == pytest.approx(1.111, abs=1e-3)
     assert fig.sizes["scratch_per_vhdx"] == 2.0
     assert fig.clone == {"boot_to_ssh_s": 70.0, "cloud_init_done_s": 30.0, "boot_seconds_record": 0.0}

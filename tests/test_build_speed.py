@@ -15,10 +15,10 @@ from harness.stages.s6_seal import seal_script
 
 from harness import distro, settings
 from harness.backends.qemu import backend as qbackend
-from harness.backends.qemu import debootstrap
 from harness.backends.qemu import vm as qvm
 from harness.build import Build, Credentials
 from harness.distro.pkgmgr import Apt, family
+from harness.rootfs import debootstrap
 
 D = distro.load("debian-12")
 UNSAFE = next(iter(Apt.build_only_files))
@@ -37,7 +37,7 @@ def test_step1_upgrades_then_keeps_only_the_newest_kernel(tmp_path: Path) -> Non
     # (what a build from scratch runs in the new system: the package work, then its own part)
     b = make_build(tmp_path)
     script = (debootstrap._packages_script(b)
-              + debootstrap._per_build_script(b, keep_diverted=False, fresh_ids=False))
+              + debootstrap._per_build_script(b, keep_tree=False, fresh_ids=False))
     pm = Apt()
     order = [script.index(pm.refresh()), script.index(pm.upgrade()),
              script.index(pm.install(D.install.boot_packages)),
@@ -46,6 +46,19 @@ def test_step1_upgrades_then_keeps_only_the_newest_kernel(tmp_path: Path) -> Non
     assert order == sorted(order), "refresh, upgrade, boot packages, old kernels out, then undivert"
     assert "apt-get clean" not in script  # it would empty the host's package cache
     assert "autoclean" in script
+
+
+def test_in_a_chroot_only_grub_install_stays_diverted(tmp_path: Path) -> None:
+    """--prepare=chroot: update-grub is GRUB's own in the tree (the chroot's grub-probe
+    answers for the image's disk), grub-install stays diverted until the disk is made
+    (the ESP is a folder until then), and the disk's script puts it back."""
+    b = make_build(tmp_path)
+    script = debootstrap._per_build_script(b, keep_tree=True, fresh_ids=False)
+    assert "dpkg-divert --local --rename --remove /usr/sbin/update-grub" in script
+    assert "/usr/sbin/grub-install" not in script
+    back = debootstrap.undivert_script([debootstrap.GRUB_INSTALL])
+    assert "dpkg-divert --local --rename --remove /usr/sbin/grub-install" in back
+    assert "update-grub" not in back
 
 
 def _fake_tools(tmp_path: Path, installed: list[str]) -> dict[str, str]:
@@ -136,7 +149,8 @@ def test_only_the_build_vm_gets_the_unsafe_cache(tmp_path: Path, monkeypatch) ->
         return name
 
     monkeypatch.setattr(qbackend.QemuBackend, "new_vm", new_vm)
-    monkeypatch.setattr(qbackend, "install", lambda build, nics: tmp_path / "build.raw")
+    monkeypatch.setattr(debootstrap.Debootstrap, "install_disk",
+                        lambda self, build, nics: tmp_path / "build.raw")
     monkeypatch.setattr(qbackend, "qemu_img", lambda *a: "")
     b, backend = make_build(tmp_path), qbackend.QemuBackend()
     backend.provision(b)

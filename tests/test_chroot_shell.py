@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from host_tools import needs
 
-from harness.backends.qemu.chroot import ChrootShell
 from harness.errors import GuestCommandError
+from harness.rootfs.chroot import ChrootShell, ImageDisk
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="chroot and mount namespaces need root"),
     needs("unshare"),
 ]
 
-TOOLS = ("bash", "sh", "cat", "mkdir", "dirname", "chmod", "sleep", "ls", "env", "readlink")
+TOOLS = ("bash", "sh", "cat", "mkdir", "dirname", "chmod", "sleep", "ls", "env", "readlink", "head", "wc")
 
 
 def mini_root(root: Path) -> Path:
@@ -80,9 +80,11 @@ def test_a_failure_is_one_line_with_the_last_output(shell: ChrootShell):
 
 
 def test_a_command_past_its_timeout_is_killed(shell: ChrootShell):
+    # (a duration no other process on a shared machine sleeps for)
+    nap = f"sleep 30.{os.getpid()}"
     with pytest.raises(GuestCommandError, match="did not finish in 1 s"):
-        shell.run("sleep 30", timeout=1, what="sleeps")
-    out = subprocess.run(["pgrep", "-f", "sleep 30"], capture_output=True, text=True).stdout
+        shell.run(nap, timeout=1, what="sleeps")
+    out = subprocess.run(["pgrep", "-f", nap], capture_output=True, text=True).stdout
     assert not out.strip()
 
 
@@ -109,3 +111,29 @@ def test_a_removed_tree_is_said_plainly(shell: ChrootShell):
     shutil.rmtree(shell.root)
     with pytest.raises(GuestCommandError, match="is gone"):
         shell.run("true")
+
+
+def test_the_image_disk_is_what_the_tree_sees(tmp_path: Path):
+    """update-grub in the tree must describe the image, never this host (local build
+    notes #14): grub-probe answers for the image's root filesystem, /dev has no disk of
+    the host's and names the image's root by UUID (GRUB writes root=UUID= only when it
+    is there), the host's firmware is hidden; all of it gone after the command."""
+    root = mini_root(tmp_path / "root")
+    (root / "usr/sbin").mkdir(parents=True)
+    (root / "usr/sbin/grub-probe").write_text("#!/bin/sh\necho the-host\n")
+    (root / "usr/sbin/grub-probe").chmod(0o755)
+    uuid = "0d7c3f52-1111-4222-8333-944455556666"
+    sh = ChrootShell(root, logger=logging.getLogger("test.chroot"),
+                     image=ImageDisk.write(uuid, tmp_path))
+    out = sh.run("/usr/sbin/grub-probe --target=fs_uuid /; /usr/sbin/grub-probe -t device /; "
+                 "/usr/sbin/grub-probe --device /dev/sda2 --target=fs; ls /dev/disk/by-uuid; ls /dev; "
+                 "ls -A /sys/firmware | wc -l; echo x > /dev/null; head -c 3 /dev/urandom | wc -c").output
+    lines = out.splitlines()
+    assert lines[:4] == [uuid, "/dev/sda2", "ext2", uuid]
+    host_disks = {p.name for p in Path("/dev").iterdir() if re.fullmatch(r"(sd|vd|nvme|xvd)\w+", p.name)}
+    assert not host_disks & set(lines), "a disk of this host is visible in the tree"
+    assert lines[-2:] == ["0", "3"]
+    assert sh.run("/usr/sbin/grub-probe -t nonsense /", check=False).rc == 1
+    # the tree itself was not changed: outside the namespace its grub-probe is its own
+    assert (root / "usr/sbin/grub-probe").read_text().endswith("echo the-host\n")
+    assert not list((root / "dev").iterdir())

@@ -310,7 +310,7 @@ OLD_ARCHIVE = b"PK\x05\x06" + b"\0" * 18  # an (empty) zip: the archive a previo
 STAGE_TEST = '''
 import os, threading, time
 from harness.archive import writer
-from harness.backends.qemu import debootstrap
+from harness.rootfs import debootstrap
 from harness.build import Credentials
 from tests.fault_vm import blank_vm
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.qemu import journal
-from harness.backends.qemu.debootstrap import ext4_extended
 from harness.errors import HypervisorError
+from harness.rootfs import journal
+from harness.rootfs.debootstrap import ext4_extended
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.skipif(

@@ -22,11 +22,11 @@ from harness.stages.s6_seal import seal_script
 from host_tools import needs
 
 from harness import distro, settings
-from harness.backends.qemu import pkgcache
 from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build, Credentials
 from harness.errors import GmiError
 from harness.plugin import run
+from harness.rootfs import pkgcache
 from tests.test_distro_stages import RecordingGuest
 
 DEB = "debian/pool/main/h/hello/hello_2.10-3_amd64.deb"
@@ -96,7 +96,7 @@ def test_a_package_fetched_once_is_served_from_the_cache(tmp_path: Path, mirror)
 @needs("apt-cacher-ng")
 def test_the_cache_dies_with_the_process_that_started_it(tmp_path: Path):
     """However the harness ends (SIGKILL included), its cache does not outlive it."""
-    code = ("import sys, time; from pathlib import Path; from harness.backends.qemu import pkgcache; "
+    code = ("import sys, time; from pathlib import Path; from harness.rootfs import pkgcache; "
             f"c = pkgcache.start(Path({str(tmp_path / 'logs')!r}), Path({str(tmp_path / 'c')!r})); "
             "print(c.proc.pid, flush=True); time.sleep(60)")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,

@@ -24,8 +24,8 @@ from harness.stages.shell import grub_settings_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.backends.qemu.chroot import chroot_wrapper
 from harness.distro.pkgmgr import Apt, Dnf, Zypper
+from harness.rootfs.chroot import chroot_wrapper
 from harness.ssh import Guest, KeyPair, Result
 
 # Any text a value could hold (argv cannot carry NUL; lone surrogates are not text).

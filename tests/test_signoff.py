@@ -201,19 +201,20 @@ def test_command_line_writes_one_page_from_several_runs(tmp_path, capsys):
 # ------------------------------------------------------ a run writes its own page
 
 
-@pytest.fixture
-def matrix_run(pytester: pytest.Pytester, tmp_path, monkeypatch) -> Path:
-    """A fake two-distro run under -n 2 (debian-13 fails one check); its run folder."""
-    matrix_project.make(pytester, monkeypatch, tmp_path)
+@pytest.fixture(scope="module")
+def matrix_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake two-distro run under -n 2 (debian-13 fails one check); its run folder.
+    One for the module: its tests only read what it left."""
+    folder = tmp_path_factory.mktemp("signoff")
     # an earlier release of debian-12 under --out: the page compares with it
-    earlier = tmp_path / "2026-10" / "GMI-Debian-12.zip"
-    earlier.parent.mkdir()
+    earlier = folder / "out" / "2026-10" / "GMI-Debian-12.zip"
+    earlier.parent.mkdir(parents=True)
     with zipfile.ZipFile(earlier, "w") as zf:
         zf.writestr("gmi-build-record.yml", "distro: debian-12\nbuilt: '2026-10-01T00:00:00Z'\n"
                     "versions: {kernel: 6.1.0-25-amd64}\npackages: [cloud-init 22.4.2]\n")
-    result = matrix_project.run(pytester, tmp_path)
-    result.assert_outcomes(passed=12, failed=1, skipped=1)
-    return next((tmp_path / "runs").glob("2*"))
+    ran = matrix_project.once(folder)
+    assert ran.outcomes() == {"passed": 12, "failed": 1, "skipped": 1}, ran.output
+    return next((ran.out / "runs").glob("2*"))
 
 
 def test_run_leaves_signoff_data_and_page(matrix_run: Path):

@@ -131,3 +131,54 @@ def test_seal_fails_when_a_console_less_vm_stays_up(tmp_path: Path, monkeypatch:
     with pytest.raises(HypervisorError, match="did not power itself off"):
         seal_mod.seal(b)
     assert vm.stopped_hard and b.vhdx is None
+
+
+@pytest.mark.parametrize("present", [
+    ("systemd-random-seed.service", "systemd-update-utmp.service"),  # Debian 12
+    ("systemd-random-seed.service",),  # Debian 13: systemd without utmp, no wtmpdb
+    ("systemd-random-seed.service", "wtmpdb-update-boot.service"),  # wtmpdb installed
+])
+def test_the_boot_records_go_stopping_only_the_writers_the_image_has(tmp_path: Path, present):
+    """On a running system each writer the image has is stopped before its file goes; one
+    it does not have is not asked to stop (systemctl would fail: 'Unit ... not loaded',
+    as the VM path's debian-13 build did in CI). Run through bash with a systemctl that
+    behaves so, the records' paths moved under tmp_path."""
+    from harness.stages.s5_cleanup import BOOT_RECORDS, remove_boot_records
+
+    bindir, log = tmp_path / "bin", tmp_path / "systemctl.log"
+    bindir.mkdir()
+    (bindir / "systemctl").write_text(
+        "#!/bin/bash\n"
+        f"present=' {' '.join(present)} '\n"
+        f"echo \"$*\" >> {log}\n"
+        'case " $present " in *" $3 "*) exit 0;; esac\n'
+        'echo "Failed to $1 $3: Unit $3 not loaded." >&2; exit 5\n')
+    (bindir / "systemctl").chmod(0o755)
+    for record in BOOT_RECORDS:
+        (tmp_path / record.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / record.lstrip("/")).write_text("the build's")
+    script = remove_boot_records(live=True).replace(" /var/", f" {tmp_path}/var/")
+    assert "/var/" not in script.replace(f"{tmp_path}/var/", "")  # (never the host's own)
+    env = {"PATH": f"{bindir}:/usr/bin:/bin"}
+    subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=True, env=env)
+    assert not [r for r in BOOT_RECORDS if (tmp_path / r.lstrip("/")).exists()]
+    stopped = [ln.split()[-1] for ln in log.read_text().splitlines() if ln.startswith("stop ")]
+    assert stopped == list(present)
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_the_seal_writes_the_sboms_on_both_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 live: bool):
+    """The SBOMs are made from the VHDX once the seal has made it, on the VM path and on
+    the chroot path alike (CI's chroot build once had none: the check found no SPDX file)."""
+    import harness.stages.s6_seal as seal_mod
+
+    calls: list[str] = []
+    monkeypatch.setattr(seal_mod, "record_facts", lambda b: calls.append("facts"))
+    monkeypatch.setattr(seal_mod, "seal_vm", lambda b: calls.append("vm"))
+    monkeypatch.setattr(seal_mod, "seal_tree", lambda b: calls.append("tree"))
+    monkeypatch.setattr(seal_mod.evidence, "after_seal", lambda b: calls.append("sboms"))
+    b = Build(D, settings.resolve({}, env={}), object(), "r", tmp_path, tmp_path)  # type: ignore[arg-type]
+    b.guest = type("G", (), {"live": live})()  # type: ignore[assignment]
+    seal_mod.seal(b)
+    assert calls == ["facts", "vm" if live else "tree", "sboms"]

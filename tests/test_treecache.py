@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import pytest
 from host_tools import needs
 
-from harness.backends.qemu import treecache
+from harness.rootfs import treecache
 
 
 @pytest.fixture

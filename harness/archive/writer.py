@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from harness.archive import deflate
 from harness.archive.format import RECORD_ENTRY, SNAP_DIR, VM_DIR
 from harness.distro import VmgenieNames
 from harness.errors import ExportError
@@ -149,7 +150,7 @@ def write_archive(out_dir: Path, names: Names, vhdx: Path, manifest_data: Mappin
                 zf.writestr(zipfile.ZipInfo(folder + "/"), "")
             for path, entry in extra_files:
                 zf.write(path, entry)
-            zf.write(vhdx, names.vhdx_entry)
+            deflate.write(zf, vhdx, names.vhdx_entry, level=6)  # (on every core)
         digest = sha256_file(tmp)
         with tmp.open("rb") as f:
             os.fsync(f.fileno())

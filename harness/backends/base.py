@@ -6,7 +6,7 @@ into it (Step 1), power VMs on and off, compact the disk and turn it into a dyna
 VHDX (Step 6), and boot a brand-new VM from a finished disk with a seed ISO (the
 checks). Everything inside the guest is done by the stages, the same for every
 backend: over SSH, or (QEMU, ``--prepare=chroot``) in the new system's root tree on
-the host before its first boot.
+the host, so that the image's first boot is the checks' clone.
 """
 
 from __future__ import annotations
@@ -193,16 +193,18 @@ class Backend(ABC):
 
     def prepare_in_chroot(self, build: Build) -> Shell | None:
         """Step 1 for ``--prepare=chroot``: the fresh install as a root tree on this host
-        and a shell into it, for stages 2-5; None: this build prepares in its VM
+        and a shell into it, for stages 2-6; None: this build prepares in its VM
         (:meth:`provision`). A backend without root trees refuses ``chroot``."""
         if prepare_mode(build.settings.prepare, build.distro.name) == "chroot":
             raise ConfigError(f"--prepare=chroot: the {self.name} backend prepares in the build VM; "
                               "use --prepare=vm (or auto)")
         return None
 
-    def first_boot(self, build: Build) -> VM:
-        """After ``--prepare=chroot``: the disk made from the prepared tree, booted."""
-        raise GmiError(f"the {self.name} backend has no prepared root tree to boot")
+    def export_tree(self, build: Build, vhdx: Path) -> ExportedDisk:
+        """Step 6 on the host after ``--prepare=chroot``: the prepared and sealed root
+        tree made into the image's disk, and that disk into a dynamic VHDX at ``vhdx``
+        (the image never booted: its first boot is the checks' clone)."""
+        raise GmiError(f"the {self.name} backend has no prepared root tree")
 
     @abstractmethod
     def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:

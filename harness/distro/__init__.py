@@ -239,6 +239,10 @@ class HyperVIntegrationSpec:
     # The initramfs of kernel {kernel}.
     initramfs_path: str = "/boot/initrd.img-{kernel}"
     from_source: HvFromSource = HvFromSource()
+    # What else the initramfs needs to mount the root, listed beside the hv modules
+    # where the initramfs holds only what is listed (initramfs-tools' MODULES=list):
+    # the disk driver, the root filesystem, the local backend's virtio-scsi.
+    initramfs_boot_modules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

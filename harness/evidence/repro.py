@@ -37,7 +37,7 @@ CAUSES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("etc/fstab", ("content",), "the root filesystem's UUID, new for every build (mkfs.ext4)"),
     ("boot/grub/grub.cfg", ("content",), "the root filesystem's UUID (search --fs-uuid, root=UUID=)"),
     ("boot/initrd.img-*", ("content",),
-     "the initramfs, made at the build's first boot: its cpio archive holds the time each file "
+     "the initramfs, made during the build (update-initramfs): its cpio archive holds the time each file "
      "was copied in (update-initramfs in Debian 12 does not clamp them to SOURCE_DATE_EPOCH)"),
     ("var/cache/ldconfig/aux-cache", ("content",),
      "ldconfig's auxiliary cache: the inode numbers and ctimes of the libraries it read"),

@@ -46,8 +46,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                       + f"  ({signoff.human_seconds(sum(stages.values()))} in stages)",
                       red=result == "FAILED", green=result == "passed")
         if stages:
-            where = {"chroot": "  (stages 2-5 in a chroot of its root tree)",
-                     "vm": "  (stages 2-5 in the build VM)"}.get(build.get("prepared_in", ""), "")
+            where = {"chroot": "  (stages 2-6 in a chroot of its root tree)",
+                     "vm": "  (stages 2-6 in the build VM)"}.get(build.get("prepared_in", ""), "")
             tr.write_line(" " * 15 + "  ".join(f"{k} {signoff.human_seconds(v)}" for k, v in stages.items())
                           + where)
         tr.write_line(" " * 15 + f"archive: {build.get('archive') or 'not exported'}")

@@ -41,9 +41,9 @@ SCHEMA = "gmi-signoff/1"
 DATA_FILE = "signoff.json"
 PAGE_FILE = "signoff.html"
 # The procedure's order (older signoff.json files have their timings sorted by name): the
-# stages as they run (stages.ORDER, first_boot after --prepare=chroot before the seal: a
-# unit test ties the two), --gmi's stand-in and --promote, the clone, the export.
-STAGE_ORDER = ("provision", "update", "cloud_init", "hyperv", "cleanup", "first_boot", "seal",
+# stages as they run (stages.ORDER: a unit test ties the two), --gmi's stand-in and
+# --promote, the clone, the export.
+STAGE_ORDER = ("provision", "update", "cloud_init", "hyperv", "cleanup", "seal",
                "import_archive", "promote", "clone", "export")
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 TEMPLATE = "signoff.html.j2"

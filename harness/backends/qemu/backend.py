@@ -1,7 +1,8 @@
 """The embedded default backend: QEMU + OVMF (UEFI, Secure Boot) + qemu-img.
 
-Step 1 by debootstrap (``debootstrap.py``) or the distro's own installer
-(``installer.py``); every VM is a :class:`~harness.backends.qemu.vm.QemuVM`.
+Step 1 by the distro family's bootstrapper (:mod:`harness.rootfs`: a root tree on
+this host, made into a disk) or the distro's own installer (``installer.py``); every
+VM is a :class:`~harness.backends.qemu.vm.QemuVM`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import rootfs
 from harness.backends.base import VM, Backend, ExportedDisk
-from harness.backends.qemu import janitor, journal, pkgcache
-from harness.backends.qemu.chroot import ChrootShell
-from harness.backends.qemu.debootstrap import FIRST_BOOT_NIC, first_boot_disk, install
+from harness.backends.qemu import janitor
 from harness.backends.qemu.installer import effective_method, install_from_media, install_method
 from harness.backends.qemu.vm import (
     NIC_NAMES,
@@ -26,8 +26,9 @@ from harness.backends.qemu.vm import (
     qemu_img,
     remember_accel,
 )
-from harness.errors import ConfigError
+from harness.errors import ConfigError, GmiError
 from harness.host import tools as host
+from harness.rootfs import journal, pkgcache
 from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
@@ -35,11 +36,6 @@ if TYPE_CHECKING:
     from harness.distro import Distro
     from harness.settings import Settings
     from harness.ssh import Shell
-
-# Kernel parameters of the first boot after --prepare=chroot only: cloud-init stays
-# out of it (no seed: it would make its default user); update-grub in that boot
-# writes the image's own command line.
-FIRST_BOOT_ONLY = ("cloud-init=disabled",)
 
 
 class QemuBackend(Backend):
@@ -68,10 +64,11 @@ class QemuBackend(Backend):
             except ConfigError as exc:
                 problems.append(str(exc))
                 continue
-            if prepare_mode(settings.prepare, d.name) == "chroot" and method != "debootstrap":
-                problems.append(f"--prepare=chroot: {d.name} installs with {method}, which leaves no "
-                                "root tree to prepare; use --prepare=vm or --install-method=debootstrap")
-            if method == "debootstrap":
+            boot = rootfs.bootstrapper(d.family)
+            tree = boot is not None and method == boot.method
+            if prepare_mode(settings.prepare, d.name) == "chroot" and not tree:
+                problems.append(no_tree(d.name, method))
+            if tree:
                 as_root.append(d.name)
         if settings.iso and not Path(settings.iso).expanduser().is_file() and distros:
             problems.append(f"{settings.where('iso')}: iso: {settings.iso}: no such file")
@@ -136,42 +133,51 @@ class QemuBackend(Backend):
         return vm
 
     def provision(self, build: Build) -> VM:
-        if effective_method(build) != "debootstrap":
+        boot = bootstrapper(build)
+        if boot is None:
             # The distro's own installer from its ISO (or d-i netboot), with an answer file.
             disk = install_from_media(build)
             return self.new_vm(build, "build", disk, "qcow2", owned=[disk], disk_cache="unsafe")
-        disk = install(build, NIC_NAMES)
+        disk = boot.install_disk(build, NIC_NAMES)
         return self.new_vm(build, "build", disk, "raw", owned=[disk], disk_cache="unsafe")
 
     def prepare_in_chroot(self, build: Build) -> Shell | None:
         mode = prepare_mode(build.settings.prepare, build.distro.name)
-        method = effective_method(build)
-        if mode == "vm" or (mode == "auto" and method != "debootstrap"):
+        boot = bootstrapper(build)
+        if mode == "vm" or (mode == "auto" and boot is None):
             return None
-        if method != "debootstrap":
-            raise ConfigError(f"--prepare=chroot: {build.distro.name} installs with {method}, which "
-                              "leaves no root tree to prepare; use --prepare=vm or "
-                              "--install-method=debootstrap")
-        root = install(build, NIC_NAMES, keep_tree=True)
-        return ChrootShell(root, logger=build.log, timer=build.account)
+        if boot is None:
+            raise ConfigError(no_tree(build.distro.name, effective_method(build)))
+        return boot.install_tree(build, NIC_NAMES)
 
-    def first_boot(self, build: Build) -> VM:
-        d = build.distro
-        disk = first_boot_disk(build, [*d.hyperv_integration.kernel_cmdline, *FIRST_BOOT_ONLY])
-        build.record["first_boot_only"] = {"files": [FIRST_BOOT_NIC],
-                                           "kernel_cmdline": list(FIRST_BOOT_ONLY)}
-        return self.new_vm(build, "build", disk, "raw", owned=[disk], disk_cache="unsafe")
+    def export_tree(self, build: Build, vhdx: Path) -> ExportedDisk:
+        boot = bootstrapper(build)
+        if boot is None:
+            raise GmiError(f"{build.distro.name}: no root tree to make a disk from")
+        with build.step("seal: the disk from the tree"):
+            disk = boot.disk_from_tree(build)
+        try:
+            used = journal.used_bytes(disk)
+            if used is not None:
+                build.record["fs_used_bytes"] = used
+            # (made by mkfs from the tree: its journal was never written, nothing to discard)
+            return self._vhdx(build, disk, "raw", vhdx, booted=False)
+        finally:
+            disk.unlink(missing_ok=True)
 
     def export_disk(self, build: Build, vhdx: Path) -> ExportedDisk:
         assert isinstance(build.vm, QemuVM)
-        src = build.vm.disk
+        return self._vhdx(build, build.vm.disk, build.vm.disk_format, vhdx, booted=True)
+
+    def _vhdx(self, build: Build, src: Path, disk_format: str, vhdx: Path, *,
+              booted: bool) -> ExportedDisk:
         sizes = {"build_disk_allocated": host.allocated_bytes(src)}
-        if build.vm.disk_format == "raw":  # (Step 1's disk; an installer's qcow2 keeps its own)
+        if booted and disk_format == "raw":  # (Step 1's disk; an installer's qcow2 keeps its own)
             with build.step("seal: discard the empty journal"):
                 sizes["journal_discarded"] = journal.discard_journal(src)
         tmp = vhdx.with_suffix(".vhdx.part")
         block = build.distro.hyperv.vhdx_block_size_mib
-        qemu_img("convert", "-f", build.vm.disk_format, "-O", "vhdx",
+        qemu_img("convert", "-f", disk_format, "-O", "vhdx",
                  "-o", f"subformat=dynamic,block_size={block}M", str(src), str(tmp))
         tmp.rename(vhdx)
         info = image_info(vhdx)
@@ -184,11 +190,22 @@ class QemuBackend(Backend):
         return self.new_vm(build, name, overlay, "qcow2", cdrom=seed_iso, owned=[overlay])
 
 
+def bootstrapper(build: Build) -> rootfs.Bootstrapper | None:
+    """The family's bootstrapper when this build installs with it (else None: the
+    distro's installer)."""
+    boot = rootfs.bootstrapper(build.distro.family)
+    return boot if boot is not None and effective_method(build) == boot.method else None
+
+
+def no_tree(name: str, method: str) -> str:
+    return (f"--prepare=chroot: {name} installs with {method}, which leaves no root tree to "
+            "prepare; use --prepare=vm or --install-method=auto")
+
+
 def installer_tools(build: Build) -> list[str]:
-    if build.archive is None and effective_method(build) == "debootstrap":
-        trees = ["zstd"] if build.settings.incremental == "on" else []  # (Step 1's kept trees)
-        return ["debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "sfdisk", "unshare",
-                "chroot", *trees]
+    boot = bootstrapper(build) if build.archive is None else None
+    if boot is not None:
+        return boot.host_tools(build)
     if build.archive is None and effective_method(build) == "iso" and build.distro.install.remaster_grub_cfg:
         return ["xorriso"]  # the ISO is remastered with the answer file
     return []

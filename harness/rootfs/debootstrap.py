@@ -1,18 +1,21 @@
-"""Step 1 on the local QEMU backend: a fresh Debian-family install from the archive.
+"""Step 1 for the apt family: a fresh Debian-family install from the archive.
 
 No mounts and no loop devices: debootstrap into a folder; the boot packages are
 installed in a private mount namespace with ``grub-install``/``update-grub`` diverted
-(run in a chroot they would write the *host's* root device into grub.cfg); the root
-filesystem is written straight into the disk file at its partition's offset with
-``mkfs.ext4 -d``; the ESP is built with ``mkfs.vfat`` + mtools and copied in.
+(run in a chroot they would probe the *host's* disks); the root filesystem is written
+straight into the disk file at its partition's offset with ``mkfs.ext4 -d``; the ESP is
+the tree's ``/boot/efi`` folder (what ``grub-install`` writes there), made into a FAT
+image with ``mkfs.vfat`` + mtools and copied in.
 
 It leaves what a fresh minimal install from the official installer leaves: the base
 system, a kernel, the SSH server, GRUB + shim on the ESP, root and the admin user
 with generated passwords, DHCP on the NIC. Everything after that is done by the
 stages: over SSH in the booted disk (``--prepare=vm``), or (``--prepare=chroot``, the
-default here) in the root tree before the disk is made, with ``grub-install`` and
-``update-grub`` diverted until :func:`first_boot_disk` makes the disk for the one boot
-that runs what needs a running system.
+default here) in the root tree, seal included, before the disk is made
+(:meth:`Debootstrap.disk_from_tree`): the image first boots as the checks' clone.
+There, ``update-grub`` is GRUB's own, answered about the image's disk by a
+``grub-probe`` of the chroot's (:mod:`harness.rootfs.chroot`); only ``grub-install``
+stays diverted (the ESP is a folder until the disk is made).
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.backends.qemu import treecache
-from harness.backends.qemu.chroot import chroot_wrapper
 from harness.distro.pkgmgr import Apt
 from harness.errors import GmiError, HypervisorError
 from harness.host import tools as host
 from harness.host.tools import file_lock
+from harness.rootfs import treecache
+from harness.rootfs.chroot import ChrootShell, ImageDisk, chroot_wrapper
 
 if TYPE_CHECKING:
     from harness.build import Build
@@ -40,9 +43,32 @@ MiB = 1024 * 1024
 CACHE_DIR = Path("~/.cache/gmi-harness/debootstrap").expanduser()
 SHIM_DIR = "usr/lib/shim"
 GRUB_SIGNED = "usr/lib/grub/x86_64-efi-signed/grubx64.efi.signed"
-DIVERTED = ("/usr/sbin/grub-install", "/usr/sbin/update-grub")
-FIRST_BOOT_NIC = "/etc/network/interfaces.d/zz-gmi-first-boot"
+GRUB_INSTALL, UPDATE_GRUB = "/usr/sbin/grub-install", "/usr/sbin/update-grub"
+DIVERTED = (GRUB_INSTALL, UPDATE_GRUB)
 ROOTFS = "rootfs"  # the new system's root tree, in the build's scratch folder
+ESP_DIR = "boot/efi"  # (the ESP's mount point: in the tree, the ESP's files until the disk)
+
+
+class Debootstrap:
+    """The apt family's bootstrapper (:class:`harness.rootfs.Bootstrapper`)."""
+
+    method = "debootstrap"
+
+    def host_tools(self, build: Build) -> list[str]:
+        trees = ["zstd"] if build.settings.incremental == "on" else []  # (Step 1's kept trees)
+        return ["debootstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "mmd", "sfdisk", "unshare",
+                "chroot", *trees]
+
+    def install_disk(self, build: Build, nic_names: Sequence[str]) -> Path:
+        return install(build, nic_names)
+
+    def install_tree(self, build: Build, nic_names: Sequence[str]) -> ChrootShell:
+        root = install(build, nic_names, keep_tree=True)
+        image = ImageDisk.write(build.record["root_uuid"], build.workdir)
+        return ChrootShell(root, logger=build.log, timer=build.account, image=image)
+
+    def disk_from_tree(self, build: Build) -> Path:
+        return disk_from_tree(build)
 
 
 def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None,
@@ -64,8 +90,8 @@ def run(cmd: Sequence[str], build: Build, *, what: str, input: str | None = None
 def install(build: Build, nic_names: Sequence[str], *, keep_tree: bool = False) -> Path:
     """Build the disk of a freshly installed system; returns the raw disk's path. With
     ``keep_tree``: the installed root tree instead, for the stages to prepare in a
-    chroot (GRUB's tools diverted, the host's resolv.conf in place) until
-    :func:`first_boot_disk` makes the disk from it."""
+    chroot (grub-install diverted, the host's resolv.conf in place) until
+    :func:`disk_from_tree` makes the disk from it."""
     d, spec = build.distro, build.distro.install
     assert build.creds is not None
     host.require_space(build.workdir, spec.scratch_min_gib * 2**30, "the build")
@@ -111,29 +137,25 @@ def install(build: Build, nic_names: Sequence[str], *, keep_tree: bool = False) 
     return disk
 
 
-def first_boot_disk(build: Build, cmdline: Sequence[str]) -> Path:
-    """The disk made from the root tree the stages prepared in a chroot, for its first
-    boot: GRUB's tools back, the host's resolv.conf gone, a grub.cfg for the newest
-    kernel with ``cmdline`` added (the update-grub of that boot replaces it), the
-    tree removed. Returns the raw disk's path."""
+def disk_from_tree(build: Build) -> Path:
+    """The image's disk made from the root tree the stages prepared and sealed in a
+    chroot: grub-install back, the stages' resolv.conf gone, the ESP from the tree's
+    ``/boot/efi``; the tree removed. Returns the raw disk's path. Nothing is left to do
+    at a first boot: the initramfs and grub.cfg were made in the tree for the image's
+    own disk, and the disk is written sparse (nothing for fstrim to give back)."""
     root, disk = build.workdir / ROOTFS, build.workdir / "build.raw"
     try:
         run(["unshare", "--mount", "--propagation", "private", "sh", "-c", chroot_wrapper(root)],
-            build, what="putting GRUB's tools back in the new system", input=undivert_script())
+            build, what="putting grub-install back in the new system",
+            input=undivert_script([GRUB_INSTALL]))
         (root / "etc/resolv.conf").unlink(missing_ok=True)
-        # The NIC for this boot only (cloud-init is off in it; the stage removes this
-        # file once logged in: clones get theirs from cloud-init).
-        nic = root / FIRST_BOOT_NIC.lstrip("/")
-        nic.parent.mkdir(parents=True, exist_ok=True)
-        nic.write_text("# gmi-harness: the build's first boot only\n"
-                       "allow-hotplug eth0\niface eth0 inet dhcp\n")
         root_uuid, esp_uuid = build.record["root_uuid"], build.record["esp_uuid"]
-        _write_grub_cfg(build, root, root_uuid, cmdline)
-        with build.step("first_boot: disk"):
+        with build.step("seal: assemble the disk"):
             _assemble_disk(build, root, disk, root_uuid, esp_uuid.replace("-", ""))
     finally:
         if root.exists():
-            _remove_tree(build, root)
+            with build.step("seal: remove the tree"):
+                _remove_tree(build, root)
     return disk
 
 
@@ -182,10 +204,10 @@ def divert_script() -> str:
         f"chmod 755 {p}" for p in DIVERTED)
 
 
-def undivert_script() -> str:
+def undivert_script(paths: Sequence[str] = DIVERTED) -> str:
     """GRUB's own tools back in place."""
     return "set -eu\n" + "\n".join(f"rm -f {p}\ndpkg-divert --local --rename --remove {p}"
-                                    for p in DIVERTED) + "\n"
+                                    for p in paths) + "\n"
 
 
 def _sources(build: Build) -> str:
@@ -210,15 +232,16 @@ export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 """
 
 
-def _per_build_script(build: Build, keep_diverted: bool, fresh_ids: bool) -> str:
-    """What each build does to the tree itself: GRUB's tools back (unless the stages
-    still run in the chroot), new SSH host keys and machine-id for a reused tree (as a
-    fresh install makes them), the admin user."""
+def _per_build_script(build: Build, keep_tree: bool, fresh_ids: bool) -> str:
+    """What each build does to the tree itself: GRUB's tools back (grub-install stays
+    diverted while the stages run in the chroot: the ESP is a folder until the disk is
+    made), new SSH host keys and machine-id for a reused tree (as a fresh install makes
+    them), the admin user."""
     ids = ("rm -f /etc/ssh/ssh_host_*\nssh-keygen -A\n"
            "rm -f /etc/machine-id\nsystemd-machine-id-setup\n") if fresh_ids else ""
     return f"""set -eu
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-{"" if keep_diverted else undivert_script()}
+{undivert_script([UPDATE_GRUB] if keep_tree else DIVERTED)}
 {ids}adduser --disabled-password --gecos "" {shlex.quote(build.distro.admin_user)}
 apt-get -q autoclean
 """
@@ -321,20 +344,21 @@ def _write_config(build: Build, root: Path, root_uuid: str, esp_serial: str,
     build.record["build_host_keys"] = sorted(
         " ".join(p.read_text().split()[:2]) for p in (root / "etc/ssh").glob("ssh_host_*_key.pub"))
     _write_grub_cfg(build, root, root_uuid)
+    _stage_esp(build, root, root_uuid)
     build.record["esp_uuid"], build.record["root_uuid"] = esp_uuid, root_uuid
 
 
-def _write_grub_cfg(build: Build, root: Path, root_uuid: str, extra: Sequence[str] = ()) -> None:
-    """The installer runs update-grub in the installed system; ours cannot (it would
-    probe the host), so it writes the equivalent for the newest kernel. The guest's own
-    update-grub regenerates it from /etc/default/grub at the first kernel or GRUB change."""
+def _write_grub_cfg(build: Build, root: Path, root_uuid: str) -> None:
+    """The installer runs update-grub in the installed system; at this point ours
+    cannot (it would probe the host), so it writes the equivalent for the newest kernel,
+    for the build VM's boot (``--prepare=vm``). The stages run update-grub: in the
+    booted VM, or in the chroot answered about the image's disk."""
     kernels = sorted((p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*")),
                      key=_version_key)
     if not kernels:
         raise GmiError("the new system has no kernel in /boot: check install.include")
     kver = kernels[-1]
-    cmdline = " ".join([f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8 quiet",
-                        *extra])
+    cmdline = f"root=UUID={root_uuid} ro console=tty0 console=ttyS0,115200n8 quiet"
     (root / "boot/grub").mkdir(parents=True, exist_ok=True)
     (root / build.distro.boot.grub_cfg.lstrip("/")).write_text(
         f"set default=0\nset timeout=5\n"
@@ -384,6 +408,11 @@ def _assemble_disk(build: Build, root: Path, disk: Path, root_uuid: str,
         "type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=root\n"
     )
     run(["sfdisk", "--quiet", str(disk)], build, what="partitioning the disk", input=layout)
+    # The ESP's files go to the FAT image; the root filesystem keeps the empty mount point.
+    staged = build.workdir / "esp"
+    shutil.rmtree(staged, ignore_errors=True)
+    (root / ESP_DIR).rename(staged)
+    (root / ESP_DIR).mkdir()
     run(["mkfs.ext4", "-q", "-F", "-d", str(root), "-U", root_uuid, "-L", "root",
          "-E", ext4_extended(root_start_mib * MiB),
          str(disk), f"{root_mib}M"], build, what="mkfs.ext4 of the root filesystem")
@@ -391,15 +420,18 @@ def _assemble_disk(build: Build, root: Path, disk: Path, root_uuid: str,
     esp.unlink(missing_ok=True)
     run(["mkfs.vfat", "-F", "32", "-n", "EFI", "-i", esp_serial, "-C", str(esp),
          str(esp_mib * 1024)], build, what="mkfs.vfat of the ESP")
-    _populate_esp(build, root, esp, root_uuid)
+    _write_esp(build, staged, esp)
+    shutil.rmtree(staged)
     run(["dd", f"if={esp}", f"of={disk}", "bs=1M", "seek=1", "conv=notrunc,sparse",
          "status=none"], build, what="copying the ESP into the disk")
     esp.unlink()
 
 
-def _populate_esp(build: Build, root: Path, esp: Path, root_uuid: str) -> None:
-    """What grub-install --uefi-secure-boot writes, plus the removable-media path that
-    a VM with empty UEFI variables boots from."""
+def _stage_esp(build: Build, root: Path, root_uuid: str) -> None:
+    """What grub-install --uefi-secure-boot writes to the ESP, plus the removable-media
+    path that a VM with empty UEFI variables boots from, into the tree's ``/boot/efi``
+    (the ESP until the disk is made: the stages' copies to the fallback path land there
+    too, as on a mounted ESP)."""
     vendor = build.distro.boot.efi_vendor_dir
     shim = root / SHIM_DIR
     files = {
@@ -412,20 +444,27 @@ def _populate_esp(build: Build, root: Path, esp: Path, root_uuid: str) -> None:
         files[f"{vendor}/BOOTX64.CSV"] = csv
     for target, source in build.distro.boot.efi_fallback.items():
         files[target] = files[f"{vendor}/{source}"]
-    stub = build.workdir / "grub-stub.cfg"
-    stub.write_text(f"search.fs_uuid {root_uuid} root\nset prefix=($root)'/boot/grub'\n"
-                    "configfile $prefix/grub.cfg\n")
-    files[f"{vendor}/grub.cfg"] = stub
-    files["EFI/BOOT/grub.cfg"] = stub
-    env = {"MTOOLS_SKIP_CHECK": "1"}
-    dirs = sorted({str(Path(t).parent) for t in files} | {"EFI"}, key=len)
-    for directory in dirs:
-        run(["mmd", "-D", "s", "-i", str(esp), f"::/{directory}"], build, env=env,
-            what=f"creating {directory} on the ESP")
+    stub = (f"search.fs_uuid {root_uuid} root\nset prefix=($root)'/boot/grub'\n"
+            "configfile $prefix/grub.cfg\n")
+    esp = root / ESP_DIR
     for target, src in files.items():
         if not src.exists():
             raise GmiError(f"{src.relative_to(root)} is missing in the new system: "
                            "check install.boot_packages")
+        (esp / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, esp / target)
+    for target in (f"{vendor}/grub.cfg", "EFI/BOOT/grub.cfg"):
+        (esp / target).write_text(stub)
+
+
+def _write_esp(build: Build, staged: Path, esp: Path) -> None:
+    """The ESP's files (a folder) into the FAT image, with mtools (nothing mounted)."""
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    for folder in sorted((p for p in staged.rglob("*") if p.is_dir()), key=lambda p: len(p.parts)):
+        run(["mmd", "-D", "s", "-i", str(esp), f"::/{folder.relative_to(staged).as_posix()}"],
+            build, env=env, what=f"creating {folder.relative_to(staged)} on the ESP")
+    files = sorted(p for p in staged.rglob("*") if p.is_file())
+    for src in files:
+        target = src.relative_to(staged).as_posix()
         run(["mcopy", "-o", "-i", str(esp), str(src), f"::/{target}"], build, env=env,
             what=f"copying {target} to the ESP")
-    stub.unlink()

@@ -95,3 +95,19 @@ def discard_journal(disk: Path) -> int:
         raise HypervisorError(f"the root filesystem of {disk} fails e2fsck -fn after its journal "
                               f"was discarded: {last_line[0]}")
     return before - disk.stat().st_blocks * 512
+
+
+def used_bytes(disk: Path) -> int | None:
+    """What the root filesystem of the raw ``disk`` uses, as ``df`` in the booted
+    image counts it (its blocks less the free ones and the metadata's overhead, which
+    mkfs records); None when it cannot be read."""
+    offset = root_offset(disk)
+    head = _run("dumpe2fs", "-h", f"{disk}?offset={offset}") if offset is not None else None
+    if head is None or head.returncode != 0:
+        return None
+    fields = {k: int(m[1]) for k in ("Block count", "Free blocks", "Overhead clusters", "Block size")
+              if (m := re.search(rf"^{k}:\s+(\d+)$", head.stdout, re.M))}
+    if len(fields) != 4:
+        return None
+    blocks = fields["Block count"] - fields["Free blocks"] - fields["Overhead clusters"]
+    return blocks * fields["Block size"]

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Tools only the harness's own tests run (tests/host_tools.py lists each test's tools;
 # tests/test_host_tools.py checks they are all installed here), so no test skips for a
 # missing tool on a fresh machine.
-TEST_APT_PACKAGES := openssl systemd procps dpkg unzip libarchive-tools 7zip
+TEST_APT_PACKAGES := openssl systemd procps dpkg apt unzip libarchive-tools 7zip
 # chromium: the sign-off page's screenshot test (headless). libxml2-utils, jing, debconf: the
 # installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
 # the signed checksum listings of the install ISOs. xorriso: remastering install ISOs.

@@ -112,7 +112,7 @@ def _options(command: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("job", ["build", "on-host"])
-def test_the_hyperv_jobs_name_every_setting_the_backend_needs(job: str):
+def test_the_hyperv_jobs_name_every_setting_the_backend_asks_for(job: str):
     """Each job that builds on Hyper-V, with its env and its command line, is a run the
     backend's own configure-time check accepts (host, user, switch: nothing missing)."""
     from harness.backends.hyperv import HyperVBackend

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Tools only the harness's own tests run (tests/host_tools.py lists each test's tools;
 # tests/test_host_tools.py checks they are all installed here), so no test skips for a
 # missing tool on a fresh machine.
-TEST_APT_PACKAGES := openssl systemd procps dpkg unzip libarchive-tools 7zip
+TEST_APT_PACKAGES := openssl systemd procps dpkg apt unzip libarchive-tools 7zip
 # chromium: the sign-off page's screenshot test (headless). libxml2-utils, jing, debconf: the
 # installers' own checks of the answer files (tests/test_answers_upstream.py). gpg, gpgv:
 # the signed checksum listings of the install ISOs. xorriso: remastering install ISOs.
@@ -36,9 +36,10 @@ gmi: setup
 	$(PY) -m pytest checks --distro=$(DISTRO) --backend=$(BACKEND) $(ARGS)
 
 # The whole suite: lint; the harness's own tests (a session of their own: their in-process
-# pytest runs must not meet the real run's Allure listener); real builds of TEST_DISTROS
-# side by side (one xdist worker each: the matrix as users run it) with their checks and
-# export; then the validator on the archives those builds wrote (one more clone boot each);
+# pytest runs must not meet the real run's Allure listener); two real builds side by side,
+# TEST_DISTROS (one xdist worker each: the matrix as users run it) and the outside-repo
+# example's (below), with their checks and export; then the validator on the archives
+# those builds wrote (one more clone boot each);
 # then the secrets scan of everything those runs wrote (harness/report/leaks.py): the
 # build passwords (plain, base64, URL-quoted) and private keys in every report, log and
 # archive (the disk image's blocks too), and on the command lines sampled during the build.
@@ -52,11 +53,15 @@ TEST_OUT := reports/make-test
 SEED_TEMPLATES ?= ../shared/vmgenie-seed-data
 SEED_TEMPLATE := $(if $(wildcard $(SEED_TEMPLATES)/*/*/seed-data),$(SEED_TEMPLATES),tests/data/seed-template-bad-key)
 SEED_KEY ?= users.1.home
-TEST_DISTROS ?= debian-12 debian-13
-# Both ways of preparing the image run in every make test, so neither rots: debian-12 in
-# a chroot of its root tree (the default, what `make gmi` does), debian-13 over SSH in the
-# build VM (--prepare=vm: the Hyper-V backend's way). The same checklist judges both.
-TEST_PREPARE ?= debian-13=vm
+# Two real builds side by side, so that neither way of preparing an image rots: TEST_DISTROS
+# from this checkout in a chroot of its root tree (the default, what `make gmi` does), and
+# the outside-repo example (examples/outside-repo: another repository with its own catalogue
+# and seed template, the harness pip-installed into a new virtualenv in a temporary folder,
+# tests/outside_repo.py) over SSH in its build VM (--prepare=vm: the Hyper-V backend's
+# way), with the command its README gives. The same checklist judges both.
+TEST_DISTROS ?= debian-12
+EXAMPLE_DISTRO ?= acme-debian-13
+EXAMPLE_ARGS ?= --prepare=vm
 TEST_WORKERS ?= 2
 test: setup
 	$(PY) -m ruff check .
@@ -64,10 +69,15 @@ test: setup
 	$(MYPY_WIN32)
 	rm -f $(TEST_OUT)/GMI-*.zip $(TEST_OUT)/GMI-*.zip.sha256 $(TEST_OUT)/gmi-repository.dist.yml
 	$(PY) -m pytest tests -n $(TEST_WORKERS) $(ARGS)
+	example=$$(mktemp -d "$${TMPDIR:-/tmp}/gmi-example.XXXXXX") && $(PY) tests/outside_repo.py $$example \
+		|| exit 1; \
 	$(PY) -m harness.report.leaks watch $(TEST_OUT)/cmdline-watch.json & watch=$$!; \
-	$(PY) -m pytest checks $(TEST_DISTROS:%=--distro=%) -n $(TEST_WORKERS) \
-		--backend=$(BACKEND) --out=$(TEST_OUT) $(TEST_PREPARE:%=--prepare=%) $(ARGS); built=$$?; \
-	kill -TERM $$watch; wait $$watch; exit $$built
+	(cd $$example/acme && $$example/venv/bin/gmi --distro=$(EXAMPLE_DISTRO) $(EXAMPLE_ARGS) \
+		--backend=$(BACKEND) --out=$(CURDIR)/$(TEST_OUT) $(ARGS)) & outside=$$!; \
+	$(PY) -m pytest checks $(TEST_DISTROS:%=--distro=%) -n $(words $(TEST_DISTROS)) \
+		--backend=$(BACKEND) --out=$(TEST_OUT) $(ARGS); built=$$?; \
+	wait $$outside; example_built=$$?; kill -TERM $$watch; wait $$watch; rm -rf $$example; \
+	[ $$built = 0 ] && [ $$example_built = 0 ]
 	$(PY) -m pytest checks $$(for z in $(TEST_OUT)/GMI-*.zip; do printf -- '--gmi=%s ' "$$z"; done) \
 		-n $(TEST_WORKERS) --backend=$(BACKEND) --out=$(TEST_OUT) \
 		--index=$(TEST_OUT)/gmi-repository.dist.yml --seed-template=$(SEED_TEMPLATE) \

@@ -1,45 +1,58 @@
-"""``gmi`` (or ``python -m harness``): what ``make gmi`` does, without make.
+"""``gmi`` (or ``python -m harness``): the front door. What ``make gmi`` does, without make.
 
 ``gmi --distro=debian-12 [pytest options]`` runs pytest on the checks that ship with the
-harness, with the options given; it installs and sets up nothing. The checks (and the
-distro catalogue) are installed as the top-level packages ``checks`` and ``distros``
-beside ``harness`` (pyproject.toml), so they are found the same way from a source
-checkout (``pip install -e .``) and from a wheel (``pip install .``): the folder next to
-the ``harness`` package. The run is the one ``make gmi`` makes: the same folder of
-checks, the same rootdir (so the same test ids in every report), and the options the
-checkout's pytest configuration adds (no ``.pytest_cache``, the short summary).
+harness, with the options given; it installs and sets up nothing. The checks and the
+distro catalogue are installed inside the ``harness`` package (pyproject.toml), and found
+the same way from a source checkout (``pip install -e .``) and from a wheel (``pip install
+.``). The run is the one ``make gmi`` makes: the same folder of checks, the same rootdir
+(so the same test ids in every report), the options the checkout's pytest configuration
+adds (no ``.pytest_cache``, the short summary). Settings come from the command line,
+``GMI_*`` variables and ``./gmi-harness.toml`` of the folder ``gmi`` runs in (the plugin
+reads them, as for ``pytest``).
 
-pytest runs as ``python -m pytest`` in a process of its own, as under make. On Windows
-it runs in Python's UTF-8 mode (the harness's files, logs and reports are UTF-8;
-Windows' default is the ANSI code page), and so do xdist's workers.
+pytest runs in this process's place (:meth:`harness.host.hostos.HostOS.run_in_place`):
+on Linux ``gmi`` execs it, so the process a user, a CI runner or ``systemctl`` signals is
+the run itself, and every signal that ends a pytest run (Ctrl-C, SIGTERM, SIGHUP) ends a
+``gmi`` run the same way; on Windows (no exec) it is a child that the console's Ctrl-C
+and Ctrl-Break reach directly while ``gmi`` waits for it. Python runs in UTF-8 mode where
+its default would be a legacy code page (Windows). This module imports neither pytest
+nor the plugin: a fresh interpreter starts pytest, which loads the plugin itself (and
+rewrites its modules' asserts); ``-p harness.plugin.front`` makes its usage line and
+``--help`` the ``gmi`` command's.
+
+``gmi --help`` lists the harness's options only (``gmi --help-all``: pytest's too);
+``gmi --version`` says the harness's version and pytest's.
 """
 
 from __future__ import annotations
 
 import locale
 import os
-import subprocess
+import platform
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
-from harness import shipped
+from harness import __version__, shipped
+from harness.host import hostos
 
 # What pyproject.toml's addopts give a run in a checkout, for runs from a wheel (which
 # has no pytest configuration): no cache folder in site-packages, the short summary.
 PYTEST_ARGS = ("-p", "no:cacheprovider", "-ra")
+# The plugin of gmi's own runs: pytest's usage line says gmi; gmi --help is ours.
+FRONT = ("-p", "harness.plugin.front")
+PROG = "gmi"
 
 
 def checks_dir() -> Path:
-    """The installed checks (the sign-off page reads the same folder). Found without
-    importing the rest of the harness: pytest imports its plugin itself, and rewrites
-    its asserts only when it is first."""
+    """The installed checks (the sign-off page reads the same folder)."""
     return shipped("checks")
 
 
 def pytest_args(args: Sequence[str], checks: Path) -> list[str]:
     """pytest's command line for ``gmi ARGS``."""
-    return [*PYTEST_ARGS, f"--rootdir={checks.parent}", str(checks), *args]
+    return [*PYTEST_ARGS, *FRONT, f"--rootdir={checks.parent}", str(checks), *args]
 
 
 def needs_utf8_mode(utf8_mode: int | None = None, encoding: str | None = None) -> bool:
@@ -51,28 +64,34 @@ def needs_utf8_mode(utf8_mode: int | None = None, encoding: str | None = None) -
     return not utf8_mode and encoding.lower().replace("-", "").replace("_", "") != "utf8"
 
 
-def run(cmd: list[str], env: dict[str, str]) -> int:
-    """``cmd`` to its end. Ctrl-C reaches the child as well (same terminal or console);
-    this process waits for it to tear its VMs down instead of killing it."""
-    proc = subprocess.Popen(cmd, env=env)
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:
-            continue
+def version() -> str:
+    return (f"gmi-harness {__version__} (pytest {metadata.version('pytest')}, Python "
+            f"{platform.python_version()}, {Path(__file__).resolve().parent})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if "--version" in args or "-V" in args:
+        print(version())
+        return 0
+    if "--help-all" in args and not {"-h", "--help"} & set(args):
+        args.append("--help")  # (pytest's whole help: harness.plugin.front leaves it alone)
     checks = checks_dir()
     if not (checks / "test_checklist.py").is_file():
-        print(f"gmi: the checks are not installed beside the harness ({checks}): install "
+        print(f"{PROG}: the checks are not installed beside the harness ({checks}): install "
               "gmi-harness from its source folder (pip install .)", file=sys.stderr)
         return 2
     env = dict(os.environ)
     if needs_utf8_mode():
         env["PYTHONUTF8"] = "1"  # xdist's workers inherit it too
     return run([sys.executable, "-m", "pytest", *pytest_args(args, checks)], env)
+
+
+def run(cmd: list[str], env: dict[str, str]) -> int:
+    """pytest in this process's place (exec on Linux; a waited-for child on Windows)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return hostos.current().run_in_place(cmd, env)
 
 
 if __name__ == "__main__":  # pragma: no cover

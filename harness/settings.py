@@ -13,13 +13,13 @@ import dataclasses
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import names
-from harness.errors import ConfigError, register_secret
+from harness.errors import ConfigError, mask, register_secret
 from harness.host import hostos
 
 KEEP_CHOICES = ("never", "always", "on-failure")
@@ -125,6 +125,18 @@ def _as_int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise ValueError(f"expected a whole number, got {_kind(value)}")
+
+
+def _at_least(parse: Callable[[Any], Any], low: float,
+              high: float | None = None) -> Callable[[Any], Any]:
+    """``parse``, then refused below ``low`` (or above ``high``)."""
+    def checked(value: Any) -> Any:
+        number = parse(value)
+        if number < low or (high is not None and number > high):
+            bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise ValueError(f"must be {bound}, got {number!r}")
+        return number
+    return checked
 
 
 def _as_float(value: Any) -> float:
@@ -233,16 +245,19 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("package_cache", "a package cache for repeat builds: apt-cacher-ng on 127.0.0.1 for "
                 "the run, the build's apt through it during the build only (its cache in "
                 "~/.cache/gmi-harness/apt-cacher-ng)", "on", _as_str, ("on", "off")),
-        Setting("vm_cpus", "vCPUs of the build VM (the checklist's clone: --clone-cpus)", 2, _as_int),
+        Setting("vm_cpus", "vCPUs of the build VM (the checklist's clone: --clone-cpus)", 2,
+                _at_least(_as_int, 1, 64)),
         Setting("vm_memory_mb", "memory of the build VM (MiB; the checklist's clone: "
-                "--clone-memory-mb)", 2048, _as_int),
-        Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600, _as_int),
-        Setting("command_timeout", "seconds one guest command may take", 1800, _as_int)),
+                "--clone-memory-mb)", 2048, _at_least(_as_int, 512)),
+        Setting("boot_timeout", "seconds to wait for a guest's SSH after power-on", 600,
+                _at_least(_as_int, 1)),
+        Setting("command_timeout", "seconds one guest command may take", 1800,
+                _at_least(_as_int, 1))),
     *_section("the checklist's clone (vmgenie's VM shape, on every backend)",
         Setting("clone_cpus", "vCPUs of the clone the checklist runs on (vmgenie provisions 1)",
-                1, _as_int),
+                1, _at_least(_as_int, 1, 64)),
         Setting("clone_memory_mb", "static memory of the clone the checklist runs on (MiB; vmgenie "
-                "provisions 512)", 512, _as_int),
+                "provisions 512)", 512, _at_least(_as_int, 256)),
         Setting("clone_secure_boot", "Secure Boot on the clone (vmgenie always turns it on)", "on",
                 _as_str, ("on", "off")),
         Setting("clone_secure_boot_template", "the clone's Secure Boot template (vmgenie's: "
@@ -261,7 +276,7 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("iso_cache", "where official ISOs are downloaded once and kept",
                 USER_DIRS.iso_cache, _as_path),
         Setting("install_timeout", "minutes an unattended install from an ISO may take "
-                "(0: the distro YAML's install.timeout_min)", 0, _as_int),
+                "(0: the distro YAML's install.timeout_min)", 0, _at_least(_as_int, 0)),
         Setting("iso_version", "pin the install ISO's point release (e.g. 24.04.3, 13.2.0; found "
                 "in the release folder or its archive) instead of the newest one upstream lists",
                 "", _as_text),
@@ -302,7 +317,8 @@ SETTINGS: tuple[Setting, ...] = (
                 "host itself) instead of over PowerShell Remoting", False, _as_bool, flag=True),
         Setting("hyperv_user", "account on the Hyper-V host (DOMAIN\\user or user@realm)", "", _as_text),
         Setting("hyperv_auth", "PowerShell Remoting authentication", "negotiate", _as_str, HYPERV_AUTHS),
-        Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0, _as_int),
+        Setting("hyperv_port", "WinRM port (0: 5986 over HTTPS, 5985 over plain HTTP)", 0,
+                _at_least(_as_int, 0, 65535)),
         Setting("hyperv_ca_bundle", "CA bundle (PEM) that signs the host's WinRM HTTPS certificate "
                 "(default: the system's, or $REQUESTS_CA_BUNDLE)", "", _as_path),
         Setting("hyperv_plain_http", "use plain HTTP (port 5985) with WinRM message encryption; "
@@ -327,7 +343,7 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("hyperv_boot_command", "keys typed at the install ISO's boot menu (<enter>, <esc>, "
                 "<wait5>, text)", "", _as_text),
         Setting("hyperv_boot_wait", "seconds between power-on and typing the boot command", 5.0,
-                _as_float),
+                _at_least(_as_float, 0)),
         Setting("hyperv_vm_version", "the build VM's configuration version (New-VM -Version): the "
                 "oldest hosts that import the GMI support it; 8.0, the default, imports on Windows "
                 "Server 2016 and newer, Windows 10 1607 and newer (docs/hyperv.md)", "8.0",
@@ -336,8 +352,8 @@ SETTINGS: tuple[Setting, ...] = (
         Setting("hyperv_export_dir", "host folder where the flattened export is left (default: it is "
                 "removed with the run's folder)", "", _as_path),
         Setting("hyperv_janitor_hours", "a run whose owner cannot be checked counts as dead after "
-                "this many hours", 24.0, _as_float)),
-    *_section("your distros and seed templates (README: Your own repository)",
+                "this many hours", 24.0, _at_least(_as_float, 0))),
+    *_section("your distros and seed templates (docs/own-repository.md)",
         Setting("distros", "extra distro catalogue folder (repeatable), searched before the "
                 "harness's own distros/; a name defined twice is an error", (), _as_paths,
                 multiple=True),
@@ -473,6 +489,17 @@ class Settings(SettingsFields):
             lines.append(f"{s.name} = {shown}  ({self.sources.get(s.name, 'default')})")
         return lines
 
+    def where(self, name: str) -> str:
+        """Where a setting's value came from, as its errors name it: the option, the
+        ``GMI_*`` variable, the config file, or (a default) the option that changes it."""
+        setting = BY_NAME[name]
+        source = self.sources.get(name, "default")
+        if source == "environment":
+            return setting.env
+        if source.startswith("config file "):
+            return source.removeprefix("config file ")
+        return setting.option
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, values={**self.values, **changes})
 
@@ -508,51 +535,99 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+class ConfigProblems(ConfigError):
+    """Every problem the settings have, each one line (``problems``); as a string, all
+    of them joined (one problem: just that line)."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = [mask(" ".join(p.split())) for p in problems]
+
+
+@dataclass(frozen=True)
+class Reading:
+    """The settings as read, with every problem found (one line each). A setting whose
+    value was refused keeps its default and is named in ``refused``, so that checks of
+    other settings can still run (and checks that need it can stay quiet)."""
+
+    settings: Settings
+    problems: tuple[str, ...]
+    refused: frozenset[str]
+
+
+def read(
+    cli: Mapping[str, Any],
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Reading:
+    """Merge the sources (CLI > env > file > default), collecting every problem instead of
+    stopping at the first. ``cli`` holds only the values given on the command line."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    refused: set[str] = set()
+    file_values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            file_values = read_config_file(config_file)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for s in SETTINGS:
+        if s.name in cli:
+            raw, where, source = cli[s.name], s.option, "command line"
+        elif s.env in env:
+            raw, where, source = env[s.env], s.env, "environment"
+        elif s.name in file_values:
+            raw, where, source = file_values[s.name], str(config_file), f"config file {config_file}"
+        else:
+            values[s.name], sources[s.name] = s.default, "default"
+            continue
+        try:
+            values[s.name], sources[s.name] = _parse(s, raw, where), source
+        except ConfigError as exc:
+            problems.append(str(exc))
+            refused.add(s.name)
+            values[s.name], sources[s.name] = s.default, "default"
+    for s in SETTINGS:
+        if s.secret and values[s.name]:
+            register_secret(str(values[s.name]))
+    problems += _combination_problems(values, refused)
+    scratch = Path(values["scratch"]).expanduser().resolve()
+    if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
+        where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(
+            sources["scratch"], str(config_file))
+        problems.append(f"{where}: scratch {scratch} is inside the repository "
+                        f"{REPO}: build trees (root-owned, gigabytes) do not belong there; "
+                        "choose a folder outside it")
+        refused.add("scratch")
+    return Reading(Settings(values, sources), tuple(problems), frozenset(refused))
+
+
+def _combination_problems(values: Mapping[str, Any], refused: set[str]) -> list[str]:
+    """Settings that need another one (each said only when neither was refused)."""
+    problems = []
+    if values["promote"] and not values["gmi"] and not refused & {"promote", "gmi"}:
+        problems.append("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
+    if values["vuln_gate"] != "off" and not values["vuln_db"] and not refused & {"vuln_gate", "vuln_db"}:
+        problems.append(f"--vuln-gate={values['vuln_gate']} needs the data to judge with: give "
+                        "--vuln-db FILE_OR_URL (Debian's security tracker JSON or OSV records)")
+    if values["verify_key"] and not values["gmi"] and not refused & {"verify_key", "gmi"}:
+        problems.append("--verify-key checks the signatures of archives given with --gmi ARCHIVE")
+    return problems
+
+
 def resolve(
     cli: Mapping[str, Any],
     env: Mapping[str, str] | None = None,
     config_file: Path | None = None,
 ) -> Settings:
-    """Merge the sources (CLI > env > file > default) into frozen :class:`Settings`.
+    """Merge the sources (CLI > env > file > default) into frozen :class:`Settings`;
+    every problem found is raised at once (:class:`ConfigProblems`).
 
     ``cli`` holds only the values the user actually gave on the command line.
     """
-    env = os.environ if env is None else env
-    file_values: dict[str, Any] = {}
-    if config_file is not None:
-        file_values = read_config_file(config_file)
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for s in SETTINGS:
-        if s.name in cli:
-            values[s.name], sources[s.name] = _parse(s, cli[s.name], s.option), "command line"
-        elif s.env in env:
-            values[s.name], sources[s.name] = _parse(s, env[s.env], s.env), "environment"
-        elif s.name in file_values:
-            values[s.name] = _parse(s, file_values[s.name], str(config_file))
-            sources[s.name] = f"config file {config_file}"
-        else:
-            values[s.name], sources[s.name] = s.default, "default"
-    for s in SETTINGS:
-        if s.secret and values[s.name]:
-            register_secret(str(values[s.name]))
-    if values["vm_cpus"] < 1 or values["vm_memory_mb"] < 512:
-        raise ConfigError("vm_cpus must be >= 1 and vm_memory_mb >= 512")
-    if values["clone_cpus"] < 1 or values["clone_memory_mb"] < 256:
-        raise ConfigError("clone_cpus must be >= 1 and clone_memory_mb >= 256 (vmgenie's VM has 1 "
-                          "vCPU and 512 MB)")
-    if values["vuln_gate"] != "off" and not values["vuln_db"]:
-        raise ConfigError(f"--vuln-gate={values['vuln_gate']} needs the data to judge with: give "
-                          "--vuln-db FILE_OR_URL (Debian's security tracker JSON or OSV records)")
-    if values["verify_key"] and not values["gmi"]:
-        raise ConfigError("--verify-key checks the signatures of archives given with --gmi ARCHIVE")
-    if values["promote"] and not values["gmi"]:
-        raise ConfigError("--promote takes the disk-only archives to promote with --gmi ARCHIVE")
-    scratch = Path(values["scratch"]).expanduser().resolve()
-    if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
-        where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(
-            sources["scratch"], str(config_file))
-        raise ConfigError(f"{where}: scratch {scratch} is inside the repository "
-                          f"{REPO}: build trees (root-owned, gigabytes) do not belong there; "
-                          "choose a folder outside it")
-    return Settings(values, sources)
+    reading = read(cli, env, config_file)
+    if reading.problems:
+        raise ConfigProblems(reading.problems)
+    return reading.settings

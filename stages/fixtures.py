@@ -13,7 +13,7 @@ from harness.archive.validate import import_archive
 from harness.backends.base import kept
 from harness.build import Build
 from harness.errors import GmiError
-from harness.plugin.fixtures import fail_cleanly, run_stage
+from harness.plugin.fixtures import fail_subject, run_stage
 from harness.plugin.run import STATE_KEY
 
 from . import cleanup, cloud_init, hyperv, provision, seal, update
@@ -21,11 +21,11 @@ from .s6_promote import promote
 from .s7_clone import CHECK_USER, Clone, boot_clone, check_template, collect_logs
 
 
-def _check_template(build: Build) -> None:
+def _check_template(request: pytest.FixtureRequest, build: Build) -> None:
     try:
         check_template(build)
     except GmiError as exc:
-        fail_cleanly(GmiError(f"seed template: {exc}"))
+        fail_subject(request, build.subject, "seed template", exc)
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +33,7 @@ def provisioned(request: pytest.FixtureRequest, build: Build) -> Build:
     """Step 1: the build VM exists with a fresh install and answers SSH; with
     ``--prepare=chroot``: the fresh install's root tree, entered by a chroot shell
     (stages 2-6 run there; the image's first boot is the clone's)."""
-    _check_template(build)
+    _check_template(request, build)
     return run_stage(request, build, provision)
 
 
@@ -69,7 +69,8 @@ def sealed(request: pytest.FixtureRequest, build: Build) -> Build:
     extracted and verified (checksum, VHDX format); no build stage runs. With
     ``--promote`` too: that disk in a new Hyper-V VM, exported without booting."""
     if build.archive is not None:
-        _check_template(build)
+        request.getfixturevalue("readable_archive")  # (an unreadable one: said once)
+        _check_template(request, build)
         run_stage(request, build, import_archive)
         if build.settings.promote:  # wrapped in a Hyper-V VM, exported unbooted
             run_stage(request, build, promote)
@@ -86,8 +87,7 @@ def clone(request: pytest.FixtureRequest, sealed: Build) -> Iterator[Clone]:
     try:
         c = boot_clone(b)
     except GmiError as exc:
-        state.mark_failed(b.subject)
-        fail_cleanly(GmiError(f"clone: {exc}"))
+        fail_subject(request, b.subject, "clone", exc)
     b.clone_guest = c.guest
     b.record["clone_boot_seconds"] = round(c.boot_seconds, 1)
 

@@ -37,6 +37,8 @@ TOOLS = {
     # disks made and read offline as the build and the repro command do
     "ssh-keygen": "openssh-client",
     "dpkg": "dpkg",
+    # the Debian packages an install hint names, looked up (test_messages.py)
+    "apt-cache": "apt",
     "mkfs.ext4": "e2fsprogs",
     "debugfs": "e2fsprogs",
     "sfdisk": "fdisk",

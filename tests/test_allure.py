@@ -116,8 +116,8 @@ def test_allure_cli_renders_two_runs_merged(pytester: pytest.Pytester, tmp_path,
     pytester.makeconftest(matrix_project.CONFTEST.replace(
         "def seal(b):\n", "def seal(b):\n    from harness.errors import HypervisorError\n"
         "    raise HypervisorError('QEMU exited while sealing')\n"))
-    matrix_project.run(pytester, tmp_path / "job-12", distros=("debian-12",), workers=0).assert_outcomes(
-        errors=7)
+    job12 = matrix_project.run(pytester, tmp_path / "job-12", distros=("debian-12",), workers=0)
+    assert job12.parseoutcomes() == {"errors": 1, "blocked": 6}  # (the stage's error said once)
     dirs = [str(next((tmp_path / j / "runs").glob("2*")) / allure.RESULTS_DIR)
             for j in ("job-12", "job-13")]
     report = tmp_path / "allure-report"

@@ -1,4 +1,5 @@
-"""``gmi`` / ``python -m harness`` (harness/cli.py): the way in without make, and what
+"""``gmi`` / ``python -m harness`` (harness/cli.py, with harness/plugin/front.py in the
+run): the way in without make, and what
 an installed wheel carries. The real build through ``gmi`` is recorded in the README
 (one QEMU run takes ~15 min); here: the same tests and ids as ``make gmi``, the wheel's
 contents, UTF-8 mode and Ctrl-C."""
@@ -10,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -31,8 +31,8 @@ def test_the_checks_are_the_ones_beside_the_harness():
 
 def test_pytest_gets_the_checks_folder_its_rootdir_and_the_checkouts_options():
     args = cli.pytest_args(["--distro=debian-12", "-n", "2"], REPO / "checks")
-    assert args == ["-p", "no:cacheprovider", "-ra", f"--rootdir={REPO}", str(REPO / "checks"),
-                    "--distro=debian-12", "-n", "2"]
+    assert args == ["-p", "no:cacheprovider", "-ra", "-p", "harness.plugin.front", f"--rootdir={REPO}",
+                    str(REPO / "checks"), "--distro=debian-12", "-n", "2"]
     pyproject = (REPO / "pyproject.toml").read_text()
     assert 'addopts = "-p no:cacheprovider -ra"' in pyproject  # what cli.PYTEST_ARGS repeats
     assert 'gmi = "harness.cli:main"' in pyproject
@@ -56,11 +56,54 @@ def test_gmi_collects_what_make_gmi_collects(tmp_path):
     assert not (tmp_path / ".pytest_cache").exists()
 
 
-def test_gmi_help_shows_the_harness_options(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)
+def _gmi(args: list[str], cwd: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)}, **kw)
+
+
+def test_gmi_help_lists_the_harness_options_and_points_at_pytests(tmp_path):
+    proc = _gmi(["--help"], tmp_path)
     assert proc.returncode == 0
-    assert "GMI build and validation" in proc.stdout and "--hyperv-local" in proc.stdout
+    out = proc.stdout
+    assert out.startswith("usage: gmi --distro=NAME")
+    assert "GMI build and validation" in out and "--hyperv-local" in out
+    from harness.settings import SETTINGS
+
+    for s in SETTINGS:
+        assert (s.option in out) is s.cli, s.option
+    assert "--junitxml=PATH" in out and out.rstrip().endswith("All of them: gmi --help-all")
+    assert "--capture" not in out  # pytest's own options: --help-all
+    assert len(out.splitlines()) < 300, len(out.splitlines())
+    full = _gmi(["--help-all"], tmp_path)
+    assert full.returncode == 0 and full.stdout.startswith("usage: gmi [options]")
+    assert "--capture" in full.stdout and "--hyperv-local" in full.stdout
+
+
+def test_gmi_version_is_the_harness_and_pytest(tmp_path):
+    from harness import __version__
+
+    proc = _gmi(["--version"], tmp_path)
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"gmi-harness {__version__} (pytest {pytest.__version__}, Python ")
+
+
+def test_gmi_usage_errors_say_gmi(tmp_path):
+    proc = _gmi(["--no-such-option"], tmp_path)
+    assert proc.returncode == 4
+    assert proc.stderr.startswith("ERROR: usage: gmi ")
+    assert "gmi: error: unrecognized arguments" in proc.stderr
+
+
+def test_gmi_reads_the_config_file_of_the_folder_it_runs_in(tmp_path):
+    """The README's promise: gmi-harness.toml of the current folder (the rootdir is the
+    installed checks' folder, not this one)."""
+    (tmp_path / "gmi-harness.toml").write_text('keep = "on-failure"\nvm_cpus = 1\n')
+    proc = _gmi(["--distro=debian-12", "--collect-only"], tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    toml = tmp_path / "gmi-harness.toml"
+    assert f"  keep = on-failure  (config file {toml})" in proc.stdout.splitlines()
+    assert f"  vm_cpus = 1  (config file {toml})" in proc.stdout.splitlines()
+    assert not (tmp_path / "reports").exists()  # (collection writes nothing)
 
 
 def test_without_the_checks_it_says_how_to_install(tmp_path, monkeypatch, capsys):
@@ -91,21 +134,38 @@ def test_pytest_runs_in_utf8_mode_where_needed(monkeypatch, needed):
     assert seen["env"].get("PYTHONUTF8") == ("1" if needed else None)
 
 
-def test_ctrl_c_waits_for_the_run_to_tear_down(tmp_path):
-    """Ctrl-C reaches the child too; gmi must not kill it mid-teardown but wait for it
-    and return its exit code."""
-    child = ("import signal, time, sys\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-             "print('up', flush=True)\ntime.sleep(1.5)\nsys.exit(7)\n")
-    flag = tmp_path / "up"
+def test_on_linux_gmi_becomes_the_run_itself(tmp_path):
+    """exec: the process that was started (whose pid a CI runner or systemctl signals)
+    is the one pytest runs in; nothing is left between them to forward a signal."""
+    script = ("import os, sys; from harness.host import hostos; print(os.getpid(), flush=True); "
+              "hostos.current().run_in_place(['/bin/sh', '-c', 'echo $$; exit 7'], dict(os.environ))")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    before, after = proc.stdout.split()
+    assert proc.returncode == 7 and before == after, proc.stdout + proc.stderr
 
-    def interrupt() -> None:
-        while not flag.exists():
-            threading.Event().wait(0.05)
-        os.kill(os.getpid(), signal.SIGINT)  # lands in the main thread, in proc.wait()
 
-    cmd = [sys.executable, "-c", f"open({str(flag)!r}, 'w').close()\n" + child]
-    threading.Thread(target=interrupt, daemon=True).start()
-    assert cli.run(cmd, dict(os.environ)) == 7
+def test_on_windows_the_child_gets_ctrl_c_and_ctrl_break_and_gmi_waits(monkeypatch):
+    """Windows: no exec. The console's Ctrl-C (and Ctrl-Break) reaches the child, which
+    ends the run; gmi ignores them while it waits, then gives back its exit status and
+    its own handlers. (The Windows branch, run here with Popen faked.)"""
+    from harness.host import hostos
+
+    seen: dict[str, Any] = {}
+
+    class Child:
+        def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+            seen.update(cmd=cmd, env=env)
+
+        def wait(self) -> int:
+            seen["during"] = signal.getsignal(signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)  # the console's Ctrl-C reaches gmi too
+            return 2
+
+    before = signal.getsignal(signal.SIGINT)
+    assert hostos.Windows(popen=Child).run_in_place(["python", "-m", "harness"], {"A": "1"}) == 2
+    assert seen["during"] == signal.SIG_IGN and seen["cmd"] == ["python", "-m", "harness"]
+    assert signal.getsignal(signal.SIGINT) == before
 
 
 def test_the_wheel_carries_the_checks_the_catalogue_and_the_gmi_command(tmp_path):
@@ -122,7 +182,7 @@ def test_the_wheel_carries_the_checks_the_catalogue_and_the_gmi_command(tmp_path
     names = set(zipfile.ZipFile(wheel).namelist())
     for must in ("checks/conftest.py", "checks/test_checklist.py",
                  "checks/test_export.py", "distros/debian-12.yml", "distros/fedora-42.yml",
-                 "cli.py", "host/hostos.py", "__main__.py",
+                 "cli.py", "plugin/front.py", "host/hostos.py", "__main__.py",
                  "stages/fixtures.py", "backends/hyperv/scripts/new_vm.ps1"):
         assert f"harness/{must}" in names, must
     # one top-level name, none generic beside a user's own packages

@@ -16,11 +16,11 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "outside-repo" / "d
 
 def test_an_extra_folder_adds_its_distros():
     names = distro.known_distros(extra=[EXAMPLE])
-    assert "acme-debian-12" in names and set(distro.known_distros()) < set(names)
-    d = distro.load("acme-debian-12", extra=[str(EXAMPLE)])
-    assert d.source == (EXAMPLE / "acme-debian-12.yml").resolve()
-    with pytest.raises(distro.DistroError, match="unknown distro 'acme-debian-12'; known distros: debian-12"):
-        distro.load("acme-debian-12")  # not without the folder
+    assert "acme-debian-13" in names and set(distro.known_distros()) < set(names)
+    d = distro.load("acme-debian-13", extra=[str(EXAMPLE)])
+    assert d.source == (EXAMPLE / "acme-debian-13.yml").resolve()
+    with pytest.raises(distro.DistroError, match="unknown distro 'acme-debian-13'; known distros: debian-12"):
+        distro.load("acme-debian-13")  # not without the folder
 
 
 def test_a_name_defined_twice_names_both_files(tmp_path: Path):
@@ -32,12 +32,12 @@ def test_a_name_defined_twice_names_both_files(tmp_path: Path):
                               "its file name)")
     second = tmp_path / "second"
     second.mkdir()
-    shutil.copy(EXAMPLE / "acme-debian-12.yml", second)
-    shutil.copy(EXAMPLE / "acme-debian-12.yml", tmp_path / "acme-debian-12.yml")
+    shutil.copy(EXAMPLE / "acme-debian-13.yml", second)
+    shutil.copy(EXAMPLE / "acme-debian-13.yml", tmp_path / "acme-debian-13.yml")
     (tmp_path / "debian-13.yml").unlink()
-    twice = f"defined twice: {tmp_path}/acme-debian-12.yml and {second}/"
+    twice = f"defined twice: {tmp_path}/acme-debian-13.yml and {second}/"
     with pytest.raises(distro.DistroError, match=twice):
-        distro.load("acme-debian-12", extra=[tmp_path, second])
+        distro.load("acme-debian-13", extra=[tmp_path, second])
 
 
 def test_the_same_folder_twice_or_ours_again_counts_once():
@@ -51,8 +51,8 @@ def test_a_missing_folder_is_an_error(tmp_path: Path):
 
 
 def test_an_archive_finds_its_entry_in_the_extra_folders_first(tmp_path: Path):
-    # acme-debian-12 has vmgenie's names Debian 12, like ours: the extra folder is searched first
-    assert validate.distro_for(tmp_path / "GMI-Debian-12.zip", extra=[EXAMPLE]).name == "acme-debian-12"
+    # acme-debian-13 has vmgenie's names Debian 13, like ours: the extra folder is searched first
+    assert validate.distro_for(tmp_path / "GMI-Debian-13.zip", extra=[EXAMPLE]).name == "acme-debian-13"
     assert validate.distro_for(tmp_path / "GMI-Debian-12.zip").name == "debian-12"
 
 

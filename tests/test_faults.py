@@ -650,7 +650,8 @@ def test_a_second_run_on_the_same_out_and_distro_is_refused_in_one_line(tmp_path
     assert second.proc.returncode == 1, output  # type: ignore[union-attr]
     line = one_line(output, "ERROR ")
     pid = first.proc.pid  # type: ignore[union-attr]
-    assert re.search(rf" - Failed: {re.escape(str(out))}/GMI-Debian-12\.zip is being written by pid {pid} "
+    assert re.search(rf" - Failed: the archive's lock: {re.escape(str(out))}/GMI-Debian-12\.zip "
+                     rf"is being written by pid {pid} "
                      r"on \S+ \(run \S+\); wait for that run to end, or choose another --out$", line), line
     assert not list(second.scratch.glob("*")), "the refused run left scratch"
     assert first.proc.poll() is None and list(first.scratch.glob("*-debian-12")), "the first run was hurt"

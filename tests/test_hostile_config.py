@@ -328,12 +328,11 @@ def test_archive_names_with_metacharacters_are_refused():
 
 
 def test_janitor_with_a_hostile_host_is_one_line(tmp_path: Path):
-    proc = subprocess.run([sys.executable, "-c", "import sys; from harness.backends.hyperv.janitor "
-                           "import main; sys.exit(main(['list']))"],
-                          capture_output=True, text=True, cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "harness", "--janitor=list", "--backend=hyperv"],
+                          capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(REPO), "GMI_HYPERV_HOST": "hv01|calc"})
-    assert proc.returncode == 2
-    assert proc.stderr.strip() == ("janitor: GMI_HYPERV_HOST: hyperv_host: 'hv01|calc' is not a host "
+    assert proc.returncode == 4
+    assert proc.stderr.strip() == ("ERROR: GMI_HYPERV_HOST: hyperv_host: 'hv01|calc' is not a host "
                                    "name or an IP address"), proc.stderr
 
 

@@ -98,11 +98,13 @@ def test_the_pytest_option_runs_the_janitor_instead_of_tests(pytester: pytest.Py
     pytester.makepyfile(test_never="def test_never():\n    raise AssertionError('ran')\n")
     result = pytester.runpytest_subprocess("--janitor=list", "--backend=hyperv", "--hyperv-host=",
                                            "-p", "no:cacheprovider")
-    assert result.ret == 2
-    result.stderr.fnmatch_lines(["janitor: the janitor needs a host: --hyperv-host NAME*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR  # what it needs, all in one line
+    result.stderr.fnmatch_lines(["ERROR: --backend=hyperv needs --hyperv-host NAME* and "
+                                 "--hyperv-user ACCOUNT*"])
+    assert "--hyperv-switch" not in result.stderr.str()  # (the janitor needs no switch)
     result = pytester.runpytest_subprocess("--janitor=sweep", "-p", "no:cacheprovider")
-    assert result.ret == 2
-    result.stderr.fnmatch_lines(["janitor: --janitor: janitor must be one of off, list, remove, "
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --janitor: janitor must be one of off, list, remove, "
                                  "got 'sweep'"])
 
 

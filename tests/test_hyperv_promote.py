@@ -358,7 +358,8 @@ def test_promoting_in_a_pytest_run_deselects_the_export_of_builds(tmp_path):
              f"--gmi={archive}", f"--out={tmp_path / 'out'}", "-p", "no:cacheprovider", *extra],
             cwd=root, env=env, capture_output=True, text=True, timeout=300, check=False).stdout
 
-    promoting = collect("--backend=hyperv", "--promote", "--hyperv-host=hv01", "--hyperv-switch=X")
+    promoting = collect("--backend=hyperv", "--promote", "--hyperv-host=hv01", "--hyperv-user=me",
+                        "--hyperv-switch=X")
     assert "test_export.py::test_promoted_gmi_archive[GMI-Debian-12.zip]" in promoting
     assert "test_export_gmi_archive" not in promoting
     plain = collect()

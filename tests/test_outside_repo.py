@@ -1,60 +1,28 @@
 """Another repository using the harness (examples/outside-repo/), as its users would: a
 copy of the folder outside our tree, the harness installed into a fresh virtualenv with
-pip from our source tree, then ``pytest --distro=acme-debian-12 --distros=./distros``
-(collection only: no VM boots). The new virtualenv takes the other dependencies from
-this project's .venv through a .pth file, so nothing but the build backend (setuptools,
-from the configured index) is downloaded."""
+pip (tests/outside_repo.py), then ``gmi`` in that folder. Here: what is installed, the
+tests it collects, its settings read from its own gmi-harness.toml, its seed template and
+its workflow. The real build of its distro is one of ``make test``'s two builds (the
+Makefile runs the same tests/outside_repo.py, then the README's command)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import sysconfig
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "outside-repo"
-
-
-def run(cmd: list[str | Path], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GMI_", "PYTEST_", "PIP_REQUIRE"))}
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+from harness import distro as distro_mod
+from harness.media import seed_template
+from tests import outside_repo
+from tests.outside_repo import DISTRO, EXAMPLE, ROOT, run
+from tests.test_ci_example import actionlint
 
 
 @pytest.fixture(scope="module")
 def outside(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the other repository's folder, its virtualenv's python) with the harness installed."""
-    top = tmp_path_factory.mktemp("outside")
-    assert not top.resolve().is_relative_to(ROOT)
-    repo = top / "acme"
-    shutil.copytree(EXAMPLE, repo)
-    venv = top / "venv"
-    made = run([getattr(sys, "_base_executable", sys.executable), "-m", "venv", "--without-pip", venv], top)
-    assert made.returncode == 0, made.stderr
-    python = venv / "bin" / "python"
-    purelib = Path(run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                       top).stdout.strip())
-    (purelib / "_gmi_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    # (from a copy of the source tree: pip's in-tree build would leave build/ in ours)
-    source = top / "gmi-harness"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".tools", "build", "reports", "*.egg-info", "__pycache__", ".*_cache"))
-    pip = run([sys.executable, "-m", "pip", "--python", python, "install", "-q", source], top, timeout=600)
-    assert pip.returncode == 0, pip.stdout + pip.stderr
-    return repo, python
-
-
-def uses_entry_points(python: Path, cwd: Path) -> None:
-    """The plugin and the stage fixtures come in through the pytest11 entry points."""
-    probe = run([python, "-c", "from importlib.metadata import entry_points; "
-                 "print(sorted(e.value for e in entry_points(group='pytest11') "
-                 "if e.value.startswith(('harness', 'stages'))))"], cwd)
-    assert probe.stdout.split() == ["['harness.plugin',", "'harness.stages.fixtures']"], probe.stdout
+    return outside_repo.install(tmp_path_factory.mktemp("outside"))
 
 
 def test_pip_install_puts_the_harness_its_checklist_and_catalogue_in_the_venv(outside):
@@ -69,23 +37,66 @@ def test_pip_install_puts_the_harness_its_checklist_and_catalogue_in_the_venv(ou
     assert generic == "[]", f"generic top-level names installed into site-packages: {generic}"
     assert "test_checklist.py" in checks and "test_seed.py" in checks
     assert int(distros) == len(list((ROOT / "distros").glob("*.yml")))
+    probe = run([python, "-c", "from importlib.metadata import entry_points; "
+                 "print(sorted(e.value for e in entry_points(group='pytest11') "
+                 "if e.value.startswith(('harness', 'stages'))))"], repo)
+    assert probe.stdout.split() == ["['harness.plugin',", "'harness.stages.fixtures']"], probe.stdout
 
 
-def test_other_repository_runs_its_own_distro_with_the_harness_checklist(outside):
+def test_gmi_in_the_repository_runs_its_distro_with_the_harness_checklist(outside):
+    """The README's command, as written: its gmi-harness.toml names the catalogue folder."""
     repo, python = outside
-    uses_entry_points(python, repo)
-    got = run([python, "-m", "pytest", "--distro=acme-debian-12", "--distros=./distros",
-               "--collect-only", "-q"], repo)
+    gmi = python.parent / "gmi"
+    got = run([gmi, f"--distro={DISTRO}", "--collect-only", "-q", "-W", "error"], repo)
     assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-2000:]
     ids = [line for line in got.stdout.splitlines() if "::" in line]
-    assert ids and all(line.endswith("[acme-debian-12]") for line in ids), ids[:5]
+    assert ids and all(line.endswith(f"[{DISTRO}]") for line in ids), ids[:5]
     # the harness's own checklist, as installed (no test path given; the repository has no tests)
     assert not list(repo.rglob("test_*.py"))
-    assert "test_checklist.py::test_cloud_init_status_done[acme-debian-12]" in ids
-    assert any("test_seed.py::test_seed_user_data_passes_the_clones_cloud_init_schema" in i
-               for i in ids)
-    assert "test_export.py::test_export_gmi_archive[acme-debian-12]" in ids
-    # without its folder the name is unknown: the run above found it through --distros
-    unknown = run([python, "-m", "pytest", "--distro=acme-debian-12", "--collect-only", "-q"], repo)
-    assert unknown.returncode != 0
-    assert "unknown distro 'acme-debian-12'" in unknown.stdout + unknown.stderr
+    assert f"checks/test_checklist.py::test_cloud_init_status_done[{DISTRO}]" in ids
+    assert f"checks/test_seed.py::test_seed_user_data_passes_the_clones_cloud_init_schema[{DISTRO}]" in ids
+    assert f"checks/test_export.py::test_export_gmi_archive[{DISTRO}]" in ids
+    assert not (repo / "reports").exists()  # (collection writes nothing)
+    # its settings, with where they came from: the repository's own file
+    header = run([gmi, f"--distro={DISTRO}", "--collect-only"], repo).stdout.splitlines()
+    assert f"  distros = ./distros  (config file {repo / 'gmi-harness.toml'})" in header, header[:12]
+
+
+def test_without_its_settings_file_the_distro_is_unknown(outside, tmp_path):
+    _, python = outside
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    got = run([python.parent / "gmi", f"--distro={DISTRO}", "--collect-only", "-q"], elsewhere)
+    assert got.returncode == 4
+    assert f"ERROR: unknown distro '{DISTRO}'; known distros: debian-12" in got.stderr
+
+
+def test_its_distro_is_the_harness_debian_13_with_its_own_name_and_seed():
+    """The example's YAML stays the harness's debian-13 but for what makes it ACME's (so
+    a change to debian-13.yml reaches it: make test builds it)."""
+    acme = distro_mod.load_file(EXAMPLE / "distros" / f"{DISTRO}.yml")
+    ours = distro_mod.load("debian-13")
+    differ = {f.name for f in dataclasses.fields(acme)
+              if f.compare and getattr(acme, f.name) != getattr(ours, f.name)}
+    assert differ == {"name", "description", "seed_template"}, differ
+
+
+def test_its_seed_template_renders_a_placeholder_in_a_comment_is_text():
+    folder = EXAMPLE / "seed-data" / DISTRO
+    template, problems = seed_template.read(folder)
+    assert problems == [] and template is not None
+    assert "{{ NAME }}" in template.files["user-data"].splitlines()[2]  # in a comment: text
+
+
+def test_its_workflow_passes_actionlint_and_installs_what_the_defaults_need():
+    workflow = EXAMPLE / ".github" / "workflows" / "gmi.yml"
+    result = run([actionlint(), "-no-color", "-oneline", "-config-file",
+                  EXAMPLE / ".github" / "actionlint.yaml", workflow], EXAMPLE)
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+    from tests.test_ci_example import packages_the_defaults_need
+
+    installed = set(workflow.read_text().replace("\\\n", " ").split("apt-get install", 1)[1]
+                    .split("\n", 1)[0].split())
+    missing = packages_the_defaults_need() - installed
+    assert not missing, f"the workflow does not install {sorted(missing)}"
+    assert f"gmi --distro={DISTRO}" in workflow.read_text()

@@ -56,9 +56,8 @@ def test_every_placeholder_is_filled_with_the_clones_values(tmp_path: Path):
 def test_unknown_placeholder_is_one_line_naming_file_and_line(tmp_path: Path):
     folder = minimal(tmp_path, "#cloud-config\nusers:\n  - name: {{ USERNAME }}\n"
                                "    ssh_authorized_keys: ['{{ PRIVKEY }}']\n    passwd: {{ PASSWORD }}\n")
-    template = seed_template.load(folder)
-    with pytest.raises(SeedTemplateError) as exc:
-        seed_template.render(template, seed_template.values_for(SPEC))
+    with pytest.raises(SeedTemplateError) as exc:  # found when the template is read
+        seed_template.load(folder)
     message = str(exc.value)
     assert "\n" not in message
     assert f"{folder / 'user-data'} line 5: unknown placeholder {{{{ PASSWORD }}}}" in message
@@ -69,10 +68,45 @@ def test_scriban_expressions_and_unclosed_braces_are_errors(tmp_path: Path):
     values = seed_template.values_for(SPEC)
     for line, expected in (("{{ USERNAME | string.upcase }}", "unknown placeholder"),
                            ("hostname: {{ HOSTNAME", "without its closing")):
-        folder = minimal(tmp_path / str(len(line)), "#cloud-config\n# {{ USERNAME }} {{ PRIVKEY }}\n"
+        folder = minimal(tmp_path / str(len(line)), "#cloud-config\nx: [{{ USERNAME }}, {{ PRIVKEY }}]\n"
                                                     + line + "\n")
         with pytest.raises(SeedTemplateError, match=f"line 3: .*{expected}"):
             seed_template.render(seed_template.load(folder), values)
+
+
+def test_a_placeholder_in_a_comment_is_text(tmp_path: Path):
+    """vmgenie's templates say what they fill in comments (the outside-repo example's
+    did: ``{{ NAME }}``); a comment's braces are left as they are, never checked. In a
+    block scalar a ``#`` line is content: its placeholders are filled."""
+    folder = minimal(tmp_path, "#cloud-config\n# vmgenie fills the {{ NAME }} placeholders\n"
+                               "users:\n  - name: {{ USERNAME }}  # the {{ USER }} of the VM\n"
+                               "    ssh_authorized_keys: ['{{ PRIVKEY }} # {{ HOSTNAME }}']\n"
+                               "write_files:\n  - content: |\n      # {{ HOSTNAME }}\n"
+                               "    path: /etc/motd # {{ NOT_ONE }} {{ unclosed\n")
+    template, problems = seed_template.read(folder)
+    assert problems == [] and template is not None
+    user = seed_template.render(template, seed_template.values_for(SPEC))["user-data"]
+    assert user.splitlines()[1] == "# vmgenie fills the {{ NAME }} placeholders"
+    assert "  - name: genie  # the {{ USER }} of the VM" in user.splitlines()
+    assert "gmi-check # gmi-check-debian-13'" in user  # inside quotes: no comment
+    assert "      # gmi-check-debian-13" in user.splitlines()
+    assert user.rstrip().endswith("path: /etc/motd # {{ NOT_ONE }} {{ unclosed")
+    # a comment's placeholders do not count as the harness's login either
+    folder2 = minimal(tmp_path / "2", "#cloud-config\n# {{ USERNAME }} {{ PRIVKEY }}\nusers: []\n")
+    assert any("never uses {{ USERNAME }}" in p for p in seed_template.read(folder2)[1])
+
+
+def test_every_problem_of_a_template_is_one_line_each(tmp_path: Path):
+    folder = minimal(tmp_path, "#cloud-config\nusers:\n  - name: {{ USERNAME }}\n"
+                               "    passwd: {{ PASSWORD }}\n    shell: {{ SHELL\n")
+    (folder / "network-config").unlink()
+    _, problems = seed_template.read(folder)
+    assert len(problems) == 4 and all("\n" not in p for p in problems), problems
+    assert problems[0].endswith("network-config is missing (a template has meta-data, user-data, "
+                                "network-config)")
+    assert "user-data line 4: unknown placeholder {{ PASSWORD }}" in problems[1]
+    assert problems[2].endswith("user-data line 5: '{{' without its closing '}}'")
+    assert "never uses {{ PRIVKEY }}" in problems[3]
 
 
 @pytest.mark.parametrize("missing", ["user-data", "meta-data", "network-config"])

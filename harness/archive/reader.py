@@ -62,7 +62,7 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 _DOTNET_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", 9: "deflate64"}
 STRING_KEYS = ("gmi_version", "os", "version", "created", "updated", "vm_name", "maintainer",
                "maintainer_email", "source_url", "description", "checksum_sha256")
-REBUILD = "rebuild the archive (make export) or download it again"
+REBUILD = "build it again (gmi --distro=NAME) or download it again"
 
 
 @dataclass(frozen=True)

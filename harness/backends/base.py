@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -25,6 +25,7 @@ from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.distro import Distro
     from harness.settings import Settings
     from harness.ssh import Shell
 
@@ -172,6 +173,23 @@ class Backend(ABC):
     def host_label(self, build: Build) -> str:
         """The machine the build ran on, as the reports name it (default: this one)."""
         return socket.gethostname()
+
+    @classmethod
+    def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
+                          janitor: bool = False) -> list[str]:
+        """What this backend cannot do with these settings, one line each, found before
+        anything runs (at configure time): the settings it needs and was not given (all
+        of them in one line), files it will read that are not there, combinations it
+        refuses, ``--iso-version`` where it installs from no official ISO. ``distros``:
+        the run's builds; ``janitor``: for ``--janitor`` only."""
+        return []
+
+    @classmethod
+    def installs_instead_of_the_iso(cls, settings: Settings, distro: Distro) -> str:
+        """'' when a build of ``distro`` installs from its official ISO (what
+        ``--iso-version`` pins); else what it installs from instead, in words ("installs
+        with debootstrap from the archive")."""
+        return ""
 
     @classmethod
     def start_package_cache(cls, settings: Settings, logdir: Path) -> PackageCache | None:

@@ -109,6 +109,12 @@ class HostOS(ABC):
     @abstractmethod
     def kill_group(self, pid: int) -> None: ...
 
+    @abstractmethod
+    def run_in_place(self, cmd: list[str], env: dict[str, str]) -> int:
+        """Run ``cmd`` in this process's place to its end and return its exit status
+        (``gmi`` starting Python again in UTF-8 mode): every signal that ends a run
+        reaches it as it would have reached this process."""
+
 
 if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run there)
 
@@ -201,6 +207,10 @@ if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run t
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
 
+        def run_in_place(self, cmd: list[str], env: dict[str, str]) -> int:
+            """exec: the same process (its pid, its signals) runs ``cmd``."""
+            os.execve(cmd[0], cmd, env)
+
 
 # Windows constants (kernel32 and the reparse tag of a junction).
 PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
@@ -246,8 +256,10 @@ class Windows(HostOS):
     def __init__(self, run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
                  kernel32: Callable[[], Any] = _kernel32,
                  last_error: Callable[[], int] = _last_error,
-                 create_junction: Callable[[str, str], None] = _create_junction) -> None:
+                 create_junction: Callable[[str, str], None] = _create_junction,
+                 popen: Callable[..., Any] = subprocess.Popen) -> None:
         self.run = run
+        self.popen = popen
         self.kernel32 = kernel32
         self.last_error = last_error
         self.create_junction = create_junction
@@ -397,6 +409,21 @@ class Windows(HostOS):
         """A new process group (Windows has no sessions to start; Ctrl-C then does not
         reach the child straight from the console, the run ends it)."""
         return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+
+    def run_in_place(self, cmd: list[str], env: dict[str, str]) -> int:
+        """Windows has no exec (``os.exec*`` starts a new process and ends this one: the
+        console's prompt would come back while the run goes on), so the child runs while
+        this process waits for it. Ctrl-C and Ctrl-Break reach every process of the
+        console, the child too: here they are ignored while it runs, the child ends the
+        run as pytest does, and its exit status is returned."""
+        names = ("SIGINT", "SIGBREAK")
+        signals = [getattr(signal, n) for n in names if hasattr(signal, n)]
+        previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+        try:
+            return int(self.popen(cmd, env=env).wait())
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def kill_group(self, pid: int) -> None:
         """End ``pid`` and every process it started (``taskkill /T /F``: Windows has no

@@ -74,6 +74,18 @@ def pattern_regex(pattern: str) -> re.Pattern[str]:
     return re.compile(re.escape(before) + f"(?P<version>{VERSION})" + re.escape(after))
 
 
+def version_problem(spec: Any, version: str) -> str:
+    """'' or why ``version`` (``--iso-version``) cannot be one of ``spec``'s point
+    releases: what ``{version}`` in its pattern stands for, of its series."""
+    if not re.fullmatch(VERSION, version):
+        return (f"{version!r} is not a point release (numbers joined by '.' or '-', as in "
+                f"{spec.pattern.replace('{version}', spec.series + '.N' if spec.series else '1.2')})")
+    series = spec.series
+    if series and version != series and not version.startswith((series + ".", series + "-")):
+        return f"{version!r} is not a point release of {series} ({series}.N, as in {spec.pattern})"
+    return ""
+
+
 def version_key(version: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.split(r"[.-]", version))
 

@@ -13,54 +13,61 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness import __version__
-from harness import distro as distro_mod
-from harness.backends import backend_class, choose
+from harness.backends import backend_class
 from harness.errors import GmiError
 from harness.evidence import release as evidence
 from harness.host import hostos
-from harness.plugin import fixtures, hooks, lifecycle, matrix, results, run, summary
+from harness.plugin import fixtures, hooks, lifecycle, matrix, preflight, results, run, summary
 from harness.plugin.matrix import check_dist_mode, default_to_loadgroup, subjects
 from harness.plugin.results import ResultCollector
 from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, terminate_as_interrupt
 from harness.report import allure, signoff
-from harness.settings import SETTINGS, Settings, resolve
+from harness.settings import SETTINGS, Settings
 
+CONFIG_NAME = "gmi-harness.toml"  # read from the folder a run starts in (or the rootdir)
 # The plugin's parts, registered with it (see pytest_addhooks).
 PARTS = (run, matrix, results, summary, fixtures, lifecycle)
+MAIN_GROUP = ("gmi-harness", "GMI build and validation")
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """One ``--help`` group per settings section (the Hyper-V backend's own, say)."""
-    main = parser.getgroup("gmi-harness", "GMI build and validation")
+def option_specs() -> Iterator[tuple[tuple[str, str], str, dict[str, Any]]]:
+    """Every option of the harness: ((its --help group, the group's title), the option,
+    its argparse keyword arguments). One group per settings section (the Hyper-V
+    backend's own, say); ``gmi --help`` prints the same."""
+    yield MAIN_GROUP, "--harness-config", {
+        "action": "store", "default": None, "metavar": "PATH", "dest": "harness_config",
+        "help": f"settings file (TOML); default: $GMI_CONFIG, else {CONFIG_NAME} in the folder "
+                "the run starts in (or the rootdir) when present. Precedence: command line > "
+                "environment (GMI_*) > this file > defaults"}
     for s in SETTINGS:
         if not s.cli:
             continue
-        group = parser.getgroup(f"gmi-harness: {s.section}") if s.section else main
+        group = (f"gmi-harness: {s.section}", "") if s.section else MAIN_GROUP
         help_text = f"{s.help} (env {s.env}; default: {s.default!r})"
         if s.choices:
             help_text = f"{s.help}: {' | '.join(s.choices)} (env {s.env}; default: {s.default})"
+        kw: dict[str, Any] = {"dest": f"gmi_{s.name}", "default": None, "help": help_text}
         if s.flag:
-            group.addoption(s.option, action="store_const", const=True, default=None,
-                            dest=f"gmi_{s.name}", help=help_text)
+            kw.update(action="store_const", const=True)
         elif s.name == "signoff_from":  # --signoff-from DIR [DIR ...]
-            group.addoption(s.option, action="extend", nargs="+", default=None,
-                            dest=f"gmi_{s.name}", metavar="DIR", help=help_text)
+            kw.update(action="extend", nargs="+", metavar="DIR")
         elif s.multiple:
-            group.addoption(s.option, action="append", default=None, dest=f"gmi_{s.name}",
-                            metavar=s.name.upper() if s.name != "distro" else "NAME", help=help_text)
+            kw.update(action="append", metavar=s.name.upper() if s.name != "distro" else "NAME")
         else:
-            group.addoption(s.option, action="store", default=None, dest=f"gmi_{s.name}",
-                            metavar=s.name.upper(), help=help_text)
-    main.addoption("--harness-config", action="store", default=None, metavar="PATH",
-                    help="settings file (TOML); default: $GMI_CONFIG, else gmi-harness.toml "
-                         "in the rootdir when present. Precedence: command line > "
-                         "environment (GMI_*) > this file > defaults")
+            kw.update(action="store", metavar=s.name.upper())
+        yield group, s.option, kw
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """The harness's options, one ``--help`` group per settings section."""
+    for (name, title), option, kw in option_specs():
+        parser.getgroup(name, title).addoption(option, **kw)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -104,54 +111,87 @@ def installed_checklist_wanted(config: pytest.Config) -> bool:
             and not (signoff.CHECKS_DIR.parent / "conftest.py").exists())
 
 
-def settings_from(config: pytest.Config) -> Settings:
+def config_file(config: pytest.Config) -> Path | None:
+    """The settings file: ``--harness-config``, ``$GMI_CONFIG``, else ``gmi-harness.toml``
+    in the folder the run was started from (``gmi`` from any folder), else in the
+    rootdir (``pytest`` from a project's subfolder)."""
+    path = config.getoption("harness_config") or os.environ.get("GMI_CONFIG")
+    if path:
+        return Path(path)
+    for folder in (config.invocation_params.dir, config.rootpath):
+        if (folder / CONFIG_NAME).is_file():
+            return folder / CONFIG_NAME
+    return None
+
+
+def checked_settings(config: pytest.Config, deep: bool = True) -> Settings:
+    """The run's settings, after every check of what they ask for
+    (:mod:`harness.plugin.preflight`); every problem found is one line of one usage error
+    (exit status 4), raised before anything is made."""
     cli = {s.name: config.getoption(f"gmi_{s.name}") for s in SETTINGS if s.cli}
     cli = {k: v for k, v in cli.items() if v is not None}
-    path = config.getoption("harness_config") or os.environ.get("GMI_CONFIG")
-    config_file = Path(path) if path else None
-    if config_file is None and (config.rootpath / "gmi-harness.toml").exists():
-        config_file = config.rootpath / "gmi-harness.toml"
-    settings = resolve(cli, config_file=config_file)
-    names = list(settings.distro)
-    known = distro_mod.known_distros(extra=settings.distros)
-    if "all" in names:
-        names = known
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise pytest.UsageError(
-            f"unknown distro {unknown[0]!r}; known distros: {', '.join(known)} (or 'all')")
-    archives = []
-    for raw in settings.gmi:
-        path = Path(raw).expanduser().resolve()
-        if not path.is_file():
-            raise pytest.UsageError(f"--gmi {raw}: no such archive file")
-        archives.append(str(path))
-    if settings.index and not settings.index_url:
-        raise pytest.UsageError(
-            "--index needs --index-url: the http(s) URL vmgenie will download the archive "
-            "from ({archive} is replaced by the archive's file name)")
-    return settings.replace(distro=tuple(dict.fromkeys(names)), gmi=tuple(dict.fromkeys(archives)))
-
+    run = preflight.check(cli, config_file(config), deep=deep)
+    if run.problems:
+        raise pytest.UsageError(*dict.fromkeys(run.problems))
+    return run.settings
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """The run's configuration, in named steps: the markers; the checks that refuse bad
+    input (the distribution mode, then every setting and what it asks for); then the
+    run, its folder, its reports' paths and its package cache (nothing is made before
+    every check passed)."""
+    register_markers(config)
+    check_distribution(config)
+    terminate_as_interrupt()
+    worker = getattr(config, "workerinput", None)
+    settings = checked_settings(config, deep=worker is None)
+    if worker is None:
+        say_what_was_verified(settings)
+    state = start_run(config, settings)
+    if worker is None and subjects(settings) and not inspecting(config):
+        make_run_folder(config, state)
+        point_reports(config, state)
+        start_the_package_cache(state)
+    point_allure(config, state)
+
+
+def say_what_was_verified(settings: Settings) -> None:
+    """Release evidence checked at start (``--sign-key`` can sign; with ``--verify-key``
+    each archive's signed SHA256SUMS verifies): what was verified, one line each; a
+    failure is a usage error, one line."""
+    try:
+        lines = evidence.check_at_start(settings)
+    except GmiError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for line in lines:
+        print(f"gmi-harness: {line}", file=sys.stderr)
+
+
+def register_markers(config: pytest.Config) -> None:
+    """The harness's markers and warning filters (a wheel's run has no ini file)."""
     for line in MARKERS:
         config.addinivalue_line("markers", line)
     for line in WARNING_FILTERS:
         config.addinivalue_line("filterwarnings", line)
+
+
+def check_distribution(config: pytest.Config) -> None:
+    """``-n N``: every test of one distro on one worker (``--dist loadgroup``)."""
     default_to_loadgroup(config)
     check_dist_mode(config)
-    terminate_as_interrupt()
-    try:
-        settings = settings_from(config)
-        if subjects(settings):
-            choose(settings)  # e.g. QEMU on Windows, --promote on QEMU: one line, before anything
-        if getattr(config, "workerinput", None) is None:  # the keys; signed archives verified
-            for line in evidence.check_at_start(settings):
-                print(f"gmi-harness: {line}", file=sys.stderr)
-    except GmiError as exc:
-        raise pytest.UsageError(str(exc)) from None
+
+
+def inspecting(config: pytest.Config) -> bool:
+    """``--collect-only`` or ``--fixtures``: nothing is built, nothing written."""
+    return bool(config.option.collectonly or getattr(config.option, "showfixtures", False))
+
+
+def start_run(config: pytest.Config, settings: Settings) -> RunState:
+    """The run's id (one for the controller and its xdist workers) and its state, known
+    to the interrupt handling, the result collector and the exit clean-up. Nothing is
+    written yet."""
     worker = getattr(config, "workerinput", None)
     if worker is None and subjects(settings) and installed_checklist_wanted(config):
         config.args[:] = [str(signoff.CHECKS_DIR)]
@@ -159,36 +199,48 @@ def pytest_configure(config: pytest.Config) -> None:
     if not run_id:
         run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         os.environ["GMI_RUN_ID"] = run_id  # xdist workers inherit it
-    run_dir = settings.out_dir / "runs" / run_id
-    state = RunState(settings, run_id, run_dir)
+    state = RunState(settings, run_id, settings.out_dir / "runs" / run_id)
     run.INTERRUPT.states.append(state)
     config.stash[SETTINGS_KEY] = settings
     config.stash[STATE_KEY] = state
     config.pluginmanager.register(ResultCollector(state), f"gmi-results-{id(config)}")
     allure.register_masker()
     atexit.register(state.emergency_cleanup)
-    inspecting = config.option.collectonly or getattr(config.option, "showfixtures", False)
-    if worker is None and not inspecting and subjects(settings):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        latest = settings.out_dir / "runs" / "latest"
-        hostos.current().point_link(latest, run_id)
-        # Reports land in the run folder unless the user chose otherwise.
-        if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
-            config.option.htmlpath = str(run_dir / "report.html")
-            config.option.self_contained_html = True
-        if not getattr(config.option, "xmlpath", None):
-            config.option.xmlpath = str(run_dir / "junit.xml")
-        (run_dir / "settings.txt").write_text("\n".join(settings.describe()) + "\n")
-        if settings.distro:  # builds: the run's package cache, for every worker's builds
-            try:
-                run.start_package_cache(state)
-            except GmiError as exc:
-                raise pytest.UsageError(str(exc)) from None
-    if not inspecting and subjects(settings) and hasattr(config.option, "allure_report_dir") \
-            and not config.option.allure_report_dir:
-        # before allure-pytest's own pytest_configure reads it (this hook is tryfirst);
-        # workers get the same folder (same run id): each writes its own result files
-        config.option.allure_report_dir = str(run_dir / allure.RESULTS_DIR)
+    return state
+
+
+def make_run_folder(config: pytest.Config, state: RunState) -> None:
+    """``runs/<id>/`` with the effective settings, and ``runs/latest`` pointing at it."""
+    state.run_dir.mkdir(parents=True, exist_ok=True)
+    hostos.current().point_link(state.settings.out_dir / "runs" / "latest", state.run_id)
+    (state.run_dir / "settings.txt").write_text("\n".join(state.settings.describe()) + "\n")
+
+
+def point_reports(config: pytest.Config, state: RunState) -> None:
+    """pytest-html's and JUnit's reports land in the run folder unless the user chose."""
+    if hasattr(config.option, "htmlpath") and not config.option.htmlpath:
+        config.option.htmlpath = str(state.run_dir / "report.html")
+        config.option.self_contained_html = True
+    if not getattr(config.option, "xmlpath", None):
+        config.option.xmlpath = str(state.run_dir / "junit.xml")
+
+
+def point_allure(config: pytest.Config, state: RunState) -> None:
+    """Allure's results in the run folder, before allure-pytest's own configure reads the
+    option (this hook is tryfirst); xdist workers get the same folder (same run id) and
+    each writes its own files."""
+    if not inspecting(config) and subjects(state.settings) and \
+            hasattr(config.option, "allure_report_dir") and not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(state.run_dir / allure.RESULTS_DIR)
+
+
+def start_the_package_cache(state: RunState) -> None:
+    """Builds: the run's package cache, started by the controller for every worker."""
+    if state.settings.distro:
+        try:
+            run.start_package_cache(state)
+        except GmiError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -202,7 +254,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              + " (command line > environment > config file > default):"]
     lines += [f"  {line}" for line in settings.describe(changed_only=not verbose)]
     if not verbose:
-        lines.append(f"  (all settings: -v, or {state.run_dir / 'settings.txt'})")
+        saved = f", or {state.run_dir / 'settings.txt'}" if state.run_dir.is_dir() else ""
+        lines.append(f"  (all settings: -v{saved})")
     return lines
 
 
@@ -215,28 +268,34 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     - ``--signoff-from=DIR ...``: one sign-off page from those runs' results (run
       folders or CI artifacts)."""
     janitor = config.getoption("gmi_janitor", None) or os.environ.get("GMI_JANITOR", "off")
-    if janitor != "off":
-        return _janitor(config)
-    if config.getoption("gmi_signoff_from", None) or os.environ.get("GMI_SIGNOFF_FROM"):
-        return _signoff_from(config)
+    signoff_from = config.getoption("gmi_signoff_from", None) or os.environ.get("GMI_SIGNOFF_FROM")
+    if janitor == "off" and not signoff_from:
+        return None
+    settings = checked_settings(config, deep=False)
+    if settings.janitor != "off":
+        return _janitor(settings)
+    if settings.signoff_from:
+        return _signoff_from(settings)
     return None
 
 
-def _janitor(config: pytest.Config) -> int | None:
+def _janitor(settings: Settings) -> int:
+    """The chosen backend's janitor: what it needs is checked first (a usage error, one
+    line); what goes wrong on the host is one line too (exit status 2)."""
     try:
-        settings = settings_from(config)
-        if settings.janitor == "off":
-            return None
+        problems = backend_class(settings.backend).settings_problems(settings, [], janitor=True)
+    except GmiError as exc:
+        problems = [str(exc)]
+    if problems:
+        raise pytest.UsageError(*problems)
+    try:
         return backend_class(settings.backend).janitor(settings, settings.janitor)
     except GmiError as exc:
         print(f"janitor: {exc}", file=sys.stderr)
         return 2
 
 
-def _signoff_from(config: pytest.Config) -> int | None:
-    settings = settings_from(config)
-    if not settings.signoff_from:
-        return None
+def _signoff_from(settings: Settings) -> int:
     folder = settings.out_dir / "runs" / (datetime.now(UTC).strftime("signoff-%Y%m%d-%H%M%S")
                                           + f"-{os.getpid()}")
     folders = [Path(p).expanduser() for raw in settings.signoff_from for p in raw.split(",") if p]

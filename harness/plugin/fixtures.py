@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
@@ -19,6 +20,7 @@ import xdist
 from harness import __version__
 from harness import distro as distro_mod
 from harness.archive import validate
+from harness.archive.reader import open_archive
 from harness.backends import get_backend
 from harness.backends.base import release
 from harness.build import Build
@@ -26,7 +28,13 @@ from harness.errors import GmiError
 from harness.host import runmarker
 from harness.host import tools as host
 from harness.plugin.matrix import archive_path, is_archive, subject_id
-from harness.plugin.run import SETTINGS_KEY, STATE_KEY, RunState, host_facts, package_proxy_port
+from harness.plugin.run import (
+    SETTINGS_KEY,
+    STATE_KEY,
+    RunState,
+    host_facts,
+    package_proxy_port,
+)
 from harness.report import allure
 from harness.settings import Settings
 
@@ -46,7 +54,8 @@ def distro_name(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def distro(distro_name: str, gmi_settings: Settings) -> distro_mod.Distro:
+def distro(request: pytest.FixtureRequest, distro_name: str,
+           gmi_settings: Settings) -> distro_mod.Distro:
     """The distro's catalogue entry (``distros/<name>.yml``), typed and frozen; for an
     archive, the entry matching its name, or generic expectations (``distro.generic``).
     ``--distros`` folders are searched first."""
@@ -55,7 +64,20 @@ def distro(distro_name: str, gmi_settings: Settings) -> distro_mod.Distro:
             return validate.distro_for(archive_path(distro_name), extra=gmi_settings.distros)
         return distro_mod.load(distro_name, extra=gmi_settings.distros)
     except GmiError as exc:
-        fail_cleanly(exc)
+        fail_subject(request, distro_name, "its catalogue entry", exc)
+
+
+@pytest.fixture(scope="session")
+def readable_archive(request: pytest.FixtureRequest, build: Build) -> list[str]:
+    """``--gmi``: the archive opens as vmgenie's import opens it (a zip, every entry
+    safe: no absolute path, no ``..``, no link, no bomb); its entries' names. An archive
+    that does not stops every test of it (the first one says why, in full)."""
+    assert build.archive is not None, "for --gmi archives only"
+    try:
+        with open_archive(build.archive) as zf:
+            return zf.namelist()
+    except GmiError as exc:
+        fail_subject(request, build.subject, "opening the archive", exc)
 
 
 def fail_cleanly(exc: GmiError) -> NoReturn:
@@ -66,6 +88,19 @@ def fail_cleanly(exc: GmiError) -> NoReturn:
     raise pytest.fail.Exception(message, pytrace=False) from None
 
 
+def fail_subject(request: pytest.FixtureRequest, subject: str, what: str, exc: GmiError) -> NoReturn:
+    """A session fixture of ``subject`` failed (``what``: its catalogue entry, the host
+    check, a stage, the clone): pytest raises the same failure again for every later test
+    that needs it. The first test's report shows it in full; every other one says in one
+    line what failed and where the full error is (:mod:`harness.plugin.results`)."""
+    state: RunState = request.config.stash[STATE_KEY]
+    message = f"{what}: {exc}"
+    exc.__traceback__ = None
+    failure = pytest.fail.Exception(message, pytrace=False)
+    state.stop(subject, what, failure)
+    raise failure from None
+
+
 @pytest.fixture(scope="session")
 def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
           gmi_settings: Settings) -> Iterator[Build]:
@@ -73,11 +108,11 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
     stages make. Its VMs and scratch are removed at the end unless ``--keep`` says
     otherwise."""
     state: RunState = request.config.stash[STATE_KEY]
+    subject: str = request.getfixturevalue("distro_name")
     try:
         backend = get_backend(gmi_settings.backend)
     except GmiError as exc:
-        fail_cleanly(exc)
-    subject: str = request.getfixturevalue("distro_name")
+        fail_subject(request, subject, "the backend", exc)
     short = subject_id(subject)
     worker = xdist.get_xdist_worker_id(request)
     worker = "" if worker == "master" else worker
@@ -96,7 +131,7 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
         host_facts(request.config)
         backend.check_host(b)
     except GmiError as exc:
-        fail_cleanly(exc)
+        fail_subject(request, subject, "the host check", exc)
     with contextlib.ExitStack() as holding:
         if b.archive is None:  # one run at a time writes an archive into an --out
             archive = gmi_settings.out_dir / distro.vmgenie.archive
@@ -105,7 +140,7 @@ def build(request: pytest.FixtureRequest, distro: distro_mod.Distro,
                     archive.with_name(f".{archive.name}.lock"),
                     f"pid {os.getpid()} on {socket.gethostname()} (run {state.run_id})", str(archive)))
             except GmiError as exc:
-                fail_cleanly(exc)
+                fail_subject(request, subject, "the archive's lock", exc)
         workdir.mkdir(parents=True, exist_ok=True)
         runmarker.write(workdir, run=state.run_id, worker=worker, subject=subject, backend=backend.name)
         b.attach_logfile()
@@ -140,6 +175,7 @@ def _finish(b: Build, state: RunState) -> None:
     keep = state.keep(b.subject)
     if b.guest is not None:
         b.guest.close()
+    _forget_credentials(b)
     release(b.vms, keep, lambda line: b.progress(f"[{b.label}] {line}"))
     if keep:
         b.progress(f"[{b.label}] scratch kept: {b.workdir}")
@@ -153,17 +189,26 @@ def _finish(b: Build, state: RunState) -> None:
     allure.attach_logs(b.logdir, b.record.get("manifest"))
 
 
+def _forget_credentials(b: Build) -> None:
+    """A build that ended before its disk existed (no VM was ever made for it: Step 1
+    failed in its download, debootstrap, or the chroot) removes its credentials file:
+    no system has those passwords."""
+    path = b.record.get("credentials_file")
+    if path and b.vm is None and not b.vms:
+        Path(path).unlink(missing_ok=True)
+        del b.record["credentials_file"]
+        b.progress(f"[{b.label}] credentials file removed: the build ended before its disk existed")
+
+
 def run_stage(request: pytest.FixtureRequest, b: Build, stage: Any) -> Build:
-    """Run one stage function; a harness error fails every test that needs it with
-    the same one-line message (pytest caches session fixtures' errors)."""
-    state: RunState = request.config.stash[STATE_KEY]
+    """Run one stage function; a harness error fails every test that needs it: the
+    first in full, the others in one line (:func:`fail_subject`)."""
     name = stage.__name__
     try:
         with b.step(name):
             stage(b)
     except GmiError as exc:
-        state.mark_failed(b.subject)
-        fail_cleanly(GmiError(f"stage {name}: {exc}"))
+        fail_subject(request, b.subject, f"stage {name}", exc)
     finally:
         b.record["stage_durations"] = dict(b.timings)
         b.record["scratch_peak_bytes"] = max(

@@ -39,12 +39,53 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     state = item.config.stash[STATE_KEY]
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         state.record_outcome(name, node_key(item.nodeid), outcome_of(report))
-    if report.failed:
+    if report.when == "setup" and report.failed and call.excinfo is not None:
+        _say_once(report, call.excinfo.value, state, name)
+    if report.failed and not blocked(report):
         state.mark_failed(name)
         _attach_evidence(item, report, state.builds.get(name))
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         _link_logs(report, state, name)
     return report
+
+
+BLOCKED = "gmi_blocked"  # a report's attribute: why it did not run (travels with xdist)
+
+
+def blocked(report: pytest.TestReport) -> str:
+    """'' or the one line that says which failure of its subject stopped this test."""
+    return str(getattr(report, BLOCKED, "") or "")
+
+
+def _say_once(report: pytest.TestReport, error: BaseException, state: RunState, subject: str) -> None:
+    """A failure that stopped the subject (a stage, the clone, its host check; see
+    ``fixtures.fail_subject``) is raised again for every test that needs it: the first
+    of them shows it in full, with the build log's last lines; every other one says in
+    one line what failed and where the full error is, and is counted as blocked."""
+    stopped = state.stopped(subject)
+    if stopped is None or error is not stopped.failure:
+        return
+    log = state.run_dir / "logs" / subject_id(subject) / "build.log"
+    if not stopped.first:
+        stopped.first = node_key(report.nodeid)
+        tail = log.read_text(errors="replace").splitlines()[-40:] if log.is_file() else []
+        if tail:
+            report.sections.append(("build.log (its last 40 lines)", mask("\n".join(tail))))
+        return
+    where = f", {log.relative_to(state.run_dir)}" if log.is_file() else ""
+    line = f"{stopped.what} failed; the error: {stopped.first.rpartition('::')[2]}{where}"
+    report.longrepr = line
+    setattr(report, BLOCKED, line)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> Any:
+    """A test its subject's failure stopped is "blocked", not one more error: it is not
+    repeated under ERRORS (the first test shows the error), and its line is in the
+    "blocked" summary (``harness.plugin.summary``); the run still fails."""
+    if report.when == "setup" and blocked(report):
+        return "blocked", "b", ("BLOCKED", {"yellow": True})
+    return None
 
 
 def outcome_of(report: pytest.TestReport) -> str:

@@ -49,6 +49,18 @@ class ExportInputs:
         return list(self.labels)
 
 
+@dataclass
+class Stopped:
+    """What stopped a subject: a session fixture every later test needs failed (its
+    catalogue entry, the host check, a stage, the clone). ``failure`` is the exception
+    pytest raises again for each of those tests; ``first`` the test whose report shows
+    it in full (the others say in one line what failed and where that is)."""
+
+    what: str
+    failure: BaseException
+    first: str = ""
+
+
 class RunState:
     """What the run knows across fixtures and hooks. Its per-subject facts are written
     through its methods only (the stages and checks call :meth:`mark_failed`,
@@ -63,6 +75,7 @@ class RunState:
         self._labels: dict[str, dict[str, str]] = {}  # subject -> {nodeid: checklist item}
         self.summaries: list[dict[str, Any]] = []  # builds reported by xdist workers
         self._failed: set[str] = set()  # subjects with a failed stage or test
+        self._stopped: dict[str, Stopped] = {}  # subject -> the failure later tests meet
         self.scratch: list[Path] = []
         # what the reports show (filled on the controller, from every worker's reports)
         self.started = time.monotonic()
@@ -78,6 +91,16 @@ class RunState:
 
     def has_failed(self, subject: str) -> bool:
         return subject in self._failed
+
+    def stop(self, subject: str, what: str, failure: BaseException) -> None:
+        """A session fixture of ``subject`` failed with ``failure``, which pytest raises
+        again for every later test that needs it (:class:`Stopped`)."""
+        self.mark_failed(subject)
+        self._stopped[subject] = Stopped(what, failure)
+
+    def stopped(self, subject: str) -> Stopped | None:
+        """What stopped ``subject``, if anything did."""
+        return self._stopped.get(subject)
 
     def keep(self, subject: str) -> bool:
         """Whether ``--keep`` keeps this subject's VMs and scratch (asked at its end)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from harness.plugin.results import summaries
+from harness.plugin.results import blocked, summaries
 from harness.plugin.run import STATE_KEY
 from harness.report import allure, signoff
 
@@ -18,7 +18,13 @@ OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed")
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """A short table per distro: stages and their durations, archive, result."""
+    """The tests a failure stopped, one line each; a short table per distro: stages and
+    their durations, archive, result."""
+    stopped = terminalreporter.stats.get("blocked", [])
+    if stopped and not hasattr(config, "workerinput"):
+        terminalreporter.write_sep("=", f"blocked: {len(stopped)} tests did not run")
+        for report in stopped:
+            terminalreporter.write_line(f"BLOCKED {report.nodeid} - {blocked(report)}", yellow=True)
     state = config.stash.get(STATE_KEY, None)
     if state is None or hasattr(config, "workerinput") or not state.run_dir.is_dir():
         return

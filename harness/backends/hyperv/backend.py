@@ -21,7 +21,7 @@ import re
 import shlex
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PureWindowsPath
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from harness.archive.format import SNAP_DIR, VHD_DIR
 from harness.backends.base import VM, Backend, CloneShape, ExportedDisk, HostView
 from harness.backends.hyperv import janitor
-from harness.backends.hyperv.media import InstallMedia, key_actions, media_from_settings
+from harness.backends.hyperv.media import SHA256, InstallMedia, key_actions, media_from_settings
 from harness.backends.hyperv.model import (
     CompactResult,
     ExportResult,
@@ -48,6 +48,7 @@ from harness.settings import Settings
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.distro import Distro
 
 
 
@@ -262,6 +263,54 @@ class HyperVBackend(Backend):
     @classmethod
     def janitor(cls, settings: Settings, mode: str) -> int:
         return janitor.run(settings, mode)
+
+    @classmethod
+    def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
+                          janitor: bool = False) -> list[str]:
+        """The host, its login, the switch, the base VM's key: every one missing in one
+        line; the local files it reads."""
+        s = settings
+        local = s.hyperv_local
+        missing = []
+        if not local and not pick_host(s):
+            missing.append("--hyperv-host NAME (or --hyperv-hosts A,B, or --hyperv-local on the "
+                           "host itself)")
+        if not local and s.hyperv_auth == "certificate":
+            missing += [o for o, v in (("--hyperv-cert-pem PATH", s.hyperv_cert_pem),
+                                       ("--hyperv-cert-key-pem PATH", s.hyperv_cert_key_pem)) if not v]
+        elif not local and not s.hyperv_user:
+            missing.append("--hyperv-user ACCOUNT (its password in GMI_HYPERV_PASSWORD or the "
+                           "config file)")
+        if not janitor:
+            if not s.hyperv_switch:
+                missing.append("--hyperv-switch NAME (Get-VMSwitch on the host lists them)")
+            if (s.hyperv_base_vm or s.hyperv_base_vhdx) and not s.hyperv_base_key:
+                missing.append("--hyperv-base-key PATH (the private key root accepts on that system)")
+            if s.hyperv_install_iso and not s.hyperv_install_sha256:
+                missing.append("--hyperv-install-sha256 HEX (the install ISO's SHA-256)")
+        problems = [f"--backend=hyperv needs {', '.join(missing[:-1])}"
+                    f"{' and ' if len(missing) > 1 else ''}{missing[-1]}"] if missing else []
+        if not local and s.hyperv_auth == "certificate" and s.hyperv_plain_http:
+            problems.append("--hyperv-auth=certificate works only over HTTPS; drop --hyperv-plain-http")
+        if s.hyperv_base_vm and s.hyperv_base_vhdx:
+            problems.append("give --hyperv-base-vm or --hyperv-base-vhdx, not both")
+        if s.hyperv_install_sha256 and not SHA256.fullmatch(s.hyperv_install_sha256.lower()):
+            problems.append(f"{s.where('hyperv_install_sha256')}: hyperv_install_sha256: "
+                            f"{s.hyperv_install_sha256!r} is not a SHA-256 (64 hex digits)")
+        for name in ("hyperv_ca_bundle", "hyperv_cert_pem", "hyperv_cert_key_pem", "hyperv_base_key"):
+            value = getattr(s, name)
+            if value and not (local and name != "hyperv_base_key") and \
+                    not Path(value).expanduser().is_file():
+                problems.append(f"{s.where(name)}: {name}: {value}: no such file")
+        return problems
+
+    @classmethod
+    def installs_instead_of_the_iso(cls, settings: Settings, distro: Distro) -> str:
+        s = settings
+        return ("adopts --hyperv-base-vm" if s.hyperv_base_vm else
+                "starts from --hyperv-base-vhdx" if s.hyperv_base_vhdx else
+                f"installs from --hyperv-install-iso {s.hyperv_install_iso}" if s.hyperv_install_iso
+                else "")
 
     def __init__(self, transport: Callable[[Settings, str], PowerShell] = make_transport,
                  clock: Clock | None = None) -> None:

@@ -4,20 +4,19 @@ host (VMs whose Notes carry the harness's tag, run folders with their marker fil
 A run counts as dead when it ran on this machine and its process is gone, or, for a
 run of another machine, when it started more than ``hyperv_janitor_hours`` ago.
 
-    pytest --backend=hyperv --hyperv-host HOST --janitor=list     # or =remove
-    gmi-janitor list|remove                                      # settings from GMI_* / config
+    gmi --backend=hyperv --hyperv-host HOST --hyperv-user ME --janitor=list   # or =remove
+
+(``pytest --janitor=...`` is the same; the settings also come from ``GMI_*`` and the
+config file, as for a run.)
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from harness.backends.hyperv.model import as_list
@@ -152,23 +151,3 @@ def run(settings: Settings, mode: str, out: Callable[[str], None] = print,
         finally:
             ps.close()
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    from harness.settings import resolve
-
-    if len(argv) != 1 or argv[0] not in ("list", "remove"):
-        print("usage: gmi-janitor list|remove", file=sys.stderr)
-        return 2
-    config = os.environ.get("GMI_CONFIG")
-    try:
-        settings = resolve({}, config_file=Path(config) if config else None)
-        return run(settings, argv[0])
-    except GmiError as exc:
-        print(f"janitor: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1:]))

@@ -7,14 +7,16 @@ VM is a :class:`~harness.backends.qemu.vm.QemuVM`.
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import rootfs
 from harness.backends.base import VM, Backend, CloneShape, ExportedDisk
 from harness.backends.qemu import janitor
-from harness.backends.qemu.installer import effective_method, install_from_media
+from harness.backends.qemu.installer import effective_method, install_from_media, install_method
 from harness.backends.qemu.vm import (
     NIC_NAMES,
     QemuVM,
@@ -31,6 +33,7 @@ from harness.settings import prepare_mode
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.distro import Distro
     from harness.settings import Settings
     from harness.ssh import Shell
 
@@ -50,6 +53,43 @@ class QemuBackend(Backend):
         if settings.package_cache != "on" or shutil.which("apt-cacher-ng") is None:
             return None
         return pkgcache.start(logdir)
+
+    @classmethod
+    def settings_problems(cls, settings: Settings, distros: Sequence[Distro],
+                          janitor: bool = False) -> list[str]:
+        """Each build's install method and ``--prepare`` mode, ``--iso``; root where Step 1
+        needs it (debootstrap and the chroot)."""
+        problems = []
+        as_root = []
+        for d in distros:
+            try:
+                method = install_method(d, settings)
+            except ConfigError as exc:
+                problems.append(str(exc))
+                continue
+            boot = rootfs.bootstrapper(d.family)
+            tree = boot is not None and method == boot.method
+            if prepare_mode(settings.prepare, d.name) == "chroot" and not tree:
+                problems.append(no_tree(d.name, method))
+            if tree:
+                as_root.append(d.name)
+        if settings.iso and not Path(settings.iso).expanduser().is_file() and distros:
+            problems.append(f"{settings.where('iso')}: iso: {settings.iso}: no such file")
+        if as_root and os.geteuid() != 0:
+            problems.append(f"building {', '.join(as_root)} on the qemu backend needs root (debootstrap "
+                            "and the chroot of Step 1): run the same command as root (sudo -E, or "
+                            "a root shell)")
+        return problems
+
+    @classmethod
+    def installs_instead_of_the_iso(cls, settings: Settings, distro: Distro) -> str:
+        try:
+            method = install_method(distro, settings)
+        except ConfigError:
+            return ""  # (the method's own problem is said by settings_problems)
+        return ("installs with debootstrap from the archive" if method == "debootstrap" else
+                "installs from the netboot files" if method == "netboot" else
+                f"installs from --iso {settings.iso}" if settings.iso else "")
 
     @classmethod
     def prepare_host(cls, settings: Settings, scratch: Path) -> dict[str, Any]:
@@ -119,9 +159,7 @@ class QemuBackend(Backend):
         if mode == "vm" or (mode == "auto" and boot is None):
             return None
         if boot is None:
-            raise ConfigError(f"--prepare=chroot: {build.distro.name} installs with "
-                              f"{effective_method(build)}, which leaves no root tree to prepare; "
-                              "use --prepare=vm or --install-method=auto")
+            raise ConfigError(no_tree(build.distro.name, effective_method(build)))
         return boot.install_tree(build, NIC_NAMES)
 
     def export_tree(self, build: Build, vhdx: Path) -> ExportedDisk:
@@ -175,6 +213,11 @@ def bootstrapper(build: Build) -> rootfs.Bootstrapper | None:
     distro's installer)."""
     boot = rootfs.bootstrapper(build.distro.family)
     return boot if boot is not None and effective_method(build) == boot.method else None
+
+
+def no_tree(name: str, method: str) -> str:
+    return (f"--prepare=chroot: {name} installs with {method}, which leaves no root tree to "
+            "prepare; use --prepare=vm or --install-method=auto")
 
 
 def installer_tools(build: Build) -> list[str]:

@@ -33,16 +33,23 @@ from harness.media.install import install_media
 
 if TYPE_CHECKING:
     from harness.build import Build
+    from harness.distro import Distro
+    from harness.settings import Settings
 
 METHODS = ("debootstrap", "iso", "netboot")
 
 
 def effective_method(b: Build) -> str:
-    """The install method of this build: the --install-method setting, or (auto) the
-    distro's own, or iso when --iso names a local ISO."""
-    d, wanted = b.distro, b.settings.install_method
+    """The install method of this build (:func:`install_method`)."""
+    return install_method(b.distro, b.settings)
+
+
+def install_method(d: Distro, settings: Settings) -> str:
+    """The install method of ``d``: the --install-method setting, or (auto) the distro's
+    own, or iso when --iso names a local ISO; a method the distro cannot use is refused."""
+    wanted = settings.install_method
     if wanted == "auto":
-        wanted = "iso" if b.settings.iso else d.install.method
+        wanted = "iso" if settings.iso else d.install.method
     if wanted == "debootstrap" and (not d.package_manager().debootstrap or not d.install.suite):
         raise ConfigError(f"{d.name} cannot be installed with debootstrap (its install.method is "
                           f"{d.install.method}); use --install-method=auto")

@@ -69,6 +69,13 @@ class VM(ABC):
         """Bytes the VM's disk occupies on the host now, when the backend can tell."""
         return None
 
+    @property
+    def emulated_cpu(self) -> bool:
+        """The guest's CPUs are emulated in software (QEMU without KVM): a vCPU thread
+        the host starves of CPU time shows in the guest's kernel log as an RCU stall or a
+        soft lockup, which says something of the host's load, not of the image."""
+        return False
+
     def serial_tail(self, lines: int = 30) -> str:
         if self.serial_log is None or not self.serial_log.exists():
             return "(no serial console captured)"

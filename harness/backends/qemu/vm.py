@@ -173,6 +173,10 @@ class QemuVM(VM):
     # (flushes honoured) for everything else.
     disk_cache: str = "writeback"
 
+    @property
+    def emulated_cpu(self) -> bool:
+        return self.accel == "tcg"
+
     qmp_path: Path = field(default_factory=lambda: Path(
         tempfile.gettempdir()) / f"gmi-{os.getpid()}-{uuid.uuid4().hex[:8]}.qmp")
     """Unix sockets have a 108-byte path limit: keep this one short, outside workdir."""

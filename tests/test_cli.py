@@ -73,7 +73,8 @@ def test_gmi_help_lists_the_harness_options_and_points_at_pytests(tmp_path):
         assert (s.option in out) is s.cli, s.option
     assert "--junitxml=PATH" in out and out.rstrip().endswith("All of them: gmi --help-all")
     assert "--capture" not in out  # pytest's own options: --help-all
-    assert len(out.splitlines()) < 300, len(out.splitlines())
+    # ours only (about 300 lines for every option of ours: pytest's own help is over 700)
+    assert len(out.splitlines()) < 330, len(out.splitlines())
     full = _gmi(["--help-all"], tmp_path)
     assert full.returncode == 0 and full.stdout.startswith("usage: gmi [options]")
     assert "--capture" in full.stdout and "--hyperv-local" in full.stdout

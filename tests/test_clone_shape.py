@@ -96,8 +96,8 @@ def test_the_clone_shape_settings_change_only_the_clone(tmp_path, no_boot):
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"clone_cpus": 0}, "clone_cpus must be >= 1"),
-    ({"clone_memory_mb": 128}, "clone_memory_mb >= 256"),
+    ({"clone_cpus": 0}, "--clone-cpus: clone_cpus: must be between 1 and 64, got 0"),
+    ({"clone_memory_mb": 128}, "--clone-memory-mb: clone_memory_mb: must be at least 256, got 128"),
     ({"clone_secure_boot": "maybe"}, "clone_secure_boot must be one of on, off"),
     ({"clone_secure_boot_template": "Microsoft"}, "clone_secure_boot_template must be one of"),
 ])

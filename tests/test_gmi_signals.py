@@ -86,7 +86,10 @@ class Family:
                          ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_a_signal_to_gmi_mid_build_ends_the_run_cleanly(tmp_path: Path, signum: signal.Signals):
     out, scratch, creds = tmp_path / "out", tmp_path / "scratch", tmp_path / "creds"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GMI_", "PYTEST_"))}
+    # (without PYTHONUNBUFFERED, as a user's shell or a CI runner has it: the build's
+    # progress must reach a pipe as it happens, not when a buffer fills)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GMI_", "PYTEST_")) and k != "PYTHONUNBUFFERED"}
     env["PYTHONPATH"] = str(REPO)
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "--distro=debian-12", "--keep=never", f"--out={out}",

@@ -166,7 +166,10 @@ def _progress_writer(config: pytest.Config, state: RunState) -> Any:
                 # an xdist worker: its stderr is the controller's terminal
                 print(line, file=sys.stderr, flush=True)
             else:
+                # (flushed: on a pipe, `gmi ... | tee build.txt` or a CI runner's log,
+                # stdout is block-buffered and the line would wait for kilobytes more)
                 reporter.write_line(line)
+                reporter.flush()
 
     return emit
 

@@ -79,6 +79,11 @@ class Family:
         return sorted(set(left))
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.vm
 @pytest.mark.skipif(os.geteuid() != 0, reason="a debootstrap build runs as root")
 @needs("qemu-system-x86_64", "qemu-img", "unshare", "zstd", "apt-cacher-ng")
@@ -95,7 +100,10 @@ def test_a_signal_to_gmi_mid_build_ends_the_run_cleanly(tmp_path: Path, signum: 
         [sys.executable, "-m", "harness", "--distro=debian-12", "--keep=never", f"--out={out}",
          f"--scratch={scratch}", f"--credentials-dir={creds}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)  # (its own session: what it started is found by it)
+        start_new_session=True,  # (its own session: what it started is found by it)
+        # (as a terminal's shell starts it: under nohup, or as a background job, this
+        # process may have SIGHUP or SIGINT ignored, which gmi would rightly keep)
+        preexec_fn=_default_signals)
     family = Family(proc.pid, str(tmp_path))
     lines: list[str] = []
     building = threading.Event()

@@ -254,6 +254,9 @@ def test_signals_that_end_a_run_exist_on_that_os(monkeypatch, kind, wanted):
 
     installed: list[int] = []
     monkeypatch.setattr(signal, "signal", lambda sig, handler: installed.append(sig))
+    # (as a terminal's session starts it: none ignored; under nohup SIGHUP is, and the
+    # harness leaves it so: test_a_signal_started_ignored_stays_ignored)
+    monkeypatch.setattr(signal, "getsignal", lambda sig: signal.SIG_DFL)
     if kind == "windows":
         monkeypatch.setattr(signal, "SIGBREAK", 21, raising=False)  # Windows' number for it
     previous = hostos.use(hostos.Windows() if kind == "windows" else hostos.Linux())
@@ -272,6 +275,9 @@ def test_a_signal_this_interpreter_lacks_is_skipped(monkeypatch, windows):
 
     installed: list[int] = []
     monkeypatch.setattr(signal, "signal", lambda sig, handler: installed.append(sig))
+    # (as a terminal's session starts it: none ignored; under nohup SIGHUP is, and the
+    # harness leaves it so: test_a_signal_started_ignored_stays_ignored)
+    monkeypatch.setattr(signal, "getsignal", lambda sig: signal.SIG_DFL)
     monkeypatch.delattr(signal, "SIGBREAK", raising=False)
     run.terminate_as_interrupt()
     assert installed == [signal.SIGINT, signal.SIGTERM]
@@ -531,3 +537,20 @@ def test_windows_host_command_group_is_a_new_group_ended_by_taskkill_tree(window
     assert os_.own_group() == {"creationflags": 0x200}  # CREATE_NEW_PROCESS_GROUP
     os_.kill_group(4242)
     assert windows.run.calls[-1] == ["taskkill", "/T", "/F", "/PID", "4242"]
+
+
+def test_a_signal_started_ignored_stays_ignored(monkeypatch):
+    """nohup's SIGHUP (and the SIGINT a shell gives a background job) stay ignored: the
+    run does not take them over."""
+    from harness.plugin import run
+
+    installed: list[int] = []
+    monkeypatch.setattr(signal, "signal", lambda sig, handler: installed.append(sig))
+    monkeypatch.setattr(signal, "getsignal",
+                        lambda sig: signal.SIG_IGN if sig == signal.SIGHUP else signal.SIG_DFL)
+    previous = hostos.use(hostos.Linux())
+    try:
+        run.terminate_as_interrupt()
+    finally:
+        hostos.use(previous)
+    assert set(installed) == {signal.SIGINT, signal.SIGTERM}

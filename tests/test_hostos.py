@@ -554,3 +554,23 @@ def test_a_signal_started_ignored_stays_ignored(monkeypatch):
     finally:
         hostos.use(previous)
     assert set(installed) == {signal.SIGINT, signal.SIGTERM}
+
+
+def test_a_killed_host_command_s_group_is_gone_when_the_run_goes_on():
+    """run_group kills the whole group on an interrupt (here its timeout) and returns
+    only once no member runs: the shell's subshells (as debootstrap's are) included."""
+    from harness.host import tools
+
+    marker = f"300.{os.getpid()}"  # (a sleep of its own, found by its argument)
+    with pytest.raises(subprocess.TimeoutExpired):
+        tools.run_group(["sh", "-c", f"(sleep {marker}; :) & (sleep {marker}; :) & wait"], timeout=1)
+    running = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if marker.encode() in cmd:
+                running.append(p.name)
+    assert running == []

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -108,6 +109,10 @@ class HostOS(ABC):
 
     @abstractmethod
     def kill_group(self, pid: int) -> None: ...
+
+    def wait_group_gone(self, pid: int, timeout: float) -> None:  # noqa: B027 - optional
+        """Until no process of the group led by ``pid`` is left (bounded by ``timeout``),
+        where the OS can tell."""
 
     @abstractmethod
     def run_in_place(self, cmd: list[str], env: dict[str, str]) -> int:
@@ -206,6 +211,27 @@ if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run t
             a group already gone is not an error."""
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+
+        def wait_group_gone(self, pid: int, timeout: float) -> None:
+            """SIGKILLed members of a group go at once, but one in the middle of a disk
+            write (debootstrap's dpkg) can take a moment: until /proc shows none of the
+            group but zombies (dead, waiting for init to reap them)."""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and self._group_running(pid):
+                time.sleep(0.05)
+
+        @staticmethod
+        def _group_running(pgid: int) -> bool:
+            for entry in Path("/proc").iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                except (OSError, IndexError):
+                    continue
+                if int(fields[2]) == pgid and fields[0] != "Z":
+                    return True
+            return False
 
         def run_in_place(self, cmd: list[str], env: dict[str, str]) -> int:
             """exec: the same process (its pid, its signals) runs ``cmd``."""

@@ -142,6 +142,9 @@ class HeldInterrupts:
 HELD = HeldInterrupts()
 
 
+GROUP_GONE_TIMEOUT = 10.0  # seconds a killed group's members may take to be gone
+
+
 def run_group(cmd: Sequence[str], *, input: str | None = None,
               env: Mapping[str, str] | None = None,
               timeout: float | None = None) -> tuple[int, str, str]:
@@ -159,17 +162,25 @@ def run_group(cmd: Sequence[str], *, input: str | None = None,
     finally:
         HELD.depth -= 1
     RUNNING_GROUPS.add(proc.pid)
-    with proc:
-        try:
-            if HELD.pending and not HELD.depth:
-                signum, HELD.pending = HELD.pending, 0
-                raise KeyboardInterrupt(signal.Signals(signum).name)
-            stdout, stderr = proc.communicate(input, timeout=timeout)
-        except BaseException:
-            os_.kill_group(proc.pid)
-            raise
-        finally:
-            RUNNING_GROUPS.discard(proc.pid)
+    killed = False
+    try:
+        with proc:
+            try:
+                if HELD.pending and not HELD.depth:
+                    signum, HELD.pending = HELD.pending, 0
+                    raise KeyboardInterrupt(signal.Signals(signum).name)
+                stdout, stderr = proc.communicate(input, timeout=timeout)
+            except BaseException:
+                os_.kill_group(proc.pid)
+                killed = True
+                raise
+            finally:
+                RUNNING_GROUPS.discard(proc.pid)
+    finally:
+        # (the leader reaped by ``with proc``; its group's other members, such as
+        # debootstrap's subshells, may still be dying: the run ends after them)
+        if killed:
+            os_.wait_group_gone(proc.pid, GROUP_GONE_TIMEOUT)
     return proc.returncode, stdout, stderr
 
 

@@ -78,7 +78,8 @@ def kind_of(path: Path) -> str:
     """What a key file holds: ``ssh`` (an OpenSSH private or public key) or ``openpgp``."""
     head = path.read_bytes()[:200]
     text = head.decode("ascii", "replace").lstrip()
-    if text.startswith("-----BEGIN OPENSSH PRIVATE KEY-----") or re.match(
+    # (OpenSSH's armour is only ever its private key's: public keys are one line)
+    if text.startswith("-----BEGIN OPENSSH ") or re.match(
             r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-\S+|sk-\S+) AAAA", text):
         return "ssh"
     if text.startswith("-----BEGIN PGP") or (head and head[0] & 0x80):

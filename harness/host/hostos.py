@@ -48,16 +48,22 @@ class UserDirs:
 PROC = Path("/proc")
 
 
-def proc_start(pid: int, proc: Path = PROC) -> int | None:
-    """Linux: field 22 of ``/proc/PID/stat`` (start time in clock ticks after boot), or
-    None when there is no such process. The command name (field 2) may hold spaces and
-    parentheses: fields are counted after its last ``)``."""
+def proc_stat(pid: int | str, proc: Path = PROC) -> list[str] | None:
+    """Linux: the fields of ``/proc/PID/stat`` from field 3 on (``[0]`` is the state),
+    or None when there is no such process. The command name (field 2) may hold spaces
+    and parentheses: fields are counted after its last ``)``."""
     try:
         stat = (proc / str(pid) / "stat").read_text()
     except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
         return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[19])  # field 3 is fields[0]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def proc_start(pid: int, proc: Path = PROC) -> int | None:
+    """Linux: field 22 of ``/proc/PID/stat`` (start time in clock ticks after boot), or
+    None when there is no such process."""
+    fields = proc_stat(pid, proc)
+    return None if fields is None else int(fields[19])  # field 3 is fields[0]
 
 
 def proc_boot_id(proc: Path = PROC) -> str:
@@ -222,16 +228,9 @@ if sys.platform != "win32":  # (so mypy --platform win32 skips what cannot run t
 
         @staticmethod
         def _group_running(pgid: int) -> bool:
-            for entry in Path("/proc").iterdir():
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                except (OSError, IndexError):
-                    continue
-                if int(fields[2]) == pgid and fields[0] != "Z":
-                    return True
-            return False
+            """A process of group ``pgid`` (field 5) that is not a zombie (state Z)."""
+            return any(fields is not None and int(fields[2]) == pgid and fields[0] != "Z"
+                       for fields in (proc_stat(e.name) for e in PROC.iterdir() if e.name.isdigit()))
 
         def run_in_place(self, cmd: list[str], env: dict[str, str]) -> int:
             """exec: the same process (its pid, its signals) runs ``cmd``."""

@@ -43,6 +43,18 @@ def qemu_pids(marker: str) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def stop_kept(pids: list[int]) -> None:
+    """Stop the VMs a --keep run left running, and remove their QMP sockets: a SIGKILLed
+    qemu leaves its listening socket in the temp folder (two a run, before this)."""
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            os.kill(pid, signal.SIGKILL)
+            for arg in args:
+                if arg.startswith(b"unix:") and b".qmp" in arg:
+                    Path(arg[5:].split(b",")[0].decode()).unlink(missing_ok=True)
+
+
 def wait_for(condition: Callable[[], bool], bound: float, every: float = 0.2) -> bool:
     """True as soon as ``condition`` holds; False after ``bound`` seconds (a guard
     against a hang, never a timing the test relies on)."""
@@ -292,12 +304,7 @@ def test_keep_policy_on_failure(tmp_path: Path, keep: str, kept: bool):
             assert not pids, "qemu left running"
             assert not list(scratch.glob("*")), "scratch left behind"
     finally:
-        for pid in pids:  # the kept VMs: stop them and remove their QMP sockets
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            os.kill(pid, signal.SIGKILL)
-            for arg in args:
-                if arg.startswith(b"unix:") and b".qmp" in arg:
-                    Path(arg[5:].split(b",")[0].decode()).unlink(missing_ok=True)
+        stop_kept(pids)
 
 
 # --- faults through the real plugin and QEMU: signals in each stage, a hung guest, a
@@ -549,8 +556,7 @@ def test_a_hung_guest_fails_its_stage_in_one_line(tmp_path: Path, keep: str):
             assert "kept running" in output and list(inner.scratch.glob("*-debian-12"))
             assert (inner.out / "GMI-Debian-12.zip").read_bytes() == OLD_ARCHIVE
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        stop_kept([pid])
 
 
 FULL_OUT_TEST = '''
@@ -616,9 +622,7 @@ def test_out_filling_up_during_the_export_is_one_line(tmp_path: Path, keep: str)
         else:
             assert pids and "kept running" in output and list(inner.scratch.glob("*-debian-12"))
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        stop_kept(pids)
 
 
 HOLDING_TEST = '''

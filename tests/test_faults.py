@@ -383,7 +383,11 @@ class Inner:
         self.scratch = root / f"{name}-scratch"
         self.out = out or root / "out"
         # (wide: pytest shortens the summary's messages to the terminal's width)
-        self.env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg", "COLUMNS": "1000"}
+        # (a temp folder of its own: whatever the run leaves there is found)
+        self.tmp = root / f"{name}-tmp"
+        self.tmp.mkdir()
+        self.env = {**os.environ, "PYTHONPATH": str(REPO), "GMI_ACCEL": "tcg", "COLUMNS": "1000",
+                    "TMPDIR": str(self.tmp)}
         self.cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s",
                     "--distro=debian-12", f"--scratch={self.scratch}", f"--out={self.out}",
                     "--vm-memory-mb=512", "--vm-cpus=1", f"--rootdir={self.proj}",
@@ -450,6 +454,8 @@ def assert_nothing_left(inner: Inner, *tokens: str) -> None:
         assert wait_for(lambda t=text: not processes_with(t), 30), processes_with(text)
     left = sorted(p.name for p in inner.scratch.glob("*")) if inner.scratch.exists() else []
     assert not left, f"scratch left behind: {left}"
+    # (QMP sockets, the package cache's folder)
+    assert not list(inner.tmp.iterdir()), f"left in the temp folder: {sorted(inner.tmp.iterdir())}"
     assert not [p for p in inner.out.rglob("*") if p.name.endswith(".part")]
     assert (inner.out / "GMI-Debian-12.zip").read_bytes() == OLD_ARCHIVE
     assert (inner.out / "GMI-Debian-12.zip.sha256").read_text() == "old  GMI-Debian-12.zip\n"

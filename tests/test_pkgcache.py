@@ -99,8 +99,12 @@ def test_the_cache_dies_with_the_process_that_started_it(tmp_path: Path):
     code = ("import sys, time; from pathlib import Path; from harness.rootfs import pkgcache; "
             f"c = pkgcache.start(Path({str(tmp_path / 'logs')!r}), Path({str(tmp_path / 'c')!r})); "
             "print(c.proc.pid, flush=True); time.sleep(60)")
+    # (its own temp folder: the cache's folder a SIGKILLed run leaves is the janitor's,
+    # tests/test_qemu_janitor.py, and this test's tmp_path is where it stays)
+    (tmp_path / "tmp").mkdir()
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parent.parent)
+                              cwd=Path(__file__).resolve().parent.parent,
+                              env={**os.environ, "TMPDIR": str(tmp_path / "tmp")})
     assert parent.stdout is not None
     pid = int(parent.stdout.readline())
     os.kill(parent.pid, signal.SIGKILL)

@@ -201,3 +201,36 @@ def test_the_pytest_option_runs_the_qemu_janitor(pytester: pytest.Pytester, tmp_
 
 
 pytest_plugins = ["pytester"]
+
+
+@needs("apt-cacher-ng")
+def test_a_package_cache_folder_goes_only_when_no_apt_cacher_ng_uses_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A run SIGKILLed (nothing of it cleans up) leaves its package cache's folder in the
+    temp folder: its apt-cacher-ng dies with it, the folder stays. The janitor removes
+    that one, never the folder of a cache that runs, nor one made a moment ago."""
+    from harness.rootfs import pkgcache
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    cache = pkgcache.start(tmp_path / "logs", tmp_path / "cache")
+    assert cache is not None
+    try:
+        aged = time.time() - janitor.CACHE_FOLDER_AGE - 5
+        os.utime(cache.confdir, (aged, aged))
+        assert janitor.find(tmp_path / "scratch", tmp=tmp) == []  # its apt-cacher-ng runs
+        os.killpg(cache.proc.pid, signal.SIGKILL)  # as when the run is SIGKILLed
+        cache.proc.wait()
+        young = tmp / "gmi-acng-justmade"  # a run about to start its apt-cacher-ng
+        young.mkdir()
+        (tmp / "gmi-acng-not-a-dir").write_text("")
+        found = janitor.find(tmp_path / "scratch", tmp=tmp)
+        assert [(i.kind, i.path, i.dead) for i in found] == [
+            ("package-cache folder", cache.confdir, True)], found
+        lines: list[str] = []
+        janitor.run(settings_for(tmp_path / "scratch"), "remove", lines.append, tmp=tmp)
+        assert f"package-cache folder '{cache.confdir}': DEAD (no apt-cacher-ng uses it)" in lines
+        assert f"removed {cache.confdir}" in lines
+        assert not cache.confdir.exists() and young.is_dir()
+    finally:
+        cache.stop(grace=0)

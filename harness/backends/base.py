@@ -139,8 +139,9 @@ class PackageCache(Protocol):
 
     port: int
 
-    def stop(self) -> dict[str, int]:
-        """Stop it; what it fetched from the mirrors and served (bytes, files)."""
+    def stop(self, grace: float = 10) -> dict[str, int]:
+        """Stop it (asked to, or killed after ``grace`` s; killed at once when 0), leaving
+        nothing of it behind; what it fetched from the mirrors and served (bytes, files)."""
         ...
 
 

@@ -223,6 +223,9 @@ class Interrupts:
                         vm.stop_now()
                 shutil.rmtree(build.workdir, ignore_errors=True)
             remove_once_folder(state)
+            cache, state.package_cache = state.package_cache, None
+            if cache is not None:  # (its folder in the temp folder goes with it)
+                cache.stop(grace=0)
         with contextlib.suppress(OSError):
             os.write(2, f"\ngmi-harness: the run {why} after {name}: its VMs were stopped hard "
                         "and its scratch removed (what --keep keeps is left)\n".encode())

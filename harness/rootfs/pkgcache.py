@@ -60,13 +60,15 @@ class PackageCache:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def stop(self) -> dict[str, int]:
-        """Stop it (TERM, then KILL after 10 s); returns what it fetched and served."""
+    def stop(self, grace: float = 10) -> dict[str, int]:
+        """Stop it (TERM, then KILL after ``grace`` s; KILL at once when 0), remove its
+        folder in the temp folder; returns what it fetched and served."""
         if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
+            if grace > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)

@@ -1,6 +1,7 @@
 """The QEMU janitor: find, list and remove what local runs that died left behind:
 their scratch folders (build trees, disks, overlays, UEFI variables), the qemu
-processes that still use them, and QMP sockets nobody listens on any more.
+processes that still use them, QMP sockets nobody listens on any more, and package-cache
+folders (apt-cacher-ng's settings and socket, in the temp folder) no apt-cacher-ng uses.
 
 A folder belongs to a dead run when its ``gmi-run.json`` marker (harness/host/runmarker.py)
 names a process that no longer runs: gone, a pid the kernel gave to another process
@@ -32,12 +33,17 @@ from harness.settings import Settings
 
 QEMU = "qemu-system-x86_64"
 QMP_SOCKET = re.compile(r"gmi-\d+-[0-9a-f]+\.qmp")
+PACKAGE_CACHE = "apt-cacher-ng"
+CACHE_FOLDER = re.compile(r"gmi-acng-[A-Za-z0-9_]+")  # (harness/rootfs/pkgcache.py's mkdtemp)
+# A package-cache folder younger than this is left alone even when no apt-cacher-ng uses
+# it yet: a live run makes it just before it starts apt-cacher-ng on it.
+CACHE_FOLDER_AGE = 60.0
 Out = Callable[[str], None]
 
 
 @dataclass
 class Leftover:
-    kind: str  # "folder", "qemu" or "socket"
+    kind: str  # "folder", "qemu", "socket" or "package-cache folder"
     path: Path  # the folder or socket; for qemu, the folder it uses
     dead: bool
     why: str
@@ -52,8 +58,8 @@ class Leftover:
         return f"{what}: {'DEAD' if self.dead else 'kept'} ({self.why})"
 
 
-def qemu_processes(proc: Path = runmarker.PROC) -> list[tuple[int, list[str]]]:
-    """(pid, argv) of every qemu-system-x86_64 on this machine."""
+def qemu_processes(proc: Path = runmarker.PROC, name: str = QEMU) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every qemu-system-x86_64 (or program ``name``) on this machine."""
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -62,7 +68,7 @@ def qemu_processes(proc: Path = runmarker.PROC) -> list[tuple[int, list[str]]]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if argv and argv[0] and os.path.basename(argv[0].decode(errors="replace")) == QEMU:
+        if argv and argv[0] and os.path.basename(argv[0].decode(errors="replace")) == name:
             found.append((int(entry.name), [a.decode(errors="replace") for a in argv if a]))
     return found
 
@@ -73,8 +79,8 @@ def _uses(argv: list[str], folder: Path) -> bool:
 
 
 def find(scratch: Path, *, proc: Path = runmarker.PROC, tmp: Path | None = None) -> list[Leftover]:
-    """Every harness folder in ``scratch`` (with the qemu processes using it) and every
-    stale QMP socket in ``tmp``, each judged dead or kept."""
+    """Every harness folder in ``scratch`` (with the qemu processes using it), and every
+    stale QMP socket and package-cache folder in ``tmp``, each judged dead or kept."""
     tmp = tmp or Path(tempfile.gettempdir())
     qemus = qemu_processes(proc)
     found: list[Leftover] = []
@@ -100,6 +106,21 @@ def find(scratch: Path, *, proc: Path = runmarker.PROC, tmp: Path | None = None)
     for sock in sorted(tmp.glob("gmi-*.qmp")) if tmp.is_dir() else []:
         if QMP_SOCKET.fullmatch(sock.name) and not any(str(sock) in arg for arg in listened):
             found.append(Leftover("socket", sock, True, "a QMP socket no qemu listens on"))
+    return found + _cache_folders(tmp, proc)
+
+
+def _cache_folders(tmp: Path, proc: Path) -> list[Leftover]:
+    """The package caches' folders in ``tmp`` that no apt-cacher-ng uses (its ``-c``
+    and socket name them): their run was SIGKILLed, or stopped before it could stop
+    its cache."""
+    used = [arg for _, argv in qemu_processes(proc, PACKAGE_CACHE) for arg in argv]
+    found = []
+    for folder in sorted(tmp.glob("gmi-acng-*")) if tmp.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if (CACHE_FOLDER.fullmatch(folder.name) and folder.is_dir()
+                    and time.time() - folder.stat().st_mtime > CACHE_FOLDER_AGE
+                    and not any(arg == str(folder) or _uses([arg], folder) for arg in used)):
+                found.append(Leftover("package-cache folder", folder, True, "no apt-cacher-ng uses it"))
     return found
 
 
@@ -146,7 +167,7 @@ def sweep(items: list[Leftover], out: Out, proc: Path = runmarker.PROC) -> list[
             out(f"{mount} is still mounted: unmount it, then run the janitor again")
             continue
         try:
-            if item.kind == "folder":
+            if item.kind in ("folder", "package-cache folder"):
                 shutil.rmtree(item.path)
             else:
                 item.path.unlink(missing_ok=True)

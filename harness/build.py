@@ -9,6 +9,7 @@ import secrets
 import string
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from typing import Any, TypedDict
 
 from harness.backends.base import VM, Backend
 from harness.distro import Distro
-from harness.errors import GmiError, register_secret
+from harness.errors import GmiError, GuestHungError, register_secret
 from harness.host import hostos
 from harness.log import MaskingFormatter
 from harness.settings import Settings
@@ -272,8 +273,31 @@ class Build:
                       alive=vm.is_running, console=vm.serial_tail, logger=self.log,
                       timer=self.account)
         self.guest = guest
-        guest.wait(self.settings.boot_timeout, "the build VM's SSH")
+        self.wait_for_ssh(vm, guest, "the build VM's SSH")
         return guest
+
+    def wait_for_ssh(self, vm: VM, guest: Guest, what: str) -> None:
+        """Wait for ``guest``'s SSH (``--boot-timeout``). A kernel that hangs in boot on
+        an emulated CPU (:class:`~harness.errors.GuestHungError` under TCG: a vCPU whose
+        timer never fires again) is the emulator's defect, not the image's: that VM is
+        stopped and started again, once, and the run's warnings say so. Its console so
+        far is kept beside the new one (``*.hung.log``). On KVM and Hyper-V it fails."""
+        try:
+            guest.wait(self.settings.boot_timeout, what)
+            return
+        except GuestHungError as exc:
+            if not vm.emulated_cpu:
+                raise
+            said = f"{exc}; under TCG that is the emulator's: the VM was started again, once"
+        self.log.warning("%s", said)
+        warnings.warn(said, stacklevel=1)
+        vm.stop_now()
+        if vm.serial_log is not None and vm.serial_log.exists():
+            vm.serial_log.replace(vm.serial_log.with_suffix(".hung.log"))
+        with self.working("boot"):
+            vm.start()
+        guest.host, guest.port = vm.ssh_host, vm.ssh_port
+        guest.wait(self.settings.boot_timeout, what)
 
     def build_only_files(self) -> dict[str, str]:
         """Files that speed the build up and never stay in the image: the package

@@ -58,6 +58,11 @@ class GuestTimeoutError(HypervisorError):
     """A bounded wait for the guest ran out; carries the serial console tail."""
 
 
+class GuestHungError(GuestTimeoutError):
+    """The guest's kernel stopped in boot before SSH answered: its console shows nothing
+    but RCU stall reports (a vCPU that never runs again)."""
+
+
 class GuestCommandError(GmiError):
     """A command in the guest failed (non-zero exit) or SSH broke during it."""
 

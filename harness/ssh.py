@@ -21,7 +21,7 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from harness.errors import GuestCommandError, GuestTimeoutError, mask
+from harness.errors import GuestCommandError, GuestHungError, GuestTimeoutError, mask
 from harness.host import hostos
 
 log = logging.getLogger("gmi.ssh")
@@ -169,6 +169,11 @@ class Guest:
                 raise GuestTimeoutError(
                     f"the guest's kernel panicked before {what} answered on {self.where}"
                     + (f" ({oops[0]})" if oops else "") + f"; last console lines: {_tail(console)}")
+            if console.count(STALL) >= HUNG_STALLS:
+                raise GuestHungError(
+                    f"the guest's kernel hung in boot before {what} answered on {self.where} "
+                    f"({console.count(STALL)} RCU stall reports are all its console says); "
+                    f"last console lines: {_tail(console)}")
             try:
                 self.client = self._connect_once(min(20.0, max(1.0, deadline - time.monotonic())))
                 return
@@ -258,6 +263,13 @@ class Guest:
 
 
 PANIC = "Kernel panic - not syncing"
+# A kernel hung in boot: the console's last lines are RCU stall reports, one every 21-63 s
+# (~8 lines each), and nothing else. A loaded host may starve a booting guest into one
+# report (seen in a clone's journal under TCG); three in the 30-line tail, before SSH ever
+# answered, is a guest that stopped (seen: a Debian 13 build VM under TCG whose vCPU 1's
+# timer never fired again, "Possible timer handling issue on cpu=1", for 600 s).
+STALL = "detected stalls on CPUs/tasks"
+HUNG_STALLS = 3
 OOPS = re.compile(r"\] (Oops|BUG|general protection fault|RIP)[: ]")
 
 

@@ -78,7 +78,7 @@ def boot_clone(b: Build, name: str = "clone") -> Clone:
     guest = Guest(vm.ssh_host, vm.ssh_port, CHECK_USER, key, alive=vm.is_running,
                   console=vm.serial_tail, logger=b.log, timer=b.account)
     with b.step(f"{name}: boot to SSH"):
-        guest.wait(b.settings.boot_timeout, f"the {name}'s SSH as the seeded user")
+        b.wait_for_ssh(vm, guest, f"the {name}'s SSH as the seeded user")
     booted = time.monotonic() - start
     with b.step(f"{name}: cloud-init done"):
         status = guest.run("cloud-init status --wait --long", check=False,

@@ -24,7 +24,7 @@ from harness import distro, settings
 from harness.backends.qemu import vm
 from harness.backends.qemu.backend import QemuBackend
 from harness.build import Build
-from harness.errors import GuestCommandError, GuestTimeoutError
+from harness.errors import GuestCommandError, GuestHungError, GuestTimeoutError
 from harness.host import runmarker
 from harness.host import tools as host
 from harness.ssh import Guest, KeyPair
@@ -747,3 +747,101 @@ def test_a_guest_kernel_panic_ends_the_wait_for_ssh_at_once():
     assert message.startswith("the guest's kernel panicked before the clone's SSH answered")
     assert "(] Oops: int3" not in message and "Oops: int3: 0000 [#1]" in message
     assert "Kernel panic - not syncing" in message and "\n" not in message
+
+
+# What a Debian 13 build VM's console said for 600 s under TCG (a fresh-machine make test,
+# 2026-12-07), from 22 s into its boot: vCPU 1's timer never fired again.
+STALL_REPORT = """[   {t}.798304] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:
+[   {t}.798702] rcu: \t1-...!: (0 ticks this GP) idle=3d10/0/0x0 softirq=16/16 fqs=0 (false positive?)
+[   {t}.798702] rcu: \t(detected by 0, t=5252 jiffies, g=-983, q=10916 ncpus=2)
+[   {t}.805403] rcu: rcu_preempt kthread timer wakeup didn't happen for 5249 jiffies! g-987 f0x0
+[   {t}.805849] rcu: \tPossible timer handling issue on cpu=1 timer-softirq=2
+[   {t}.806064] rcu: rcu_preempt kthread starved for 5250 jiffies! g-987 f0x0 RCU_GP_WAIT_FQS(5)
+[   {t}.806328] rcu: \tUnless rcu_preempt kthread gets sufficient CPU time, OOM is now expected behavior.
+[   {t}.806547] rcu: RCU grace-period kthread stack dump:
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("reports", [1, 2, 3])
+def test_a_kernel_hung_in_boot_ends_the_wait_for_ssh(reports: int):
+    """Three RCU stall reports in the console's tail, and SSH never answered: the wait
+    ends at once, saying the kernel hung (one report is a starved but living guest: the
+    wait goes on to its timeout)."""
+    console = "".join(STALL_REPORT.format(t=22 + 21 * i) for i in range(reports))
+    guest = Guest("127.0.0.1", closed_port(), "root", KeyPair.generate("t"), alive=lambda: True,
+                  console=lambda: "\n".join(console.splitlines()[-30:]))
+    start = time.monotonic()
+    with pytest.raises(GuestTimeoutError) as exc:
+        guest.wait(4, "the build VM's SSH")
+    message = str(exc.value)
+    if reports < 3:
+        assert not isinstance(exc.value, GuestHungError)
+        assert message.startswith("the build VM's SSH on root@127.0.0.1:") and "within 4 s" in message
+    else:
+        assert isinstance(exc.value, GuestHungError) and time.monotonic() - start < 3
+        assert message.startswith("the guest's kernel hung in boot before the build VM's SSH "
+                                  "answered on root@127.0.0.1:")
+        assert "(3 RCU stall reports are all its console says)" in message and "\n" not in message
+
+
+@pytest.mark.vm
+@needs_qemu
+def test_a_vm_hung_in_boot_under_tcg_is_started_again_once(tmp_path: Path):
+    """A real VM (QEMU under TCG, a blank disk: it never answers SSH) whose console shows
+    the hang: it is stopped and started again (a new qemu, a new SSH port), its console so
+    far kept as *.hung.log, the run's warnings say so, and the second wait is the last
+    (here it runs out: a plain timeout, not a second restart)."""
+    b = blank_build(tmp_path)
+    b.settings = settings.resolve({"scratch": str(tmp_path), "out": str(tmp_path / "out"),
+                                   "accel": "tcg", "vm_cpus": 1, "vm_memory_mb": 512,
+                                   "boot_timeout": 8}, env={})
+    b.vm = blank_vm(b, "build")
+    try:
+        assert b.vm.emulated_cpu and b.vm.serial_log is not None
+        first_pid = b.vm.proc.pid
+        with b.vm.serial_log.open("a") as f:  # (the hung kernel's console, as QEMU writes it)
+            f.write("".join(STALL_REPORT.format(t=22 + 21 * i) for i in range(3)))
+        guest = Guest(b.vm.ssh_host, b.vm.ssh_port, "root", KeyPair.generate("t"),
+                      alive=b.vm.is_running, console=b.vm.serial_tail)
+        restarted = r"hung in boot .* under TCG that is the emulator's: the VM was started again, once$"
+        with pytest.warns(UserWarning, match=restarted), pytest.raises(GuestTimeoutError) as exc:
+            b.wait_for_ssh(b.vm, guest, "the build VM's SSH")
+        assert not isinstance(exc.value, GuestHungError), exc.value
+        assert "did not answer within 8 s" in str(exc.value)
+        assert b.vm.is_running() and b.vm.proc.pid != first_pid
+        assert runmarker.process_start(first_pid) is None, "the hung qemu was left"
+        assert guest.port == b.vm.ssh_port  # (a new port: the old one may be taken by now)
+        hung = b.vm.serial_log.with_suffix(".hung.log")
+        assert hung.read_text(errors="replace").count("detected stalls on CPUs/tasks") == 3
+        assert "detected stalls" not in b.vm.serial_log.read_text(errors="replace")
+    finally:
+        b.vm.destroy()
+
+
+def test_a_kernel_hung_in_boot_on_a_real_cpu_fails_the_wait(tmp_path: Path):
+    """On KVM or Hyper-V (no emulated CPU) the hang is not the emulator's: the wait fails
+    with it, and the VM is not touched."""
+    class RealCpuVM:
+        emulated_cpu = False
+        serial_log = None
+        started = 0
+
+        def stop_now(self) -> None:
+            raise AssertionError("stopped")
+
+        def start(self) -> None:
+            raise AssertionError("started")
+
+    class HungGuest:
+        def wait(self, timeout: float, what: str) -> None:
+            raise GuestHungError(f"the guest's kernel hung in boot before {what} answered")
+
+    b = blank_build(tmp_path)
+    with pytest.raises(GuestHungError, match="hung in boot"):
+        b.wait_for_ssh(RealCpuVM(), HungGuest(), "the clone's SSH")  # type: ignore[arg-type]

@@ -593,15 +593,14 @@ def read(
         if s.secret and values[s.name]:
             register_secret(str(values[s.name]))
     problems += _combination_problems(values, refused)
+    settings = Settings(values, sources)
     scratch = Path(values["scratch"]).expanduser().resolve()
     if (REPO / "pyproject.toml").is_file() and scratch.is_relative_to(REPO):
-        where = {"command line": "--scratch", "environment": "GMI_SCRATCH"}.get(
-            sources["scratch"], str(config_file))
-        problems.append(f"{where}: scratch {scratch} is inside the repository "
+        problems.append(f"{settings.where('scratch')}: scratch {scratch} is inside the repository "
                         f"{REPO}: build trees (root-owned, gigabytes) do not belong there; "
                         "choose a folder outside it")
         refused.add("scratch")
-    return Reading(Settings(values, sources), tuple(problems), frozenset(refused))
+    return Reading(settings, tuple(problems), frozenset(refused))
 
 
 def _combination_problems(values: Mapping[str, Any], refused: set[str]) -> list[str]:

@@ -169,10 +169,10 @@ class Guest:
                 raise GuestTimeoutError(
                     f"the guest's kernel panicked before {what} answered on {self.where}"
                     + (f" ({oops[0]})" if oops else "") + f"; last console lines: {_tail(console)}")
-            if console.count(STALL) >= HUNG_STALLS:
+            if (stalls := console.count(STALL)) >= HUNG_STALLS:
                 raise GuestHungError(
                     f"the guest's kernel hung in boot before {what} answered on {self.where} "
-                    f"({console.count(STALL)} RCU stall reports are all its console says); "
+                    f"({stalls} RCU stall reports are all its console says); "
                     f"last console lines: {_tail(console)}")
             try:
                 self.client = self._connect_once(min(20.0, max(1.0, deadline - time.monotonic())))

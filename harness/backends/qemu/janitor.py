@@ -58,8 +58,8 @@ class Leftover:
         return f"{what}: {'DEAD' if self.dead else 'kept'} ({self.why})"
 
 
-def qemu_processes(proc: Path = runmarker.PROC, name: str = QEMU) -> list[tuple[int, list[str]]]:
-    """(pid, argv) of every qemu-system-x86_64 (or program ``name``) on this machine."""
+def processes(name: str, proc: Path = runmarker.PROC) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every process of program ``name`` on this machine."""
     found = []
     for entry in proc.iterdir():
         if not entry.name.isdigit():
@@ -82,7 +82,7 @@ def find(scratch: Path, *, proc: Path = runmarker.PROC, tmp: Path | None = None)
     """Every harness folder in ``scratch`` (with the qemu processes using it), and every
     stale QMP socket and package-cache folder in ``tmp``, each judged dead or kept."""
     tmp = tmp or Path(tempfile.gettempdir())
-    qemus = qemu_processes(proc)
+    qemus = processes(QEMU, proc)
     found: list[Leftover] = []
     folders = sorted(p for p in scratch.iterdir() if p.is_dir() and p.name != "runs") \
         if scratch.is_dir() else []
@@ -113,13 +113,13 @@ def _cache_folders(tmp: Path, proc: Path) -> list[Leftover]:
     """The package caches' folders in ``tmp`` that no apt-cacher-ng uses (its ``-c``
     and socket name them): their run was SIGKILLed, or stopped before it could stop
     its cache."""
-    used = [arg for _, argv in qemu_processes(proc, PACKAGE_CACHE) for arg in argv]
+    used = [arg for _, argv in processes(PACKAGE_CACHE, proc) for arg in argv]
     found = []
     for folder in sorted(tmp.glob("gmi-acng-*")) if tmp.is_dir() else []:
         with contextlib.suppress(OSError):
             if (CACHE_FOLDER.fullmatch(folder.name) and folder.is_dir()
                     and time.time() - folder.stat().st_mtime > CACHE_FOLDER_AGE
-                    and not any(arg == str(folder) or _uses([arg], folder) for arg in used)):
+                    and str(folder) not in used and not _uses(used, folder)):
                 found.append(Leftover("package-cache folder", folder, True, "no apt-cacher-ng uses it"))
     return found
 

@@ -240,7 +240,10 @@ class Guest:
         chan.settimeout(timeout)
         chan.set_combine_stderr(True)  # one stream: no stall on a full stderr window
         chan.exec_command("bash -s")
-        chan.sendall(("set -euo pipefail\n" + script + "\n").encode())
+        # exec 2>&1: stderr into stdout's pipe in the guest, so the output keeps the order
+        # the commands wrote it in (two pipes merged by sshd and the channel need not: seen
+        # in CI, cloud-init's stdout landed between a stderr message and its newline)
+        chan.sendall(("set -euo pipefail\nexec 2>&1\n" + script + "\n").encode())
         chan.shutdown_write()
         for raw in chan.makefile("rb"):
             line = raw.decode("utf-8", "replace").rstrip("\r\n")

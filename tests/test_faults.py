@@ -29,6 +29,8 @@ from harness.host import runmarker
 from harness.host import tools as host
 from harness.ssh import Guest, KeyPair
 from tests.fault_vm import blank_vm
+from tests.ssh_server import AcceptingServer
+from tests.ssh_server import host_key as ssh_host_key
 
 REPO = Path(__file__).resolve().parent.parent
 needs_qemu = pytest.mark.skipif(
@@ -103,28 +105,12 @@ def test_guest_that_never_comes_up_times_out_with_console_tail(tmp_path: Path):
     assert not (b.workdir / "never.raw").exists()
 
 
-class _DroppingServer(paramiko.ServerInterface):
-    def check_auth_publickey(self, username, key):
-        return paramiko.AUTH_SUCCESSFUL
-
-    def get_allowed_auths(self, username):
-        return "publickey"
-
-    def check_channel_request(self, kind, chanid):
-        return paramiko.OPEN_SUCCEEDED
-
-    def check_channel_exec_request(self, channel, command):
-        self.dropped = True
-        return True
-
-
 def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
     """A fake at the SSH seam: a paramiko server that accepts the command, then drops
     the connection before answering (as a guest does when it crashes)."""
     import socket
 
-    host_key = paramiko.Ed25519Key.from_private_key(
-        __import__("io").StringIO(KeyPair.generate("h").private_openssh))
+    host_key = ssh_host_key()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -134,7 +120,7 @@ def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
         conn, _ = listener.accept()
         t = paramiko.Transport(conn)
         t.add_server_key(host_key)
-        t.start_server(server=_DroppingServer())
+        t.start_server(server=AcceptingServer())  # then drops the connection
         chan = t.accept(120)
         time.sleep(0.5)
         if chan is not None:
@@ -152,18 +138,10 @@ def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
     listener.close()
 
 
-class _SilentServer(_DroppingServer):
-    """Takes the command and then says nothing, ever (a hung guest)."""
-
-    def check_channel_exec_request(self, channel, command):
-        return True
-
-
 def test_a_guest_command_that_hangs_is_bounded_and_one_line(tmp_path: Path):
     import socket
 
-    host_key = paramiko.Ed25519Key.from_private_key(
-        __import__("io").StringIO(KeyPair.generate("h").private_openssh))
+    host_key = ssh_host_key()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
@@ -174,7 +152,7 @@ def test_a_guest_command_that_hangs_is_bounded_and_one_line(tmp_path: Path):
         conn, _ = listener.accept()
         t = paramiko.Transport(conn)
         t.add_server_key(host_key)
-        t.start_server(server=_SilentServer())
+        t.start_server(server=AcceptingServer())  # then says nothing, ever
         chan = t.accept(120)  # (kept: a channel object that goes away closes)
         done.wait(300)
         if chan is not None:

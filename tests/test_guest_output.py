@@ -8,7 +8,6 @@ got cloud-init's stdout between a stderr message and its newline this way)."""
 
 from __future__ import annotations
 
-import io
 import socket
 import subprocess
 import threading
@@ -16,35 +15,19 @@ import threading
 import paramiko
 
 from harness.ssh import Guest, KeyPair
-
-
-class _BashServer(paramiko.ServerInterface):
-    def __init__(self) -> None:
-        self.command = threading.Event()
-
-    def check_auth_publickey(self, username, key):
-        return paramiko.AUTH_SUCCESSFUL
-
-    def get_allowed_auths(self, username):
-        return "publickey"
-
-    def check_channel_request(self, kind, chanid):
-        return paramiko.OPEN_SUCCEEDED
-
-    def check_channel_exec_request(self, channel, command):
-        self.command.set()
-        return command == b"bash -s"
+from tests.ssh_server import AcceptingServer
+from tests.ssh_server import host_key as ssh_host_key
 
 
 def _serve(listener: socket.socket, host_key: paramiko.PKey) -> None:
     conn, _ = listener.accept()
     transport = paramiko.Transport(conn)
     transport.add_server_key(host_key)
-    server = _BashServer()
+    server = AcceptingServer()
     transport.start_server(server=server)
     chan = transport.accept(60)
     try:
-        if chan is None or not server.command.wait(60):
+        if chan is None or not server.got_command.wait(60) or server.command != b"bash -s":
             return
         script = b""
         while chunk := chan.recv(65536):
@@ -60,7 +43,7 @@ def _serve(listener: socket.socket, host_key: paramiko.PKey) -> None:
 
 
 def test_stderr_and_stdout_arrive_in_the_order_they_were_written():
-    host_key = paramiko.Ed25519Key.from_private_key(io.StringIO(KeyPair.generate("h").private_openssh))
+    host_key = ssh_host_key()
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)

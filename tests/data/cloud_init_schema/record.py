@@ -31,8 +31,8 @@ from harness.media import seed_schema  # noqa: E402
 
 RUN = r"""
 mount --bind "$1" /mnt && mount -t tmpfs tmpfs /tmp && cat > /tmp/gmi-seed-user-data &&
-cd / && PYTHONPATH=/mnt/usr/lib/python3/dist-packages /usr/bin/python3 /mnt/usr/bin/cloud-init \
-  schema -c /tmp/gmi-seed-user-data 2>&1
+cd / && PYTHONUNBUFFERED=1 PYTHONPATH=/mnt/usr/lib/python3/dist-packages \
+  /usr/bin/python3 /mnt/usr/bin/cloud-init schema -c /tmp/gmi-seed-user-data 2>&1
 echo "exit $?"
 """
 

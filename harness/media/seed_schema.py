@@ -68,8 +68,8 @@ class Finding:
 # A block's marker glued to the end of another line: cloud-init writes errors to stderr
 # and deprecations to stdout, and an SSH channel that merges the two pipes may put one
 # between another's message and its newline (seen in CI: "...given schemasCloud config
-# schema deprecations: "). The seed check runs it with 2>&1 so that its writes keep their
-# order; the parser does not rely on that.
+# schema deprecations: "). Guest.run now sends stderr into stdout's pipe in the guest
+# (exec 2>&1), so the writes keep their order; the parser does not rely on that.
 GLUED = re.compile(r"(?<=[^\n])(?=(?:" + "|".join(re.escape(m) for m in MARKERS) + r"))")
 
 

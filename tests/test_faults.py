@@ -108,8 +108,6 @@ def test_guest_that_never_comes_up_times_out_with_console_tail(tmp_path: Path):
 def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
     """A fake at the SSH seam: a paramiko server that accepts the command, then drops
     the connection before answering (as a guest does when it crashes)."""
-    import socket
-
     host_key = ssh_host_key()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -139,8 +137,6 @@ def test_ssh_breaking_mid_command_is_one_line(tmp_path: Path):
 
 
 def test_a_guest_command_that_hangs_is_bounded_and_one_line(tmp_path: Path):
-    import socket
-
     host_key = ssh_host_key()
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -712,11 +708,8 @@ def test_a_guest_kernel_panic_ends_the_wait_for_ssh_at_once():
     """Seen under TCG (a clone's kernel hit an int3 oops 1.3 s into its boot): the VM
     keeps running, nothing will ever answer; the wait says so at once, in one line,
     instead of after --boot-timeout (600 s)."""
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    guest = Guest("127.0.0.1", port, "root", KeyPair.generate("t"), alive=lambda: True,
-                  console=lambda: PANIC_CONSOLE)
+    guest = Guest("127.0.0.1", host.free_port(), "root", KeyPair.generate("t"), alive=lambda: True,
+                  console=lambda: PANIC_CONSOLE)  # (a port nothing listens on)
     start = time.monotonic()
     with pytest.raises(GuestTimeoutError) as exc:
         guest.wait(600, "the clone's SSH")
@@ -740,19 +733,13 @@ STALL_REPORT = """[   {t}.798304] rcu: INFO: rcu_preempt detected stalls on CPUs
 """
 
 
-def closed_port() -> int:
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.parametrize("reports", [1, 2, 3])
 def test_a_kernel_hung_in_boot_ends_the_wait_for_ssh(reports: int):
     """Three RCU stall reports in the console's tail, and SSH never answered: the wait
     ends at once, saying the kernel hung (one report is a starved but living guest: the
     wait goes on to its timeout)."""
     console = "".join(STALL_REPORT.format(t=22 + 21 * i) for i in range(reports))
-    guest = Guest("127.0.0.1", closed_port(), "root", KeyPair.generate("t"), alive=lambda: True,
+    guest = Guest("127.0.0.1", host.free_port(), "root", KeyPair.generate("t"), alive=lambda: True,
                   console=lambda: "\n".join(console.splitlines()[-30:]))
     start = time.monotonic()
     with pytest.raises(GuestTimeoutError) as exc:

@@ -71,6 +71,14 @@ class Family:
             if pid in mine or parent in mine or session == self.root or self.marker in _cmdline(pid):
                 self.seen.setdefault(pid, (start, _cmdline(pid)))
 
+    def working(self) -> bool:
+        """Whether a process of the build's own runs now, other than gmi itself and the
+        package cache (debootstrap, the tree's restore, the chroot's commands)."""
+        self.sample()
+        return any(pid != self.root and "apt-cacher-ng" not in cmd
+                   and (st := _stat(pid)) is not None and st[2] == start
+                   for pid, (start, cmd) in list(self.seen.items()))
+
     def alive(self) -> list[str]:
         """Those still running (the same pid with the same start time), and anything
         else that names the run's folder."""
@@ -123,8 +131,15 @@ def test_a_signal_to_gmi_mid_build_ends_the_run_cleanly(tmp_path: Path, signum: 
     try:
         assert building.wait(600), "\n".join(lines[-40:])  # (a bound against a hang only)
         time.sleep(5)  # mid-build: Step 1 is under way
+        # ... with a process of its own: another run building the same suite (an xdist
+        # worker's) holds the suite's lock meanwhile, and this build waits for it in gmi
+        # itself (seen in a fresh-machine make test: the signal came then, nothing of the
+        # build had started yet, and the test proved nothing about its processes)
+        deadline = time.monotonic() + 600  # (a bound against a hang only)
+        while not family.working() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert proc.poll() is None, "\n".join(lines[-40:])
-        family.sample()
+        assert family.working(), "no process of the build's own in 600 s\n" + "\n".join(lines[-40:])
         running = sorted({cmd.split(" ", 1)[0].rsplit("/", 1)[-1] for pid, (start, cmd) in
                           family.seen.items() if (st := _stat(pid)) is not None and st[2] == start})
         said_before = len(lines)
